@@ -1,0 +1,36 @@
+# Lifecycle Engine — the two commands of the README, and a few more.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+
+.PHONY: run test lint bench clean-venv
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(INSTALLED): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet ".[dev]"
+	touch $(INSTALLED)
+
+## make run: the engine on SQLite and the django-q2 ORM broker (web server + task cluster)
+run: $(INSTALLED)
+	$(PY) -m config.devenv
+	$(PY) manage.py migrate --no-input
+	$(PY) manage.py ensure_admin
+	$(PY) manage.py runengine
+
+## make test: the whole suite (SQLite by default; set DATABASE_URL=postgres://… for PostgreSQL)
+test: $(INSTALLED)
+	ENV_FILE= $(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(INSTALLED)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+bench: $(INSTALLED)
+	$(PY) bench/ingest.py
+
+clean-venv:
+	rm -rf $(VENV)

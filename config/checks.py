@@ -1,0 +1,156 @@
+"""System checks for the misconfigurations a user can make (STYLE habit 7).
+
+Each check names the variable and says what to set, so `manage.py check` is the first thing to run
+when the engine refuses to start or an endpoint answers 503.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from urllib.parse import urlparse
+
+from django.conf import settings
+from django.core.checks import Error, Warning, register
+
+SYNC_MODES = ("off", "dry_run", "live")
+
+
+def whsec_problem(value: str) -> str | None:
+    """Why a `whsec_…` key list is unusable, or None when every key decodes."""
+    for key in value.split():
+        if not key.startswith("whsec_"):
+            return f"key {key[:4]}… does not start with 'whsec_'"
+        try:
+            decoded = base64.b64decode(key.removeprefix("whsec_"), validate=True)
+        except (binascii.Error, ValueError):
+            return "the part after 'whsec_' is not valid base64"
+        if len(decoded) < 16:
+            return "the key is shorter than 16 bytes (use 24 to 64 random bytes)"
+    return None
+
+
+@register()
+def check_webhook_secrets(app_configs, **kwargs) -> list:
+    errors = []
+    for name in ("PROVISIONING_WEBHOOK_SECRET", "STRIPE_WEBHOOK_SECRET"):
+        value = getattr(settings, name)
+        if not value:
+            errors.append(
+                Warning(
+                    f"{name} is not set: its webhook endpoint answers 503 not_configured.",
+                    hint=f"Set {name}=whsec_<base64 key> in the environment.",
+                    id="lifecycle.W001",
+                )
+            )
+            continue
+        problem = (
+            whsec_problem(value)
+            if name == "PROVISIONING_WEBHOOK_SECRET"
+            else (None if value.startswith("whsec_") else "it does not start with 'whsec_'")
+        )
+        if problem:
+            errors.append(
+                Error(
+                    f"{name} is malformed: {problem}.",
+                    hint="Copy the signing secret exactly as issued, e.g. whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw.",
+                    id="lifecycle.E001",
+                )
+            )
+    if not settings.MARKETO_WEBHOOK_TOKEN:
+        errors.append(
+            Warning(
+                "MARKETO_WEBHOOK_TOKEN is not set: the Marketo endpoint answers 503 not_configured.",
+                hint="Set MARKETO_WEBHOOK_TOKEN to the bearer token Marketo's webhook sends.",
+                id="lifecycle.W002",
+            )
+        )
+    elif len(settings.MARKETO_WEBHOOK_TOKEN) < 24:
+        errors.append(
+            Error(
+                "MARKETO_WEBHOOK_TOKEN is shorter than 24 characters and can be guessed.",
+                hint="Generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'",
+                id="lifecycle.E002",
+            )
+        )
+    return errors
+
+
+@register()
+def check_salesforce(app_configs, **kwargs) -> list:
+    mode = settings.SALESFORCE_SYNC
+    if mode not in SYNC_MODES:
+        return [
+            Error(
+                f"SALESFORCE_SYNC={mode!r} is not one of {', '.join(SYNC_MODES)}.",
+                hint="Use off, dry_run or live.",
+                id="lifecycle.E010",
+            )
+        ]
+    if mode == "off":
+        return []
+    errors = []
+    instance = settings.SALESFORCE_INSTANCE_URL
+    if urlparse(instance).scheme != "https":
+        errors.append(
+            Error(
+                f"SALESFORCE_SYNC={mode} needs SALESFORCE_INSTANCE_URL as an https:// address.",
+                hint="Set SALESFORCE_INSTANCE_URL=https://yourorg.my.salesforce.com",
+                id="lifecycle.E011",
+            )
+        )
+    has_token = bool(settings.SALESFORCE_ACCESS_TOKEN)
+    has_client = all(
+        (settings.SALESFORCE_LOGIN_URL, settings.SALESFORCE_CLIENT_ID, settings.SALESFORCE_CLIENT_SECRET)
+    )
+    if mode == "live" and not (has_token or has_client):
+        errors.append(
+            Error(
+                "SALESFORCE_SYNC=live has no credentials.",
+                hint="Set SALESFORCE_ACCESS_TOKEN, or SALESFORCE_LOGIN_URL, SALESFORCE_CLIENT_ID and "
+                "SALESFORCE_CLIENT_SECRET for the client-credentials flow.",
+                id="lifecycle.E012",
+            )
+        )
+    if settings.SALESFORCE_LOGIN_URL and urlparse(settings.SALESFORCE_LOGIN_URL).scheme != "https":
+        errors.append(
+            Error(
+                "SALESFORCE_LOGIN_URL must be an https:// address.",
+                hint="Set SALESFORCE_LOGIN_URL=https://login.salesforce.com (or your My Domain).",
+                id="lifecycle.E013",
+            )
+        )
+    return errors
+
+
+@register()
+def check_broker(app_configs, **kwargs) -> list:
+    broker = settings.Q_BROKER
+    if broker == "orm" or urlparse(broker).scheme in ("redis", "rediss", "unix"):
+        return []
+    return [
+        Error(
+            f"Q_BROKER={broker!r} is neither 'orm' nor a redis:// address.",
+            hint="Use Q_BROKER=orm (embedded default) or Q_BROKER=redis://127.0.0.1:6379/0.",
+            id="lifecycle.E020",
+        )
+    ]
+
+
+@register()
+def check_slack_url(app_configs, **kwargs) -> list:
+    url = settings.SLACK_WEBHOOK_URL
+    if not url:
+        return []
+    parsed = urlparse(url)
+    if parsed.scheme == "https" and parsed.hostname == "hooks.slack.com":
+        return []
+    if settings.DEBUG and parsed.hostname in ("127.0.0.1", "localhost", "::1"):
+        return []
+    return [
+        Error(
+            "SLACK_WEBHOOK_URL is not an https://hooks.slack.com/ address.",
+            hint="Paste the incoming-webhook URL Slack gave you; other hosts are refused.",
+            id="lifecycle.E030",
+        )
+    ]

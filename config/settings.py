@@ -1,0 +1,224 @@
+"""Settings, read from the environment (CONTRACT.md §1).
+
+Every value a deployment sets comes from an environment variable; development defaults apply only
+when DEBUG is on. Misconfigurations a user can make are reported by the system checks in
+`config/checks.py`, so `manage.py check` names them before anything runs.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+
+# A local `.env` (written by `make run` on first start) supplies development values. It is never read
+# under pytest, so a developer's file cannot change what the suite sees.
+_env_file = env.str("ENV_FILE", default=str(BASE_DIR / ".env"))
+if _env_file and "pytest" not in sys.modules and Path(_env_file).is_file():
+    environ.Env.read_env(_env_file, overwrite=False)
+
+DEBUG = env.bool("DEBUG", default=False)
+# The test suite runs with production settings (DEBUG off) but may use the development fallbacks.
+TESTING = "pytest" in sys.modules
+
+if DEBUG or TESTING:
+    SECRET_KEY = env.str("SECRET_KEY", default="dev-only-insecure-key-do-not-use-in-production")
+    ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
+else:
+    # No fallback: production must say what its secret and hosts are.
+    SECRET_KEY = env.str("SECRET_KEY")
+    ALLOWED_HOSTS = env.list("ALLOWED_HOSTS")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "django_q",
+    "auditlog",
+    "config",
+    "workspaces",
+    "events",
+    "linking",
+    "sync",
+    "alerts",
+    "ops",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "auditlog.middleware.AuditlogMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database ---------------------------------------------------------------------------------
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Web server and qcluster write at the same time: WAL plus immediate transactions give one
+    # writer at a time instead of "database is locked" (PITFALLS.md).
+    DATABASES["default"]["OPTIONS"] = {
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=20000;",
+    }
+else:
+    DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = env.str("STATIC_ROOT", default=str(BASE_DIR / "staticfiles"))
+LOGIN_URL = "admin:login"
+
+# --- Security (production values unless DEBUG) --------------------------------------------------
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SESSION_COOKIE_SECURE = not DEBUG
+CSRF_COOKIE_SECURE = not DEBUG
+SESSION_COOKIE_HTTPONLY = True
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 31_536_000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
+SECURE_HSTS_PRELOAD = not DEBUG
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+# The SSL redirect must not bounce the health probe of a load balancer speaking plain HTTP.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+
+# --- Webhooks (CONTRACT §2, §4, §5) --------------------------------------------------------------
+PROVISIONING_WEBHOOK_SECRET = env.str("PROVISIONING_WEBHOOK_SECRET", default="")
+STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", default="")
+STRIPE_API_KEY = env.str("STRIPE_API_KEY", default="")
+STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="https://api.stripe.com")
+MARKETO_WEBHOOK_TOKEN = env.str("MARKETO_WEBHOOK_TOKEN", default="")
+WEBHOOK_MAX_BODY_BYTES = 1024 * 1024
+WEBHOOK_TOLERANCE_SECONDS = 300
+# Group commit: concurrent webhook requests share one transaction (each answered after that commit),
+# which is what lets one small machine take bursts at the webhook without weakening durability.
+WEBHOOK_GROUP_COMMIT = env.bool("WEBHOOK_GROUP_COMMIT", default=True)
+WEBHOOK_GROUP_COMMIT_MAX_BATCH = env.int("WEBHOOK_GROUP_COMMIT_MAX_BATCH", default=256)
+WEBHOOK_STORE_TIMEOUT_SECONDS = env.float("WEBHOOK_STORE_TIMEOUT_SECONDS", default=10.0)
+
+# --- Processing -------------------------------------------------------------------------------
+EVENT_MAX_ATTEMPTS = env.int("EVENT_MAX_ATTEMPTS", default=8)
+EVENT_LEASE_SECONDS = env.int("EVENT_LEASE_SECONDS", default=120)
+EVENT_RETRY_BASE_SECONDS = env.float("EVENT_RETRY_BASE_SECONDS", default=10.0)
+EVENT_RETRY_MAX_SECONDS = env.float("EVENT_RETRY_MAX_SECONDS", default=3600.0)
+
+# --- Salesforce (CONTRACT §1, §7) ---------------------------------------------------------------
+SALESFORCE_SYNC = env.str("SALESFORCE_SYNC", default="off")
+SALESFORCE_INSTANCE_URL = env.str("SALESFORCE_INSTANCE_URL", default="")
+SALESFORCE_ACCESS_TOKEN = env.str("SALESFORCE_ACCESS_TOKEN", default="")
+SALESFORCE_LOGIN_URL = env.str("SALESFORCE_LOGIN_URL", default="")
+SALESFORCE_CLIENT_ID = env.str("SALESFORCE_CLIENT_ID", default="")
+SALESFORCE_CLIENT_SECRET = env.str("SALESFORCE_CLIENT_SECRET", default="")
+SALESFORCE_API_VERSION = env.str("SALESFORCE_API_VERSION", default="62.0")
+
+# --- Alerts -----------------------------------------------------------------------------------
+SLACK_WEBHOOK_URL = env.str("SLACK_WEBHOOK_URL", default="")
+if "EMAIL_URL" in env:
+    vars().update(env.email_url("EMAIL_URL"))
+else:
+    EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="lifecycle-engine@localhost")
+
+# --- Task queue (django-q2) -------------------------------------------------------------------
+Q_BROKER = env.str("Q_BROKER", default="orm")
+Q_CLUSTER: dict = {
+    "name": "lifecycle",
+    "workers": env.int("Q_WORKERS", default=2),
+    # retry must exceed timeout, or the ORM broker runs copies of a slow task concurrently.
+    "timeout": 120,
+    "retry": 300,
+    "max_attempts": 3,
+    "ack_failures": True,
+    # Missed schedules must not replay one by one after downtime (a catch-up storm).
+    "catch_up": False,
+    "save_limit": 500,
+    "queue_limit": 100,
+    "poll": 0.2,
+    "label": "Task queue",
+}
+if Q_BROKER == "orm":
+    Q_CLUSTER["orm"] = "default"
+else:
+    Q_CLUSTER["redis"] = Q_BROKER
+
+# --- API --------------------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": 50,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Lifecycle Engine API",
+    "DESCRIPTION": "Read API and signed webhooks of the Lifecycle Engine (CONTRACT.md).",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+# --- Audit ------------------------------------------------------------------------------------
+# Client IP addresses are personal data: not recorded unless the privacy policy allows it.
+AUDITLOG_DISABLE_REMOTE_ADDR = env.bool("AUDITLOG_RECORD_REMOTE_ADDR", default=False) is False
+SYSTEM_ACTOR_USERNAME = "lifecycle-engine"
+
+# --- Logging ----------------------------------------------------------------------------------
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

@@ -1,0 +1,170 @@
+"""Payload schemas of the provisioning webhook (CONTRACT §2), as DRF serializers.
+
+`parse_provisioning_body` turns raw bytes into a typed `ParsedWebhook` or raises `PayloadInvalid`
+with errors keyed the way the 422 body names them (`data.workspace_id`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from django.utils.dateparse import parse_datetime
+from rest_framework import serializers
+
+
+class PayloadInvalid(Exception):
+    def __init__(self, fields: dict[str, list[str]], body: Any = None) -> None:
+        super().__init__(fields)
+        self.fields = fields
+        self.body = body
+
+
+class RFC3339Field(serializers.Field):
+    """An instant with an explicit offset; naive times are refused rather than guessed."""
+
+    default_error_messages = {
+        "invalid": "Enter an RFC 3339 timestamp such as 2026-11-20T14:03:11Z.",
+        "naive": "The timestamp needs a UTC offset (Z or +hh:mm).",
+    }
+
+    def to_internal_value(self, data: Any) -> datetime:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        try:
+            value = parse_datetime(data.strip())
+        except ValueError:
+            value = None
+        if value is None:
+            self.fail("invalid")
+        if value.tzinfo is None:
+            self.fail("naive")
+        return value.astimezone(UTC)
+
+    def to_representation(self, value: datetime) -> str:
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _text(max_length: int, *, required: bool = False) -> serializers.CharField:
+    return serializers.CharField(
+        max_length=max_length, required=required, allow_blank=not required, trim_whitespace=True
+    )
+
+
+class WorkspaceRefSerializer(serializers.Serializer):
+    workspace_id = _text(64, required=True)
+
+
+class TrialStartedSerializer(WorkspaceRefSerializer):
+    email = serializers.EmailField(max_length=254)
+    workspace_name = _text(255)
+    first_name = _text(100)
+    last_name = _text(100)
+    company = _text(255)
+    plan = _text(64)
+    trial_expires_at = RFC3339Field(required=False)
+
+
+class SubscriptionConvertedSerializer(WorkspaceRefSerializer):
+    email = serializers.EmailField(max_length=254, required=False, allow_blank=True)
+    plan = _text(64, required=True)
+    mrr = serializers.DecimalField(max_digits=12, decimal_places=2, min_value=0, coerce_to_string=True)
+    currency = serializers.RegexField(r"^[A-Za-z]{3}$", required=False, default="USD")
+    subscription_id = _text(255)
+    billing_interval = serializers.ChoiceField(
+        choices=["day", "week", "month", "year"], required=False, allow_blank=True
+    )
+
+
+class WorkspaceChurnedSerializer(WorkspaceRefSerializer):
+    email = serializers.EmailField(max_length=254, required=False, allow_blank=True)
+    churned_at = RFC3339Field(required=False)
+    reason = _text(255)
+
+
+class UsageRecordedSerializer(WorkspaceRefSerializer):
+    feature = _text(100, required=True)
+    user_email = serializers.EmailField(max_length=254, required=False, allow_blank=True)
+    count = serializers.IntegerField(min_value=0, max_value=10**9, required=False, default=1)
+    duration_seconds = serializers.FloatField(min_value=0, required=False)
+    product = _text(64)
+    outcome = serializers.ChoiceField(choices=["success", "error"], required=False)
+
+
+DATA_SCHEMAS: dict[str, type[serializers.Serializer]] = {
+    "trial.started": TrialStartedSerializer,
+    "subscription.converted": SubscriptionConvertedSerializer,
+    "workspace.churned": WorkspaceChurnedSerializer,
+    "usage.recorded": UsageRecordedSerializer,
+}
+
+#: Contract order of lifecycle types at equal timestamps (CONTRACT §3).
+LIFECYCLE_TYPE_RANK = {"trial.started": 0, "subscription.converted": 1, "workspace.churned": 2}
+
+
+class EnvelopeSerializer(serializers.Serializer):
+    type = serializers.CharField(max_length=64)
+    timestamp = RFC3339Field()
+    data = serializers.DictField()
+
+
+@dataclass(frozen=True)
+class ParsedWebhook:
+    type: str
+    occurred_at: datetime
+    workspace_key: str
+    known: bool
+    body: dict[str, Any]
+    data: dict[str, Any]
+
+
+def _flatten(errors: Any, prefix: str = "") -> dict[str, list[str]]:
+    if isinstance(errors, dict):
+        flat: dict[str, list[str]] = {}
+        for key, value in errors.items():
+            flat.update(_flatten(value, f"{prefix}{key}" if not prefix else f"{prefix}.{key}"))
+        return flat
+    return {prefix or "body": [str(message) for message in errors]}
+
+
+def validate_data(event_type: str, data: dict[str, Any]) -> dict[str, Any]:
+    """Validated `data` of a known type (also used by the processor to read stored payloads)."""
+    serializer = DATA_SCHEMAS[event_type](data=data)
+    if not serializer.is_valid():
+        raise PayloadInvalid(_flatten(serializer.errors, "data"))
+    return dict(serializer.validated_data)
+
+
+def parse_provisioning_body(raw: bytes) -> ParsedWebhook:
+    try:
+        body = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PayloadInvalid({"body": [f"Malformed JSON: {exc}"]}, body=raw.decode("utf-8", "replace")) from exc
+    if not isinstance(body, dict):
+        raise PayloadInvalid({"body": ["Expected a JSON object with type, timestamp and data."]}, body=body)
+    envelope = EnvelopeSerializer(data=body)
+    if not envelope.is_valid():
+        raise PayloadInvalid(_flatten(envelope.errors), body=body)
+    event_type = envelope.validated_data["type"]
+    raw_data = body["data"]
+    known = event_type in DATA_SCHEMAS
+    if known:
+        try:
+            data = validate_data(event_type, raw_data)
+        except PayloadInvalid as exc:
+            raise PayloadInvalid(exc.fields, body=body) from exc
+        workspace_key = data["workspace_id"]
+    else:
+        data = raw_data
+        candidate = raw_data.get("workspace_id")
+        workspace_key = candidate[:64] if isinstance(candidate, str) else ""
+    return ParsedWebhook(
+        type=event_type,
+        occurred_at=envelope.validated_data["timestamp"],
+        workspace_key=workspace_key,
+        known=known,
+        body=body,
+        data=data,
+    )

@@ -1,0 +1,82 @@
+"""Durable, idempotent insertion of received events.
+
+One multi-row `INSERT … ON CONFLICT DO NOTHING RETURNING` per batch: the unique constraint on
+(source, external_id) decides what is new, so concurrent deliveries of one id cannot both win.
+Column values go through each model field's own `get_db_prep_save`, so the same SQL serves
+PostgreSQL and SQLite.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.db import connection
+from django.utils import timezone
+
+from events.models import Event
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    source: str
+    external_id: str
+    type: str
+    occurred_at: datetime | None
+    workspace_key: str
+    payload: Any
+    status: str = Event.Status.NEW
+    notes: str = ""
+    received_at: datetime = field(default_factory=timezone.now)
+
+
+_COLUMNS = (
+    "source",
+    "external_id",
+    "type",
+    "occurred_at",
+    "received_at",
+    "workspace_key",
+    "payload",
+    "status",
+    "retry_count",
+    "notes",
+    "lease_owner",
+)
+
+
+def _row(event: NewEvent) -> list[Any]:
+    values = {**event.__dict__, "retry_count": 0, "lease_owner": ""}
+    return [
+        Event._meta.get_field(name).get_db_prep_save(values[name], connection) for name in _COLUMNS
+    ]
+
+
+def insert_events(events: Sequence[NewEvent]) -> dict[tuple[str, str], int]:
+    """Insert the events not seen before; return {(source, external_id): pk} of those inserted.
+
+    Must run inside a transaction the caller commits. Repeats of a key within `events` are dropped
+    here (the first wins), so the caller can answer them as duplicates.
+    """
+    unique: dict[tuple[str, str], NewEvent] = {}
+    for event in events:
+        unique.setdefault((event.source, event.external_id), event)
+    if not unique:
+        return {}
+    quote = connection.ops.quote_name
+    table = quote(Event._meta.db_table)
+    columns = ", ".join(quote(name) for name in _COLUMNS)
+    placeholders = "(" + ", ".join(["%s"] * len(_COLUMNS)) + ")"
+    params: list[Any] = []
+    for event in unique.values():
+        params.extend(_row(event))
+    sql = (
+        f"INSERT INTO {table} ({columns}) VALUES {', '.join([placeholders] * len(unique))} "  # noqa: S608
+        f"ON CONFLICT ({quote('source')}, {quote('external_id')}) DO NOTHING "
+        f"RETURNING {quote('id')}, {quote('source')}, {quote('external_id')}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return {(source, external_id): pk for pk, source, external_id in cursor.fetchall()}

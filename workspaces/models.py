@@ -1,0 +1,167 @@
+"""The customer record: workspaces and the lead, account and contact they link to.
+
+Emails and domains are stored normalised (trimmed, lower-case); check constraints make the database
+refuse anything else, so the unique constraints really mean "one per normalised email/domain".
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.db.models.functions import Lower, Trim
+
+
+def _normalised(field: str) -> Q:
+    return Q(**{field: Lower(Trim(field))})
+
+
+class Account(models.Model):
+    """A company, matched to workspaces by its email domain."""
+
+    name = models.CharField(max_length=255)
+    domain = models.CharField(max_length=253, unique=True, help_text="Normalised email domain.")
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="owned_accounts",
+        help_text="The rep who owns the account in Salesforce.",
+    )
+    salesforce_id = models.CharField(max_length=18, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(condition=_normalised("domain"), name="account_domain_normalised"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.domain})"
+
+
+class Contact(models.Model):
+    """A person on an account; made when a paying workspace's lead is converted."""
+
+    email = models.EmailField(max_length=254, unique=True)
+    first_name = models.CharField(max_length=100, blank=True)
+    last_name = models.CharField(max_length=100, blank=True)
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="contacts")
+    salesforce_id = models.CharField(max_length=18, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["email"]
+        constraints = [
+            models.CheckConstraint(condition=_normalised("email"), name="contact_email_normalised"),
+        ]
+
+    def __str__(self) -> str:
+        return self.email
+
+
+class Lead(models.Model):
+    """A prospect, one per normalised email, from a trial sign-up or from Marketo."""
+
+    class Source(models.TextChoices):
+        SELF_SERVE_TRIAL = "Self-Serve Trial"
+        MARKETO = "Marketo"
+
+    email = models.EmailField(max_length=254, unique=True)
+    first_name = models.CharField(max_length=100, blank=True)
+    last_name = models.CharField(max_length=100, blank=True)
+    company = models.CharField(max_length=255, blank=True)
+    lead_source = models.CharField(max_length=40, choices=Source.choices, default=Source.SELF_SERVE_TRIAL)
+    marketo_lead_id = models.CharField(max_length=64, null=True, blank=True, unique=True)
+    converted_at = models.DateTimeField(null=True, blank=True)
+    converted_account = models.ForeignKey(
+        Account, null=True, blank=True, on_delete=models.SET_NULL, related_name="converted_leads"
+    )
+    converted_contact = models.OneToOneField(
+        Contact, null=True, blank=True, on_delete=models.SET_NULL, related_name="converted_from"
+    )
+    salesforce_id = models.CharField(max_length=18, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["email"]
+        constraints = [
+            models.CheckConstraint(condition=_normalised("email"), name="lead_email_normalised"),
+            # Converted means converted into something: the two fields move together.
+            models.CheckConstraint(
+                condition=Q(converted_at__isnull=True, converted_contact__isnull=True)
+                | Q(converted_at__isnull=False, converted_contact__isnull=False),
+                name="lead_conversion_complete",
+            ),
+        ]
+
+    @property
+    def converted(self) -> bool:
+        return self.converted_at is not None
+
+    def __str__(self) -> str:
+        return self.email
+
+
+class Workspace(models.Model):
+    """A self-serve workspace; its lifecycle fields are the fold of its events."""
+
+    class Status(models.TextChoices):
+        TRIAL = "trial"
+        PAID = "paid"
+        CHURNED = "churned"
+
+    workspace_id = models.CharField(max_length=64, unique=True)
+    name = models.CharField(max_length=255, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices)
+    email = models.EmailField(max_length=254, blank=True, help_text="Owner email, normalised.")
+    first_name = models.CharField(max_length=100, blank=True)
+    last_name = models.CharField(max_length=100, blank=True)
+    company = models.CharField(max_length=255, blank=True)
+    plan = models.CharField(max_length=64, blank=True)
+    mrr = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    currency = models.CharField(max_length=3, default="USD")
+    subscription_id = models.CharField(max_length=255, blank=True)
+    billing_interval = models.CharField(max_length=16, blank=True)
+    trial_started_at = models.DateTimeField(null=True, blank=True)
+    trial_expires_at = models.DateTimeField(null=True, blank=True)
+    converted_at = models.DateTimeField(null=True, blank=True)
+    churned_at = models.DateTimeField(null=True, blank=True)
+    churn_reason = models.CharField(max_length=255, blank=True)
+    trial_history = models.JSONField(default=list, blank=True, help_text="Trials started while paid.")
+    needs_review = models.BooleanField(default=False)
+    review_reasons = models.JSONField(default=list, blank=True)
+    lead = models.ForeignKey(Lead, null=True, blank=True, on_delete=models.SET_NULL, related_name="workspaces")
+    account = models.ForeignKey(
+        Account, null=True, blank=True, on_delete=models.SET_NULL, related_name="workspaces"
+    )
+    contact = models.ForeignKey(
+        Contact, null=True, blank=True, on_delete=models.SET_NULL, related_name="workspaces"
+    )
+    last_event_at = models.DateTimeField(null=True, blank=True, help_text="Latest applied event time.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["workspace_id"]
+        constraints = [
+            models.CheckConstraint(condition=_normalised("email"), name="workspace_email_normalised"),
+            models.CheckConstraint(condition=Q(status__in=["trial", "paid", "churned"]), name="workspace_status_valid"),
+            models.CheckConstraint(condition=Q(mrr__isnull=True) | Q(mrr__gte=0), name="workspace_mrr_not_negative"),
+        ]
+        indexes = [
+            # Rep dashboard and API: trials expiring soon.
+            models.Index(fields=["status", "trial_expires_at"], name="workspace_status_expiry"),
+            models.Index(fields=["email"], name="workspace_email"),
+            models.Index(
+                fields=["updated_at"], condition=Q(needs_review=True), name="workspace_needs_review"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.workspace_id

@@ -21,6 +21,8 @@ logger = logging.getLogger(__name__)
 
 #: write_batch(items, on_committed) stores items in one transaction and calls on_committed(results)
 #: right after the commit, before any slower after-commit work such as enqueueing processing.
+_STOP = object()
+
 WriteBatch = Callable[[Sequence[object], Callable[[list[object]], None]], list[object]]
 
 
@@ -51,9 +53,17 @@ class GroupCommitWriter:
                 self._thread = threading.Thread(target=self._run, name="webhook-group-commit", daemon=True)
                 self._thread.start()
 
+    def stop(self, timeout: float = 5.0) -> None:
+        """Finish what is queued, close the writer's database connection and end its thread."""
+        thread = self._thread
+        if thread is None or not thread.is_alive() or self._pid != os.getpid():
+            return
+        self._queue.put((_STOP, Future()))
+        thread.join(timeout)
+
     def _take_batch(self) -> list[tuple[object, Future]]:
         batch = [self._queue.get()]
-        while len(batch) < self._max_batch:
+        while len(batch) < self._max_batch and batch[-1][0] is not _STOP:
             try:
                 batch.append(self._queue.get_nowait())
             except queue.Empty:
@@ -61,11 +71,14 @@ class GroupCommitWriter:
         return batch
 
     def _run(self) -> None:
-        while True:
+        stopping = False
+        while not stopping:
             batch = self._take_batch()
-            live = [(item, future) for item, future in batch if future.set_running_or_notify_cancel()]
+            stopping = batch[-1][0] is _STOP
+            live = [(item, f) for item, f in batch if item is not _STOP and f.set_running_or_notify_cancel()]
             if live:
                 self._write(live)
+        connection.close()
 
     def _write(self, batch: list[tuple[object, Future]]) -> None:
         futures = [future for _, future in batch]

@@ -129,15 +129,23 @@ def _flatten(errors: Any, prefix: str = "") -> dict[str, list[str]]:
     return {prefix or "body": [str(message) for message in errors]}
 
 
+def _data_errors(event_type: str, data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    serializer = DATA_SCHEMAS[event_type](data=data)
+    if serializer.is_valid():
+        return dict(serializer.validated_data), {}
+    return {}, _flatten(serializer.errors, "data")
+
+
 def validate_data(event_type: str, data: dict[str, Any]) -> dict[str, Any]:
     """Validated `data` of a known type (also used by the processor to read stored payloads)."""
-    serializer = DATA_SCHEMAS[event_type](data=data)
-    if not serializer.is_valid():
-        raise PayloadInvalid(_flatten(serializer.errors, "data"))
-    return dict(serializer.validated_data)
+    validated, errors = _data_errors(event_type, data)
+    if errors:
+        raise PayloadInvalid(errors)
+    return validated
 
 
 def parse_provisioning_body(raw: bytes) -> ParsedWebhook:
+    """Parse and validate a body; every wrong field is reported at once, envelope and data alike."""
     try:
         body = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -145,25 +153,20 @@ def parse_provisioning_body(raw: bytes) -> ParsedWebhook:
     if not isinstance(body, dict):
         raise PayloadInvalid({"body": ["Expected a JSON object with type, timestamp and data."]}, body=body)
     envelope = EnvelopeSerializer(data=body)
-    if not envelope.is_valid():
-        raise PayloadInvalid(_flatten(envelope.errors), body=body)
-    event_type = envelope.validated_data["type"]
-    raw_data = body["data"]
-    known = event_type in DATA_SCHEMAS
-    if known:
-        try:
-            data = validate_data(event_type, raw_data)
-        except PayloadInvalid as exc:
-            raise PayloadInvalid(exc.fields, body=body) from exc
-        workspace_key = data["workspace_id"]
-    else:
-        data = raw_data
-        candidate = raw_data.get("workspace_id")
-        workspace_key = candidate[:64] if isinstance(candidate, str) else ""
+    errors = {} if envelope.is_valid() else _flatten(envelope.errors)
+    event_type, raw_data = body.get("type"), body.get("data")
+    known = isinstance(event_type, str) and event_type in DATA_SCHEMAS
+    data: dict[str, Any] = raw_data if isinstance(raw_data, dict) else {}
+    if known and isinstance(raw_data, dict):
+        data, data_errors = _data_errors(event_type, raw_data)
+        errors.update(data_errors)
+    if errors:
+        raise PayloadInvalid(errors, body=body)
+    candidate = data.get("workspace_id")
     return ParsedWebhook(
         type=event_type,
         occurred_at=envelope.validated_data["timestamp"],
-        workspace_key=workspace_key,
+        workspace_key=candidate[:64] if isinstance(candidate, str) else "",
         known=known,
         body=body,
         data=data,

@@ -54,7 +54,7 @@ def enqueue_processing(*, workspace_keys: list[str]) -> None:
     async_task("events.tasks.process_workspaces", workspace_keys, q_options={"group": "process"})
 
 
-_writer = GroupCommitWriter(events_store, max_batch=settings.WEBHOOK_GROUP_COMMIT_MAX_BATCH)
+group_commit_writer = GroupCommitWriter(events_store, max_batch=settings.WEBHOOK_GROUP_COMMIT_MAX_BATCH)
 
 
 def event_receive(*, event: NewEvent) -> bool:
@@ -64,5 +64,26 @@ def event_receive(*, event: NewEvent) -> bool:
     other requests arrived meanwhile.
     """
     if settings.WEBHOOK_GROUP_COMMIT:
-        return bool(_writer.submit(event, timeout=settings.WEBHOOK_STORE_TIMEOUT_SECONDS))
+        return bool(group_commit_writer.submit(event, timeout=settings.WEBHOOK_STORE_TIMEOUT_SECONDS))
     return events_store([event])[0]
+
+
+def events_retry(*, event_ids: Sequence[int]) -> int:
+    """Put events back in the queue now (admin action "retry selected events"); return how many.
+
+    Only events that can still be applied are retried: `ignored` and `rejected` stay as they are.
+    Saved one by one so the audit trail records each status change and its actor.
+    """
+    retryable = (Event.Status.NEW, Event.Status.ERROR, Event.Status.REVIEW, Event.Status.PROCESSING)
+    with transaction.atomic():
+        events = list(Event.objects.select_for_update().filter(pk__in=event_ids, status__in=retryable))
+        for event in events:
+            event.status = Event.Status.NEW
+            event.next_attempt_at = None
+            event.lease_owner = ""
+            event.lease_expires_at = None
+            event.save(update_fields=["status", "next_attempt_at", "lease_owner", "lease_expires_at"])
+        keys = sorted({event.workspace_key for event in events if event.workspace_key})
+        if keys:
+            transaction.on_commit(partial(enqueue_processing, workspace_keys=keys), robust=True)
+    return len(events)

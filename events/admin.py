@@ -1,0 +1,102 @@
+"""Admin for the event cache: read what arrived, annotate it, put it back in the queue.
+
+Events are the source of truth the workspace state is folded from, so the admin never edits them:
+only `notes` is writable, and retrying goes through `events.services.events_retry`.
+"""
+
+from __future__ import annotations
+
+import json
+
+from auditlog.mixins import AuditlogHistoryAdminMixin
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html
+
+from events.models import Event
+from events.services import events_retry
+from workspaces.models import Workspace
+
+# Editable on the change page; everything else is the record as received and processed.
+_EDITABLE_FIELDS = ("notes",)
+
+
+@admin.register(Event)
+class EventAdmin(AuditlogHistoryAdminMixin, admin.ModelAdmin):
+    show_auditlog_history_link = True
+    list_display = (
+        "id",
+        "source",
+        "type",
+        "status",
+        "workspace_key",
+        "external_id",
+        "retry_count",
+        "occurred_at",
+        "received_at",
+        "next_attempt_at",
+    )
+    list_display_links = ("id", "external_id")
+    list_filter = ("source", "status", "type", "received_at")
+    # Exact matches: admins paste ids, and a substring scan of a large table is slow.
+    search_fields = ("=external_id", "=workspace_key")
+    search_help_text = "Exact external id or workspace id."
+    ordering = ("-received_at", "-id")
+    # Counting every row of a large table on each page view is the slow part of the changelist.
+    show_full_result_count = False
+    list_per_page = 50
+    actions = ("retry_events",)
+    fieldsets = (
+        (None, {"fields": ("source", "external_id", "type", "status", "workspace_key", "workspace_link")}),
+        ("Timing", {"fields": ("occurred_at", "received_at", "completed_at")}),
+        ("Retries", {"fields": ("retry_count", "next_attempt_at", "lease_owner", "lease_expires_at")}),
+        ("Payload", {"fields": ("payload_pretty",)}),
+        ("Notes", {"fields": ("notes",)}),
+    )
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Event | None = None) -> list[str]:
+        """Every model field except `notes`, plus the computed displays (payload, workspace link)."""
+        fields = [f.name for f in Event._meta.concrete_fields if f.name not in _EDITABLE_FIELDS]
+        return [*fields, "payload_pretty", "workspace_link"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        """Events only come in through the signed webhooks."""
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Event | None = None) -> bool:
+        """Workspace state is folded from the events; deleting one would silently change history."""
+        return False
+
+    @admin.display(description="Payload")
+    def payload_pretty(self, obj: Event) -> str:
+        """The body as received, indented and escaped so any provider text is shown, never run."""
+        if isinstance(obj.payload, str):  # stored as text when the body was not JSON
+            text = obj.payload
+        else:
+            text = json.dumps(obj.payload, indent=2, sort_keys=True, ensure_ascii=False, default=str)
+        return format_html('<pre style="white-space: pre-wrap; margin: 0">{}</pre>', text)
+
+    @admin.display(description="Workspace")
+    def workspace_link(self, obj: Event) -> str:
+        """Link to the workspace, if one exists; one query, so only on the change page."""
+        if not obj.workspace_key:
+            return "-"
+        pk = Workspace.objects.filter(workspace_id=obj.workspace_key).values_list("pk", flat=True).first()
+        if pk is None:
+            return "-"
+        url = reverse("admin:workspaces_workspace_change", args=[pk])
+        return format_html('<a href="{}">{}</a>', url, obj.workspace_key)
+
+    @admin.action(description="Retry selected events", permissions=["change"])
+    def retry_events(self, request: HttpRequest, queryset: QuerySet[Event]) -> None:
+        """Re-queue through the service; ignored, rejected and completed events are left alone."""
+        event_ids = list(queryset.values_list("pk", flat=True))
+        requeued = events_retry(event_ids=event_ids)
+        skipped = len(event_ids) - requeued
+        self.message_user(
+            request,
+            f"Re-queued {requeued} event(s); skipped {skipped} (ignored, rejected or completed).",
+            messages.SUCCESS if requeued else messages.WARNING,
+        )

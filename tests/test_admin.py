@@ -141,7 +141,7 @@ def test_event_page_shows_escaped_payload_and_workspace_link(admin_client: Clien
     response = admin_client.get(reverse("admin:events_event_change", args=[records.event.pk]))
 
     assert "<pre" in response.text
-    assert '"name": "&lt;script&gt;alert(1)&lt;/script&gt;"' in response.text
+    assert "&quot;name&quot;: &quot;&lt;script&gt;alert(1)&lt;/script&gt;&quot;" in response.text
     assert "<script>alert(1)" not in response.text
     assert reverse("admin:workspaces_workspace_change", args=[records.workspace.pk]) in response.text
 

@@ -50,6 +50,7 @@ INSTALLED_APPS = [
     "workspaces",
     "events",
     "linking",
+    "triggers",
     "sync",
     "alerts",
     "ops",

@@ -1,9 +1,31 @@
 """URL map: admin, signed webhooks, read API and health (CONTRACT §2–§6)."""
 
 from django.contrib import admin
+from django.contrib.auth.decorators import login_required
 from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from events.api import EventListView
+from ops.views import healthz
+from workspaces.api import CanReadApi, WorkspaceDetailView, WorkspaceListView
+
+api_urlpatterns = [
+    path("workspaces/", WorkspaceListView.as_view(), name="api-workspace-list"),
+    path("workspaces/<str:workspace_id>/", WorkspaceDetailView.as_view(), name="api-workspace-detail"),
+    path("events/", EventListView.as_view(), name="api-event-list"),
+    # The schema and the docs need a login or a token like everything else.
+    path("schema/", SpectacularAPIView.as_view(permission_classes=[CanReadApi]), name="api-schema"),
+    path(
+        "docs/",
+        login_required(SpectacularSwaggerView.as_view(url_name="api-schema", permission_classes=[CanReadApi])),
+        name="api-docs",
+    ),
+]
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("webhooks/", include("events.urls")),
+    path("api/", include(api_urlpatterns)),
+    # Exactly "/healthz": settings.SECURE_REDIRECT_EXEMPT matches it, and it needs no trailing slash.
+    path("healthz", healthz, name="healthz"),
 ]

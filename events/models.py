@@ -50,7 +50,9 @@ class Event(models.Model):
             # Idempotency: the database, not a read-then-write, decides what is a duplicate.
             models.UniqueConstraint(fields=["source", "external_id"], name="event_unique_source_external_id"),
             models.CheckConstraint(
-                condition=Q(status__in=["new", "processing", "completed", "error", "review", "ignored", "rejected"]),
+                condition=Q(
+                    status__in=["new", "processing", "completed", "error", "review", "ignored", "rejected"]
+                ),
                 name="event_status_valid",
             ),
         ]
@@ -68,3 +70,18 @@ class Event(models.Model):
 
     def __str__(self) -> str:
         return f"{self.source}:{self.external_id} ({self.type or 'unknown'})"
+
+
+class WorkspaceLock(models.Model):
+    """One row per workspace key, locked while that workspace's events are folded.
+
+    The workspace row itself may not exist yet (its first event creates it), so the processor locks
+    this row instead: two workers can never fold the same workspace at once, and the one that waited
+    re-reads every event after the lock is granted.
+    """
+
+    workspace_key = models.CharField(max_length=64, primary_key=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return self.workspace_key

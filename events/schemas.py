@@ -149,7 +149,9 @@ def parse_provisioning_body(raw: bytes) -> ParsedWebhook:
     try:
         body = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise PayloadInvalid({"body": [f"Malformed JSON: {exc}"]}, body=raw.decode("utf-8", "replace")) from exc
+        raise PayloadInvalid(
+            {"body": [f"Malformed JSON: {exc}"]}, body=raw.decode("utf-8", "replace")
+        ) from exc
     if not isinstance(body, dict):
         raise PayloadInvalid({"body": ["Expected a JSON object with type, timestamp and data."]}, body=body)
     envelope = EnvelopeSerializer(data=body)
@@ -171,3 +173,29 @@ def parse_provisioning_body(raw: bytes) -> ParsedWebhook:
         body=body,
         data=data,
     )
+
+
+class MarketoLeadSerializer(serializers.Serializer):
+    """CONTRACT §5: a lead created in Marketo."""
+
+    lead_id = serializers.CharField(max_length=64)
+    email = serializers.EmailField(max_length=254)
+    first_name = _text(100)
+    last_name = _text(100)
+    company = _text(255)
+    created_at = RFC3339Field(required=False)
+
+
+def parse_marketo_body(raw: bytes) -> dict[str, Any]:
+    try:
+        body = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PayloadInvalid(
+            {"body": [f"Malformed JSON: {exc}"]}, body=raw.decode("utf-8", "replace")
+        ) from exc
+    if not isinstance(body, dict):
+        raise PayloadInvalid({"body": ["Expected a JSON object."]}, body=body)
+    serializer = MarketoLeadSerializer(data=body)
+    if not serializer.is_valid():
+        raise PayloadInvalid(_flatten(serializer.errors), body=body)
+    return {"body": body, **serializer.validated_data}

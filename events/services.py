@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from functools import partial
+from typing import NamedTuple
 
 from django.conf import settings
 from django.db import transaction
@@ -12,6 +13,14 @@ from django.db import transaction
 from events.groupcommit import GroupCommitWriter
 from events.models import Event
 from events.store import NewEvent, insert_events
+
+
+def async_task(func: str, *args: object, **kwargs: object) -> str:
+    """django-q2's async_task, imported late so importing this module needs no app registry."""
+    from django_q.tasks import async_task as enqueue
+
+    return enqueue(func, *args, **kwargs)
+
 
 logger = logging.getLogger(__name__)
 
@@ -34,24 +43,60 @@ def events_store(
             claimed.add(key)
         if on_committed is not None:
             transaction.on_commit(partial(on_committed, results))
-        due = sorted(
-            {
-                event.workspace_key
-                for event, new in zip(events, results, strict=True)
-                if new and event.status == Event.Status.NEW and event.workspace_key
-            }
-        )
-        if due:
-            transaction.on_commit(partial(enqueue_processing, workspace_keys=due), robust=True)
+        fresh = [
+            WorkItem(event.type, event.workspace_key, inserted[(event.source, event.external_id)])
+            for event, new in zip(events, results, strict=True)
+            if new and event.status == Event.Status.NEW
+        ]
+        if fresh:
+            transaction.on_commit(partial(enqueue_work, items=fresh), robust=True)
     return results
 
 
-def enqueue_processing(*, workspace_keys: list[str]) -> None:
-    """Ask the task queue to process these workspaces. Losing this call loses nothing: the event
-    rows stay `new` and the sweeper re-enqueues them (DESIGN.md: the queue is only the doorbell)."""
-    from django_q.tasks import async_task
+USAGE_TYPE = "usage.recorded"
+MARKETO_TYPE = "marketo.lead_created"
 
-    async_task("events.tasks.process_workspaces", workspace_keys, q_options={"group": "process"})
+
+class WorkItem(NamedTuple):
+    type: str
+    workspace_key: str
+    pk: int
+
+
+def enqueue_work(*, items: Sequence[WorkItem]) -> None:
+    """Ring the doorbell for events to process: one task per kind of work, never one per event.
+
+    Usage goes to its own rollup task so a flood of usage never delays lifecycle work. Losing this
+    call loses nothing: the rows stay where they are and the sweeper re-enqueues them (DESIGN.md:
+    the queue is only the doorbell).
+    """
+    usage = [item.pk for item in items if item.type == USAGE_TYPE]
+    marketo = [item.pk for item in items if item.type == MARKETO_TYPE]
+    workspaces = sorted(
+        {
+            item.workspace_key
+            for item in items
+            if item.type not in (USAGE_TYPE, MARKETO_TYPE) and item.workspace_key
+        }
+    )
+    if workspaces:
+        enqueue_workspaces(workspace_keys=workspaces)
+    if usage:
+        async_task("triggers.tasks.rollup_usage", usage, q_options={"group": "usage"})
+    if marketo:
+        async_task("events.tasks.process_marketo_leads", marketo, q_options={"group": "marketo"})
+
+
+def enqueue_workspaces(*, workspace_keys: Sequence[str], force: bool = False, chunk: int = 100) -> None:
+    """Queue workspace processing in coarse tasks (PITFALLS: tasks cost several queries each)."""
+    keys = list(workspace_keys)
+    for start in range(0, len(keys), chunk):
+        async_task(
+            "events.tasks.process_workspaces",
+            keys[start : start + chunk],
+            force,
+            q_options={"group": "process"},
+        )
 
 
 group_commit_writer = GroupCommitWriter(events_store, max_batch=settings.WEBHOOK_GROUP_COMMIT_MAX_BATCH)
@@ -83,7 +128,7 @@ def events_retry(*, event_ids: Sequence[int]) -> int:
             event.lease_owner = ""
             event.lease_expires_at = None
             event.save(update_fields=["status", "next_attempt_at", "lease_owner", "lease_expires_at"])
-        keys = sorted({event.workspace_key for event in events if event.workspace_key})
-        if keys:
-            transaction.on_commit(partial(enqueue_processing, workspace_keys=keys), robust=True)
+        items = [WorkItem(event.type, event.workspace_key, event.pk) for event in events]
+        if items:
+            transaction.on_commit(partial(enqueue_work, items=items), robust=True)
     return len(events)

@@ -49,9 +49,7 @@ _COLUMNS = (
 
 def _row(event: NewEvent) -> list[Any]:
     values = {**event.__dict__, "retry_count": 0, "lease_owner": ""}
-    return [
-        Event._meta.get_field(name).get_db_prep_save(values[name], connection) for name in _COLUMNS
-    ]
+    return [Event._meta.get_field(name).get_db_prep_save(values[name], connection) for name in _COLUMNS]
 
 
 def insert_events(events: Sequence[NewEvent]) -> dict[tuple[str, str], int]:

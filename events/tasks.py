@@ -1,8 +1,27 @@
-"""django-q2 task entry points: take ids, load, call a service (STYLE habit 5)."""
+"""django-q2 task entry points: take ids, load, call a service (STYLE habit 5). All are idempotent."""
 
 from __future__ import annotations
 
+from events.pipeline import workspace_process
+from events.sweeper import events_sweep
 
-def process_workspaces(workspace_keys: list[str]) -> None:
-    """Fold each workspace's events into its state. The processor arrives with issue 3; until then
-    events stay `new` in the cache, which is exactly where the sweeper will find them."""
+
+def process_workspaces(workspace_keys: list[str], force: bool = False) -> dict[str, int]:
+    """Fold and apply each workspace; failures are recorded on the event rows, never raised."""
+    outcomes = [workspace_process(workspace_key=key, force=force) for key in workspace_keys]
+    return {
+        "workspaces": len(outcomes),
+        "claimed": sum(o.claimed for o in outcomes),
+        "failed": sum(o.failed for o in outcomes),
+    }
+
+
+def process_marketo_leads(event_ids: list[int]) -> int:
+    from events.marketo import marketo_events_apply
+
+    return marketo_events_apply(event_ids=event_ids)
+
+
+def sweep() -> dict[str, int]:
+    """The scheduled sweeper (every minute): re-ring the doorbell for anything the queue lost."""
+    return events_sweep()

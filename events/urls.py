@@ -4,4 +4,5 @@ from events import views
 
 urlpatterns = [
     path("provisioning/", views.provisioning_webhook, name="webhook-provisioning"),
+    path("marketo/", views.marketo_webhook, name="webhook-marketo"),
 ]

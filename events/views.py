@@ -4,17 +4,19 @@ configured? → size limit → verify signature → validate payload → store w
 
 from __future__ import annotations
 
+import hmac
 import logging
 from concurrent.futures import TimeoutError as StoreTimeout
 
 from django.conf import settings
 from django.db import DatabaseError
 from django.http import HttpRequest, JsonResponse
+from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
 from events.models import Event
-from events.schemas import PayloadInvalid, parse_provisioning_body
-from events.services import event_receive, events_store
+from events.schemas import PayloadInvalid, parse_marketo_body, parse_provisioning_body
+from events.services import MARKETO_TYPE, event_receive, events_store
 from events.signatures import SignatureError, verify_standard_webhook
 from events.store import NewEvent
 
@@ -74,7 +76,9 @@ def provisioning_webhook(request: HttpRequest) -> JsonResponse:
         workspace_key=parsed.workspace_key,
         payload=parsed.body,
         status=Event.Status.NEW if parsed.known else Event.Status.IGNORED,
-        notes="" if parsed.known else f"Type {parsed.type!r} is not known to this version; stored, not applied.",
+        notes=""
+        if parsed.known
+        else f"Type {parsed.type!r} is not known to this version; stored, not applied.",
     )
     try:
         is_new = event_receive(event=event)
@@ -84,6 +88,46 @@ def provisioning_webhook(request: HttpRequest) -> JsonResponse:
     if not is_new:
         return JsonResponse({"id": webhook_id, "status": "duplicate"}, status=200)
     return JsonResponse({"id": webhook_id, "status": "accepted" if parsed.known else "ignored"}, status=202)
+
+
+@csrf_exempt
+def marketo_webhook(request: HttpRequest) -> JsonResponse:
+    """CONTRACT §5: a lead created in Marketo, authenticated by a bearer token."""
+    if request.method != "POST":
+        return error_response(405, "method_not_allowed", allowed=["POST"])
+    token = settings.MARKETO_WEBHOOK_TOKEN
+    if not token:
+        return error_response(503, "not_configured")
+    body = read_limited_body(request, settings.WEBHOOK_MAX_BODY_BYTES)
+    if body is None:
+        return error_response(413, "payload_too_large")
+    scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
+    if scheme != "Bearer" or not hmac.compare_digest(presented.encode(), token.encode()):
+        logger.warning(
+            "marketo webhook refused: bad bearer token; remote=%s", request.META.get("REMOTE_ADDR")
+        )
+        return error_response(401, "invalid_token")
+    try:
+        lead = parse_marketo_body(body)
+    except PayloadInvalid as exc:
+        return error_response(422, "invalid_payload", fields=exc.fields)
+    lead_id = lead["lead_id"]
+    event = NewEvent(
+        source=Event.Source.MARKETO,
+        external_id=lead_id,
+        type=MARKETO_TYPE,
+        occurred_at=lead.get("created_at") or timezone.now(),
+        workspace_key="",
+        payload=lead["body"],
+    )
+    try:
+        is_new = event_receive(event=event)
+    except (DatabaseError, StoreTimeout):
+        logger.exception("marketo webhook %s could not be stored", lead_id)
+        return error_response(503, "store_unavailable", retry=True)
+    return JsonResponse(
+        {"id": lead_id, "status": "accepted" if is_new else "duplicate"}, status=202 if is_new else 200
+    )
 
 
 def _reject(webhook_id: str, exc: PayloadInvalid) -> JsonResponse:

@@ -21,6 +21,10 @@ class ReviewItem(models.Model):
         RESOLVED = "resolved"
 
     kind = models.CharField(max_length=32, choices=Kind.choices)
+    dedupe_key = models.CharField(
+        max_length=200,
+        help_text="Identifies the question (kind and evidence): once answered, the same question is not asked again.",
+    )
     reason = models.TextField(help_text="What is wrong, precisely enough to act on.")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
     workspace = models.ForeignKey(
@@ -41,12 +45,9 @@ class ReviewItem(models.Model):
     class Meta:
         ordering = ["-created_at"]
         constraints = [
-            # Re-processing a workspace must not pile up copies of the same open question.
-            models.UniqueConstraint(
-                fields=["workspace", "kind"],
-                condition=Q(status="open", workspace__isnull=False),
-                name="review_one_open_per_workspace_kind",
-            ),
+            # Re-processing a workspace must neither pile up copies of a question nor re-ask one an
+            # admin already resolved.
+            models.UniqueConstraint(fields=["workspace", "dedupe_key"], name="review_unique_question"),
             models.CheckConstraint(
                 condition=Q(status="open", resolved_at__isnull=True)
                 | Q(status="resolved", resolved_at__isnull=False),

@@ -27,14 +27,17 @@ def engine_settings(settings) -> Any:
     return settings
 
 
-def signed_headers(body: str, *, msg_id: str | None = None, timestamp: int | None = None,
-                   secret: str = PROVISIONING_SECRET) -> dict[str, str]:
+def signed_headers(
+    body: str, *, msg_id: str | None = None, timestamp: int | None = None, secret: str = PROVISIONING_SECRET
+) -> dict[str, str]:
     msg_id = msg_id or f"msg_{uuid.uuid4().hex}"
     timestamp = int(time.time()) if timestamp is None else timestamp
     return {
         "webhook-id": msg_id,
         "webhook-timestamp": str(timestamp),
-        "webhook-signature": sign_standard_webhook(secret=secret, msg_id=msg_id, timestamp=timestamp, body=body),
+        "webhook-signature": sign_standard_webhook(
+            secret=secret, msg_id=msg_id, timestamp=timestamp, body=body
+        ),
     }
 
 

@@ -9,7 +9,9 @@ import pytest
 from auditlog.models import LogEntry
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.auth.models import AbstractBaseUser
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from events.models import Event
@@ -157,7 +159,9 @@ def test_event_payload_is_read_only(admin_client: Client, records: Records) -> N
     url = reverse("admin:events_event_change", args=[records.event.pk])
 
     # when
-    response = admin_client.post(url, {"notes": "looked at it", "payload": '{"forged": true}', "status": "new"})
+    response = admin_client.post(
+        url, {"notes": "looked at it", "payload": '{"forged": true}', "status": "new"}
+    )
 
     # then
     assert response.status_code == 302
@@ -249,3 +253,27 @@ def test_workspace_history_names_the_admin(
     assert entry.actor == admin_user
     assert history.status_code == 200
     assert f'<span class="entry-user">{admin_user}</span>' in history.text
+
+
+def _changelist_queries(client: Client, model: str) -> int:
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get(reverse(f"admin:{model}_changelist")).status_code == 200
+    return len(queries)
+
+
+@pytest.mark.parametrize("model", ["workspaces_workspace", "linking_reviewitem", "events_event"])
+def test_changelist_queries_do_not_grow_with_rows(admin_client: Client, records: Records, model: str) -> None:
+    # given
+    before = _changelist_queries(admin_client, model)
+    for n in range(3):
+        account = Account.objects.create(name=f"Co {n}", domain=f"co{n}.example")
+        lead = Lead.objects.create(email=f"x@co{n}.example")
+        ws = Workspace.objects.create(workspace_id=f"ws_{n}", status="paid", lead=lead, account=account)
+        ReviewItem.objects.create(kind=ReviewItem.Kind.CONFLICTING_DATA, reason="?", workspace=ws)
+        _event(f"evt_{n}", Event.Status.COMPLETED, workspace_key=ws.workspace_id)
+
+    # when
+    after = _changelist_queries(admin_client, model)
+
+    # then
+    assert after == before

@@ -73,7 +73,7 @@ def test_ensure_admin_creates_one_superuser_once():
 def wait_for(url: str, deadline: float) -> None:
     while time.monotonic() < deadline:
         try:
-            urllib.request.urlopen(url, timeout=1)  # noqa: S310
+            urllib.request.urlopen(url, timeout=1)
             return
         except urllib.error.HTTPError:
             return
@@ -97,7 +97,12 @@ def test_runengine_serves_accepts_a_signed_webhook_and_stops_both_on_ctrl_c(tmp_
 
     def manage(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [sys.executable, "manage.py", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+            [sys.executable, "manage.py", *args],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
 
     assert manage("migrate", "--no-input").returncode == 0
@@ -112,7 +117,9 @@ def test_runengine_serves_accepts_a_signed_webhook_and_stops_both_on_ctrl_c(tmp_
     )
     try:
         wait_for(f"http://127.0.0.1:{port}/admin/login/", time.monotonic() + 60)
-        sent = manage("sign_webhook", str(EXAMPLE), "--send", "--url", f"http://127.0.0.1:{port}/webhooks/provisioning/")
+        sent = manage(
+            "sign_webhook", str(EXAMPLE), "--send", "--url", f"http://127.0.0.1:{port}/webhooks/provisioning/"
+        )
         assert sent.stdout.startswith("202 "), sent.stdout + sent.stderr
         assert json.loads(sent.stdout[4:])["status"] == "accepted"
         engine.send_signal(signal.SIGINT)

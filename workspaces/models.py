@@ -20,7 +20,13 @@ class Account(models.Model):
     """A company, matched to workspaces by its email domain."""
 
     name = models.CharField(max_length=255)
-    domain = models.CharField(max_length=253, unique=True, help_text="Normalised email domain.")
+    domain = models.CharField(
+        max_length=253,
+        unique=True,
+        null=True,
+        blank=True,
+        help_text="Normalised email domain; empty for a person on a free-mail address (never matched).",
+    )
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,
@@ -100,12 +106,12 @@ class Lead(models.Model):
             ),
         ]
 
+    def __str__(self) -> str:
+        return self.email
+
     @property
     def converted(self) -> bool:
         return self.converted_at is not None
-
-    def __str__(self) -> str:
-        return self.email
 
 
 class Workspace(models.Model):
@@ -136,12 +142,17 @@ class Workspace(models.Model):
     trial_history = models.JSONField(default=list, blank=True, help_text="Trials started while paid.")
     needs_review = models.BooleanField(default=False)
     review_reasons = models.JSONField(default=list, blank=True)
-    lead = models.ForeignKey(Lead, null=True, blank=True, on_delete=models.SET_NULL, related_name="workspaces")
+    lead = models.ForeignKey(
+        Lead, null=True, blank=True, on_delete=models.SET_NULL, related_name="workspaces"
+    )
     account = models.ForeignKey(
         Account, null=True, blank=True, on_delete=models.SET_NULL, related_name="workspaces"
     )
     contact = models.ForeignKey(
         Contact, null=True, blank=True, on_delete=models.SET_NULL, related_name="workspaces"
+    )
+    linked_by_admin = models.BooleanField(
+        default=False, help_text="Lead/account were chosen by an admin: the matching rules leave them alone."
     )
     last_event_at = models.DateTimeField(null=True, blank=True, help_text="Latest applied event time.")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -151,8 +162,12 @@ class Workspace(models.Model):
         ordering = ["workspace_id"]
         constraints = [
             models.CheckConstraint(condition=_normalised("email"), name="workspace_email_normalised"),
-            models.CheckConstraint(condition=Q(status__in=["trial", "paid", "churned"]), name="workspace_status_valid"),
-            models.CheckConstraint(condition=Q(mrr__isnull=True) | Q(mrr__gte=0), name="workspace_mrr_not_negative"),
+            models.CheckConstraint(
+                condition=Q(status__in=["trial", "paid", "churned"]), name="workspace_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(mrr__isnull=True) | Q(mrr__gte=0), name="workspace_mrr_not_negative"
+            ),
         ]
         indexes = [
             # Rep dashboard and API: trials expiring soon.

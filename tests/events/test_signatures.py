@@ -99,9 +99,7 @@ def test_timestamps_within_300_seconds_pass(skew):
     verify(BODY, signed_headers(BODY, timestamp=int(time.time()) + skew))
 
 
-@pytest.mark.parametrize(
-    "signature", ["", "v1", "v1,not base64!!", "v2,Zm9v", "garbage garbage", "v1,"]
-)
+@pytest.mark.parametrize("signature", ["", "v1", "v1,not base64!!", "v2,Zm9v", "garbage garbage", "v1,"])
 def test_malformed_signature_headers_are_invalid_not_errors(signature):
     headers = signed_headers(BODY)
     headers["webhook-signature"] = signature

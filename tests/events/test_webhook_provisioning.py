@@ -37,7 +37,7 @@ def test_valid_event_is_stored_new_and_answered_202(send_webhook, django_capture
 def test_processing_is_not_enqueued_before_commit(send_webhook, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         send_webhook(lifecycle_body("trial.started", TRIAL))
-    assert [cb.func.__name__ for cb in callbacks] == ["enqueue_processing"]
+    assert [cb.func.__name__ for cb in callbacks] == ["enqueue_work"]
 
 
 def test_same_webhook_id_is_a_duplicate_and_changes_nothing(send_webhook):
@@ -52,7 +52,9 @@ def test_same_webhook_id_is_a_duplicate_and_changes_nothing(send_webhook):
 
 
 def test_unknown_type_is_stored_ignored(send_webhook):
-    response = send_webhook(lifecycle_body("seat.added", {"workspace_id": "ws_1", "seats": 3}), msg_id="msg_new")
+    response = send_webhook(
+        lifecycle_body("seat.added", {"workspace_id": "ws_1", "seats": 3}), msg_id="msg_new"
+    )
     assert response.status_code == 202
     assert response.json() == {"id": "msg_new", "status": "ignored"}
     event = Event.objects.get(external_id="msg_new")
@@ -67,7 +69,10 @@ def test_unknown_type_is_stored_ignored(send_webhook):
         ({"email": "dana@acme.io"}, "data.workspace_id"),
         ({"workspace_id": "ws_1"}, "data.email"),
         ({"workspace_id": "ws_1", "email": "not-an-email"}, "data.email"),
-        ({"workspace_id": "ws_1", "email": "a@b.io", "trial_expires_at": "tomorrow"}, "data.trial_expires_at"),
+        (
+            {"workspace_id": "ws_1", "email": "a@b.io", "trial_expires_at": "tomorrow"},
+            "data.trial_expires_at",
+        ),
     ],
 )
 def test_trial_with_bad_fields_is_422_and_kept_rejected(send_webhook, data, field):
@@ -96,7 +101,11 @@ def test_422_body_matches_the_contract_example(send_webhook):
         ("subscription.converted", {"workspace_id": "w", "plan": "team"}, "data.mrr"),
         ("subscription.converted", {"workspace_id": "w", "plan": "team", "mrr": "-5"}, "data.mrr"),
         ("subscription.converted", {"workspace_id": "w", "plan": "team", "mrr": "1.234"}, "data.mrr"),
-        ("subscription.converted", {"workspace_id": "w", "plan": "t", "mrr": 1, "currency": "dollars"}, "data.currency"),
+        (
+            "subscription.converted",
+            {"workspace_id": "w", "plan": "t", "mrr": 1, "currency": "dollars"},
+            "data.currency",
+        ),
         ("workspace.churned", {"workspace_id": "w", "churned_at": "2026-11-20 10:00"}, "data.churned_at"),
         ("usage.recorded", {"workspace_id": "w"}, "data.feature"),
         ("usage.recorded", {"workspace_id": "w", "feature": "esign", "count": -1}, "data.count"),
@@ -123,7 +132,10 @@ def test_mrr_accepts_number_or_decimal_string(send_webhook):
         ("[1, 2]", "body"),
         (json.dumps({"timestamp": "2026-11-20T14:03:11Z", "data": {}}), "type"),
         (json.dumps({"type": "trial.started", "data": TRIAL}), "timestamp"),
-        (json.dumps({"type": "trial.started", "timestamp": "2026-11-20T14:03:11", "data": TRIAL}), "timestamp"),
+        (
+            json.dumps({"type": "trial.started", "timestamp": "2026-11-20T14:03:11", "data": TRIAL}),
+            "timestamp",
+        ),
         (json.dumps({"type": "trial.started", "timestamp": "2026-11-20T14:03:11Z", "data": "x"}), "data"),
     ],
 )
@@ -165,7 +177,9 @@ def test_stale_timestamp_is_401_stale(send_webhook):
 def test_refused_body_is_not_logged(send_webhook, caplog):
     secret_marker = "canary-do-not-log@acme.io"
     with caplog.at_level(logging.DEBUG):
-        send_webhook(lifecycle_body("trial.started", {"workspace_id": "w", "email": secret_marker}), headers={})
+        send_webhook(
+            lifecycle_body("trial.started", {"workspace_id": "w", "email": secret_marker}), headers={}
+        )
     assert secret_marker not in caplog.text
     assert "invalid_signature" in caplog.text
 

@@ -70,16 +70,20 @@ def test_lead_conversion_fields_move_together():
     assert refused(lambda: LeadFactory(converted_at=timezone.now()))
 
 
-def test_one_open_review_item_per_workspace_and_kind():
+def test_one_review_item_per_workspace_and_question():
     workspace = WorkspaceFactory()
-    ReviewItem.objects.create(workspace=workspace, kind=ReviewItem.Kind.NO_TRIAL_DATA, reason="r")
-    assert refused(
-        lambda: ReviewItem.objects.create(workspace=workspace, kind=ReviewItem.Kind.NO_TRIAL_DATA, reason="r")
-    )
-    ReviewItem.objects.create(workspace=workspace, kind=ReviewItem.Kind.CONFLICTING_DATA, reason="r")
+
+    def ask(key: str) -> ReviewItem:
+        return ReviewItem.objects.create(workspace=workspace, kind="no_trial_data", dedupe_key=key, reason="r")
+
+    ask("no_trial_data")
+    assert refused(lambda: ask("no_trial_data"))
+    ask("conflicting_data:email:msg_2")
 
 
 def test_resolved_review_item_needs_a_time():
     assert refused(
-        lambda: ReviewItem.objects.create(kind=ReviewItem.Kind.NO_ACCOUNT_MATCH, reason="r", status="resolved")
+        lambda: ReviewItem.objects.create(
+            kind=ReviewItem.Kind.NO_ACCOUNT_MATCH, reason="r", status="resolved"
+        )
     )

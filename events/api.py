@@ -1,0 +1,65 @@
+"""Read API for the event cache (CONTRACT §6): what arrived and what became of it, never the payload."""
+
+from __future__ import annotations
+
+from django.db.models import QuerySet
+from drf_spectacular.utils import extend_schema, extend_schema_view
+from rest_framework import generics, serializers
+
+from events.models import Event
+from workspaces.api import (
+    ERROR_RESPONSE,
+    INVALID_FILTER_RESPONSE,
+    ApiModelSerializer,
+    ReadApiView,
+    UTCDateTimeField,
+    parse_filters,
+)
+
+
+def event_list(*, workspace_id: str | None = None, status: str | None = None) -> QuerySet[Event]:
+    """Events matching every filter given, newest first."""
+    events = Event.objects.all()
+    if workspace_id is not None:
+        events = events.filter(workspace_key=workspace_id)
+    if status is not None:
+        events = events.filter(status=status)
+    # Payloads can be large and hold personal data: never loaded, so never shown.
+    return events.defer("payload").order_by("-received_at", "-id")
+
+
+class EventSerializer(ApiModelSerializer):
+    id = serializers.CharField(source="pk", read_only=True)
+    timestamp = UTCDateTimeField(
+        source="occurred_at", read_only=True, allow_null=True, help_text="When it happened (orders the fold)."
+    )
+    workspace_id = serializers.CharField(source="workspace_key", read_only=True)
+
+    class Meta:
+        model = Event
+        fields = [
+            "id", "source", "type", "timestamp", "received_at", "status", "retry_count", "notes",
+            "external_id", "workspace_id",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+
+class EventFilterSerializer(serializers.Serializer):
+    workspace_id = serializers.CharField(max_length=64, required=False)
+    status = serializers.ChoiceField(choices=Event.Status.choices, required=False)
+
+
+@extend_schema_view(
+    get=extend_schema(
+        summary="List events, newest first",
+        parameters=[EventFilterSerializer],
+        responses={200: EventSerializer(many=True), 400: INVALID_FILTER_RESPONSE, 401: ERROR_RESPONSE},
+    )
+)
+class EventListView(ReadApiView, generics.ListAPIView):
+    """Received events, newest first, with their processing status; payloads are never shown."""
+
+    serializer_class = EventSerializer
+
+    def get_queryset(self) -> QuerySet[Event]:
+        return event_list(**parse_filters(EventFilterSerializer, self.request))

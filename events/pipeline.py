@@ -1,0 +1,216 @@
+"""Processing: fold a workspace's events into its record, link it, and keep each event's status honest.
+
+An event moves `new → processing → completed`, or `→ error` (retried with capped exponential backoff
+and jitter) and after EVENT_MAX_ATTEMPTS `→ review` with one admin alert. `processing` carries a
+lease: a worker that dies mid-task leaves rows the sweeper hands to another worker once it expires.
+
+The unit of work is a workspace, not an event: under that workspace's lock every one of its lifecycle
+events is re-read and folded, and only the difference is written. Late, duplicate and out-of-order
+events therefore need no special cases.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from alerts.services import alert_raise
+from events.models import Event, WorkspaceLock
+from events.schemas import PayloadInvalid, validate_data
+from linking.models import ReviewItem
+from linking.services import Question, questions_reconcile, workspace_link
+from workspaces.actors import acting_as_system
+from workspaces.lifecycle import LIFECYCLE_TYPES, LifecycleEvent, WorkspaceState, fold
+from workspaces.services import workspace_apply_state
+
+logger = logging.getLogger(__name__)
+
+#: Event statuses whose events count towards a workspace's state.
+FOLDED_STATUSES = (
+    Event.Status.NEW,
+    Event.Status.PROCESSING,
+    Event.Status.COMPLETED,
+    Event.Status.ERROR,
+    Event.Status.REVIEW,
+)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    workspace_key: str
+    claimed: int
+    applied: int = 0
+    failed: bool = False
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def due_filter(now: datetime) -> Q:
+    """Events that may be (re)claimed now: new, due for retry, or abandoned by a dead worker."""
+    return (
+        Q(status=Event.Status.NEW)
+        | Q(status=Event.Status.ERROR, next_attempt_at__lte=now)
+        | Q(status=Event.Status.PROCESSING, lease_expires_at__lt=now)
+    )
+
+
+def events_claim(*, workspace_key: str, worker: str) -> list[int]:
+    """Mark the workspace's due lifecycle events `processing` under a lease; return their ids.
+
+    Committed on its own, before the work: if the worker dies, the lease is what tells the sweeper.
+    """
+    now = timezone.now()
+    lifecycle = Event.objects.filter(workspace_key=workspace_key, type__in=LIFECYCLE_TYPES)
+    lifecycle.filter(due_filter(now)).update(
+        status=Event.Status.PROCESSING,
+        lease_owner=worker,
+        lease_expires_at=now + timedelta(seconds=settings.EVENT_LEASE_SECONDS),
+    )
+    return list(
+        lifecycle.filter(status=Event.Status.PROCESSING, lease_owner=worker).values_list("pk", flat=True)
+    )
+
+
+def workspace_process(*, workspace_key: str, force: bool = False) -> Outcome:
+    """Claim, fold and apply one workspace. With `force`, re-fold even when nothing is due."""
+    worker = worker_name()
+    claimed = events_claim(workspace_key=workspace_key, worker=worker)
+    if not claimed and not force:
+        return Outcome(workspace_key, 0)
+    try:
+        with transaction.atomic(), acting_as_system():
+            applied = _fold_and_apply(workspace_key)
+    except Exception as exc:
+        logger.exception("processing workspace %s failed", workspace_key)
+        events_record_failure(event_ids=claimed, worker=worker, error=exc)
+        return Outcome(workspace_key, len(claimed), failed=True)
+    return Outcome(workspace_key, len(claimed), applied)
+
+
+def _lock(workspace_key: str) -> None:
+    WorkspaceLock.objects.get_or_create(workspace_key=workspace_key)
+    WorkspaceLock.objects.select_for_update().filter(workspace_key=workspace_key).update(
+        processed_at=timezone.now()
+    )
+
+
+def _fold_and_apply(workspace_key: str) -> int:
+    """Under the workspace lock: fold every lifecycle event, persist, link, and mark them completed."""
+    _lock(workspace_key)
+    rows = list(
+        Event.objects.filter(
+            workspace_key=workspace_key, type__in=LIFECYCLE_TYPES, status__in=FOLDED_STATUSES
+        ).only("pk", "external_id", "type", "occurred_at", "payload", "source", "status")
+    )
+    events, by_external_id = [], {}
+    for row in rows:
+        try:
+            data = validate_data(row.type, (row.payload or {}).get("data") or {})
+        except PayloadInvalid as exc:
+            _park_unreadable(row, exc)
+            continue
+        events.append(LifecycleEvent(row.external_id, row.type, row.occurred_at, data, row.source))
+        by_external_id[row.external_id] = row.pk
+    state = fold(workspace_key, events)
+    if state.status is not None:
+        _apply(state, by_external_id)
+    done = [
+        row.pk for row in rows if row.status != Event.Status.COMPLETED and row.external_id in by_external_id
+    ]
+    Event.objects.filter(pk__in=done).update(
+        status=Event.Status.COMPLETED,
+        completed_at=timezone.now(),
+        lease_owner="",
+        lease_expires_at=None,
+        next_attempt_at=None,
+    )
+    return len(events)
+
+
+def _apply(state: WorkspaceState, by_external_id: dict[str, int]) -> None:
+    workspace, _ = workspace_apply_state(state=state)
+    questions = workspace_link(workspace=workspace)
+    for review in state.reviews:
+        pks = tuple(by_external_id[e] for e in review.event_ids if e in by_external_id)
+        questions.append(Question(review.kind, review.key, review.reason, pks))
+    questions_reconcile(workspace=workspace, wanted=questions)
+
+
+def _park_unreadable(row: Event, exc: PayloadInvalid) -> None:
+    """A stored payload this version cannot read goes to review instead of blocking its workspace."""
+    row.status = Event.Status.REVIEW
+    row.notes = f"Stored payload no longer validates: {exc.fields}"
+    row.lease_owner, row.lease_expires_at = "", None
+    row.save(update_fields=["status", "notes", "lease_owner", "lease_expires_at"])
+
+
+def retry_delay(attempt: int) -> timedelta:
+    """Capped exponential backoff with jitter: base·2^(n-1), capped, scaled by a random 50–100 %."""
+    ceiling = min(settings.EVENT_RETRY_MAX_SECONDS, settings.EVENT_RETRY_BASE_SECONDS * 2 ** (attempt - 1))
+    return timedelta(seconds=ceiling * random.uniform(0.5, 1.0))
+
+
+def events_record_failure(*, event_ids: list[int], worker: str, error: Exception) -> None:
+    """Put claimed events in `error` with a next attempt, or in `review` once attempts run out."""
+    now = timezone.now()
+    message = f"{type(error).__name__}: {error}"[:500]
+    with transaction.atomic(), acting_as_system():
+        events = list(Event.objects.select_for_update().filter(pk__in=event_ids, lease_owner=worker))
+        exhausted = []
+        for event in events:
+            event.retry_count += 1
+            event.lease_owner, event.lease_expires_at = "", None
+            event.notes = f"{now:%Y-%m-%d %H:%M:%S}Z attempt {event.retry_count}: {message}"
+            if event.retry_count >= settings.EVENT_MAX_ATTEMPTS:
+                event.status, event.next_attempt_at = Event.Status.REVIEW, None
+                exhausted.append(event)
+            else:
+                event.status, event.next_attempt_at = Event.Status.ERROR, now + retry_delay(event.retry_count)
+            event.save(
+                update_fields=[
+                    "retry_count",
+                    "lease_owner",
+                    "lease_expires_at",
+                    "notes",
+                    "status",
+                    "next_attempt_at",
+                ]
+            )
+        if exhausted:
+            _escalate(exhausted, message)
+
+
+def _escalate(events: list[Event], message: str) -> None:
+    """Events out of attempts: one review item and exactly one admin alert for them."""
+    workspace_key = events[0].workspace_key
+    first = min(event.pk for event in events)
+    item, _ = ReviewItem.objects.get_or_create(
+        workspace=None,
+        dedupe_key=f"processing_failed:{workspace_key}:{first}",
+        defaults={
+            "kind": ReviewItem.Kind.PROCESSING_FAILED,
+            "reason": f"Workspace {workspace_key}: {len(events)} event(s) failed {settings.EVENT_MAX_ATTEMPTS} times. "
+            f"Last error: {message}",
+        },
+    )
+    item.events.add(*events)
+    alert_raise(
+        rule="event_failed",
+        dedupe_key=f"event_failed:{workspace_key}:{first}",
+        title=f"Events for workspace {workspace_key} need review",
+        reason=f"{len(events)} event(s) failed {settings.EVENT_MAX_ATTEMPTS} attempts. Last error: {message}",
+        workspace_key=workspace_key,
+        context={"event_ids": [event.external_id for event in events], "error": message},
+    )

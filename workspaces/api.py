@@ -1,0 +1,220 @@
+"""Read API for workspaces (CONTRACT §6), and what every read API view shares: who may read, how
+query filters are validated, how times look and how errors look.
+
+The field names and shapes here are a public contract: add fields, never rename or drop one.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from django.db import models
+from drf_spectacular.utils import extend_schema, extend_schema_field, extend_schema_view, inline_serializer
+from rest_framework import generics, serializers
+from rest_framework.authentication import SessionAuthentication, TokenAuthentication
+from rest_framework.exceptions import APIException, NotFound
+from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import exception_handler
+
+from workspaces.models import Account, Contact, Lead, Workspace
+from workspaces.selectors import workspace_get, workspace_list
+
+# --- Shared by every read API view --------------------------------------------------------------
+
+
+class CanReadApi(BasePermission):
+    """Who may read the API. For now any active user with a token or a session; roles tighten it here."""
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        user = request.user
+        return bool(user and user.is_authenticated and user.is_active)
+
+
+class UTCDateTimeField(serializers.DateTimeField):
+    """RFC 3339 in UTC ending in "Z" ("2026-11-20T14:03:11Z"; fractions only when the time has them),
+    whatever the active time zone or DATETIME_FORMAT."""
+
+    def to_representation(self, value: datetime | None) -> str | None:
+        if value is None:
+            return None
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+class ApiModelSerializer(serializers.ModelSerializer):
+    serializer_field_mapping = {
+        **serializers.ModelSerializer.serializer_field_mapping,
+        models.DateTimeField: UTCDateTimeField,
+    }
+
+
+class InvalidFilter(APIException):
+    status_code = 400
+    default_code = "invalid_filter"
+
+    def __init__(self, fields: dict[str, Any]) -> None:
+        super().__init__(detail={"error": "invalid_filter", "fields": fields})
+
+
+def parse_filters(serializer_class: type[serializers.Serializer], request: Request) -> dict[str, Any]:
+    """The query filters, validated by `serializer_class`; an empty value counts as not given."""
+    given = {name: value for name, value in request.query_params.items() if value != ""}
+    serializer = serializer_class(data=given)
+    if not serializer.is_valid():
+        raise InvalidFilter(serializer.errors)
+    return dict(serializer.validated_data)
+
+
+def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """DRF's answer, with a machine-readable `error` code beside `detail` (as the webhooks answer)."""
+    response = exception_handler(exc, context)
+    if response is not None and isinstance(response.data, dict) and "error" not in response.data:
+        detail = response.data.get("detail")
+        response.data = {"error": getattr(detail, "code", None) or "error", **response.data}
+    return response
+
+
+class ReadApiView(generics.GenericAPIView):
+    """Base of every read API view: token (answering 401 with WWW-Authenticate) or session, read-only."""
+
+    authentication_classes = [TokenAuthentication, SessionAuthentication]
+    permission_classes = [CanReadApi]
+    http_method_names = ["get", "head", "options"]
+
+    def get_exception_handler(self):
+        return api_exception_handler
+
+
+ERROR_RESPONSE = inline_serializer(
+    name="Error", fields={"error": serializers.CharField(), "detail": serializers.CharField()}
+)
+INVALID_FILTER_RESPONSE = inline_serializer(
+    name="InvalidFilter",
+    fields={
+        "error": serializers.CharField(help_text='"invalid_filter"'),
+        "fields": serializers.DictField(
+            child=serializers.ListField(child=serializers.CharField()),
+            help_text="Each invalid filter with what is wrong with it.",
+        ),
+    },
+)
+
+# --- Workspaces ---------------------------------------------------------------------------------
+
+
+class LeadSummarySerializer(ApiModelSerializer):
+    id = serializers.CharField(source="pk", read_only=True)
+    converted = serializers.BooleanField(read_only=True)
+
+    class Meta:
+        model = Lead
+        fields = ["id", "email", "converted"]
+        read_only_fields = fields
+
+
+class AccountSummarySerializer(ApiModelSerializer):
+    id = serializers.CharField(source="pk", read_only=True)
+
+    class Meta:
+        model = Account
+        fields = ["id", "name", "domain"]
+        read_only_fields = fields
+
+
+class ContactSummarySerializer(ApiModelSerializer):
+    id = serializers.CharField(source="pk", read_only=True)
+
+    class Meta:
+        model = Contact
+        fields = ["id", "email"]
+        read_only_fields = fields
+
+
+class SalesforceLinkSerializer(serializers.Serializer):
+    id = serializers.CharField(read_only=True, help_text="Salesforce record id of the Workspace__c.")
+    state = serializers.CharField(read_only=True)
+    synced_at = UTCDateTimeField(read_only=True, allow_null=True)
+
+
+class WorkspaceSerializer(ApiModelSerializer):
+    email = serializers.CharField(read_only=True, help_text="Owner email, normalised; empty when unknown.")
+    mrr = serializers.DecimalField(
+        max_digits=12, decimal_places=2, coerce_to_string=True, allow_null=True, read_only=True
+    )
+    review_reasons = serializers.ListField(child=serializers.CharField(), read_only=True)
+    lead = LeadSummarySerializer(read_only=True, allow_null=True)
+    account = AccountSummarySerializer(read_only=True, allow_null=True)
+    contact = ContactSummarySerializer(read_only=True, allow_null=True)
+    salesforce = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Workspace
+        fields = [
+            "workspace_id", "name", "status", "email", "plan", "mrr", "trial_expires_at", "converted_at",
+            "churned_at", "churn_reason", "needs_review", "review_reasons", "lead", "account", "contact",
+            "salesforce",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+    @extend_schema_field(SalesforceLinkSerializer(allow_null=True))
+    def get_salesforce(self, workspace: Workspace) -> dict[str, Any] | None:
+        # Read by attribute so the Salesforce sync lights this up by adding the fields to the model.
+        salesforce_id = getattr(workspace, "salesforce_id", "")
+        if not salesforce_id:
+            return None
+        return SalesforceLinkSerializer(
+            {
+                "id": salesforce_id,
+                "state": getattr(workspace, "salesforce_state", ""),
+                "synced_at": getattr(workspace, "salesforce_synced_at", None),
+            }
+        ).data
+
+
+class WorkspaceFilterSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=Workspace.Status.choices, required=False)
+    expiring_within_days = serializers.IntegerField(
+        min_value=0,
+        max_value=3650,
+        required=False,
+        help_text="Trials whose trial_expires_at lies between now and now + this many days (implies status=trial).",
+    )
+    needs_review = serializers.BooleanField(required=False)
+
+
+@extend_schema_view(
+    get=extend_schema(
+        summary="List workspaces",
+        parameters=[WorkspaceFilterSerializer],
+        responses={200: WorkspaceSerializer(many=True), 400: INVALID_FILTER_RESPONSE, 401: ERROR_RESPONSE},
+    )
+)
+class WorkspaceListView(ReadApiView, generics.ListAPIView):
+    """Workspaces in workspace_id order, paginated; every filter given must match."""
+
+    serializer_class = WorkspaceSerializer
+
+    def get_queryset(self) -> models.QuerySet[Workspace]:
+        return workspace_list(**parse_filters(WorkspaceFilterSerializer, self.request))
+
+
+@extend_schema_view(
+    get=extend_schema(
+        summary="One workspace, by its workspace_id",
+        responses={200: WorkspaceSerializer, 401: ERROR_RESPONSE, 404: ERROR_RESPONSE},
+    )
+)
+class WorkspaceDetailView(ReadApiView, generics.RetrieveAPIView):
+    """One workspace with its lifecycle state and the lead, account and contact it is linked to."""
+
+    serializer_class = WorkspaceSerializer
+    queryset = Workspace.objects.all()  # names the model for the schema; reads go through the selector
+    lookup_field = "workspace_id"
+
+    def get_object(self) -> Workspace:
+        try:
+            return workspace_get(workspace_id=self.kwargs["workspace_id"])
+        except Workspace.DoesNotExist:
+            raise NotFound("No workspace with this workspace_id.") from None

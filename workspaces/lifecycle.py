@@ -1,0 +1,242 @@
+"""The lifecycle fold: a workspace's state as a pure function of its events (CONTRACT §3).
+
+`fold(workspace_id, events)` sorts the events into contract order and applies them one by one. It
+touches no database, so the same events give the same state whatever order they arrived in, however
+often they were delivered, and however many times they are re-folded (replay, reprocessing).
+
+The three flows of the self-serve plan:
+- trial: existing workspace (paid → record trial history; trial/churned → status trial) or new;
+- conversion: existing → paid; new → created paid and flagged for review (no trial data);
+- churn: existing → churned; new → created churned and flagged for review.
+Conflicting data (another owner email, a second conversion on another plan) flags review too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+TRIAL_STARTED = "trial.started"
+CONVERTED = "subscription.converted"
+CHURNED = "workspace.churned"
+
+#: Contract order of lifecycle types at equal timestamps.
+TYPE_RANK = {TRIAL_STARTED: 0, CONVERTED: 1, CHURNED: 2}
+LIFECYCLE_TYPES = tuple(TYPE_RANK)
+DEFAULT_TRIAL_DAYS = 30
+
+NO_TRIAL_DATA = "no_trial_data"
+CONFLICTING_DATA = "conflicting_data"
+
+
+@dataclass(frozen=True)
+class LifecycleEvent:
+    """One stored lifecycle event, reduced to what the fold needs. `data` is validated payload data."""
+
+    external_id: str
+    type: str
+    occurred_at: datetime
+    data: Mapping[str, Any]
+    source: str = "provisioning"
+
+    @property
+    def sort_key(self) -> tuple[datetime, int, str]:
+        return (self.occurred_at, TYPE_RANK[self.type], self.external_id)
+
+
+@dataclass(frozen=True)
+class Review:
+    """A question for a person; `key` identifies it so it is asked once."""
+
+    kind: str
+    key: str
+    reason: str
+    event_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class WorkspaceState:
+    workspace_id: str
+    status: str | None = None
+    name: str = ""
+    email: str = ""
+    first_name: str = ""
+    last_name: str = ""
+    company: str = ""
+    plan: str = ""
+    mrr: Decimal | None = None
+    currency: str = "USD"
+    subscription_id: str = ""
+    billing_interval: str = ""
+    trial_started_at: datetime | None = None
+    trial_expires_at: datetime | None = None
+    converted_at: datetime | None = None
+    churned_at: datetime | None = None
+    churn_reason: str = ""
+    trial_history: tuple[dict[str, Any], ...] = ()
+    last_event_at: datetime | None = None
+    reviews: tuple[Review, ...] = ()
+    email_source: str = field(default="", compare=False)
+
+    def fields(self) -> dict[str, Any]:
+        """The persisted Workspace fields of this state."""
+        return {
+            "status": self.status,
+            "name": self.name,
+            "email": self.email,
+            "first_name": self.first_name,
+            "last_name": self.last_name,
+            "company": self.company,
+            "plan": self.plan,
+            "mrr": self.mrr,
+            "currency": self.currency,
+            "subscription_id": self.subscription_id,
+            "billing_interval": self.billing_interval,
+            "trial_started_at": self.trial_started_at,
+            "trial_expires_at": self.trial_expires_at,
+            "converted_at": self.converted_at,
+            "churned_at": self.churned_at,
+            "churn_reason": self.churn_reason,
+            "trial_history": [dict(entry) for entry in self.trial_history],
+            "last_event_at": self.last_event_at,
+        }
+
+
+def normalise_email(value: str | None) -> str:
+    return (value or "").strip().lower()
+
+
+def fold(workspace_id: str, events: Iterable[LifecycleEvent]) -> WorkspaceState:
+    """Apply the events in contract order; duplicates (same external id) count once."""
+    unique = {event.external_id: event for event in events if event.type in TYPE_RANK}
+    state = WorkspaceState(workspace_id=workspace_id)
+    for event in sorted(unique.values(), key=lambda e: e.sort_key):
+        state = APPLY[event.type](state, event)
+        state = replace(state, last_event_at=event.occurred_at)
+    return state
+
+
+def _flag(state: WorkspaceState, review: Review) -> WorkspaceState:
+    if any(existing.key == review.key for existing in state.reviews):
+        return state
+    return replace(state, reviews=(*state.reviews, review))
+
+
+def _owner_email(state: WorkspaceState, event: LifecycleEvent) -> WorkspaceState:
+    """The first email wins; a different one later is a conflict for a person to settle."""
+    email = normalise_email(event.data.get("email"))
+    if not email or email == state.email:
+        return state
+    if not state.email:
+        return replace(state, email=email, email_source=event.external_id)
+    return _flag(
+        state,
+        Review(
+            kind=CONFLICTING_DATA,
+            key=f"{CONFLICTING_DATA}:email:{event.external_id}",
+            reason=(
+                f"{event.type} {event.external_id} names owner {email}, but the workspace's owner is "
+                f"{state.email} (from {state.email_source or 'an earlier event'})."
+            ),
+            event_ids=(event.external_id, state.email_source) if state.email_source else (event.external_id,),
+        ),
+    )
+
+
+def _created_without_trial(state: WorkspaceState, event: LifecycleEvent, status: str) -> WorkspaceState:
+    return _flag(
+        replace(state, status=status),
+        Review(
+            kind=NO_TRIAL_DATA,
+            key=NO_TRIAL_DATA,
+            reason=f"First event is {event.type} {event.external_id}: no trial data on record for this workspace.",
+            event_ids=(event.external_id,),
+        ),
+    )
+
+
+def _fill(state: WorkspaceState, **values: Any) -> WorkspaceState:
+    """Set the given profile fields where the event supplies a non-empty value."""
+    return replace(state, **{name: value for name, value in values.items() if value})
+
+
+def apply_trial_started(state: WorkspaceState, event: LifecycleEvent) -> WorkspaceState:
+    data = event.data
+    expires = data.get("trial_expires_at") or event.occurred_at + timedelta(days=DEFAULT_TRIAL_DAYS)
+    state = _owner_email(state, event)
+    state = _fill(
+        state,
+        name=data.get("workspace_name", ""),
+        first_name=data.get("first_name", ""),
+        last_name=data.get("last_name", ""),
+        company=data.get("company", ""),
+    )
+    if state.status == "paid":
+        entry = {
+            "event_id": event.external_id,
+            "started_at": event.occurred_at.isoformat(),
+            "expires_at": expires.isoformat(),
+            "plan": data.get("plan", ""),
+        }
+        return replace(state, trial_history=(*state.trial_history, entry))
+    return replace(
+        state,
+        status="trial",
+        plan=data.get("plan") or state.plan,
+        trial_started_at=event.occurred_at,
+        trial_expires_at=expires,
+    )
+
+
+def apply_converted(state: WorkspaceState, event: LifecycleEvent) -> WorkspaceState:
+    data = event.data
+    previous = state
+    state = _owner_email(state, event)
+    if previous.status is None:
+        state = _created_without_trial(state, event, "paid")
+    elif previous.status == "paid" and previous.plan and previous.plan != data["plan"]:
+        state = _flag(
+            state,
+            Review(
+                kind=CONFLICTING_DATA,
+                key=f"{CONFLICTING_DATA}:plan:{event.external_id}",
+                reason=(
+                    f"Conversion {event.external_id} on plan {data['plan']!r} arrived while already paid on "
+                    f"plan {previous.plan!r} since {previous.converted_at:%Y-%m-%d %H:%M}Z; kept the later one."
+                ),
+                event_ids=(event.external_id,),
+            ),
+        )
+    already_paid = previous.status == "paid" and previous.converted_at is not None
+    return replace(
+        state,
+        status="paid",
+        plan=data["plan"],
+        mrr=Decimal(data["mrr"]),
+        currency=str(data.get("currency") or "USD").upper(),
+        subscription_id=data.get("subscription_id") or state.subscription_id,
+        billing_interval=data.get("billing_interval") or state.billing_interval,
+        converted_at=previous.converted_at if already_paid else event.occurred_at,
+    )
+
+
+def apply_churned(state: WorkspaceState, event: LifecycleEvent) -> WorkspaceState:
+    data = event.data
+    previous = state
+    state = _owner_email(state, event)
+    if previous.status is None:
+        state = _created_without_trial(state, event, "churned")
+    if previous.status == "churned":
+        return state  # a repeated churn keeps the first date and reason
+    return replace(
+        state,
+        status="churned",
+        churned_at=data.get("churned_at") or event.occurred_at,
+        churn_reason=data.get("reason", "") or "",
+    )
+
+
+APPLY = {TRIAL_STARTED: apply_trial_started, CONVERTED: apply_converted, CHURNED: apply_churned}

@@ -1,0 +1,30 @@
+"""Persisting folded state: only the difference is written, so the audit trail shows real changes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from workspaces.lifecycle import WorkspaceState
+from workspaces.models import Workspace
+
+
+def workspace_apply_state(*, state: WorkspaceState) -> tuple[Workspace, dict[str, Any]]:
+    """Create or update the workspace to match `state`; return it and {field: new value} changed.
+
+    Call under the workspace's processing lock. A state with no status (no lifecycle event yet)
+    is not persisted.
+    """
+    if state.status is None:
+        raise ValueError(f"workspace {state.workspace_id} has no lifecycle event to apply")
+    wanted = state.fields()
+    workspace = Workspace.objects.filter(workspace_id=state.workspace_id).first()
+    if workspace is None:
+        workspace = Workspace(workspace_id=state.workspace_id, **wanted)
+        workspace.save()
+        return workspace, wanted
+    changed = {name: value for name, value in wanted.items() if getattr(workspace, name) != value}
+    if changed:
+        for name, value in changed.items():
+            setattr(workspace, name, value)
+        workspace.save(update_fields=[*changed, "updated_at"])
+    return workspace, changed

@@ -21,7 +21,6 @@ import argparse
 import base64
 import contextlib
 import http.client
-import itertools
 import json
 import math
 import multiprocessing as mp
@@ -232,38 +231,42 @@ class Phase:
 def _client_process(phase: Phase, proc: int, threads: int, channels: dict[str, Any]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    mine = list(range(proc, len(phase.items), phase.processes))  # global indices of this process
-    latency = [0.0] * len(mine)
-    lag = [0.0] * len(mine)
-    status: list[str] = [""] * len(mine)
+    shared_next = channels["next"]  # one queue of work for every connection of every process
+    latency: list[float] = []
+    lag: list[float] = []
+    status = [Counter() for _ in range(threads)]  # per thread: += on a shared Counter is not atomic
     done = [0] * threads
-    errors: list[str] = []
     ends = [0.0] * threads
-    counter = itertools.count()
+    errors: list[str] = []
     senders = [SENDERS[phase.kind](phase.target) for _ in range(threads)]
     channels["ready"].put(proc)
     channels["go"].wait()
     t0 = channels["t0"].value
     cpu0 = _own_cpu()
 
+    def take() -> int:
+        with shared_next.get_lock():
+            shared_next.value += 1
+            return shared_next.value - 1
+
     def work(tid: int) -> None:
         sender = senders[tid]
-        while (j := next(counter)) < len(mine):
-            i = mine[j]
+        while (i := take()) < len(phase.items):
             due = time.monotonic() if phase.rate is None else t0 + i / phase.rate
             if (wait := due - time.monotonic()) > 0:
                 time.sleep(wait)
             sent = time.monotonic()
             try:
-                status[j] = sender.send(phase.items[i])
+                outcome = sender.send(phase.items[i])
             except Exception as exc:  # a failed request is a result, not a crash
-                status[j] = type(exc).__name__
+                outcome = type(exc).__name__
                 if len(errors) < 5:
                     errors.append(repr(exc))
                 sender.reset()
             ends[tid] = time.monotonic()
-            latency[j] = ends[tid] - due
-            lag[j] = sent - due
+            latency.append(ends[tid] - due)  # list.append is atomic under the GIL
+            lag.append(sent - due)
+            status[tid][outcome] += 1
             done[tid] += 1
 
     workers = [threading.Thread(target=work, args=(tid,), daemon=True) for tid in range(threads)]
@@ -280,7 +283,7 @@ def _client_process(phase: Phase, proc: int, threads: int, channels: dict[str, A
         {
             "latency": latency,
             "lag": lag,
-            "status": Counter(status),
+            "status": sum(status, Counter()),
             "last_end": max(ends),
             "errors": errors,
             "cpu_seconds": cpu,
@@ -303,6 +306,7 @@ def run_phase(phase: Phase, *, cpu_roots: dict[str, int], quiet: bool = False) -
         "results": ctx.Queue(),
         "go": ctx.Event(),
         "t0": ctx.Value("d", 0.0, lock=False),
+        "next": ctx.Value("q", 0),
         "progress": ctx.Array("q", processes, lock=False),
     }
     split = [phase.concurrency // processes + (p < phase.concurrency % processes) for p in range(processes)]
@@ -339,6 +343,7 @@ def _collect(phase: Phase, procs: list, channels: dict[str, Any], t0: float, *, 
     results: list[dict] = []
     total = len(phase.items)
     last_shown = 0.0
+    every = 1.0 if sys.stderr.isatty() else 5.0  # a log file gets a line every 5 s, not a carriage return
     while len(results) < len(procs):
         with contextlib.suppress(queue.Empty):
             results.append(channels["results"].get(timeout=0.25))
@@ -346,7 +351,7 @@ def _collect(phase: Phase, procs: list, channels: dict[str, Any], t0: float, *, 
         if not any(proc.is_alive() for proc in procs) and channels["results"].empty():
             raise RuntimeError(f"{phase.name}: a client process died without reporting")
         now = time.monotonic()
-        if not quiet and now - last_shown >= 1.0:
+        if not quiet and now - last_shown >= every:
             last_shown = now
             _show_progress(phase, sum(channels["progress"]), total, now - t0)
     if not quiet:
@@ -356,14 +361,14 @@ def _collect(phase: Phase, procs: list, channels: dict[str, Any], t0: float, *, 
 
 def _show_progress(phase: Phase, done: int, total: int, elapsed: float, *, final: bool = False) -> None:
     rate = done / elapsed if elapsed > 0 else 0.0
-    eta = (total - done) / rate if rate > 0 else float("inf")
+    eta = f"{(total - done) / rate:5.1f}s" if rate > 0 else "    ?"
     line = (
         f"[{phase.name}] {done:>7}/{total} ({100 * done / total:5.1f}%)  {rate:8.0f}/s  "
-        f"elapsed {elapsed:5.1f}s  ETA {eta:5.1f}s"
+        f"elapsed {elapsed:5.1f}s  ETA {eta}"
     )
     if sys.stderr.isatty():
         sys.stderr.write("\r" + line + ("\n" if final else ""))
-    elif final or int(elapsed) % 5 == 0:
+    else:
         sys.stderr.write(line + "\n")
     sys.stderr.flush()
 
@@ -415,6 +420,7 @@ def latency_stats(values: list[float]) -> dict[str, float]:
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 NOT_CPU = ("cores", "machine_busy_pct")
+QUIET_BUSY_PCT = 20.0
 SHOWN_CPU = ("client", "gunicorn", "postgres", "redis", "other", "machine")
 
 
@@ -485,6 +491,14 @@ def background_busy_pct(seconds: float = 2.0) -> float:
     return round(delta["machine_busy_pct"], 1)
 
 
+def wait_until_quiet(limit: float, *, busy_pct: float = QUIET_BUSY_PCT) -> float:
+    """Wait up to `limit` seconds for the machine to be idle enough; return the last busy figure."""
+    deadline = time.monotonic() + limit
+    while (busy := background_busy_pct()) > busy_pct and time.monotonic() < deadline:
+        _say(f"machine {busy}% busy before the start; waiting for it to quiet down")
+    return busy
+
+
 # --- database, broker and server ----------------------------------------------------------------------
 
 
@@ -520,9 +534,10 @@ def truncate_events(database_url: str) -> None:
         conn.execute("TRUNCATE events_event RESTART IDENTITY CASCADE")
 
 
-def count_events(database_url: str) -> int:
+def count_events(database_url: str) -> tuple[int, int]:
+    """Rows in events_event, and how many transactions wrote them (distinct xmin): commits."""
     with psycopg.connect(libpq_dsn(database_url), autocommit=True) as conn:
-        return conn.execute("SELECT count(*) FROM events_event").fetchone()[0]
+        return conn.execute("SELECT count(*), count(DISTINCT xmin::text) FROM events_event").fetchone()
 
 
 def server_info(database_url: str) -> dict[str, str]:
@@ -670,11 +685,10 @@ def run_engine_phase(run: Run, phase: Phase, roots: dict[str, int]) -> dict[str,
     args = run.args
     tasks_before = enqueued_tasks(args.broker, args.database_url)
     result = run_phase(phase, cpu_roots=roots, quiet=args.no_progress)
-    result["rows_stored"] = count_events(args.database_url)
+    result["rows_stored"], result["commits"] = count_events(args.database_url)
     result["no_loss"] = result["rows_stored"] == len(phase.items)
-    commits = enqueued_tasks(args.broker, args.database_url) - tasks_before
-    result["enqueued_tasks"] = commits  # one per commit that stored new events
-    result["events_per_commit"] = round(len(phase.items) / commits, 1) if commits else None
+    result["events_per_commit"] = round(result["rows_stored"] / max(1, result["commits"]), 2)
+    result["enqueued_tasks"] = enqueued_tasks(args.broker, args.database_url) - tasks_before
     return result
 
 
@@ -685,8 +699,8 @@ def benchmark(run: Run) -> dict[str, Any]:
     phases = set(args.phases)
     report: dict[str, Any] = {}
 
-    report["background_busy_pct"] = background_busy_pct()
-    if report["background_busy_pct"] > 25:
+    report["background_busy_pct"] = wait_until_quiet(args.wait_quiet)
+    if report["background_busy_pct"] > QUIET_BUSY_PCT:
         _say(f"warning: the machine is already {report['background_busy_pct']}% busy; figures will be low")
     recreate_database(args.database_url)
     run.database_created = True
@@ -701,7 +715,7 @@ def benchmark(run: Run) -> dict[str, Any]:
         raw = Phase("raw", "sql", libpq_dsn(args.database_url), rows, args.concurrency, args.client_processes)
         raw.expected = "ok"
         report["raw"] = run_phase(raw, cpu_roots=roots, quiet=args.no_progress)
-        report["raw"]["rows_stored"] = count_events(args.database_url)
+        report["raw"]["rows_stored"], report["raw"]["commits"] = count_events(args.database_url)
         truncate_events(args.database_url)
 
     if phases & {"engine", "paced"}:
@@ -819,6 +833,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="extra environment for the server, e.g. WEBHOOK_GROUP_COMMIT=0 (repeatable)")  # fmt: skip
     parser.add_argument("--gunicorn-arg", action="append", default=[], metavar="ARG",
                         help="extra gunicorn argument, e.g. --gunicorn-arg=--config=x.py (repeatable)")  # fmt: skip
+    parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
+                        help=f"first wait up to this long for the machine to be under {QUIET_BUSY_PCT:.0f}%% "
+                             "busy (other work on the same cores lowers every figure)")  # fmt: skip
     parser.add_argument("--seed", type=int, default=1, help="seed of the payload generator")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: 2,000 events, 3 s paced, 200 warm-up (unless given explicitly)")  # fmt: skip
@@ -845,6 +862,8 @@ def main(argv: list[str] | None = None) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupted)
+    signal.signal(signal.SIGHUP, interrupted)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started in the background
     run = Run(args)
     started = datetime.now(UTC)
     try:
@@ -852,9 +871,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         _say("interrupted; cleaning up")
         return 130
-    except Exception:
+    except Exception as exc:
         if run.server is not None:
             _say("gunicorn log (last lines):\n" + run.server_log_tail())
+        if isinstance(exc, RuntimeError | psycopg.OperationalError | subprocess.CalledProcessError):
+            _say(f"error: {exc}")
+            return 2
         raise
     finally:
         run.cleanup()

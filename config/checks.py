@@ -100,9 +100,7 @@ def check_salesforce(app_configs, **kwargs) -> list:
             )
         )
     has_token = bool(settings.SALESFORCE_ACCESS_TOKEN)
-    has_client = all(
-        (settings.SALESFORCE_LOGIN_URL, settings.SALESFORCE_CLIENT_ID, settings.SALESFORCE_CLIENT_SECRET)
-    )
+    has_client = all((settings.SALESFORCE_LOGIN_URL, settings.SALESFORCE_CLIENT_ID, settings.SALESFORCE_CLIENT_SECRET))
     if mode == "live" and not (has_token or has_client):
         errors.append(
             Error(

@@ -50,9 +50,7 @@ class Event(models.Model):
             # Idempotency: the database, not a read-then-write, decides what is a duplicate.
             models.UniqueConstraint(fields=["source", "external_id"], name="event_unique_source_external_id"),
             models.CheckConstraint(
-                condition=Q(
-                    status__in=["new", "processing", "completed", "error", "review", "ignored", "rejected"]
-                ),
+                condition=Q(status__in=["new", "processing", "completed", "error", "review", "ignored", "rejected"]),
                 name="event_status_valid",
             ),
         ]

@@ -78,9 +78,7 @@ def events_claim(*, workspace_key: str, worker: str) -> list[int]:
         lease_owner=worker,
         lease_expires_at=now + timedelta(seconds=settings.EVENT_LEASE_SECONDS),
     )
-    return list(
-        lifecycle.filter(status=Event.Status.PROCESSING, lease_owner=worker).values_list("pk", flat=True)
-    )
+    return list(lifecycle.filter(status=Event.Status.PROCESSING, lease_owner=worker).values_list("pk", flat=True))
 
 
 def workspace_process(*, workspace_key: str, force: bool = False) -> Outcome:
@@ -101,18 +99,16 @@ def workspace_process(*, workspace_key: str, force: bool = False) -> Outcome:
 
 def _lock(workspace_key: str) -> None:
     WorkspaceLock.objects.get_or_create(workspace_key=workspace_key)
-    WorkspaceLock.objects.select_for_update().filter(workspace_key=workspace_key).update(
-        processed_at=timezone.now()
-    )
+    WorkspaceLock.objects.select_for_update().filter(workspace_key=workspace_key).update(processed_at=timezone.now())
 
 
 def _fold_and_apply(workspace_key: str) -> int:
     """Under the workspace lock: fold every lifecycle event, persist, link, and mark them completed."""
     _lock(workspace_key)
     rows = list(
-        Event.objects.filter(
-            workspace_key=workspace_key, type__in=LIFECYCLE_TYPES, status__in=FOLDED_STATUSES
-        ).only("pk", "external_id", "type", "occurred_at", "payload", "source", "status")
+        Event.objects.filter(workspace_key=workspace_key, type__in=LIFECYCLE_TYPES, status__in=FOLDED_STATUSES).only(
+            "pk", "external_id", "type", "occurred_at", "payload", "source", "status"
+        )
     )
     events, by_external_id = [], {}
     for row in rows:
@@ -126,9 +122,7 @@ def _fold_and_apply(workspace_key: str) -> int:
     state = fold(workspace_key, events)
     if state.status is not None:
         _apply(state, by_external_id)
-    done = [
-        row.pk for row in rows if row.status != Event.Status.COMPLETED and row.external_id in by_external_id
-    ]
+    done = [row.pk for row in rows if row.status != Event.Status.COMPLETED and row.external_id in by_external_id]
     Event.objects.filter(pk__in=done).update(
         status=Event.Status.COMPLETED,
         completed_at=timezone.now(),

@@ -149,9 +149,7 @@ def parse_provisioning_body(raw: bytes) -> ParsedWebhook:
     try:
         body = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise PayloadInvalid(
-            {"body": [f"Malformed JSON: {exc}"]}, body=raw.decode("utf-8", "replace")
-        ) from exc
+        raise PayloadInvalid({"body": [f"Malformed JSON: {exc}"]}, body=raw.decode("utf-8", "replace")) from exc
     if not isinstance(body, dict):
         raise PayloadInvalid({"body": ["Expected a JSON object with type, timestamp and data."]}, body=body)
     envelope = EnvelopeSerializer(data=body)
@@ -190,9 +188,7 @@ def parse_marketo_body(raw: bytes) -> dict[str, Any]:
     try:
         body = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise PayloadInvalid(
-            {"body": [f"Malformed JSON: {exc}"]}, body=raw.decode("utf-8", "replace")
-        ) from exc
+        raise PayloadInvalid({"body": [f"Malformed JSON: {exc}"]}, body=raw.decode("utf-8", "replace")) from exc
     if not isinstance(body, dict):
         raise PayloadInvalid({"body": ["Expected a JSON object."]}, body=body)
     serializer = MarketoLeadSerializer(data=body)

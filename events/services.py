@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from functools import partial
 from typing import NamedTuple
 
 from django.conf import settings
@@ -25,9 +24,7 @@ def async_task(func: str, *args: object, **kwargs: object) -> str:
 logger = logging.getLogger(__name__)
 
 
-def events_store(
-    events: Sequence[NewEvent], on_committed: Callable[[list[bool]], None] | None = None
-) -> list[bool]:
+def events_store(events: Sequence[NewEvent], on_committed: Callable[[list[bool]], None] | None = None) -> list[bool]:
     """Store events in one transaction; for each, True if it is new, False if seen before.
 
     `on_committed(results)` runs right after the commit; processing of the new events is enqueued
@@ -42,14 +39,14 @@ def events_store(
             results.append(key in inserted and key not in claimed)
             claimed.add(key)
         if on_committed is not None:
-            transaction.on_commit(partial(on_committed, results))
+            transaction.on_commit(lambda: on_committed(results))
         fresh = [
             WorkItem(event.type, event.workspace_key, inserted[(event.source, event.external_id)])
             for event, new in zip(events, results, strict=True)
             if new and event.status == Event.Status.NEW
         ]
         if fresh:
-            transaction.on_commit(partial(enqueue_work, items=fresh), robust=True)
+            transaction.on_commit(lambda: enqueue_work(items=fresh), robust=True)
     return results
 
 
@@ -73,11 +70,7 @@ def enqueue_work(*, items: Sequence[WorkItem]) -> None:
     usage = [item.pk for item in items if item.type == USAGE_TYPE]
     marketo = [item.pk for item in items if item.type == MARKETO_TYPE]
     workspaces = sorted(
-        {
-            item.workspace_key
-            for item in items
-            if item.type not in (USAGE_TYPE, MARKETO_TYPE) and item.workspace_key
-        }
+        {item.workspace_key for item in items if item.type not in (USAGE_TYPE, MARKETO_TYPE) and item.workspace_key}
     )
     if workspaces:
         enqueue_workspaces(workspace_keys=workspaces)
@@ -130,5 +123,27 @@ def events_retry(*, event_ids: Sequence[int]) -> int:
             event.save(update_fields=["status", "next_attempt_at", "lease_owner", "lease_expires_at"])
         items = [WorkItem(event.type, event.workspace_key, event.pk) for event in events]
         if items:
-            transaction.on_commit(partial(enqueue_work, items=items), robust=True)
+            transaction.on_commit(lambda: enqueue_work(items=items), robust=True)
     return len(events)
+
+
+def review_items_reprocess(*, item_ids: Sequence[int]) -> int:
+    """Admin action "reprocess": retry the items' events and re-fold their workspaces; return how
+    many workspaces were queued. Items stay open: a re-fold that no longer sees the problem closes
+    its question by itself."""
+    from linking.models import ReviewItem
+
+    items = ReviewItem.objects.filter(pk__in=item_ids).select_related("workspace").prefetch_related("events")
+    keys: set[str] = set()
+    event_ids: list[int] = []
+    for item in items:
+        if item.workspace is not None:
+            keys.add(item.workspace.workspace_id)
+        for event in item.events.all():
+            event_ids.append(event.pk)
+            if event.workspace_key:
+                keys.add(event.workspace_key)
+    events_retry(event_ids=event_ids)
+    if keys:
+        transaction.on_commit(lambda: enqueue_workspaces(workspace_keys=sorted(keys), force=True), robust=True)
+    return len(keys)

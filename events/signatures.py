@@ -33,9 +33,7 @@ def verify_standard_webhook(*, body: bytes, headers: Mapping[str, str], secrets:
     """
     wanted = {name: headers.get(name, "") for name in SIGNATURE_HEADERS}
     if not all(wanted.values()):
-        raise SignatureError(
-            "invalid_signature", "missing webhook-id, webhook-timestamp or webhook-signature"
-        )
+        raise SignatureError("invalid_signature", "missing webhook-id, webhook-timestamp or webhook-signature")
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -76,9 +76,7 @@ def provisioning_webhook(request: HttpRequest) -> JsonResponse:
         workspace_key=parsed.workspace_key,
         payload=parsed.body,
         status=Event.Status.NEW if parsed.known else Event.Status.IGNORED,
-        notes=""
-        if parsed.known
-        else f"Type {parsed.type!r} is not known to this version; stored, not applied.",
+        notes="" if parsed.known else f"Type {parsed.type!r} is not known to this version; stored, not applied.",
     )
     try:
         is_new = event_receive(event=event)
@@ -102,10 +100,8 @@ def marketo_webhook(request: HttpRequest) -> JsonResponse:
     if body is None:
         return error_response(413, "payload_too_large")
     scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
-    if scheme != "Bearer" or not hmac.compare_digest(presented.encode(), token.encode()):
-        logger.warning(
-            "marketo webhook refused: bad bearer token; remote=%s", request.META.get("REMOTE_ADDR")
-        )
+    if scheme.lower() != "bearer" or not hmac.compare_digest(presented.encode(), token.encode()):
+        logger.warning("marketo webhook refused: bad bearer token; remote=%s", request.META.get("REMOTE_ADDR"))
         return error_response(401, "invalid_token")
     try:
         lead = parse_marketo_body(body)
@@ -125,9 +121,7 @@ def marketo_webhook(request: HttpRequest) -> JsonResponse:
     except (DatabaseError, StoreTimeout):
         logger.exception("marketo webhook %s could not be stored", lead_id)
         return error_response(503, "store_unavailable", retry=True)
-    return JsonResponse(
-        {"id": lead_id, "status": "accepted" if is_new else "duplicate"}, status=202 if is_new else 200
-    )
+    return JsonResponse({"id": lead_id, "status": "accepted" if is_new else "duplicate"}, status=202 if is_new else 200)
 
 
 def _reject(webhook_id: str, exc: PayloadInvalid) -> JsonResponse:

@@ -49,8 +49,7 @@ class ReviewItem(models.Model):
             # admin already resolved.
             models.UniqueConstraint(fields=["workspace", "dedupe_key"], name="review_unique_question"),
             models.CheckConstraint(
-                condition=Q(status="open", resolved_at__isnull=True)
-                | Q(status="resolved", resolved_at__isnull=False),
+                condition=Q(status="open", resolved_at__isnull=True) | Q(status="resolved", resolved_at__isnull=False),
                 name="review_resolved_has_time",
             ),
         ]

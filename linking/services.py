@@ -40,20 +40,14 @@ def workspace_link(*, workspace: Workspace) -> list[Question]:
 
     Returns the linking questions that should be open for it (no account match).
     """
-    if not workspace.email:
-        return [
-            Question(
-                NO_ACCOUNT_MATCH, f"{NO_ACCOUNT_MATCH}:", "No owner email on record: nothing to link by."
-            )
-        ]
-    lead = (
-        workspace.lead
-        if workspace.linked_by_admin and workspace.lead
-        else lead_for_workspace(workspace=workspace)
-    )
-    domain = email_domain(workspace.email)
-    if workspace.linked_by_admin and workspace.account is not None:
-        account = workspace.account
+    admin_lead = workspace.lead if workspace.linked_by_admin else None
+    admin_account = workspace.account if workspace.linked_by_admin else None
+    if not workspace.email and admin_lead is None:
+        return [Question(NO_ACCOUNT_MATCH, f"{NO_ACCOUNT_MATCH}:", "No owner email on record: nothing to link by.")]
+    lead = admin_lead or lead_for_workspace(workspace=workspace)
+    domain = email_domain(workspace.email or lead.email)
+    if admin_account is not None:
+        account = admin_account
     else:
         account = None if is_freemail(domain) else Account.objects.filter(domain=domain).first()
     contact = workspace.contact
@@ -61,6 +55,7 @@ def workspace_link(*, workspace: Workspace) -> list[Question]:
         account, contact = lead_convert(lead=lead, account=account, workspace=workspace)
     elif lead.converted_at is not None:
         account, contact = lead.converted_account, lead.converted_contact
+    account = admin_account or account  # an admin's choice outlives conversions elsewhere
     _set_links(workspace, lead=lead, account=account, contact=contact)
     if account is not None:
         return []
@@ -90,9 +85,7 @@ def lead_for_workspace(*, workspace: Workspace) -> Lead:
         },
     )
     if not created:
-        _fill_blanks(
-            lead, first_name=workspace.first_name, last_name=workspace.last_name, company=workspace.company
-        )
+        _fill_blanks(lead, first_name=workspace.first_name, last_name=workspace.last_name, company=workspace.company)
     return lead
 
 
@@ -104,17 +97,40 @@ def lead_convert(*, lead: Lead, account: Account | None, workspace: Workspace) -
     lead = Lead.objects.select_for_update().get(pk=lead.pk)
     if lead.converted_at is not None:
         return lead.converted_account, lead.converted_contact
-    if account is None:
-        account = account_for_new_customer(lead=lead, workspace=workspace)
-    contact, _ = Contact.objects.get_or_create(
-        email=lead.email,
-        defaults={"first_name": lead.first_name, "last_name": lead.last_name, "account": account},
-    )
+    existing = Contact.objects.filter(email=lead.email).select_related("account").first()
+    if existing is not None:
+        # The person is already a contact (added by hand, say): convert onto their account.
+        account, contact = existing.account, existing
+    else:
+        if account is None:
+            account = account_for_new_customer(lead=lead, workspace=workspace)
+        contact = Contact.objects.create(
+            email=lead.email, first_name=lead.first_name, last_name=lead.last_name, account=account
+        )
     lead.converted_at = timezone.now()
     lead.converted_account = account
     lead.converted_contact = contact
     lead.save(update_fields=["converted_at", "converted_account", "converted_contact", "updated_at"])
+    lead_share_conversion(lead=lead, exclude=workspace)
     return account, contact
+
+
+def lead_share_conversion(*, lead: Lead, exclude: Workspace | None = None) -> int:
+    """Give the lead's other workspaces its contact (and its account where they have none).
+
+    The same person may own several workspaces; once they are a contact, all of them say so,
+    whichever workspace was processed first.
+    """
+    others = Workspace.objects.filter(lead=lead).exclude(contact=lead.converted_contact)
+    if exclude is not None:
+        others = others.exclude(pk=exclude.pk)
+    for workspace in others:
+        workspace.contact = lead.converted_contact
+        if workspace.account_id is None:
+            workspace.account = lead.converted_account
+        workspace.save(update_fields=["contact", "account", "updated_at"])
+        questions_reconcile(workspace=workspace, wanted=[], kinds=[NO_ACCOUNT_MATCH])
+    return len(others)
 
 
 def account_for_new_customer(*, lead: Lead, workspace: Workspace) -> Account:
@@ -175,31 +191,27 @@ def questions_reconcile(
     *, workspace: Workspace, wanted: Iterable[Question], kinds: Sequence[str] = MANAGED_KINDS
 ) -> None:
     """Open the wanted questions of these kinds, withdraw the open ones no longer true, and refresh
-    the workspace's review flag. A question an admin resolved is never asked again."""
+    the workspace's review flag.
+
+    A question an admin resolved is never asked again; one the engine withdrew by itself is reopened
+    if the facts bring it back (a late event can), so the queue depends on the events, not their order.
+    """
     wanted_by_key = {question.key: question for question in wanted if question.kind in kinds}
-    existing = {
-        item.dedupe_key: item for item in ReviewItem.objects.filter(workspace=workspace, kind__in=kinds)
-    }
+    existing = {item.dedupe_key: item for item in ReviewItem.objects.filter(workspace=workspace, kind__in=kinds)}
     for key, question in wanted_by_key.items():
-        if key not in existing:
+        item = existing.get(key)
+        if item is None:
             item = ReviewItem.objects.create(
-                workspace=workspace,
-                kind=question.kind,
-                dedupe_key=key,
-                reason=question.reason,
-                lead=workspace.lead,
+                workspace=workspace, kind=question.kind, dedupe_key=key, reason=question.reason, lead=workspace.lead
             )
-            if question.event_pks:
-                item.events.set(question.event_pks)
+            item.events.set(question.event_pks)
+        elif item.status == ReviewItem.Status.OPEN or item.resolved_by_id is None:
+            _ask_again(item, question)
     stale = [
-        item
-        for key, item in existing.items()
-        if item.status == ReviewItem.Status.OPEN and key not in wanted_by_key
+        item for key, item in existing.items() if item.status == ReviewItem.Status.OPEN and key not in wanted_by_key
     ]
     for item in stale:
-        _close(
-            item, note="Resolved automatically: the engine's data no longer shows this problem.", user=None
-        )
+        _close(item, note="Resolved automatically: the engine's data no longer shows this problem.", user=None)
     workspace_refresh_review_flag(workspace=workspace)
 
 
@@ -219,14 +231,27 @@ def workspace_refresh_review_flag(*, workspace: Workspace) -> None:
 def review_items_resolve(*, item_ids: Sequence[int], user: AbstractBaseUser, note: str) -> int:
     """Close open review items with a note saying what was decided; return how many were closed."""
     with transaction.atomic():
-        items = list(
-            ReviewItem.objects.select_for_update().filter(pk__in=item_ids, status=ReviewItem.Status.OPEN)
-        )
+        items = list(ReviewItem.objects.select_for_update().filter(pk__in=item_ids, status=ReviewItem.Status.OPEN))
         for item in items:
             _close(item, note=note, user=user)
         for workspace in {item.workspace for item in items if item.workspace is not None}:
             workspace_refresh_review_flag(workspace=workspace)
     return len(items)
+
+
+def _ask_again(item: ReviewItem, question: Question) -> None:
+    """Keep an engine-owned question current: reopened if withdrawn, reason and evidence refreshed."""
+    fields = []
+    if item.status != ReviewItem.Status.OPEN:
+        item.status, item.resolved_at, item.resolution_note = ReviewItem.Status.OPEN, None, ""
+        fields += ["status", "resolved_at", "resolution_note"]
+    if item.reason != question.reason:
+        item.reason = question.reason
+        fields.append("reason")
+    if fields:
+        item.save(update_fields=[*fields, "updated_at"])
+    if set(item.events.values_list("pk", flat=True)) != set(question.event_pks):
+        item.events.set(question.event_pks)
 
 
 def _close(item: ReviewItem, *, note: str, user: AbstractBaseUser | None) -> None:
@@ -264,3 +289,33 @@ def marketo_lead_upsert(
             lead.save(update_fields=["marketo_lead_id", "updated_at"])
         _fill_blanks(lead, first_name=first_name, last_name=last_name, company=company)
     return lead
+
+
+def review_item_link(
+    *, item_id: int, user: AbstractBaseUser, lead: Lead | None = None, account: Account | None = None, note: str = ""
+) -> Workspace:
+    """An admin's answer to "which lead/account is this?": link it, keep it, and close the question.
+
+    The workspace is marked `linked_by_admin`, so later processing keeps the admin's choice (a
+    conversion then happens on the chosen account).
+    """
+    if lead is None and account is None:
+        raise ValueError("Choose a lead, an account, or both.")
+    with transaction.atomic():
+        item = ReviewItem.objects.select_for_update(of=("self",)).select_related("workspace").get(pk=item_id)
+        workspace = item.workspace
+        if workspace is None:
+            raise ValueError("This review item is not about a workspace; there is nothing to link.")
+        if lead is not None:
+            workspace.lead = lead
+        if account is not None:
+            workspace.account = account
+        workspace.linked_by_admin = True
+        workspace.save(update_fields=["lead", "account", "linked_by_admin", "updated_at"])
+        chosen = ", ".join(f"{label} {value}" for label, value in (("lead", lead), ("account", account)) if value)
+        if item.status == ReviewItem.Status.OPEN:
+            _close(item, note=note or f"Linked by hand to {chosen}.", user=user)
+        if account is not None:
+            questions_reconcile(workspace=workspace, wanted=[], kinds=[NO_ACCOUNT_MATCH])
+        workspace_refresh_review_flag(workspace=workspace)
+    return workspace

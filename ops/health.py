@@ -65,7 +65,7 @@ def broker_display(url: str) -> str:
 
 
 def _failure(what: str, exc: Exception) -> str:
-    logger.warning("health check: %s failed: %s", what, exc, exc_info=exc)
+    logger.warning("health check: %s failed: %r", what, exc)
     return type(exc).__name__
 
 

@@ -35,9 +35,7 @@ def signed_headers(
     return {
         "webhook-id": msg_id,
         "webhook-timestamp": str(timestamp),
-        "webhook-signature": sign_standard_webhook(
-            secret=secret, msg_id=msg_id, timestamp=timestamp, body=body
-        ),
+        "webhook-signature": sign_standard_webhook(secret=secret, msg_id=msg_id, timestamp=timestamp, body=body),
     }
 
 

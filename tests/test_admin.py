@@ -159,9 +159,7 @@ def test_event_payload_is_read_only(admin_client: Client, records: Records) -> N
     url = reverse("admin:events_event_change", args=[records.event.pk])
 
     # when
-    response = admin_client.post(
-        url, {"notes": "looked at it", "payload": '{"forged": true}', "status": "new"}
-    )
+    response = admin_client.post(url, {"notes": "looked at it", "payload": '{"forged": true}', "status": "new"})
 
     # then
     assert response.status_code == 302

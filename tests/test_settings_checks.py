@@ -22,9 +22,7 @@ def test_good_secret_passes(settings):
     assert ids(checks.check_webhook_secrets(None)) & {"lifecycle.E001"} == set()
 
 
-@pytest.mark.parametrize(
-    "secret", ["MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "whsec_***not-base64***", "whsec_c2hvcnQ="]
-)
+@pytest.mark.parametrize("secret", ["MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "whsec_***not-base64***", "whsec_c2hvcnQ="])
 def test_malformed_provisioning_secret_is_an_error(settings, secret):
     settings.PROVISIONING_WEBHOOK_SECRET = secret
     assert "lifecycle.E001" in ids(checks.check_webhook_secrets(None))
@@ -76,9 +74,7 @@ def test_plain_http_instance_is_an_error(settings):
     assert "lifecycle.E011" in ids(checks.check_salesforce(None))
 
 
-@pytest.mark.parametrize(
-    ("broker", "ok"), [("orm", True), ("redis://127.0.0.1:6379/0", True), ("amqp://x", False)]
-)
+@pytest.mark.parametrize(("broker", "ok"), [("orm", True), ("redis://127.0.0.1:6379/0", True), ("amqp://x", False)])
 def test_broker_values(settings, broker, ok):
     settings.Q_BROKER = broker
     assert (checks.check_broker(None) == []) is ok

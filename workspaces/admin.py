@@ -120,8 +120,7 @@ class WorkspaceAdmin(AuditlogHistoryAdminMixin, admin.ModelAdmin):
             "", '<tr><td><a href="{}">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>', rows
         )
         return format_html(
-            "<table><tr><th>Event</th><th>Received</th><th>Source</th><th>Type</th><th>Status</th></tr>"
-            "{}</table>",
+            "<table><tr><th>Event</th><th>Received</th><th>Source</th><th>Type</th><th>Status</th></tr>{}</table>",
             body,
         )
 

@@ -6,6 +6,7 @@ The field names and shapes here are a public contract: add fields, never rename 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -83,7 +84,7 @@ class ReadApiView(generics.GenericAPIView):
     permission_classes = [CanReadApi]
     http_method_names = ["get", "head", "options"]
 
-    def get_exception_handler(self):
+    def get_exception_handler(self) -> Callable[[Exception, dict[str, Any]], Response | None]:
         return api_exception_handler
 
 

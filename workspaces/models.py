@@ -142,15 +142,9 @@ class Workspace(models.Model):
     trial_history = models.JSONField(default=list, blank=True, help_text="Trials started while paid.")
     needs_review = models.BooleanField(default=False)
     review_reasons = models.JSONField(default=list, blank=True)
-    lead = models.ForeignKey(
-        Lead, null=True, blank=True, on_delete=models.SET_NULL, related_name="workspaces"
-    )
-    account = models.ForeignKey(
-        Account, null=True, blank=True, on_delete=models.SET_NULL, related_name="workspaces"
-    )
-    contact = models.ForeignKey(
-        Contact, null=True, blank=True, on_delete=models.SET_NULL, related_name="workspaces"
-    )
+    lead = models.ForeignKey(Lead, null=True, blank=True, on_delete=models.SET_NULL, related_name="workspaces")
+    account = models.ForeignKey(Account, null=True, blank=True, on_delete=models.SET_NULL, related_name="workspaces")
+    contact = models.ForeignKey(Contact, null=True, blank=True, on_delete=models.SET_NULL, related_name="workspaces")
     linked_by_admin = models.BooleanField(
         default=False, help_text="Lead/account were chosen by an admin: the matching rules leave them alone."
     )
@@ -162,20 +156,14 @@ class Workspace(models.Model):
         ordering = ["workspace_id"]
         constraints = [
             models.CheckConstraint(condition=_normalised("email"), name="workspace_email_normalised"),
-            models.CheckConstraint(
-                condition=Q(status__in=["trial", "paid", "churned"]), name="workspace_status_valid"
-            ),
-            models.CheckConstraint(
-                condition=Q(mrr__isnull=True) | Q(mrr__gte=0), name="workspace_mrr_not_negative"
-            ),
+            models.CheckConstraint(condition=Q(status__in=["trial", "paid", "churned"]), name="workspace_status_valid"),
+            models.CheckConstraint(condition=Q(mrr__isnull=True) | Q(mrr__gte=0), name="workspace_mrr_not_negative"),
         ]
         indexes = [
             # Rep dashboard and API: trials expiring soon.
             models.Index(fields=["status", "trial_expires_at"], name="workspace_status_expiry"),
             models.Index(fields=["email"], name="workspace_email"),
-            models.Index(
-                fields=["updated_at"], condition=Q(needs_review=True), name="workspace_needs_review"
-            ),
+            models.Index(fields=["updated_at"], condition=Q(needs_review=True), name="workspace_needs_review"),
         ]
 
     def __str__(self) -> str:

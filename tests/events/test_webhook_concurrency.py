@@ -29,9 +29,7 @@ def post_concurrently(requests: list[tuple[str, dict[str, str]]]) -> list:
     def send(body: str, headers: dict[str, str]):
         try:
             barrier.wait(timeout=10)
-            return Client().post(
-                "/webhooks/provisioning/", data=body, content_type="application/json", headers=headers
-            )
+            return Client().post("/webhooks/provisioning/", data=body, content_type="application/json", headers=headers)
         finally:
             connections.close_all()
 
@@ -42,9 +40,7 @@ def post_concurrently(requests: list[tuple[str, dict[str, str]]]) -> list:
 @pytest.mark.parametrize("group_commit", [False, True], ids=["inline", "group-commit"])
 def test_twenty_concurrent_deliveries_of_one_id_store_one_row(settings, stop_writer, group_commit):
     if connection.vendor != "postgresql" and not group_commit:
-        pytest.skip(
-            "inline concurrent writers on SQLite serialise on the file lock; PostgreSQL proves the race"
-        )
+        pytest.skip("inline concurrent writers on SQLite serialise on the file lock; PostgreSQL proves the race")
     # given
     settings.WEBHOOK_GROUP_COMMIT = group_commit
     body = lifecycle_body("trial.started", {"workspace_id": "ws_race", "email": "race@acme.io"})

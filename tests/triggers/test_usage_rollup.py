@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 from django.db import connection, connections
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -45,8 +47,16 @@ def row(workspace_key: str = "ws_1", feature: str = "export", product: str = "",
 
 def snapshot() -> tuple[list[tuple], list[tuple]]:
     daily = UsageDaily.objects.order_by("workspace_key", "feature", "product", "day").values_list(
-        "workspace_key", "feature", "product", "day", "events", "count", "duration_seconds", "errors",
-        "first_seen_at", "last_seen_at",
+        "workspace_key",
+        "feature",
+        "product",
+        "day",
+        "events",
+        "count",
+        "duration_seconds",
+        "errors",
+        "first_seen_at",
+        "last_seen_at",
     )
     users = UsageDailyUser.objects.order_by("workspace_key", "feature", "product", "day", "user_email")
     return list(daily), list(users.values_list("workspace_key", "feature", "product", "day", "user_email"))
@@ -166,7 +176,8 @@ def test_limit_takes_the_oldest_and_the_task_drains_the_backlog(monkeypatch):
     assert usage_rollup(limit=2) == 2
     # then
     assert set(Event.objects.filter(status="completed").values_list("pk", flat=True)) == {
-        events[0].pk, events[1].pk,
+        events[0].pk,
+        events[1].pk,
     }
     monkeypatch.setattr("triggers.tasks.DEFAULT_LIMIT", 2)
     assert rollup_usage() == 3
@@ -221,6 +232,27 @@ def test_a_failure_rolls_back_the_rollup_and_the_claim(monkeypatch):
     monkeypatch.undo()
     assert usage_rollup() == 1
     assert row().count == 3
+
+
+def rollup_queries(events: int) -> int:
+    for n in range(events):
+        usage_event(LATE - timedelta(seconds=n), feature=f"f{n}", user_email=f"u{n}@acme.io", outcome="error")
+    with CaptureQueriesContext(connection) as queries:
+        assert usage_rollup() == events
+    return len(queries)
+
+
+def test_queries_do_not_grow_with_the_batch():
+    assert rollup_queries(3) == rollup_queries(60)
+
+
+def test_the_admin_lists_daily_usage_read_only(admin_client):
+    usage_event(product="cloud")
+    usage_rollup()
+    response = admin_client.get(reverse("admin:triggers_usagedaily_changelist"), {"q": "ws_1", "product": "cloud"})
+    assert response.status_code == 200
+    assert response.context["cl"].result_count == 1
+    assert admin_client.get(reverse("admin:triggers_usagedaily_add")).status_code == 403
 
 
 usage_data = st.fixed_dictionaries(
@@ -290,7 +322,7 @@ def drain() -> int:
 
 
 postgres_only = pytest.mark.skipif(
-    "connection.vendor != 'postgresql'", reason="SQLite serialises writers; PostgreSQL proves SKIP LOCKED"
+    connection.vendor != "postgresql", reason="SQLite serialises writers; PostgreSQL proves SKIP LOCKED"
 )
 
 
@@ -314,9 +346,7 @@ def assert_400_counted_once(counted: list[int]) -> None:
     totals = [(r.events, r.count) for r in UsageDaily.objects.all()]
     assert sum(events for events, _ in totals) == 400
     assert sum(count for _, count in totals) == sum(n % 5 for n in range(400))
-    assert UsageDailyUser.objects.count() == len(
-        {(n % 4 // 2, bool(n % 3), n % 2, n % 4) for n in range(400)}
-    )
+    assert UsageDailyUser.objects.count() == len({(n % 4 // 2, bool(n % 3), n % 2, n % 4) for n in range(400)})
 
 
 @postgres_only

@@ -83,7 +83,5 @@ def test_one_review_item_per_workspace_and_question():
 
 def test_resolved_review_item_needs_a_time():
     assert refused(
-        lambda: ReviewItem.objects.create(
-            kind=ReviewItem.Kind.NO_ACCOUNT_MATCH, reason="r", status="resolved"
-        )
+        lambda: ReviewItem.objects.create(kind=ReviewItem.Kind.NO_ACCOUNT_MATCH, reason="r", status="resolved")
     )

@@ -15,17 +15,13 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument(
-            "--username", default="admin", help="Username for the new superuser (default admin)."
-        )
+        parser.add_argument("--username", default="admin", help="Username for the new superuser (default admin).")
         parser.add_argument("--url", default="http://127.0.0.1:8000/admin/", help="Admin address to print.")
 
     def handle(self, *args, username: str, url: str, **options) -> None:
         users = get_user_model().objects
         if users.filter(is_superuser=True).exists():
-            self.stdout.write(
-                f"Admin: log in at {url} (forgot the password? manage.py changepassword <user>)"
-            )
+            self.stdout.write(f"Admin: log in at {url} (forgot the password? manage.py changepassword <user>)")
             return
         password = secrets.token_urlsafe(12)
         users.create_superuser(username=username, email="", password=password)

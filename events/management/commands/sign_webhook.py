@@ -42,9 +42,7 @@ class Command(BaseCommand):
             "content-type": "application/json",
             "webhook-id": msg_id,
             "webhook-timestamp": str(timestamp),
-            "webhook-signature": sign_standard_webhook(
-                secret=secret[0], msg_id=msg_id, timestamp=timestamp, body=body
-            ),
+            "webhook-signature": sign_standard_webhook(secret=secret[0], msg_id=msg_id, timestamp=timestamp, body=body),
         }
         if send:
             self._send(url, body, headers)

@@ -44,6 +44,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_q",
     "auditlog",
     "config",
@@ -207,6 +208,14 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Read API and signed webhooks of the Lifecycle Engine (CONTRACT.md).",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI's files are served by the engine itself: the docs work offline and without a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {
+        "WorkspaceStatusEnum": "workspaces.models.Workspace.Status",
+        "EventStatusEnum": "events.models.Event.Status",
+    },
 }
 
 # --- Audit ------------------------------------------------------------------------------------

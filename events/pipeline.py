@@ -18,6 +18,7 @@ import socket
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -97,6 +98,12 @@ def workspace_process(*, workspace_key: str, force: bool = False) -> Outcome:
     return Outcome(workspace_key, len(claimed), applied)
 
 
+def lifecycle_event(external_id: str, type_: str, occurred_at: datetime, payload: Any, source: str) -> LifecycleEvent:
+    """A stored event as the fold sees it, its data re-validated (raises PayloadInvalid)."""
+    data = payload.get("data") if isinstance(payload, dict) else None
+    return LifecycleEvent(external_id, type_, occurred_at, validate_data(type_, data or {}), source)
+
+
 def _lock(workspace_key: str) -> None:
     WorkspaceLock.objects.get_or_create(workspace_key=workspace_key)
     WorkspaceLock.objects.select_for_update().filter(workspace_key=workspace_key).update(processed_at=timezone.now())
@@ -113,11 +120,10 @@ def _fold_and_apply(workspace_key: str) -> int:
     events, by_external_id = [], {}
     for row in rows:
         try:
-            data = validate_data(row.type, (row.payload or {}).get("data") or {})
+            events.append(lifecycle_event(row.external_id, row.type, row.occurred_at, row.payload, row.source))
         except PayloadInvalid as exc:
             _park_unreadable(row, exc)
             continue
-        events.append(LifecycleEvent(row.external_id, row.type, row.occurred_at, data, row.source))
         by_external_id[row.external_id] = row.pk
     state = fold(workspace_key, events)
     if state.status is not None:

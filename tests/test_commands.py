@@ -8,6 +8,7 @@ import os
 import shlex
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -82,8 +83,18 @@ def wait_for(url: str, deadline: float) -> None:
     raise AssertionError(f"{url} did not come up")
 
 
+def wait_for_row(path: Path, sql: str, deadline: float) -> tuple | None:
+    while time.monotonic() < deadline:
+        with sqlite3.connect(path, timeout=10) as db:
+            row = db.execute(sql).fetchone()
+        if row is not None:
+            return row
+        time.sleep(0.3)
+    return None
+
+
 def test_runengine_serves_accepts_a_signed_webhook_and_stops_both_on_ctrl_c(tmp_path):
-    """What `make run` does, on a fresh SQLite file with the ORM broker."""
+    """What `make run` does, on a fresh SQLite file with the ORM broker: serve, store, process, stop."""
     port = free_port()
     env = {
         **os.environ,
@@ -122,6 +133,12 @@ def test_runengine_serves_accepts_a_signed_webhook_and_stops_both_on_ctrl_c(tmp_
         )
         assert sent.stdout.startswith("202 "), sent.stdout + sent.stderr
         assert json.loads(sent.stdout[4:])["status"] == "accepted"
+        # the task cluster (ORM broker) picks the event up and folds it into a workspace
+        assert wait_for_row(
+            tmp_path / "run.sqlite3",
+            "SELECT status FROM workspaces_workspace WHERE workspace_id = 'ws_8812'",
+            time.monotonic() + 60,
+        ) == ("trial",)
         engine.send_signal(signal.SIGINT)
         output, _ = engine.communicate(timeout=30)
     finally:

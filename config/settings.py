@@ -161,6 +161,16 @@ SALESFORCE_LOGIN_URL = env.str("SALESFORCE_LOGIN_URL", default="")
 SALESFORCE_CLIENT_ID = env.str("SALESFORCE_CLIENT_ID", default="")
 SALESFORCE_CLIENT_SECRET = env.str("SALESFORCE_CLIENT_SECRET", default="")
 SALESFORCE_API_VERSION = env.str("SALESFORCE_API_VERSION", default="62.0")
+# Every call has a timeout (simple-salesforce has none by default: PITFALLS.md); at most 30 s.
+SALESFORCE_TIMEOUT_SECONDS = min(env.float("SALESFORCE_TIMEOUT_SECONDS", default=20.0), 30.0)
+SALESFORCE_BATCH_SIZE = min(env.int("SALESFORCE_BATCH_SIZE", default=200), 200)
+SALESFORCE_MAX_ATTEMPTS = env.int("SALESFORCE_MAX_ATTEMPTS", default=8)
+# Throttle below this share of the daily API allocation (from Sforce-Limit-Info).
+SALESFORCE_MAX_API_SHARE = env.float("SALESFORCE_MAX_API_SHARE", default=0.8)
+SALESFORCE_LIMIT_PAUSE_MINUTES = env.int("SALESFORCE_LIMIT_PAUSE_MINUTES", default=15)
+# Pilot: live only for accounts owned by these reps (usernames), or this share of workspaces (0-100).
+SALESFORCE_PILOT_REPS = env.list("SALESFORCE_PILOT_REPS", default=[])
+SALESFORCE_PILOT_PERCENT = env.int("SALESFORCE_PILOT_PERCENT", default=100)
 
 # --- Alerts -----------------------------------------------------------------------------------
 SLACK_WEBHOOK_URL = env.str("SLACK_WEBHOOK_URL", default="")

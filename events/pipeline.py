@@ -30,8 +30,10 @@ from events.models import Event, WorkspaceLock
 from events.schemas import PayloadInvalid, validate_data
 from linking.models import ReviewItem
 from linking.services import Question, questions_reconcile, workspace_link
+from sync.outbox import outbox_record_workspace
 from workspaces.actors import acting_as_system
 from workspaces.lifecycle import LIFECYCLE_TYPES, LifecycleEvent, WorkspaceState, fold
+from workspaces.models import Lead, Workspace
 from workspaces.services import workspace_apply_state
 
 logger = logging.getLogger(__name__)
@@ -140,12 +142,26 @@ def _fold_and_apply(workspace_key: str) -> int:
 
 
 def _apply(state: WorkspaceState, by_external_id: dict[str, int]) -> None:
+    """Persist the state, link it, settle its questions, and record what Salesforce must now hold."""
     workspace, _ = workspace_apply_state(state=state)
+    converted_before = _lead_converted(workspace)
     questions = workspace_link(workspace=workspace)
     for review in state.reviews:
         pks = tuple(by_external_id[e] for e in review.event_ids if e in by_external_id)
         questions.append(Question(review.kind, review.key, review.reason, pks))
     questions_reconcile(workspace=workspace, wanted=questions)
+    outbox_record_workspace(workspace=workspace)
+    if not converted_before and _lead_converted(workspace):
+        # A conversion may have linked other workspaces (same person, same new account): theirs too.
+        siblings = Workspace.objects.filter(Q(lead_id=workspace.lead_id) | Q(account_id=workspace.account_id))
+        for sibling in siblings.exclude(pk=workspace.pk).select_related("lead", "account", "contact"):
+            outbox_record_workspace(workspace=sibling)
+
+
+def _lead_converted(workspace: Workspace) -> bool:
+    if workspace.lead_id is None:
+        return False
+    return Lead.objects.filter(pk=workspace.lead_id, converted_at__isnull=False).exists()
 
 
 def _park_unreadable(row: Event, exc: PayloadInvalid) -> None:

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from django.conf import settings
+
 from events.pipeline import workspace_process
+from events.services import async_task
 from events.sweeper import events_sweep
 
 
 def process_workspaces(workspace_keys: list[str], force: bool = False) -> dict[str, int]:
     """Fold and apply each workspace; failures are recorded on the event rows, never raised."""
     outcomes = [workspace_process(workspace_key=key, force=force) for key in workspace_keys]
+    if settings.SALESFORCE_SYNC != "off" and any(o.applied for o in outcomes):
+        async_task("sync.tasks.drain_outbox", q_options={"group": "sync"})
     return {
         "workspaces": len(outcomes),
         "claimed": sum(o.claimed for o in outcomes),

@@ -145,6 +145,9 @@ class Workspace(models.Model):
     lead = models.ForeignKey(Lead, null=True, blank=True, on_delete=models.SET_NULL, related_name="workspaces")
     account = models.ForeignKey(Account, null=True, blank=True, on_delete=models.SET_NULL, related_name="workspaces")
     contact = models.ForeignKey(Contact, null=True, blank=True, on_delete=models.SET_NULL, related_name="workspaces")
+    salesforce_id = models.CharField(max_length=18, blank=True)
+    salesforce_state = models.CharField(max_length=16, blank=True, help_text="State of its Salesforce outbox row.")
+    salesforce_synced_at = models.DateTimeField(null=True, blank=True)
     linked_by_admin = models.BooleanField(
         default=False, help_text="Lead/account were chosen by an admin: the matching rules leave them alone."
     )

@@ -1,0 +1,90 @@
+"""The Salesforce outbox: the latest desired state of each object Salesforce must see.
+
+One row per (object type, external id). Local changes overwrite the row's payload and bump its
+version (many local changes, one write); the worker sends a version and marks it synced only if no
+newer version arrived meanwhile. Every attempt's outcome is on the row: state, Salesforce id,
+errorCode, attempts, next attempt.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+
+
+class OutboxItem(models.Model):
+    class ObjectType(models.TextChoices):
+        ACCOUNT = "Account"
+        LEAD = "Lead"
+        LEAD_CONVERSION = "LeadConversion", "Lead conversion"
+        CONTACT = "Contact"
+        WORKSPACE = "Workspace__c", "Workspace"
+
+    class State(models.TextChoices):
+        PENDING = "pending"
+        SYNCED = "synced"
+        RETRY = "retry"
+        DEAD = "dead", "Dead letter"
+        DRY_RUN = "dry_run", "Dry run (recorded, not sent)"
+        HELD = "held", "Held (outside the pilot)"
+
+    object_type = models.CharField(max_length=20, choices=ObjectType.choices)
+    external_id = models.CharField(max_length=80, help_text="Lifecycle_Engine_ID__c: the engine's own id.")
+    workspace_key = models.CharField(max_length=64, blank=True, help_text="Workspace it belongs to (pilot, admin).")
+    payload = models.JSONField(help_text="Desired Salesforce field values, as they will be sent.")
+    version = models.PositiveIntegerField(default=1)
+    sent_version = models.PositiveIntegerField(default=0)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
+    depends_on = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="dependents",
+        help_text="Not sent before this row is synced (e.g. a contact made by a lead conversion).",
+    )
+    salesforce_id = models.CharField(max_length=18, blank=True)
+    error_code = models.CharField(max_length=64, blank=True)
+    error_message = models.TextField(blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    lease_owner = models.CharField(max_length=64, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    synced_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-updated_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["object_type", "external_id"], name="outbox_one_row_per_object"),
+        ]
+        indexes = [
+            models.Index(
+                fields=["object_type", "next_attempt_at"],
+                condition=Q(state__in=["pending", "retry"]),
+                name="outbox_due",
+            ),
+            models.Index(fields=["state", "object_type"], name="outbox_state_type"),
+            models.Index(fields=["workspace_key"], name="outbox_workspace"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.object_type} {self.external_id} ({self.state})"
+
+
+class SyncControl(models.Model):
+    """The sync's own switchboard (a single row): pause, API usage, last success."""
+
+    paused_until = models.DateTimeField(null=True, blank=True)
+    pause_reason = models.CharField(max_length=255, blank=True)
+    api_used = models.PositiveIntegerField(null=True, blank=True)
+    api_max = models.PositiveIntegerField(null=True, blank=True)
+    api_checked_at = models.DateTimeField(null=True, blank=True)
+    last_success_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "Salesforce sync control"
+
+    def __str__(self) -> str:
+        return "Salesforce sync"

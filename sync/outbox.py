@@ -1,0 +1,191 @@
+"""Writing the outbox: what Salesforce should hold for a workspace and everything linked to it.
+
+Called by the pipeline inside the transaction that changed the records, so a committed change always
+has its outbox row and a rolled-back one never does. Rows are coalesced: an unchanged desired state
+writes nothing, a changed one replaces the payload and bumps the version.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+
+from sync.models import OutboxItem
+from workspaces.models import Account, Contact, Lead, Workspace
+
+EXTERNAL_ID = "Lifecycle_Engine_ID__c"
+STATUS_LABELS = {"trial": "Trial", "paid": "Paid", "churned": "Churned"}
+
+
+def account_key(account: Account) -> str:
+    return f"acc_{account.pk}"
+
+
+def lead_key(lead: Lead) -> str:
+    return f"lead_{lead.pk}"
+
+
+def contact_key(contact: Contact) -> str:
+    return f"con_{contact.pk}"
+
+
+def ref(key: str | None) -> dict[str, str] | None:
+    """A lookup given as an external-ID relationship reference (no Salesforce id needed)."""
+    return {EXTERNAL_ID: key} if key else None
+
+
+def _date(value) -> str | None:
+    return value.date().isoformat() if value else None
+
+
+def lead_payload(lead: Lead) -> dict[str, Any]:
+    local, _, domain = lead.email.partition("@")
+    return {
+        EXTERNAL_ID: lead_key(lead),
+        "Email": lead.email,
+        "FirstName": lead.first_name or None,
+        "LastName": lead.last_name or local,  # required in Salesforce
+        "Company": lead.company or domain,  # required in Salesforce
+        "LeadSource": lead.lead_source,
+    }
+
+
+def account_payload(account: Account) -> dict[str, Any]:
+    return {EXTERNAL_ID: account_key(account), "Name": account.name, "Website": account.domain or None}
+
+
+def contact_payload(contact: Contact) -> dict[str, Any]:
+    return {
+        EXTERNAL_ID: contact_key(contact),
+        "Email": contact.email,
+        "FirstName": contact.first_name or None,
+        "LastName": contact.last_name or contact.email.partition("@")[0],
+        "Account": ref(account_key(contact.account)),
+    }
+
+
+def workspace_payload(workspace: Workspace) -> dict[str, Any]:
+    return {
+        EXTERNAL_ID: workspace.workspace_id,
+        "Workspace_ID__c": workspace.workspace_id,
+        "Name": (workspace.name or workspace.workspace_id)[:80],
+        "Self_Serve_Status__c": STATUS_LABELS[workspace.status],
+        "Trial_Expiration_Date__c": _date(workspace.trial_expires_at),
+        "Converted_Date__c": _date(workspace.converted_at),
+        "Churn_Date__c": _date(workspace.churned_at),
+        "Churn_Reason__c": workspace.churn_reason or None,
+        "Plan__c": workspace.plan or None,
+        "MRR__c": str(workspace.mrr.quantize(Decimal("0.01"))) if workspace.mrr is not None else None,
+        "Lead__r": ref(lead_key(workspace.lead) if workspace.lead_id else None),
+        "Account__r": ref(account_key(workspace.account) if workspace.account_id else None),
+        "Contact__r": ref(contact_key(workspace.contact) if workspace.contact_id else None),
+    }
+
+
+def conversion_payload(lead: Lead) -> dict[str, Any]:
+    return {
+        "lead": lead_key(lead),
+        "account": account_key(lead.converted_account),
+        "contact": contact_key(lead.converted_contact),
+    }
+
+
+def outbox_record(
+    *,
+    object_type: str,
+    external_id: str,
+    payload: dict[str, Any],
+    workspace_key: str = "",
+    depends_on: OutboxItem | None = None,
+) -> OutboxItem:
+    """Make the row hold this desired state; a no-op when it already does."""
+    item = OutboxItem.objects.filter(object_type=object_type, external_id=external_id).first()
+    if item is None:
+        try:
+            with transaction.atomic():
+                return OutboxItem.objects.create(
+                    object_type=object_type,
+                    external_id=external_id,
+                    payload=payload,
+                    workspace_key=workspace_key,
+                    depends_on=depends_on,
+                )
+        except IntegrityError:  # another worker recorded it first: fall through and update
+            item = OutboxItem.objects.get(object_type=object_type, external_id=external_id)
+    if item.payload == payload and (depends_on is None or item.depends_on_id == depends_on.pk):
+        return item
+    item.payload = payload
+    item.version += 1
+    item.depends_on = depends_on or item.depends_on
+    if item.state != OutboxItem.State.DEAD:
+        item.state, item.next_attempt_at, item.error_code, item.error_message = OutboxItem.State.PENDING, None, "", ""
+    item.save(
+        update_fields=[
+            "payload",
+            "version",
+            "depends_on",
+            "state",
+            "next_attempt_at",
+            "error_code",
+            "error_message",
+            "updated_at",
+        ]
+    )
+    return item
+
+
+def outbox_record_workspace(*, workspace: Workspace) -> None:
+    """Record the desired Salesforce state of a workspace and of its lead, account and contact."""
+    if settings.SALESFORCE_SYNC == "off":
+        return
+    key = workspace.workspace_id
+    conversion = None
+    lead = workspace.lead
+    if lead is not None:
+        lead_item = None
+        if lead.converted_at is None:
+            lead_item = outbox_record(
+                object_type="Lead", external_id=lead_key(lead), payload=lead_payload(lead), workspace_key=key
+            )
+        else:
+            lead_item = OutboxItem.objects.filter(object_type="Lead", external_id=lead_key(lead)).first()
+            if lead_item is None:  # converted before it was ever sent: send it first, then convert
+                lead_item = outbox_record(
+                    object_type="Lead", external_id=lead_key(lead), payload=lead_payload(lead), workspace_key=key
+                )
+            conversion = outbox_record(
+                object_type="LeadConversion",
+                external_id=lead_key(lead),
+                payload=conversion_payload(lead),
+                workspace_key=key,
+                depends_on=lead_item,
+            )
+    account = workspace.account
+    if account is not None:
+        made_by_conversion = (
+            conversion is not None
+            and lead.converted_account_id == account.pk
+            and not OutboxItem.objects.filter(
+                object_type="Account", external_id=account_key(account), salesforce_id__gt=""
+            ).exists()
+        )
+        outbox_record(
+            object_type="Account",
+            external_id=account_key(account),
+            payload=account_payload(account),
+            workspace_key=key,
+            depends_on=conversion if made_by_conversion else None,
+        )
+    if workspace.contact is not None:
+        from_conversion = conversion is not None and lead.converted_contact_id == workspace.contact_id
+        outbox_record(
+            object_type="Contact",
+            external_id=contact_key(workspace.contact),
+            payload=contact_payload(workspace.contact),
+            workspace_key=key,
+            depends_on=conversion if from_conversion else None,
+        )
+    outbox_record(object_type="Workspace__c", external_id=key, payload=workspace_payload(workspace), workspace_key=key)

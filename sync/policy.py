@@ -1,0 +1,48 @@
+"""What to do about a Salesforce error, decided by its errorCode (never by HTTP status alone)."""
+
+from __future__ import annotations
+
+import enum
+import random
+from datetime import timedelta
+
+
+class Action(enum.Enum):
+    RETRY = "retry"  # transient: back off and try again
+    REREAD_ONCE = "reread_once"  # a concurrent insert won the race: the next upsert updates it
+    PAUSE = "pause"  # the org is out of API calls: pause the whole sync, alert, resume by itself
+    DEAD_LETTER = "dead_letter"  # needs a person: review queue with Salesforce's message
+
+
+RETRY_CODES = {"UNABLE_TO_LOCK_ROW", "TIMEOUT", "CONNECTION", "SERVER_UNAVAILABLE", "INVALID_SESSION_ID"}
+PAUSE_CODES = {"REQUEST_LIMIT_EXCEEDED"}
+DEAD_CODES = {
+    "FIELD_CUSTOM_VALIDATION_EXCEPTION",
+    "REQUIRED_FIELD_MISSING",
+    "ENTITY_IS_DELETED",
+    "MULTIPLE_MATCHES",
+    "INVALID_CROSS_REFERENCE_KEY",
+    "FIELD_INTEGRITY_EXCEPTION",
+    "STRING_TOO_LONG",
+    "INVALID_EMAIL_ADDRESS",
+    "CANNOT_UPDATE_CONVERTED_LEAD",
+}
+
+
+def action_for(code: str, *, previous_code: str = "") -> Action:
+    if code in PAUSE_CODES:
+        return Action.PAUSE
+    if code == "DUPLICATE_VALUE":
+        return Action.RETRY if previous_code == "DUPLICATE_VALUE" else Action.REREAD_ONCE
+    if code in DEAD_CODES:
+        return Action.DEAD_LETTER
+    if code in RETRY_CODES or code.startswith("HTTP_5"):
+        return Action.RETRY
+    # Unknown codes (and a lookup whose target is not in Salesforce yet) are retried a few times,
+    # then dead-lettered by the attempt limit.
+    return Action.RETRY
+
+
+def backoff(attempt: int, *, base: float = 5.0, cap: float = 1800.0) -> timedelta:
+    """Capped exponential backoff with jitter (50–100 % of base·2^(n-1), at most `cap`)."""
+    return timedelta(seconds=min(cap, base * 2 ** max(0, attempt - 1)) * random.uniform(0.5, 1.0))

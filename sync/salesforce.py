@@ -1,0 +1,243 @@
+"""The Salesforce adapter: the only module that imports simple_salesforce (STYLE habit 4).
+
+It fetches its own token (client credentials at SALESFORCE_LOGIN_URL) or uses SALESFORCE_ACCESS_TOKEN,
+refreshes once on INVALID_SESSION_ID, gives every call a timeout, reads API usage from
+Sforce-Limit-Info, and turns every failure into one exception type, `SalesforceCallError`, carrying
+Salesforce's errorCode. Retry decisions are made from that code, in one place (`sync/policy.py`).
+"""
+
+from __future__ import annotations
+
+import logging
+import xml.etree.ElementTree as ET  # types only; parsing goes through defusedxml
+from dataclasses import dataclass
+from typing import Any
+from xml.sax.saxutils import escape
+
+import requests
+from defusedxml.ElementTree import fromstring as parse_xml
+from django.conf import settings
+from simple_salesforce import Salesforce
+from simple_salesforce.exceptions import SalesforceError
+
+logger = logging.getLogger(__name__)
+
+SOAP_NS = {"soapenv": "http://schemas.xmlsoap.org/soap/envelope/", "sf": "urn:partner.soap.sforce.com"}
+
+
+class SalesforceCallError(Exception):
+    """A failed call or record. `code` is Salesforce's errorCode, or TIMEOUT / CONNECTION / HTTP_<status>."""
+
+    def __init__(self, code: str, message: str, *, status: int | None = None, fields: list[str] | None = None):
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.status = status
+        self.fields = fields or []
+
+
+@dataclass(frozen=True)
+class RecordResult:
+    """One record's outcome in a collection call."""
+
+    success: bool
+    salesforce_id: str = ""
+    created: bool = False
+    error_code: str = ""
+    error_message: str = ""
+
+
+@dataclass(frozen=True)
+class Conversion:
+    success: bool
+    lead_id: str = ""
+    account_id: str = ""
+    contact_id: str = ""
+    error_code: str = ""
+    error_message: str = ""
+
+
+class TimeoutSession(requests.Session):
+    """A requests session whose every call has a timeout unless one is given."""
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__()
+        self.default_timeout = timeout
+
+    def request(self, method: str, url: str, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+        kwargs.setdefault("timeout", self.default_timeout)
+        return super().request(method, url, **kwargs)
+
+
+def _error_from(exc: SalesforceError) -> SalesforceCallError:
+    content = exc.content
+    if isinstance(content, list) and content and isinstance(content[0], dict):
+        first = content[0]
+        return SalesforceCallError(
+            first.get("errorCode", f"HTTP_{exc.status}"),
+            first.get("message", ""),
+            status=exc.status,
+            fields=first.get("fields"),
+        )
+    if exc.status == 300:
+        return SalesforceCallError("MULTIPLE_MATCHES", f"external id matches several records: {content}", status=300)
+    return SalesforceCallError(f"HTTP_{exc.status}", str(content)[:500], status=exc.status)
+
+
+class SalesforceClient:
+    def __init__(self) -> None:
+        self.session = TimeoutSession(settings.SALESFORCE_TIMEOUT_SECONDS)
+        self.instance_url = settings.SALESFORCE_INSTANCE_URL.rstrip("/")
+        self.version = settings.SALESFORCE_API_VERSION
+        self._sf: Salesforce | None = None
+
+    # --- auth ------------------------------------------------------------------------------------
+
+    def _token(self) -> str:
+        if not settings.SALESFORCE_LOGIN_URL:
+            return settings.SALESFORCE_ACCESS_TOKEN
+        try:
+            response = self.session.post(
+                f"{settings.SALESFORCE_LOGIN_URL.rstrip('/')}/services/oauth2/token",
+                data={
+                    "grant_type": "client_credentials",
+                    "client_id": settings.SALESFORCE_CLIENT_ID,
+                    "client_secret": settings.SALESFORCE_CLIENT_SECRET,
+                },
+            )
+        except requests.RequestException as exc:
+            raise SalesforceCallError("CONNECTION", f"token request failed: {exc}") from exc
+        if response.status_code != 200:
+            raise SalesforceCallError("AUTH_FAILED", response.text[:300], status=response.status_code)
+        body = response.json()
+        self.instance_url = body.get("instance_url", self.instance_url).rstrip("/")
+        return body["access_token"]
+
+    def _client(self) -> Salesforce:
+        if self._sf is None:
+            self._sf = Salesforce(
+                instance_url=self.instance_url, session_id=self._token(), version=self.version, session=self.session
+            )
+        return self._sf
+
+    def _call(self, operation, *args: Any, **kwargs: Any) -> Any:
+        """Run `operation(sf, …)`, refreshing the token once on INVALID_SESSION_ID."""
+        for attempt in (1, 2):
+            try:
+                return operation(self._client(), *args, **kwargs)
+            except SalesforceError as exc:
+                error = _error_from(exc)
+                if error.code == "INVALID_SESSION_ID" and attempt == 1:
+                    logger.info("Salesforce session expired; fetching a new token")
+                    self._sf = None
+                    continue
+                raise error from exc
+            except requests.Timeout as exc:
+                raise SalesforceCallError("TIMEOUT", str(exc)) from exc
+            except requests.RequestException as exc:
+                raise SalesforceCallError("CONNECTION", str(exc)) from exc
+        raise AssertionError("unreachable")
+
+    @property
+    def api_usage(self) -> tuple[int, int] | None:
+        """(used, max) of the daily API allocation, from the last Sforce-Limit-Info header."""
+        usage = self._sf.api_usage.get("api-usage") if self._sf else None
+        return (usage.used, usage.total) if usage else None
+
+    # --- calls -----------------------------------------------------------------------------------
+
+    def upsert_collection(self, object_type: str, external_field: str, records: list[dict]) -> list[RecordResult]:
+        """sObject Collections upsert (≤ 200 records, allOrNone false): one result per record, in order."""
+        body = {"allOrNone": False, "records": [{"attributes": {"type": object_type}, **r} for r in records]}
+        results = self._call(
+            lambda sf: sf.restful(f"composite/sobjects/{object_type}/{external_field}", method="PATCH", json=body)
+        )
+        return [_record_result(result) for result in results]
+
+    def update_collection(self, object_type: str, records: list[dict]) -> list[RecordResult]:
+        """sObject Collections update by Id (used to stamp external ids on converted records)."""
+        body = {"allOrNone": False, "records": [{"attributes": {"type": object_type}, **r} for r in records]}
+        results = self._call(lambda sf: sf.restful("composite/sobjects", method="PATCH", json=body))
+        return [_record_result(result) for result in results]
+
+    def query(self, soql: str) -> list[dict]:
+        return self._call(lambda sf: sf.query_all(soql))["records"]
+
+    def limits(self) -> dict:
+        return self._call(lambda sf: sf.limits())
+
+    def convert_leads(self, conversions: list[tuple[str, str | None]]) -> list[Conversion]:
+        """SOAP convertLead for [(lead id, account id or None)], no opportunity; ≤ 200 a call."""
+        return self._call(self._convert, conversions)
+
+    def _convert(self, sf: Salesforce, conversions: list[tuple[str, str | None]]) -> list[Conversion]:
+        url = f"{self.instance_url}/services/Soap/u/{self.version}"
+        body = _convert_envelope(sf.session_id, conversions)
+        try:
+            response = self.session.post(
+                url, data=body.encode(), headers={"Content-Type": "text/xml; charset=UTF-8", "SOAPAction": '""'}
+            )
+        except requests.Timeout as exc:
+            raise SalesforceCallError("TIMEOUT", str(exc)) from exc
+        except requests.RequestException as exc:
+            raise SalesforceCallError("CONNECTION", str(exc)) from exc
+        root = parse_xml(response.content)
+        fault = root.find(".//soapenv:Fault", SOAP_NS)
+        if fault is not None:
+            code = (fault.findtext("faultcode") or "").rpartition(":")[2]
+            message = fault.findtext("faultstring") or ""
+            if code == "INVALID_SESSION_ID":
+                from simple_salesforce.exceptions import SalesforceExpiredSession
+
+                raise SalesforceExpiredSession(url, 401, "convertLead", [{"errorCode": code, "message": message}])
+            raise SalesforceCallError(code or f"HTTP_{response.status_code}", message, status=response.status_code)
+        if response.status_code >= 500:
+            raise SalesforceCallError(f"HTTP_{response.status_code}", response.text[:300], status=response.status_code)
+        return [_conversion(result) for result in root.iterfind(".//sf:result", SOAP_NS)]
+
+
+def _record_result(result: dict) -> RecordResult:
+    if result.get("success"):
+        return RecordResult(True, result.get("id") or "", bool(result.get("created")))
+    error = (result.get("errors") or [{}])[0]
+    return RecordResult(
+        False,
+        result.get("id") or "",
+        False,
+        error.get("statusCode") or error.get("errorCode", "UNKNOWN"),
+        error.get("message", ""),
+    )
+
+
+def _conversion(result: ET.Element) -> Conversion:
+    def text(tag: str) -> str:
+        return result.findtext(f"sf:{tag}", default="", namespaces=SOAP_NS) or ""
+
+    if text("success") == "true":
+        return Conversion(True, text("leadId"), text("accountId"), text("contactId"))
+    error = result.find("sf:errors", SOAP_NS)
+    code = error.findtext("sf:statusCode", default="UNKNOWN", namespaces=SOAP_NS) if error is not None else "UNKNOWN"
+    message = error.findtext("sf:message", default="", namespaces=SOAP_NS) if error is not None else ""
+    return Conversion(False, text("leadId"), error_code=code, error_message=message)
+
+
+def _convert_envelope(session_id: str, conversions: list[tuple[str, str | None]]) -> str:
+    items = "".join(
+        "<urn:leadConverts>"
+        + (f"<urn:accountId>{escape(account_id)}</urn:accountId>" if account_id else "")
+        + "<urn:convertedStatus>Closed - Converted</urn:convertedStatus>"
+        + "<urn:doNotCreateOpportunity>true</urn:doNotCreateOpportunity>"
+        + f"<urn:leadId>{escape(lead_id)}</urn:leadId>"
+        + "<urn:overwriteLeadSource>false</urn:overwriteLeadSource>"
+        + "<urn:sendNotificationEmail>false</urn:sendNotificationEmail>"
+        + "</urn:leadConverts>"
+        for lead_id, account_id in conversions
+    )
+    return (
+        '<?xml version="1.0" encoding="utf-8"?>'
+        '<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" '
+        'xmlns:urn="urn:partner.soap.sforce.com">'
+        f"<soapenv:Header><urn:SessionHeader><urn:sessionId>{escape(session_id)}</urn:sessionId>"
+        "</urn:SessionHeader></soapenv:Header>"
+        f"<soapenv:Body><urn:convertLead>{items}</urn:convertLead></soapenv:Body></soapenv:Envelope>"
+    )

@@ -21,6 +21,11 @@ class DriftReport:
     missing: dict[str, list[str]] = field(default_factory=dict)
     mismatches: dict[str, dict[str, list[str]]] = field(default_factory=dict)  # type -> field -> external ids
     item_ids: set[int] = field(default_factory=set)
+    dependents: set[int] = field(default_factory=set)  # in sync, but pointing at a record that is not
+
+    @property
+    def to_resend(self) -> list[int]:
+        return sorted(self.item_ids | self.dependents)
 
     def add_mismatch(self, object_type: str, name: str, external_id: str, item_id: int) -> None:
         self.mismatches.setdefault(object_type, {}).setdefault(name, []).append(external_id)
@@ -62,7 +67,20 @@ def salesforce_drift(*, client: SalesforceClient, progress: Callable[[int, int],
             _compare_batch(client, object_type, batch, ids, report)
             if progress:
                 progress(report.checked, total)
+    _include_dependents(report)
     return report
+
+
+def _include_dependents(report: DriftReport) -> None:
+    """A record re-created in Salesforce gets a new Id: whatever points at it is re-sent too."""
+    missing = OutboxItem.objects.filter(
+        pk__in=report.item_ids,
+        external_id__in=[external_id for external_ids in report.missing.values() for external_id in external_ids],
+    )
+    keys = {key for key in missing.values_list("workspace_key", flat=True) if key}
+    report.dependents.update(
+        OutboxItem.objects.filter(workspace_key__in=keys, state=OutboxItem.State.SYNCED).values_list("pk", flat=True)
+    )
 
 
 def _compare_batch(
@@ -85,7 +103,7 @@ def _compare_batch(
         for name, expected in item.payload.items():
             if name == EXTERNAL_ID:
                 continue
-            if isinstance(expected, dict) or name.endswith("__r"):
+            if isinstance(expected, dict):
                 target = ids.get((expected or {}).get(EXTERNAL_ID, ""), "") if expected else ""
                 if not _same(target, row.get(_lookup_field(name))):
                     report.add_mismatch(object_type, _lookup_field(name), item.external_id, item.pk)

@@ -32,9 +32,12 @@ def contact_key(contact: Contact) -> str:
     return f"con_{contact.pk}"
 
 
-def ref(key: str | None) -> dict[str, str] | None:
-    """A lookup given as an external-ID relationship reference (no Salesforce id needed)."""
-    return {EXTERNAL_ID: key} if key else None
+def lookup(relationship: str, key: str | None) -> dict[str, Any]:
+    """A lookup as an external-ID relationship reference (`Lead__r: {ext id}`), so no Salesforce id is
+    needed; an empty lookup is cleared through its field (`Lead__c: null`), as Salesforce requires."""
+    if key:
+        return {relationship: {EXTERNAL_ID: key}}
+    return {relationship.removesuffix("__r") + "__c": None}
 
 
 def _date(value) -> str | None:
@@ -63,7 +66,7 @@ def contact_payload(contact: Contact) -> dict[str, Any]:
         "Email": contact.email,
         "FirstName": contact.first_name or None,
         "LastName": contact.last_name or contact.email.partition("@")[0],
-        "Account": ref(account_key(contact.account)),
+        "Account": {EXTERNAL_ID: account_key(contact.account)},
     }
 
 
@@ -79,9 +82,9 @@ def workspace_payload(workspace: Workspace) -> dict[str, Any]:
         "Churn_Reason__c": workspace.churn_reason or None,
         "Plan__c": workspace.plan or None,
         "MRR__c": str(workspace.mrr.quantize(Decimal("0.01"))) if workspace.mrr is not None else None,
-        "Lead__r": ref(lead_key(workspace.lead) if workspace.lead_id else None),
-        "Account__r": ref(account_key(workspace.account) if workspace.account_id else None),
-        "Contact__r": ref(contact_key(workspace.contact) if workspace.contact_id else None),
+        **lookup("Lead__r", lead_key(workspace.lead) if workspace.lead_id else None),
+        **lookup("Account__r", account_key(workspace.account) if workspace.account_id else None),
+        **lookup("Contact__r", contact_key(workspace.contact) if workspace.contact_id else None),
     }
 
 

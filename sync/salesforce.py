@@ -241,3 +241,22 @@ def _convert_envelope(session_id: str, conversions: list[tuple[str, str | None]]
         "</urn:SessionHeader></soapenv:Header>"
         f"<soapenv:Body><urn:convertLead>{items}</urn:convertLead></soapenv:Body></soapenv:Envelope>"
     )
+
+
+_clients: dict[tuple, SalesforceClient] = {}
+
+
+def shared_client() -> SalesforceClient:
+    """One client per process and configuration, so its token and connections are reused across drains."""
+    key = (
+        settings.SALESFORCE_INSTANCE_URL,
+        settings.SALESFORCE_LOGIN_URL,
+        settings.SALESFORCE_CLIENT_ID,
+        settings.SALESFORCE_ACCESS_TOKEN,
+        settings.SALESFORCE_API_VERSION,
+        settings.SALESFORCE_TIMEOUT_SECONDS,
+    )
+    if key not in _clients:
+        _clients.clear()
+        _clients[key] = SalesforceClient()
+    return _clients[key]

@@ -26,7 +26,7 @@ from linking.models import ReviewItem
 from sync.models import OutboxItem, SyncControl
 from sync.outbox import EXTERNAL_ID
 from sync.policy import Action, action_for, backoff
-from sync.salesforce import Conversion, RecordResult, SalesforceCallError, SalesforceClient
+from sync.salesforce import Conversion, RecordResult, SalesforceCallError, SalesforceClient, shared_client
 from workspaces.actors import acting_as_system
 from workspaces.models import Account, Contact, Lead, Workspace
 
@@ -35,7 +35,13 @@ logger = logging.getLogger(__name__)
 ORDER = ("Account", "Lead", "LeadConversion", "Contact", "Workspace__c")
 LOCAL_MODELS = {"Account": Account, "Lead": Lead, "Contact": Contact}
 LEASE = timedelta(minutes=5)
-SENT_STATES = (OutboxItem.State.SYNCED, OutboxItem.State.DRY_RUN, OutboxItem.State.HELD)
+
+
+def _done_states() -> tuple[str, ...]:
+    """States of a dependency that let its dependents go: only really synced ones when live."""
+    if settings.SALESFORCE_SYNC == "live":
+        return (OutboxItem.State.SYNCED, OutboxItem.State.HELD)
+    return (OutboxItem.State.SYNCED, OutboxItem.State.DRY_RUN, OutboxItem.State.HELD)
 
 
 @dataclass
@@ -71,7 +77,7 @@ def in_pilot(workspace_key: str) -> bool:
 
 
 def outbox_drain(
-    *, client_factory: Callable[[], SalesforceClient] = SalesforceClient, max_rounds: int = 100
+    *, client_factory: Callable[[], SalesforceClient] = shared_client, max_rounds: int = 100
 ) -> DrainReport:
     """Send what is due, type by type, until nothing is due or the sync pauses."""
     report = DrainReport()
@@ -85,14 +91,19 @@ def outbox_drain(
     client = client_factory() if mode == "live" else None
     worker = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
     with acting_as_system():
-        for object_type in ORDER:
-            for _ in range(max_rounds):
-                items = _claim(object_type, worker)
-                if not items:
-                    break
-                _handle(object_type, items, client, report)
-                if report.paused:
-                    return report
+        # A second pass sends what the first unblocked (an account created by a lead conversion).
+        for _ in range(3):
+            before = report.sent + report.recorded
+            for object_type in ORDER:
+                for _ in range(max_rounds):
+                    items = _claim(object_type, worker)
+                    if not items:
+                        break
+                    _handle(object_type, items, client, report)
+                    if report.paused:
+                        return report
+            if report.sent + report.recorded == before:
+                break
     if client is not None:
         _track_usage(client)
     return report
@@ -100,11 +111,14 @@ def outbox_drain(
 
 def _claim(object_type: str, worker: str) -> list[OutboxItem]:
     now = timezone.now()
+    states = [OutboxItem.State.PENDING, OutboxItem.State.RETRY]
+    if settings.SALESFORCE_SYNC == "live":
+        states.append(OutboxItem.State.DRY_RUN)  # recorded during a dry run: send them now
     due = (
-        OutboxItem.objects.filter(object_type=object_type, state__in=(OutboxItem.State.PENDING, OutboxItem.State.RETRY))
+        OutboxItem.objects.filter(object_type=object_type, state__in=states)
         .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
         .filter(Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now))
-        .filter(Q(depends_on__isnull=True) | Q(depends_on__state__in=SENT_STATES))
+        .filter(Q(depends_on__isnull=True) | Q(depends_on__state__in=_done_states()))
         .order_by("updated_at")
     )
     ids = list(due.values_list("pk", flat=True)[: settings.SALESFORCE_BATCH_SIZE])
@@ -327,47 +341,55 @@ def _converted_in_salesforce(
 def _stamp_converted(
     client: SalesforceClient, items: list[OutboxItem], results: dict[int, Conversion], report: DrainReport
 ) -> bool:
-    """Give the account and contact convertLead made their external ids, and note their Salesforce ids."""
-    accounts, contacts = [], []
+    """Write the engine's state, external id included, onto the account and contact convertLead made.
+
+    One collection update per object type stamps them and sets their fields, so their outbox rows
+    are synced in the same step and no second upsert is needed.
+    """
+    stamps: dict[str, list[tuple[OutboxItem, str]]] = {"Account": [], "Contact": []}
     for item in items:
         conversion = results[item.pk]
         if not conversion.success:
             continue
-        contacts.append({"Id": conversion.contact_id, EXTERNAL_ID: item.payload["contact"]})
+        targets = [("Contact", item.payload["contact"], conversion.contact_id)]
         if _existing_account_id(item) is None:
-            accounts.append({"Id": conversion.account_id, EXTERNAL_ID: item.payload["account"]})
+            targets.append(("Account", item.payload["account"], conversion.account_id))
+        for object_type, external_id, salesforce_id in targets:
+            row = OutboxItem.objects.filter(object_type=object_type, external_id=external_id).first()
+            if row is not None:
+                stamps[object_type].append((row, salesforce_id))
     try:
-        for object_type, records in (("Account", accounts), ("Contact", contacts)):
-            if records:
-                report.calls += 1
-                client.update_collection(object_type, records)
+        for object_type, rows in stamps.items():
+            if not rows:
+                continue
+            report.calls += 1
+            records = [{**row.payload, "Id": salesforce_id} for row, salesforce_id in rows]
+            for (row, salesforce_id), result in zip(rows, client.update_collection(object_type, records), strict=True):
+                _record(
+                    row,
+                    result
+                    if result.salesforce_id
+                    else RecordResult(
+                        result.success, salesforce_id, error_code=result.error_code, error_message=result.error_message
+                    ),
+                    report,
+                )
     except SalesforceCallError as exc:
         for item in items:
             _fail(item, exc.code, exc.message, report)
         return False
-    now = timezone.now()
-    for object_type, records in (("Account", accounts), ("Contact", contacts)):
-        for record in records:
-            OutboxItem.objects.filter(object_type=object_type, external_id=record[EXTERNAL_ID]).update(
-                salesforce_id=record["Id"]
-            )
-            _stamp_local(object_type, record[EXTERNAL_ID], record["Id"], now)
     return True
 
 
 def outbox_retry(*, item_ids: list[int]) -> int:
-    """Admin action: send these again now (dead letters included)."""
-    return (
-        OutboxItem.objects.filter(pk__in=item_ids)
-        .exclude(state=OutboxItem.State.SYNCED)
-        .update(
-            state=OutboxItem.State.PENDING,
-            next_attempt_at=None,
-            attempts=0,
-            lease_owner="",
-            lease_expires_at=None,
-            version=F("version") + 1,
-        )
+    """Send these again now: dead letters, retries, or synced records that drifted in Salesforce."""
+    return OutboxItem.objects.filter(pk__in=item_ids).update(
+        state=OutboxItem.State.PENDING,
+        next_attempt_at=None,
+        attempts=0,
+        lease_owner="",
+        lease_expires_at=None,
+        version=F("version") + 1,
     )
 
 

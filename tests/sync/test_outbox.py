@@ -43,7 +43,7 @@ def test_trial_records_lead_and_workspace_with_external_id_references():
     assert workspace.payload["Workspace_ID__c"] == "ws_1"
     assert workspace.payload["Trial_Expiration_Date__c"] == (T0 + timedelta(days=30)).date().isoformat()
     assert workspace.payload["Lead__r"] == {"Lifecycle_Engine_ID__c": lead.external_id}
-    assert workspace.payload["Account__r"] is None
+    assert workspace.payload["Account__c"] is None, "an empty lookup is cleared through its field"
 
 
 def test_many_changes_coalesce_into_one_row_per_object():

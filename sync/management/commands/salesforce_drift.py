@@ -8,7 +8,7 @@ import time
 from django.core.management.base import BaseCommand, CommandError
 
 from sync.drift import salesforce_drift
-from sync.salesforce import SalesforceCallError, SalesforceClient
+from sync.salesforce import SalesforceCallError, shared_client
 from sync.worker import outbox_retry
 
 
@@ -34,7 +34,7 @@ class Command(BaseCommand):
             sys.stderr.flush()
 
         try:
-            report = salesforce_drift(client=SalesforceClient(), progress=progress)
+            report = salesforce_drift(client=shared_client(), progress=progress)
         except SalesforceCallError as exc:
             raise CommandError(
                 f"Salesforce answered {exc.code}: {exc.message}. Check SALESFORCE_INSTANCE_URL and the credentials "
@@ -53,7 +53,7 @@ class Command(BaseCommand):
                     f"  {object_type}.{name}: {len(external_ids)} differ, e.g. {', '.join(external_ids[:show])}"
                 )
         if repair and drifted:
-            queued = outbox_retry(item_ids=sorted(report.item_ids))
+            queued = outbox_retry(item_ids=report.to_resend)
             self.stdout.write(self.style.SUCCESS(f"Queued {queued} record(s) to be sent again."))
         elif drifted:
             self.stdout.write("Run again with --repair to send them again.")

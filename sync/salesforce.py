@@ -154,9 +154,10 @@ class SalesforceClient:
         )
         return [_record_result(result) for result in results]
 
-    def update_collection(self, object_type: str, records: list[dict]) -> list[RecordResult]:
-        """sObject Collections update by Id (used to stamp external ids on converted records)."""
-        body = {"allOrNone": False, "records": [{"attributes": {"type": object_type}, **r} for r in records]}
+    def update_collection(self, records: list[tuple[str, dict]]) -> list[RecordResult]:
+        """sObject Collections update by Id of (type, record) pairs, types mixed in one call
+        (used to stamp external ids on the records a lead conversion made)."""
+        body = {"allOrNone": False, "records": [{"attributes": {"type": t}, **r} for t, r in records]}
         results = self._call(lambda sf: sf.restful("composite/sobjects", method="PATCH", json=body))
         return [_record_result(result) for result in results]
 

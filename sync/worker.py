@@ -358,26 +358,21 @@ def _stamp_converted(
             row = OutboxItem.objects.filter(object_type=object_type, external_id=external_id).first()
             if row is not None:
                 stamps[object_type].append((row, salesforce_id))
+    pairs = [(object_type, row, sf_id) for object_type, rows in stamps.items() for row, sf_id in rows]
+    if not pairs:
+        return True
     try:
-        for object_type, rows in stamps.items():
-            if not rows:
-                continue
-            report.calls += 1
-            records = [{**row.payload, "Id": salesforce_id} for row, salesforce_id in rows]
-            for (row, salesforce_id), result in zip(rows, client.update_collection(object_type, records), strict=True):
-                _record(
-                    row,
-                    result
-                    if result.salesforce_id
-                    else RecordResult(
-                        result.success, salesforce_id, error_code=result.error_code, error_message=result.error_message
-                    ),
-                    report,
-                )
+        report.calls += 1
+        results = client.update_collection([(t, {**row.payload, "Id": sf_id}) for t, row, sf_id in pairs])
     except SalesforceCallError as exc:
         for item in items:
             _fail(item, exc.code, exc.message, report)
         return False
+    for (_, row, sf_id), result in zip(pairs, results, strict=True):
+        if result.success:
+            _succeed(row, result.salesforce_id or sf_id, report)
+        else:
+            _fail(row, result.error_code, result.error_message, report)
     return True
 
 

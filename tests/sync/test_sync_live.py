@@ -74,8 +74,7 @@ def test_batches_are_sObject_collection_upserts_in_dependency_order(salesforce):
     assert calls == [
         ("collection_upsert", "Lead"),
         ("convert_lead", None),
-        ("collection_update", "Account"),  # the account convertLead made, stamped with its external id
-        ("collection_update", "Contact"),  # the contact, likewise
+        ("collection_update", None),  # the account and contact convertLead made, stamped in one call
         ("collection_upsert", "Workspace__c"),  # lookups as external-id references
     ]
 

@@ -29,7 +29,7 @@ from alerts.services import alert_raise
 from events.models import Event, WorkspaceLock
 from events.schemas import PayloadInvalid, validate_data
 from linking.models import ReviewItem
-from linking.services import Question, questions_reconcile, workspace_link
+from linking.services import Question, questions_reconcile, review_item_raise, workspace_link
 from sync.outbox import outbox_record_workspace
 from workspaces.actors import acting_as_system
 from workspaces.lifecycle import LIFECYCLE_TYPES, LifecycleEvent, WorkspaceState, fold
@@ -212,16 +212,13 @@ def _escalate(events: list[Event], message: str) -> None:
     """Events out of attempts: one review item and exactly one admin alert for them."""
     workspace_key = events[0].workspace_key
     first = min(event.pk for event in events)
-    item, _ = ReviewItem.objects.get_or_create(
-        workspace=None,
+    review_item_raise(
+        kind=ReviewItem.Kind.PROCESSING_FAILED,
         dedupe_key=f"processing_failed:{workspace_key}:{first}",
-        defaults={
-            "kind": ReviewItem.Kind.PROCESSING_FAILED,
-            "reason": f"Workspace {workspace_key}: {len(events)} event(s) failed {settings.EVENT_MAX_ATTEMPTS} times. "
-            f"Last error: {message}",
-        },
+        reason=f"Workspace {workspace_key}: {len(events)} event(s) failed {settings.EVENT_MAX_ATTEMPTS} times. "
+        f"Last error: {message}",
+        event_pks=[event.pk for event in events],
     )
-    item.events.add(*events)
     alert_raise(
         rule="event_failed",
         dedupe_key=f"event_failed:{workspace_key}:{first}",

@@ -319,3 +319,17 @@ def review_item_link(
             questions_reconcile(workspace=workspace, wanted=[], kinds=[NO_ACCOUNT_MATCH])
         workspace_refresh_review_flag(workspace=workspace)
     return workspace
+
+
+def review_item_raise(
+    *, kind: str, dedupe_key: str, reason: str, workspace: Workspace | None = None, event_pks: Sequence[int] = ()
+) -> ReviewItem:
+    """Open a question raised outside linking (a failed event, a write Salesforce refused), once per key."""
+    item, _ = ReviewItem.objects.get_or_create(
+        workspace=workspace, dedupe_key=dedupe_key, defaults={"kind": kind, "reason": reason}
+    )
+    if event_pks:
+        item.events.add(*event_pks)
+    if workspace is not None:
+        workspace_refresh_review_flag(workspace=workspace)
+    return item

@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from alerts.services import alert_raise
 from linking.models import ReviewItem
+from linking.services import review_item_raise
 from sync.models import OutboxItem, SyncControl
 from sync.outbox import EXTERNAL_ID
 from sync.policy import Action, action_for, backoff
@@ -239,14 +240,11 @@ def _fail(item: OutboxItem, code: str, message: str, report: DrainReport) -> Non
 
 def _dead_letter(item: OutboxItem, code: str, message: str) -> None:
     """A write that needs a person: the review queue, with Salesforce's own message, and one alert."""
-    workspace = Workspace.objects.filter(workspace_id=item.workspace_key).first()
-    ReviewItem.objects.get_or_create(
-        workspace=workspace,
+    review_item_raise(
+        kind=ReviewItem.Kind.SYNC_FAILED,
         dedupe_key=f"sync_failed:{item.object_type}:{item.external_id}:{item.version}",
-        defaults={
-            "kind": ReviewItem.Kind.SYNC_FAILED,
-            "reason": f"Salesforce refused {item.object_type} {item.external_id}: {code}: {message}",
-        },
+        reason=f"Salesforce refused {item.object_type} {item.external_id}: {code}: {message}",
+        workspace=Workspace.objects.filter(workspace_id=item.workspace_key).first(),
     )
     alert_raise(
         rule="sync_dead_letter",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import logging
+import os
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
@@ -13,15 +13,23 @@ from events.groupcommit import GroupCommitWriter
 from events.models import Event
 from events.store import NewEvent, insert_events
 
+_brokers: dict[int, object] = {}
+
 
 def async_task(func: str, *args: object, **kwargs: object) -> str:
-    """django-q2's async_task, imported late so importing this module needs no app registry."""
+    """django-q2's async_task with one broker per process.
+
+    django-q2 builds a new broker (for Redis: a new connection) on every call unless one is passed;
+    reusing it takes a connect off every enqueue. Imported late so this module needs no app registry.
+    """
+    from django_q.brokers import get_broker
     from django_q.tasks import async_task as enqueue
 
-    return enqueue(func, *args, **kwargs)
-
-
-logger = logging.getLogger(__name__)
+    broker = _brokers.get(os.getpid())
+    if broker is None:
+        _brokers.clear()
+        broker = _brokers[os.getpid()] = get_broker()
+    return enqueue(func, *args, broker=broker, **kwargs)
 
 
 def events_store(events: Sequence[NewEvent], on_committed: Callable[[list[bool]], None] | None = None) -> list[bool]:

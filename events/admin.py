@@ -15,7 +15,7 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 
-from events.models import Event
+from events.models import Event, WorkspaceLock
 from events.services import events_retry
 from workspaces.models import Workspace
 
@@ -100,3 +100,22 @@ class EventAdmin(AuditlogHistoryAdminMixin, admin.ModelAdmin):
             f"Re-queued {requeued} event(s); skipped {skipped} (ignored, rejected or completed).",
             messages.SUCCESS if requeued else messages.WARNING,
         )
+
+
+@admin.register(WorkspaceLock)
+class WorkspaceLockAdmin(admin.ModelAdmin):
+    """The per-workspace processing locks, read-only: when each workspace was last folded."""
+
+    list_display = ("workspace_key", "processed_at")
+    search_fields = ("=workspace_key",)
+    ordering = ("-processed_at",)
+    show_full_result_count = False
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: WorkspaceLock | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: WorkspaceLock | None = None) -> bool:
+        return False

@@ -275,3 +275,18 @@ def test_changelist_queries_do_not_grow_with_rows(admin_client: Client, records:
 
     # then
     assert after == before
+
+
+@pytest.mark.django_db
+def test_alert_and_lock_admins_render(admin_client):
+    from alerts.services import alert_raise
+    from events.models import WorkspaceLock
+
+    alert, _ = alert_raise(
+        rule="event_failed", dedupe_key="k", title="Events need review", reason="boom", context={"event_ids": ["m1"]}
+    )
+    WorkspaceLock.objects.create(workspace_key="ws_1")
+    assert admin_client.get("/admin/alerts/alert/").status_code == 200
+    page = admin_client.get(f"/admin/alerts/alert/{alert.pk}/change/")
+    assert b"m1" in page.content
+    assert admin_client.get("/admin/events/workspacelock/").status_code == 200

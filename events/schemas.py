@@ -100,6 +100,45 @@ DATA_SCHEMAS: dict[str, type[serializers.Serializer]] = {
     "usage.recorded": UsageRecordedSerializer,
 }
 
+
+class PaymentFailedSerializer(WorkspaceRefSerializer):
+    """`billing.payment_failed`, from Stripe's invoice.payment_failed: marks the workspace at risk."""
+
+    email = serializers.EmailField(max_length=254, required=False, allow_blank=True)
+    subscription_id = _text(255)
+    invoice_id = _text(255)
+    amount_due = serializers.DecimalField(
+        max_digits=12, decimal_places=2, min_value=0, coerce_to_string=True, required=False, allow_null=True
+    )
+    currency = serializers.RegexField(r"^[A-Za-z]{3}$", required=False, default="USD")
+    attempt_count = serializers.IntegerField(min_value=0, required=False)
+    next_payment_attempt = RFC3339Field(required=False, allow_null=True)
+    billing_reason = _text(64)
+
+
+class TrialWillEndSerializer(WorkspaceRefSerializer):
+    """`billing.trial_will_end`, from Stripe's customer.subscription.trial_will_end (an alert input)."""
+
+    email = serializers.EmailField(max_length=254, required=False, allow_blank=True)
+    subscription_id = _text(255)
+    trial_end = RFC3339Field(required=False, allow_null=True)
+
+
+class RenewalUpdatedSerializer(WorkspaceRefSerializer):
+    """`billing.renewal_updated`: the Stripe subscription's next renewal (webhook or reconciliation)."""
+
+    subscription_id = _text(255)
+    renews_at = RFC3339Field(required=False, allow_null=True)
+
+
+#: Types stored from Stripe only: the processor reads them, the provisioning webhook does not accept them.
+BILLING_DATA_SCHEMAS: dict[str, type[serializers.Serializer]] = {
+    "billing.payment_failed": PaymentFailedSerializer,
+    "billing.trial_will_end": TrialWillEndSerializer,
+    "billing.renewal_updated": RenewalUpdatedSerializer,
+}
+STORED_DATA_SCHEMAS = {**DATA_SCHEMAS, **BILLING_DATA_SCHEMAS}
+
 #: Contract order of lifecycle types at equal timestamps (CONTRACT §3).
 LIFECYCLE_TYPE_RANK = {"trial.started": 0, "subscription.converted": 1, "workspace.churned": 2}
 
@@ -130,7 +169,7 @@ def _flatten(errors: Any, prefix: str = "") -> dict[str, list[str]]:
 
 
 def _data_errors(event_type: str, data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, list[str]]]:
-    serializer = DATA_SCHEMAS[event_type](data=data)
+    serializer = STORED_DATA_SCHEMAS[event_type](data=data)
     if serializer.is_valid():
         return dict(serializer.validated_data), {}
     return {}, _flatten(serializer.errors, "data")

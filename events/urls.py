@@ -1,8 +1,9 @@
 from django.urls import path
 
-from events import views
+from events import stripe_webhook, views
 
 urlpatterns = [
     path("provisioning/", views.provisioning_webhook, name="webhook-provisioning"),
     path("marketo/", views.marketo_webhook, name="webhook-marketo"),
+    path("stripe/", stripe_webhook.stripe_webhook, name="webhook-stripe"),
 ]

@@ -1,12 +1,44 @@
-"""django-q2 entry points of the Salesforce sync."""
+"""django-q2 entry points of the Salesforce sync and the Stripe billing reconciliation."""
 
 from __future__ import annotations
 
 from dataclasses import asdict
 
+from django.conf import settings
+from django.utils import timezone
+
+from alerts.services import alert_raise
+from sync.billing import billing_reconcile
 from sync.worker import outbox_drain
 
 
 def drain_outbox() -> dict:
     """Send everything due. Enqueued after processing and every minute by schedule (for retries)."""
     return asdict(outbox_drain())
+
+
+def reconcile_billing() -> dict:
+    """Daily, by schedule: compare Stripe with the engine and store the corrective events.
+
+    Repairing unattended is safe: corrections are events the fold applies like any other, under ids
+    that make a second run over the same drift store nothing. What no event can repair (subscriptions
+    naming a workspace the engine does not know, workspaces pointing at a subscription Stripe does not
+    have) raises one admin alert a day.
+    """
+    if not settings.STRIPE_API_KEY:
+        return {"skipped": "STRIPE_API_KEY is not set"}
+    report = billing_reconcile(repair=True)
+    summary = report.summary()
+    if report.unknown or report.missing:
+        alert_raise(
+            rule="billing_drift",
+            dedupe_key=f"billing_drift:{timezone.now():%Y-%m-%d}",
+            title="Stripe and the engine disagree on subscriptions",
+            reason=(
+                f"{len(report.unknown)} Stripe subscription(s) name a workspace the engine does not know; "
+                f"{len(report.missing)} workspace(s) point at a subscription Stripe does not have. "
+                "Run `python manage.py reconcile_billing` for the list."
+            ),
+            context={"unknown": summary["unknown"], "missing": summary["missing"]},
+        )
+    return summary

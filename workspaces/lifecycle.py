@@ -9,6 +9,12 @@ The three flows of the self-serve plan:
 - conversion: existing → paid; new → created paid and flagged for review (no trial data);
 - churn: existing → churned; new → created churned and flagged for review.
 Conflicting data (another owner email, a second conversion on another plan) flags review too.
+
+Billing inputs from Stripe fold after the contract's three types at equal timestamps:
+- payment failed: the workspace is at risk from the first failure until a later conversion (a paid
+  invoice or a subscription back to active) or a churn;
+- renewal updated: the subscription's next renewal date;
+- trial will end: recorded for alerts; it changes no state.
 """
 
 from __future__ import annotations
@@ -23,9 +29,18 @@ TRIAL_STARTED = "trial.started"
 CONVERTED = "subscription.converted"
 CHURNED = "workspace.churned"
 
+PAYMENT_FAILED = "billing.payment_failed"
+RENEWAL_UPDATED = "billing.renewal_updated"
+TRIAL_WILL_END = "billing.trial_will_end"
+
 #: Contract order of lifecycle types at equal timestamps.
 TYPE_RANK = {TRIAL_STARTED: 0, CONVERTED: 1, CHURNED: 2}
-LIFECYCLE_TYPES = tuple(TYPE_RANK)
+#: Billing types rank after the contract's three, so CONTRACT §3's order among those is unchanged.
+#: Kept apart from TYPE_RANK, which stays exactly the contract's table.
+BILLING_TYPE_RANK = {PAYMENT_FAILED: 3, RENEWAL_UPDATED: 4, TRIAL_WILL_END: 5}
+FOLD_RANK = {**TYPE_RANK, **BILLING_TYPE_RANK}
+#: Every type the processor folds.
+LIFECYCLE_TYPES = tuple(FOLD_RANK)
 DEFAULT_TRIAL_DAYS = 30
 
 NO_TRIAL_DATA = "no_trial_data"
@@ -44,7 +59,7 @@ class LifecycleEvent:
 
     @property
     def sort_key(self) -> tuple[datetime, int, str]:
-        return (self.occurred_at, TYPE_RANK[self.type], self.external_id)
+        return (self.occurred_at, FOLD_RANK[self.type], self.external_id)
 
 
 @dataclass(frozen=True)
@@ -78,6 +93,9 @@ class WorkspaceState:
     churn_reason: str = ""
     trial_history: tuple[dict[str, Any], ...] = ()
     last_event_at: datetime | None = None
+    at_risk: bool = False
+    at_risk_since: datetime | None = None
+    renews_at: datetime | None = None
     reviews: tuple[Review, ...] = ()
     email_source: str = field(default="", compare=False)
 
@@ -102,6 +120,9 @@ class WorkspaceState:
             "churn_reason": self.churn_reason,
             "trial_history": [dict(entry) for entry in self.trial_history],
             "last_event_at": self.last_event_at,
+            "at_risk": self.at_risk,
+            "at_risk_since": self.at_risk_since,
+            "renews_at": self.renews_at,
         }
 
 
@@ -111,7 +132,7 @@ def normalise_email(value: str | None) -> str:
 
 def fold(workspace_id: str, events: Iterable[LifecycleEvent]) -> WorkspaceState:
     """Apply the events in contract order; duplicates (same external id) count once."""
-    unique = {event.external_id: event for event in events if event.type in TYPE_RANK}
+    unique = {event.external_id: event for event in events if event.type in FOLD_RANK}
     state = WorkspaceState(workspace_id=workspace_id)
     for event in sorted(unique.values(), key=lambda e: e.sort_key):
         state = APPLY[event.type](state, event)
@@ -220,6 +241,8 @@ def apply_converted(state: WorkspaceState, event: LifecycleEvent) -> WorkspaceSt
         subscription_id=data.get("subscription_id") or state.subscription_id,
         billing_interval=data.get("billing_interval") or state.billing_interval,
         converted_at=previous.converted_at if already_paid else event.occurred_at,
+        at_risk=False,
+        at_risk_since=None,
     )
 
 
@@ -236,7 +259,34 @@ def apply_churned(state: WorkspaceState, event: LifecycleEvent) -> WorkspaceStat
         status="churned",
         churned_at=data.get("churned_at") or event.occurred_at,
         churn_reason=data.get("reason", "") or "",
+        at_risk=False,
+        at_risk_since=None,
+        renews_at=None,
     )
 
 
-APPLY = {TRIAL_STARTED: apply_trial_started, CONVERTED: apply_converted, CHURNED: apply_churned}
+def apply_payment_failed(state: WorkspaceState, event: LifecycleEvent) -> WorkspaceState:
+    """At risk from the first failure on; a churned workspace has nothing left to lose."""
+    if state.at_risk or state.status == "churned":
+        return state
+    return replace(state, at_risk=True, at_risk_since=event.occurred_at)
+
+
+def apply_renewal_updated(state: WorkspaceState, event: LifecycleEvent) -> WorkspaceState:
+    if state.status == "churned":
+        return state
+    return replace(state, renews_at=event.data.get("renews_at"))
+
+
+def apply_trial_will_end(state: WorkspaceState, event: LifecycleEvent) -> WorkspaceState:
+    return state  # an alert input: stored and folded so it completes, but it changes no state
+
+
+APPLY = {
+    TRIAL_STARTED: apply_trial_started,
+    CONVERTED: apply_converted,
+    CHURNED: apply_churned,
+    PAYMENT_FAILED: apply_payment_failed,
+    RENEWAL_UPDATED: apply_renewal_updated,
+    TRIAL_WILL_END: apply_trial_will_end,
+}

@@ -140,6 +140,11 @@ class Workspace(models.Model):
     churned_at = models.DateTimeField(null=True, blank=True)
     churn_reason = models.CharField(max_length=255, blank=True)
     trial_history = models.JSONField(default=list, blank=True, help_text="Trials started while paid.")
+    at_risk = models.BooleanField(
+        default=False, help_text="A payment failed and no later conversion or churn has settled it."
+    )
+    at_risk_since = models.DateTimeField(null=True, blank=True, help_text="When the first unsettled payment failed.")
+    renews_at = models.DateTimeField(null=True, blank=True, help_text="Next renewal of the Stripe subscription.")
     needs_review = models.BooleanField(default=False)
     review_reasons = models.JSONField(default=list, blank=True)
     lead = models.ForeignKey(Lead, null=True, blank=True, on_delete=models.SET_NULL, related_name="workspaces")

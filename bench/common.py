@@ -293,13 +293,18 @@ def event_counts(dsn: str) -> dict[str, dict[str, int]]:
 # --- Django child processes ----------------------------------------------------------------------------
 
 
+# One key for every process of a run: django-q2 signs each task with SECRET_KEY, so a cluster with
+# another key than the process that enqueued refuses every task ("Failed to push task to queue").
+_SECRET_KEY = "bench-" + os.urandom(24).hex()
+
+
 def django_env(database_url: str, *, broker: str = "orm", workers: int = 2, log_level: str = "WARNING") -> dict:
     """Production settings (DEBUG off) against the bench database; a developer's .env is not read."""
     return {
         **os.environ,
         "ENV_FILE": "",
         "DEBUG": "0",
-        "SECRET_KEY": "bench-" + os.urandom(24).hex(),
+        "SECRET_KEY": _SECRET_KEY,
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "SECURE_SSL_REDIRECT": "0",
         "DATABASE_URL": database_url,

@@ -669,7 +669,8 @@ class Run:
             stop_gunicorn(self.server)
         if self.database_created and not self.args.keep_database:
             drop_database(self.args.database_url)
-        flush_broker(self.args.broker)
+        if self.server is not None:  # only a server this run started has put tasks in the broker
+            flush_broker(self.args.broker)
         self.log.close()
 
     def server_log_tail(self, lines: int = 30) -> str:

@@ -17,9 +17,12 @@ bench/results/process.json. See bench/README.md.
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import json
 import os
+import pickle
+import resource
 import signal
 import subprocess
 import sys
@@ -54,6 +57,7 @@ from common import (
     lifecycle_rows,
     machine_info,
     migrate,
+    other_benchmarks,
     proc_status,
     recreate_database,
     say,
@@ -112,8 +116,10 @@ def child_main(args: argparse.Namespace) -> int:
         claimed += outcome["claimed"]
         failed += outcome["failed"]
     seconds = time.monotonic() - t0
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     emit({"result": {"start_wall": start_wall, "seconds": seconds, "claimed": claimed, "failed": failed,
-                     "tasks": len(chunks), "peak_rss_mb": round(proc_status().get("VmHWM", 0) / 1024, 1)}})  # fmt: skip
+                     "tasks": len(chunks), "peak_rss_mb": round(proc_status().get("VmHWM", 0) / 1024, 1),
+                     "cpu_seconds": usage.ru_utime + usage.ru_stime}})  # fmt: skip
     return 0
 
 
@@ -139,7 +145,8 @@ def load_backlog(args: argparse.Namespace, dsn: str) -> dict[str, Any]:
 
 
 def reset_state(dsn: str, args: argparse.Namespace) -> None:
-    """Every event back to `new`, every derived row gone, the pre-existing accounts back."""
+    """Every event back to `new` as if just received (the sweeper looks at received_at), every derived
+    row gone, the pre-existing accounts back."""
     with psycopg.connect(dsn, autocommit=True) as conn:
         tables = [
             name
@@ -149,7 +156,7 @@ def reset_state(dsn: str, args: argparse.Namespace) -> None:
         conn.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
         conn.execute(
             "UPDATE events_event SET status = 'new', retry_count = 0, next_attempt_at = NULL, notes = '',"
-            " lease_owner = '', lease_expires_at = NULL, completed_at = NULL"
+            " lease_owner = '', lease_expires_at = NULL, completed_at = NULL, received_at = now()"
         )
     domains = domains_of(workspaces=args.workspaces, seed=args.seed)
     insert_accounts(dsn, domains[: len(domains) // 2])
@@ -179,9 +186,19 @@ def verify(dsn: str, args: argparse.Namespace) -> dict[str, Any]:
             "tasks": {f"{func} success={ok}": n for func, ok, n in
                       q("SELECT func, success, count(*) FROM django_q_task GROUP BY 1, 2 ORDER BY 1, 2").fetchall()},
         }  # fmt: skip
+        sweeps = q("SELECT result FROM django_q_task WHERE func = 'events.tasks.sweep' ORDER BY started")
+        out["sweeps"] = [_unpickle(result) for (result,) in sweeps]
     out["workspaces_ok"] = out["workspaces"] == args.workspaces
     out["pass"] = out["all_completed"] and out["workspaces_ok"] and out["error_or_review"] == 0
     return out
+
+
+def _unpickle(value: str | None) -> Any:
+    """A django-q2 task result (picklefield: base64 of a pickle), from our own bench database."""
+    try:
+        return pickle.loads(base64.b64decode(value))  # noqa: S301
+    except Exception:
+        return value
 
 
 def finished_at(dsn: str) -> float:
@@ -275,18 +292,18 @@ def run_phase(run: Run, name: str) -> dict[str, Any]:
         run.cluster = start_cluster(run, broker, log_path)
         root = run.cluster.pid
     roots = find_cpu_roots()
+    if broker:
+        roots["cluster"] = root
     cpu_before = cpu_snapshot(roots)
     child = subprocess.Popen(
         [sys.executable, str(SCRIPT), *child_args], cwd=REPO, env=env, stdout=subprocess.PIPE, text=True
     )
     if not broker:
-        root = child.pid
-        cpu_before["inprocess"] = 0.0  # started after the snapshot: all of its CPU counts
-    roots["cluster" if broker else "inprocess"] = root
+        root = child.pid  # its CPU is its own figure, reported when it ends
     memory = TreeMemory(root)
     progress = Progress(name, args.events, quiet=args.no_progress, unit=" ev")
     deadline = time.monotonic() + args.timeout
-    result, open_events, polls = None, args.events, 0
+    result, open_events, polls, others = None, args.events, 0, {}
     with psycopg.connect(dsn, autocommit=True) as conn:
         while True:
             time.sleep(1.0)
@@ -294,6 +311,9 @@ def run_phase(run: Run, name: str) -> dict[str, Any]:
             open_events = conn.execute(OPEN_SQL).fetchone()[0]
             polls += 1
             progress.show(args.events - open_events)
+            if polls % 15 == 1:
+                for line in other_benchmarks():
+                    others.setdefault(line.split()[0], line[:160])
             if result is None and child.poll() is not None:
                 output = child.stdout.read().strip().splitlines()
                 if child.returncode != 0 or not output:
@@ -307,6 +327,10 @@ def run_phase(run: Run, name: str) -> dict[str, Any]:
                 raise RuntimeError(f"{name}: qcluster exited with code {run.cluster.returncode}:\n{tail(log_path)}")
     memory.sample()
     cpu = cpu_delta(cpu_before, cpu_snapshot(roots))
+    if not broker:
+        cpu["inprocess"] = result["cpu_seconds"]  # it has exited: its own figure (includes django.setup)
+    groups = ("postgres", "redis", "cluster", "inprocess")
+    cpu["other"] = cpu["machine"] - sum(cpu.get(k, 0.0) for k in groups)  # e.g. another benchmark
     seconds = finished_at(dsn) - result["start_wall"]
     progress.show(args.events, final=True)
     out: dict[str, Any] = {
@@ -319,11 +343,16 @@ def run_phase(run: Run, name: str) -> dict[str, Any]:
         "memory": memory.summary(),
         "cpu_seconds": {k: round(v, 1) for k, v in cpu.items() if not k.endswith("_sys")},
         "background_busy_pct_before": busy_before,
+        "other_benchmarks_seen": sorted(others.values()),
     }
     if broker:
         out["enqueue_seconds"] = round(result["enqueue_seconds"], 3)
         out["cluster_stop_seconds"] = stop_cluster(run.cluster)
         run.cluster = None
+        log = log_path.read_text(errors="replace").splitlines()
+        errors = [line for line in log if " ERROR " in line]
+        out["cluster_log"] = {"processed": sum(" Processed " in line for line in log), "errors": len(errors),
+                              "error_samples": errors[:5]}  # fmt: skip
         if broker != "orm":
             flush_broker(broker)
     else:
@@ -331,6 +360,9 @@ def run_phase(run: Run, name: str) -> dict[str, Any]:
         out["failed_workspaces"] = result["failed"]
     out["verification"] = verify(dsn, args)
     v = out["verification"]
+    if broker and out["cluster_log"]["errors"]:
+        v["pass"] = False  # e.g. tasks refused by the cluster: the figures would not be the cluster's
+        v["cluster_log_errors"] = out["cluster_log"]["errors"]
     verdict = "OK" if v["pass"] else "CHECK FAILED"
     say(f"{name}: {out['events_per_second']:,.0f} events/s over {out['seconds']:.1f} s; "
         f"{v['workspaces']} workspaces, events {v['events_by_status']}, {verdict}")  # fmt: skip
@@ -439,6 +471,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--keep-database", action="store_true", help="do not drop the database at the end")
     parser.add_argument("--keep-logs", action="store_true", help="keep the qcluster logs (their path is printed)")
     parser.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
+    parser.add_argument("--note", default="", help="free text stored in the JSON, e.g. which code was measured")
     parser.add_argument("--child", choices=("enqueue", "inprocess"), help=argparse.SUPPRESS)
     parser.add_argument("--keys-file", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -489,7 +522,8 @@ def main(argv: list[str] | None = None) -> int:
         "timestamp": started.isoformat(timespec="seconds"),
         "finished": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
-        "git": git.stdout.strip(),
+        "git": git.stdout.strip() or f"not a git checkout: {REPO}",
+        "note": args.note,
         "parameters": parameters,
         "targets": targets,
         "all_pass": all(t["pass"] for t in targets.values()),

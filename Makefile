@@ -29,8 +29,12 @@ lint: $(INSTALLED)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 
+## make bench: the benchmarks (PostgreSQL and Redis on 127.0.0.1), results in bench/results/
 bench: $(INSTALLED)
 	$(PY) bench/ingest.py
+	$(PY) bench/process.py
+	$(PY) bench/replay.py
+	$(PY) bench/salesforce.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -289,6 +289,9 @@ def _track_usage(client: SalesforceClient) -> None:
 
 def _convert(items: list[OutboxItem], client: SalesforceClient, report: DrainReport) -> None:
     """convertLead for each item, exactly once: a lead Salesforce already converted is not converted again."""
+    items = _without_waiting(items)
+    if not items:
+        return
     leads = {item.pk: item.depends_on.salesforce_id for item in items}
     already = _converted_in_salesforce(client, [leads[i.pk] for i in items if i.attempts > 0], report)
     to_convert = [item for item in items if leads[item.pk] not in already]
@@ -308,6 +311,23 @@ def _convert(items: list[OutboxItem], client: SalesforceClient, report: DrainRep
             _succeed(item, conversion.contact_id, report)
         elif not conversion.success:
             _fail(item, conversion.error_code, conversion.error_message, report)
+
+
+def _without_waiting(items: list[OutboxItem]) -> list[OutboxItem]:
+    """Hold back conversions onto an account another conversion is about to create.
+
+    Two colleagues paying at once share one new account: only the conversion that account row
+    depends on may let convertLead create it; the others go once it has its Salesforce id, or there
+    would be two accounts in Salesforce for one in the engine.
+    """
+    ready = []
+    for item in items:
+        row = OutboxItem.objects.filter(object_type="Account", external_id=item.payload["account"]).first()
+        if row is not None and row.depends_on_id not in (None, item.pk) and not row.salesforce_id:
+            OutboxItem.objects.filter(pk=item.pk).update(lease_owner="", lease_expires_at=None)
+        else:
+            ready.append(item)
+    return ready
 
 
 def _existing_account_id(item: OutboxItem) -> str | None:

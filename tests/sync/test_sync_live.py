@@ -284,3 +284,13 @@ def test_api_usage_is_tracked_and_throttled_below_the_share(salesforce, settings
     assert control.api_max == 100 and control.api_used >= 50
     assert control.paused_until > timezone.now()
     assert "API usage" in control.pause_reason
+
+
+def test_colleagues_converting_at_once_share_one_new_account(salesforce):
+    process(
+        trial("ws_1"), trial("ws_2", email="lee@acme.io"), converted("ws_1"), converted("ws_2", email="lee@acme.io")
+    )
+    drain_until_quiet()
+    assert salesforce.store.count("Account") == 1
+    assert salesforce.store.count("Contact") == 2
+    assert set(states().values()) == {"synced"}

@@ -1014,6 +1014,27 @@ def prepare_phase(run: Run, name: str, *, faults: bool, broker: str, timeout: fl
     return emu, env, secret, Truth(preexisting=preexisting)
 
 
+class DrainTicker(threading.Thread):
+    """Progress of the economy drain (one outbox_drain() round can take minutes): open outbox rows and API calls."""
+
+    def __init__(self, dsn: str, emu: StampedEmulator, *, quiet: bool) -> None:
+        super().__init__(name="drain-ticker", daemon=True)
+        self.dsn, self.emu, self.quiet = dsn, emu, quiet
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        if self.quiet:
+            return
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            progress = None
+            while not self.halt.wait(1.0):
+                open_rows = Monitor.open_outbox(conn)
+                if progress is None:
+                    progress = Progress("economy: drain", max(1, open_rows), unit=" rows")
+                calls = len(self.emu.api_calls())
+                progress.show(max(0, progress.total - open_rows), extra=f"  open {open_rows}, API calls {calls}")
+
+
 def run_economy(run: Run) -> dict[str, Any]:
     args = run.args
     emu, env, _, truth = prepare_phase(run, "economy", faults=False, broker="orm", timeout=None)
@@ -1034,21 +1055,25 @@ def run_economy(run: Run) -> dict[str, Any]:
         "process": Progress("economy: process", len(truth.status), quiet=args.no_progress, unit=" ws"),
     }
 
+    ticker = DrainTicker(libpq_dsn(args.database_url), emu, quiet=args.no_progress)
+
     def on_line(message: dict) -> None:
         stage = message.get("stage")
         if stage in progress:
             progress[stage].show(message["done"], final=message["done"] == progress[stage].total)
+            if stage == "process" and message["done"] == progress[stage].total:
+                ticker.start()  # the drain starts now: show its progress from the open outbox rows
         elif stage == "drain" and not args.no_progress:
-            say(
-                f"economy: drain round {message['rounds']}: {message['remaining']} outbox rows open, "
-                f"{message['calls']} API calls so far"
-            )
+            say(f"economy: drain round {message['rounds']} done: {message['remaining']} outbox rows open")
 
     say(f"economy: {len(deliveries):,} deliveries over {len(truth.status):,} workspaces, latency {args.latency} s/call")
     t0 = time.monotonic()
-    result = run_child(
-        SCRIPT, ["--child", "economy", "--work-file", str(work)], {**env, "LOG_LEVEL": "WARNING"}, on_line=on_line
-    )
+    try:
+        result = run_child(
+            SCRIPT, ["--child", "economy", "--work-file", str(work)], {**env, "LOG_LEVEL": "WARNING"}, on_line=on_line
+        )
+    finally:
+        ticker.halt.set()
     calls = emu.api_calls()
     first = min((t - e.duration for t, e in calls), default=t0)
     last = max((t for t, _ in calls), default=t0)
@@ -1364,6 +1389,16 @@ def analyse_freshness(args, emu, deliveries, results, watcher, monitor, log_path
         "webhook_response_ms": stats_ms([r[2] - r[1] for r in results if r]),
         "latency_ms": lat,
         "latency_ms_seen_only": stats_ms(latency),
+        "latency_ms_by_type": {
+            kind: stats_ms(
+                [
+                    watcher.appeared[i] - results[i][2]
+                    for i in accepted
+                    if deliveries[i].type == kind and i in watcher.appeared
+                ]
+            )
+            for kind in LABEL
+        },
         "not_seen": not_seen,
         "type_mix": dict(Counter(d.type for d in deliveries)),
         "stages_ms": {name: stats_ms(values) for name, values in sorted(stages.items())},
@@ -1396,6 +1431,19 @@ def analyse_freshness(args, emu, deliveries, results, watcher, monitor, log_path
                 sum(r.stopped - r.started for r in measured)
                 / max(1e-9, sum(r.stopped - r.started for r in [*measured, *processes])),
                 3,
+            ),
+        },
+        "cluster_worker_time": {
+            "workers": args.q_workers,
+            "process_seconds": round(sum(r.stopped - r.started for r in processes), 1),
+            "drain_seconds": round(sum(r.stopped - r.started for r in measured), 1),
+            "busy_share": round(
+                sum(r.stopped - r.started for r in [*processes, *measured])
+                / (args.q_workers * max(1e-9, t_end - t_start)),
+                3,
+            ),
+            "worker_seconds_needed_per_second_of_sending": round(
+                sum(r.stopped - r.started for r in [*processes, *measured]) / max(1e-9, t_sent - t_start), 2
             ),
         },
         "tasks_collected": len(runs),
@@ -1432,6 +1480,16 @@ def wait_for_others(limit: float) -> dict[str, Any]:
     return {"waited_seconds": round(time.monotonic() - t0, 1), "still_running": seen}
 
 
+def code_state() -> dict[str, Any]:
+    """The commit and the uncommitted engine files (other people edit the tree while benchmarks run)."""
+
+    def git(*command: str) -> str:
+        return subprocess.run(["git", *command], cwd=REPO, capture_output=True, text=True, check=False).stdout.strip()
+
+    dirty = [line[3:] for line in git("status", "--short").splitlines() if not line[3:].startswith("bench/")]
+    return {"commit": git("rev-parse", "--short", "HEAD"), "uncommitted_engine_files": dirty}
+
+
 def uptime() -> str:
     done = subprocess.run(["uptime"], capture_output=True, text=True, check=False)
     return done.stdout.strip()
@@ -1442,6 +1500,7 @@ def benchmark(run: Run) -> dict[str, Any]:
     report: dict[str, Any] = {}
     if args.wait_others:
         report["waited_for_other_benchmarks"] = wait_for_others(args.wait_others)
+    report["code_at_start"] = code_state()
     report["other_benchmarks_at_start"] = other_benchmarks(OTHER_BENCHMARKS)
     report["uptime_at_start"] = uptime()
     report["machine_before"] = machine_info()
@@ -1532,7 +1591,11 @@ def print_summary(report: dict[str, Any], targets: dict[str, Any]) -> None:
         )
         for stage, st in p["stages_ms"].items():
             print(f"{pad}{stage:<66} p50 {st.get('p50'):>9} ms  p99 {st.get('p99'):>9} ms  n {st.get('n')}")
-        pt, d = p["process_tasks"], p["drains"]
+        pt, d, cw = p["process_tasks"], p["drains"], p["cluster_worker_time"]
+        print(
+            f"{pad}cluster: {cw['worker_seconds_needed_per_second_of_sending']} worker-seconds of tasks per second of "
+            f"sending, for {cw['workers']} workers (process {cw['process_seconds']} s, drains {cw['drain_seconds']} s)"
+        )
         print(
             f"{pad}process tasks {pt['count']}: queue wait p50 {pt['queue_wait_ms'].get('p50')} ms, "
             f"run p50 {pt['run_ms'].get('p50')} ms"
@@ -1612,7 +1675,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=600.0,
         help="freshness/faults: after sending, wait at most this long for the outbox to drain",
     )
-    parser.add_argument("--drain-limit", type=float, default=600.0, help="economy: give up draining after this long")
+    parser.add_argument("--drain-limit", type=float, default=1200.0, help="economy: give up draining after this long")
     parser.add_argument("--poll-ms", type=float, default=20.0, help="how often the emulator's store is scanned")
     parser.add_argument("--gunicorn-workers", type=int, default=2)
     parser.add_argument("--gunicorn-threads", type=int, default=4)

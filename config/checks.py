@@ -143,7 +143,7 @@ def check_slack_url(app_configs, **kwargs) -> list:
     parsed = urlparse(url)
     if parsed.scheme == "https" and parsed.hostname == "hooks.slack.com":
         return []
-    if settings.DEBUG and parsed.hostname in ("127.0.0.1", "localhost", "::1"):
+    if settings.SLACK_ALLOW_LOOPBACK and parsed.hostname in ("127.0.0.1", "localhost", "::1"):
         return []
     return [
         Error(

@@ -179,6 +179,21 @@ if "EMAIL_URL" in env:
 else:
     EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="lifecycle-engine@localhost")
+# Absolute links in emails and Slack messages point here (the rep pages live under /reps/).
+PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="http://127.0.0.1:8000").rstrip("/")
+# Loopback Slack URLs (a local stand-in) are refused unless this is on; hooks.slack.com always passes.
+SLACK_ALLOW_LOOPBACK = env.bool("SLACK_ALLOW_LOOPBACK", default=DEBUG)
+SLACK_TIMEOUT_SECONDS = env.int("SLACK_TIMEOUT_SECONDS", default=10)
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=20)
+ALERT_DELIVERY_MAX_ATTEMPTS = env.int("ALERT_DELIVERY_MAX_ATTEMPTS", default=6)
+ALERT_RETRY_BASE_SECONDS = env.float("ALERT_RETRY_BASE_SECONDS", default=60.0)
+ALERT_RETRY_MAX_SECONDS = env.float("ALERT_RETRY_MAX_SECONDS", default=3600.0)
+# Daily digests go out at this hour (UTC).
+ALERT_DIGEST_HOUR = env.int("ALERT_DIGEST_HOUR", default=8)
+# A state reached longer ago than this raises no alert when first seen (replays, first deploy).
+ALERT_RECENT_HOURS = env.int("ALERT_RECENT_HOURS", default=72)
+# Admin alerts go to active members of "Lifecycle admins" and superusers with an email, plus these.
+ALERT_ADMIN_EMAILS = env.list("ALERT_ADMIN_EMAILS", default=[])
 
 # --- Task queue (django-q2) -------------------------------------------------------------------
 Q_BROKER = env.str("Q_BROKER", default="orm")

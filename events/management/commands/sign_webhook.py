@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import json
 import shlex
-import time
-import urllib.error
-import urllib.request
 import uuid
 from pathlib import Path
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from events.signatures import sign_standard_webhook
+from events.webhook_client import (
+    EngineUnreachable,
+    SigningKeyMissing,
+    provisioning_signing_key,
+    signed_headers,
+    webhook_post,
+)
 
 
 class Command(BaseCommand):
@@ -30,20 +32,13 @@ class Command(BaseCommand):
         parser.add_argument("--send", action="store_true", help="POST it now and print the response.")
 
     def handle(self, *args, file: str, url: str, msg_id: str | None, send: bool, **options) -> None:
-        secret = settings.PROVISIONING_WEBHOOK_SECRET.split()
-        if not secret:
-            raise CommandError(
-                "PROVISIONING_WEBHOOK_SECRET is not set. Run `make run` once (it writes .env) or export it."
-            )
+        try:
+            key = provisioning_signing_key()
+        except SigningKeyMissing as exc:
+            raise CommandError(str(exc)) from exc
         body = self._read_body(file)
         msg_id = msg_id or f"msg_{uuid.uuid4().hex}"
-        timestamp = int(time.time())
-        headers = {
-            "content-type": "application/json",
-            "webhook-id": msg_id,
-            "webhook-timestamp": str(timestamp),
-            "webhook-signature": sign_standard_webhook(secret=secret[0], msg_id=msg_id, timestamp=timestamp, body=body),
-        }
+        headers = signed_headers(key=key, msg_id=msg_id, body=body)
         if send:
             self._send(url, body, headers)
             return
@@ -70,11 +65,8 @@ class Command(BaseCommand):
         return sys.stdin.read()
 
     def _send(self, url: str, body: str, headers: dict[str, str]) -> None:
-        request = urllib.request.Request(url, data=body.encode(), headers=headers, method="POST")  # noqa: S310
         try:
-            with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
-                self.stdout.write(f"{response.status} {response.read().decode()}")
-        except urllib.error.HTTPError as exc:
-            self.stdout.write(f"{exc.code} {exc.read().decode()}")
-        except urllib.error.URLError as exc:
-            raise CommandError(f"Could not reach {url}: {exc.reason}. Is `make run` running?") from exc
+            answer = webhook_post(url=url, body=body, headers=headers)
+        except EngineUnreachable as exc:
+            raise CommandError(f"{exc}. Is `make run` running?") from exc
+        self.stdout.write(f"{answer.status} {answer.text}")

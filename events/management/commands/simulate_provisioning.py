@@ -1,0 +1,204 @@
+"""`manage.py simulate_provisioning`: realistic signed provisioning traffic over real HTTP."""
+
+from __future__ import annotations
+
+import random
+import sys
+import time
+from collections import Counter
+from datetime import UTC, datetime
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from events.simulate import SimulatedMessage, simulate_traffic
+from events.webhook_client import (
+    EngineUnreachable,
+    SigningKeyMissing,
+    WebhookAnswer,
+    provisioning_signing_key,
+    signed_headers,
+    webhook_post,
+    webhook_url,
+)
+
+#: Retries of one message while the engine does not answer, before giving up (a restart takes a few s).
+UNREACHABLE_RETRIES = (0.5, 1.0, 2.0, 4.0)
+EXPECTED = {"accepted", "duplicate", "ignored"}
+
+
+def _share(value: str) -> float:
+    share = float(value)
+    if not 0 <= share <= 1:
+        raise ValueError(value)
+    return share
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+class Command(BaseCommand):
+    help = (
+        "Send realistic, signed provisioning traffic to a running engine over HTTP: trial.started for "
+        "--workspaces workspaces (colleagues sharing company domains, free-mail addresses, companies that "
+        "already are accounts), usage.recorded, subscription.converted with plan and MRR, workspace.churned, "
+        "trials expiring in the next 1-10 days and some already expired — plus redeliveries of the same "
+        "webhook-id and late, out-of-order events. Messages are signed per Standard Webhooks with the first "
+        "key of PROVISIONING_WEBHOOK_SECRET (environment or .env). Progress and ETA go to stderr; a summary "
+        "of the answers to stdout. Exits non-zero if any answer was not 202/200. The same --seed sends the "
+        "same workspaces and webhook-ids, so a second run against the same engine is all duplicates."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--url",
+            default="http://127.0.0.1:8000",
+            help="The engine's base URL (the webhook path /webhooks/provisioning/ is added) or the full "
+            "endpoint URL. Default http://127.0.0.1:8000.",
+        )
+        parser.add_argument("--workspaces", type=int, default=300, help="How many workspaces (default 300).")
+        parser.add_argument(
+            "--rate", type=float, default=20.0, help="Messages per second (default 20; 0 = as fast as possible)."
+        )
+        parser.add_argument("--events", type=int, default=None, help="Stop after this many messages.")
+        parser.add_argument("--duration", type=float, default=None, help="Stop after this many seconds.")
+        parser.add_argument(
+            "--seed", type=int, default=None, help="Seed of the simulation (default: random, printed to repeat it)."
+        )
+        parser.add_argument(
+            "--duplicate-share",
+            type=_share,
+            default=0.1,
+            help="Share of messages delivered twice with the same webhook-id (0-1, default 0.1).",
+        )
+        parser.add_argument(
+            "--late-share",
+            type=_share,
+            default=0.05,
+            help="Share of usage/conversion/churn events held back until after a newer event of their "
+            "workspace (0-1, default 0.05).",
+        )
+        parser.add_argument("--timeout", type=float, default=10.0, help="Seconds to wait for each answer.")
+
+    def handle(self, *args, **opts) -> None:
+        for name in ("workspaces", "rate", "events", "duration", "timeout"):
+            value = opts[name]
+            if value is not None and (value < 0 or (value == 0 and name in ("workspaces", "timeout"))):
+                raise CommandError(f"--{name} must be positive, got {value}.")
+        try:
+            key = provisioning_signing_key()
+        except SigningKeyMissing as exc:
+            raise CommandError(str(exc)) from exc
+        seed = opts["seed"] if opts["seed"] is not None else random.SystemRandom().randrange(1_000_000)
+        messages = simulate_traffic(
+            workspaces=opts["workspaces"],
+            now=datetime.now(UTC),
+            seed=seed,
+            duplicate_share=opts["duplicate_share"],
+            late_share=opts["late_share"],
+        )
+        if opts["events"] is not None:
+            messages = messages[: opts["events"]]
+        url = webhook_url(opts["url"])
+        self.stderr.write(
+            f"Sending {len(messages)} messages for {opts['workspaces']} workspaces to {url} "
+            f"at {opts['rate'] or 'max'}/s (seed {seed})."
+        )
+        sender = _Sender(self, url=url, key=key, rate=opts["rate"], timeout=opts["timeout"])
+        try:
+            sender.run(messages, duration=opts["duration"])
+        except KeyboardInterrupt:
+            self._summary(sender, messages)
+            raise CommandError("Interrupted.", returncode=130) from None
+        except CommandError:
+            if sender.sent:
+                self._summary(sender, messages)
+            raise
+        self._summary(sender, messages)
+        unexpected = sum(n for (status, outcome), n in sender.answers.items() if outcome not in EXPECTED)
+        if unexpected:
+            raise CommandError(f"{unexpected} message(s) were not accepted: see the summary above.{sender.hint()}")
+
+    def _summary(self, sender: _Sender, messages: list[SimulatedMessage]) -> None:
+        sent = messages[: sender.sent]
+        elapsed = time.monotonic() - sender.started
+        self.stdout.write(
+            f"Sent {sender.sent} of {len(messages)} messages in {elapsed:.1f} s "
+            f"({sender.sent / elapsed if elapsed else 0:.1f}/s). Answers:"
+        )
+        for (status, outcome), count in sorted(sender.answers.items()):
+            self.stdout.write(f"  {status} {outcome:<20} {count:>6}")
+        kinds = Counter(message.type for message in sent if not message.duplicate)
+        self.stdout.write(
+            "Sent: "
+            + ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items()))
+            + f"; {sum(m.duplicate for m in sent)} redeliveries, {sum(m.late for m in sent)} late/out-of-order."
+        )
+
+
+class _Sender:
+    """The paced sending loop; counts every answer by (status, outcome)."""
+
+    def __init__(self, command: Command, *, url: str, key: str, rate: float, timeout: float) -> None:
+        self.command, self.url, self.key, self.rate, self.timeout = command, url, key, rate, timeout
+        self.answers: Counter[tuple[int, str]] = Counter()
+        self.sent = 0
+        self.started = time.monotonic()
+        self._last_progress = 0.0
+        self._tty = sys.stderr.isatty()
+
+    def run(self, messages: list[SimulatedMessage], *, duration: float | None) -> None:
+        self.started = time.monotonic()
+        for index, message in enumerate(messages):
+            if self.rate:
+                time.sleep(max(0.0, self.started + index / self.rate - time.monotonic()))
+            if duration is not None and time.monotonic() - self.started >= duration:
+                break
+            answer = self._send(message)
+            self.sent += 1
+            self.answers[(answer.status, answer.outcome)] += 1
+            self._progress(len(messages))
+        self._progress(len(messages), final=True)
+
+    def _send(self, message: SimulatedMessage) -> WebhookAnswer:
+        body = message.body_json()
+        for pause in (*UNREACHABLE_RETRIES, None):
+            # Signed at send time: a redelivery is a new attempt of the same message, as senders do it.
+            headers = signed_headers(key=self.key, msg_id=message.msg_id, body=body)
+            try:
+                return webhook_post(url=self.url, body=body, headers=headers, timeout=self.timeout)
+            except EngineUnreachable as exc:
+                if self.sent == 0 or pause is None:
+                    raise CommandError(f"{exc}. Is the engine running (`make run` or `make demo`)?") from exc
+                time.sleep(pause)
+        raise AssertionError("unreachable")
+
+    def _progress(self, total: int, *, final: bool = False) -> None:
+        now = time.monotonic()
+        if not final and now - self._last_progress < (1.0 if self._tty else 5.0):
+            return
+        self._last_progress = now
+        elapsed = now - self.started
+        pace = self.sent / elapsed if elapsed > 0 else 0.0
+        eta = (total - self.sent) / pace if pace else 0.0
+        done = sum(n for (_, outcome), n in self.answers.items() if outcome in EXPECTED)
+        line = (
+            f"{self.sent}/{total} sent ({100 * self.sent / max(total, 1):.0f}%), {pace:.1f}/s, "
+            f"ETA {_duration(eta)}, {done} ok, {self.sent - done} failed"
+        )
+        if self._tty:
+            self.command.stderr.write("\r" + line.ljust(78), ending="\n" if final else "")
+            self.command.stderr.flush()
+        else:
+            self.command.stderr.write(line)
+
+    def hint(self) -> str:
+        outcomes = {outcome for _, outcome in self.answers}
+        if "invalid_signature" in outcomes:
+            return " invalid_signature: the engine has another PROVISIONING_WEBHOOK_SECRET than this command."
+        if "not_configured" in outcomes:
+            return " not_configured: the engine has no PROVISIONING_WEBHOOK_SECRET."
+        if "stale_timestamp" in outcomes:
+            return " stale_timestamp: this machine's clock and the engine's differ by more than 300 s."
+        return ""

@@ -1,0 +1,110 @@
+"""simulate_provisioning against the engine served over real HTTP."""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import re
+import subprocess
+import sys
+import time
+from collections import Counter
+from datetime import UTC, datetime
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from events.models import Event
+from events.simulate import simulate_traffic
+from tests.demo.conftest import REPO, free_port
+
+OTHER_KEY = "whsec_" + base64.b64encode(b"a-key-the-engine-does-not-have").decode()
+
+
+def run(*args: str) -> tuple[str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    call_command("simulate_provisioning", *args, stdout=out, stderr=err)
+    return out.getvalue(), err.getvalue()
+
+
+def answers(summary: str) -> dict[str, int]:
+    return {
+        f"{code} {outcome}": int(n) for code, outcome, n in re.findall(r"^\s+(\d{3}) (\S+)\s+(\d+)$", summary, re.M)
+    }
+
+
+def test_sends_signed_traffic_that_is_stored_once_per_webhook_id(engine_url):
+    expected = simulate_traffic(workspaces=12, now=datetime.now(UTC), seed=5)
+    unique = {m.msg_id: m for m in expected}
+
+    out, err = run("--url", engine_url, "--workspaces", "12", "--rate", "0", "--seed", "5")
+
+    assert answers(out) == {"202 accepted": len(unique), "200 duplicate": len(expected) - len(unique)}
+    assert f"Sent {len(expected)} of {len(expected)} messages" in out
+    assert "ETA" in err and "seed 5" in err
+    stored = Event.objects.filter(source="provisioning")
+    assert set(stored.values_list("external_id", flat=True)) == set(unique)
+    assert Counter(stored.values_list("type", flat=True)) == Counter(m.type for m in unique.values())
+    assert stored.filter(type="trial.started").count() == 12
+
+
+def test_the_same_seed_again_is_all_duplicates(engine_url):
+    run("--url", engine_url, "--workspaces", "3", "--rate", "0", "--seed", "9")
+    before = Event.objects.count()
+
+    out, _ = run("--url", engine_url, "--workspaces", "3", "--rate", "0", "--seed", "9")
+
+    assert set(answers(out)) == {"200 duplicate"}
+    assert Event.objects.count() == before
+
+
+def test_events_and_rate_bound_the_run(engine_url):
+    started = time.monotonic()
+    out, _ = run("--url", f"{engine_url}/webhooks/provisioning/", "--events", "6", "--rate", "10", "--seed", "1")
+    elapsed = time.monotonic() - started
+    assert "Sent 6 of 6 messages" in out
+    counted = answers(out)
+    assert sum(counted.values()) == 6
+    assert Event.objects.count() == counted["202 accepted"]
+    assert elapsed >= 0.5, "six messages at 10/s take half a second"
+
+
+def test_duration_stops_the_run(engine_url):
+    out, _ = run("--url", engine_url, "--rate", "5", "--duration", "1")
+    sent = int(re.search(r"Sent (\d+) of", out).group(1))
+    assert 3 <= sent <= 6
+
+
+def test_an_unreachable_engine_is_a_clear_error():
+    with pytest.raises(CommandError, match=r"Could not reach http://127\.0\.0\.1:\d+/webhooks/provisioning/.*running"):
+        run("--url", f"http://127.0.0.1:{free_port()}", "--workspaces", "1")
+
+
+def test_a_missing_secret_is_a_clear_error(settings):
+    settings.PROVISIONING_WEBHOOK_SECRET = ""
+    with pytest.raises(CommandError, match="PROVISIONING_WEBHOOK_SECRET is not set"):
+        run("--workspaces", "1")
+
+
+def test_a_malformed_secret_is_a_clear_error(settings):
+    settings.PROVISIONING_WEBHOOK_SECRET = "not-a-whsec-key"
+    with pytest.raises(CommandError, match="PROVISIONING_WEBHOOK_SECRET must be whsec_"):
+        run("--workspaces", "1")
+
+
+def test_a_sender_with_another_key_is_told_so(engine_url):
+    """A separate process, as an operator runs it, signing with a key the engine does not have."""
+    env = {**os.environ, "ENV_FILE": "", "DEBUG": "on", "PROVISIONING_WEBHOOK_SECRET": OTHER_KEY}
+    result = subprocess.run(
+        [sys.executable, "manage.py", "simulate_provisioning", "--url", engine_url, "--events", "3", "--rate", "0"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert answers(result.stdout) == {"401 invalid_signature": 3}
+    assert "another PROVISIONING_WEBHOOK_SECRET" in result.stderr
+    assert Event.objects.count() == 0

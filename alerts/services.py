@@ -1,12 +1,41 @@
-"""Raising alerts idempotently: a unique dedupe key means an alert fires once, whoever asks twice."""
+"""Raising alerts idempotently, routing them and planning their deliveries; the inbox actions.
+
+A unique dedupe key means an alert fires once, whoever asks twice and however concurrently. The
+alert, its recipient and its delivery rows are written in one transaction; sending happens after the
+commit (DESIGN: side effects after commit), by a task or the every-minute schedule.
+"""
 
 from __future__ import annotations
 
+import logging
+from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
+from django.utils import timezone
 
-from alerts.models import Alert
+from alerts.delivery import deliveries_plan
+from alerts.evidence import workspace_events
+from alerts.models import Alert, AlertRule, Audience, RuleKey
+from alerts.roles import user_is_alerts_admin
+from alerts.routing import workspace_route
+from alerts.rules import DEFAULT_AUDIENCE, DEFAULT_DAY_OFFSETS, WORKSPACE_RULES, Facts, Firing, rules_evaluate
+from workspaces.actors import acting_as_system
+from workspaces.models import Workspace
+
+logger = logging.getLogger(__name__)
+
+
+def alert_rule(key: str) -> AlertRule:
+    """The rule's configuration; an unsaved default when nobody configured it."""
+    return AlertRule.objects.filter(key=key).first() or _default_rule(key)
+
+
+def _default_rule(key: str) -> AlertRule:
+    return AlertRule(key=key, audience=DEFAULT_AUDIENCE.get(key, Audience.REP))
 
 
 def alert_raise(
@@ -16,10 +45,18 @@ def alert_raise(
     title: str,
     reason: str,
     workspace_key: str = "",
-    audience: str = Alert.Audience.ADMINS,
+    audience: str = Audience.ADMINS,
     context: dict[str, Any] | None = None,
+    workspace: Workspace | None = None,
 ) -> tuple[Alert, bool]:
-    """Create the alert unless one with this dedupe key exists; return (alert, created)."""
+    """Create the alert unless one with this dedupe key exists; return (alert, created).
+
+    A rep alert about a workspace is routed (owner, territory, round robin) and the choice recorded.
+    Deliveries follow the rule's configuration; a disabled rule still records the alert, unsent.
+    """
+    existing = Alert.objects.filter(dedupe_key=dedupe_key).first()
+    if existing is not None:
+        return existing, False
     try:
         with transaction.atomic():
             alert = Alert.objects.create(
@@ -27,10 +64,200 @@ def alert_raise(
                 dedupe_key=dedupe_key,
                 title=title[:255],
                 reason=reason,
-                workspace_key=workspace_key,
+                workspace_key=workspace_key or (workspace.workspace_id if workspace else ""),
+                workspace=workspace,
                 audience=audience,
                 context=context or {},
             )
-            return alert, True
+            _route(alert, workspace)
+            config = alert_rule(rule)
+            if config.enabled:
+                deliveries_plan(alert=alert, rule=config)
     except IntegrityError:
         return Alert.objects.get(dedupe_key=dedupe_key), False
+    return alert, True
+
+
+def _route(alert: Alert, workspace: Workspace | None) -> None:
+    if alert.audience == Audience.ADMINS:
+        alert.routed_by, alert.routing = Alert.RoutedBy.ADMINS, "Admin alert: Lifecycle admins"
+    elif workspace is None:
+        alert.routed_by, alert.routing = Alert.RoutedBy.UNROUTED, "No workspace to route by"
+    else:
+        route = workspace_route(workspace=workspace)
+        alert.recipient, alert.routed_by, alert.routing = route.user, route.routed_by, route.why[:255]
+    alert.save(update_fields=["recipient", "routed_by", "routing", "updated_at"])
+
+
+# --- Who sees what ------------------------------------------------------------------------------
+
+
+def alerts_visible_to(user: AbstractBaseUser) -> QuerySet[Alert]:
+    """Every alert for an admin; the alerts routed to them for anyone else (nothing if inactive)."""
+    alerts = Alert.objects.select_related("workspace", "recipient")
+    if user_is_alerts_admin(user):
+        return alerts.all()
+    if not (user.is_authenticated and user.is_active):
+        return alerts.none()
+    return alerts.filter(recipient=user)
+
+
+# --- Inbox actions ------------------------------------------------------------------------------
+
+
+def _for_update(alert: Alert, user: AbstractBaseUser) -> Alert:
+    if not alerts_visible_to(user).filter(pk=alert.pk).exists():
+        raise PermissionError(f"user {user} may not act on alert {alert.pk}")
+    return Alert.objects.select_for_update().get(pk=alert.pk)
+
+
+def alert_acknowledge(*, alert: Alert, user: AbstractBaseUser) -> Alert:
+    """Someone has seen it and is on it. Resolved alerts stay resolved."""
+    with transaction.atomic():
+        locked = _for_update(alert, user)
+        if locked.status in (Alert.Status.OPEN, Alert.Status.SNOOZED):
+            locked.status, locked.snoozed_until = Alert.Status.ACKNOWLEDGED, None
+            locked.acknowledged_at, locked.acknowledged_by = timezone.now(), user
+            locked.save(update_fields=["status", "snoozed_until", "acknowledged_at", "acknowledged_by", "updated_at"])
+    return locked
+
+
+def alert_snooze(*, alert: Alert, user: AbstractBaseUser, until: datetime) -> Alert:
+    """Out of the inbox until `until`; the schedule reopens it then."""
+    if until <= timezone.now():
+        raise ValueError("until: choose a time in the future to snooze until.")
+    with transaction.atomic():
+        locked = _for_update(alert, user)
+        if locked.status == Alert.Status.RESOLVED:
+            raise ValueError("status: a resolved alert cannot be snoozed; reopen it first.")
+        locked.status, locked.snoozed_until = Alert.Status.SNOOZED, until
+        locked.save(update_fields=["status", "snoozed_until", "updated_at"])
+    return locked
+
+
+def alert_resolve(*, alert: Alert, user: AbstractBaseUser) -> Alert:
+    with transaction.atomic():
+        locked = _for_update(alert, user)
+        if locked.status != Alert.Status.RESOLVED:
+            locked.status, locked.snoozed_until = Alert.Status.RESOLVED, None
+            locked.resolved_at, locked.resolved_by = timezone.now(), user
+            locked.save(update_fields=["status", "snoozed_until", "resolved_at", "resolved_by", "updated_at"])
+    return locked
+
+
+def alert_reopen(*, alert: Alert, user: AbstractBaseUser) -> Alert:
+    with transaction.atomic():
+        locked = _for_update(alert, user)
+        locked.status, locked.snoozed_until, locked.resolved_at, locked.resolved_by = (
+            Alert.Status.OPEN,
+            None,
+            None,
+            None,
+        )
+        locked.save(update_fields=["status", "snoozed_until", "resolved_at", "resolved_by", "updated_at"])
+    return locked
+
+
+def alerts_unsnooze_due(*, now: datetime | None = None) -> int:
+    """Snoozed alerts whose time has come are open again; return how many."""
+    now = now or timezone.now()
+    due = list(Alert.objects.filter(status=Alert.Status.SNOOZED, snoozed_until__lte=now))
+    for alert in due:  # saved one by one, not update(): the audit log records each change
+        alert.status, alert.snoozed_until = Alert.Status.OPEN, None
+        alert.save(update_fields=["status", "snoozed_until", "updated_at"])
+    return len(due)
+
+
+# --- Evaluating the rules -----------------------------------------------------------------------
+
+#: The schedule also re-evaluates workspaces changed this recently: a hook lost to a crash between
+#: the processing commit and the evaluation is made good within one schedule run.
+CATCH_UP = timedelta(minutes=30)
+
+
+def _rule_configs() -> dict[str, AlertRule]:
+    configured = {rule.key: rule for rule in AlertRule.objects.all()}
+    return {key: configured.get(key) or _default_rule(key) for key in WORKSPACE_RULES}
+
+
+def _facts(workspace: Workspace, now: datetime, configs: dict[str, AlertRule], *, with_events: bool) -> Facts:
+    return Facts(
+        workspace=workspace,
+        events=workspace_events(workspace_key=workspace.workspace_id) if with_events else (),
+        now=now,
+        recent=timedelta(hours=settings.ALERT_RECENT_HOURS),
+        day_offsets=configs[RuleKey.TRIAL_EXPIRING].day_offsets() or DEFAULT_DAY_OFFSETS,
+    )
+
+
+def _new_firings(facts: Facts, configs: dict[str, AlertRule]) -> list[Firing]:
+    firings = rules_evaluate(facts, lambda key: configs[key].enabled)
+    if not firings:
+        return []
+    existing = set(
+        Alert.objects.filter(dedupe_key__in=[f.dedupe_key for f in firings]).values_list("dedupe_key", flat=True)
+    )
+    return [firing for firing in firings if firing.dedupe_key not in existing]
+
+
+def workspace_alerts_evaluate(
+    *, workspace_key: str, now: datetime | None = None, configs: dict[str, AlertRule] | None = None
+) -> list[Alert]:
+    """Raise every alert the workspace's current state calls for; return the ones created now.
+
+    Idempotent: a second call (or a concurrent one) finds the dedupe keys taken. Events are read
+    only when something is about to fire, since they are needed only as evidence.
+    """
+    workspace = Workspace.objects.select_related("account__owner", "lead").filter(workspace_id=workspace_key).first()
+    if workspace is None:
+        return []
+    now = now or timezone.now()
+    configs = configs or _rule_configs()
+    if not _new_firings(_facts(workspace, now, configs, with_events=False), configs):
+        return []
+    created = []
+    for firing in _new_firings(_facts(workspace, now, configs, with_events=True), configs):
+        alert, new = alert_raise(
+            rule=firing.rule,
+            dedupe_key=firing.dedupe_key,
+            title=firing.title,
+            reason=firing.reason,
+            audience=configs[firing.rule].audience,
+            context=firing.context(),
+            workspace=workspace,
+        )
+        if new:
+            created.append(alert)
+    return created
+
+
+def workspace_alerts_after_processing(*, workspace_key: str) -> None:
+    """The pipeline's hook, after its commit: alerts must never fail processing, so errors are logged.
+
+    Whatever this misses (an error, a crash) the scheduled evaluation catches up (CATCH_UP).
+    """
+    try:
+        with acting_as_system():
+            workspace_alerts_evaluate(workspace_key=workspace_key)
+    except Exception:
+        logger.exception("evaluating alert rules for workspace %s failed", workspace_key)
+
+
+def alerts_evaluate_scheduled(*, now: datetime | None = None) -> dict[str, int]:
+    """The schedule's pass: reopen snoozed alerts, evaluate trials near or just past expiry, and
+    re-evaluate workspaces changed lately (catch-up for a lost hook)."""
+    now = now or timezone.now()
+    configs = _rule_configs()
+    horizon = timedelta(days=max(configs[RuleKey.TRIAL_EXPIRING].day_offsets() or DEFAULT_DAY_OFFSETS))
+    recent = timedelta(hours=settings.ALERT_RECENT_HOURS)
+    trials = Workspace.objects.filter(
+        status=Workspace.Status.TRIAL, trial_expires_at__gt=now - recent, trial_expires_at__lte=now + horizon
+    )
+    changed = Workspace.objects.filter(updated_at__gte=now - CATCH_UP)
+    keys = set(trials.values_list("workspace_id", flat=True)) | set(changed.values_list("workspace_id", flat=True))
+    raised = 0
+    with acting_as_system():
+        unsnoozed = alerts_unsnooze_due(now=now)
+        for key in sorted(keys):
+            raised += len(workspace_alerts_evaluate(workspace_key=key, now=now, configs=configs))
+    return {"workspaces": len(keys), "raised": raised, "unsnoozed": unsnoozed}

@@ -25,7 +25,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from alerts.services import alert_raise
+from alerts.services import alert_raise, workspace_alerts_after_processing
 from events.models import Event, WorkspaceLock
 from events.schemas import PayloadInvalid, validate_data
 from linking.models import ReviewItem
@@ -97,6 +97,9 @@ def workspace_process(*, workspace_key: str, force: bool = False) -> Outcome:
         logger.exception("processing workspace %s failed", workspace_key)
         events_record_failure(event_ids=claimed, worker=worker, error=exc)
         return Outcome(workspace_key, len(claimed), failed=True)
+    if applied:
+        # After the commit, outside the lock: alert rules read the new state (and never fail processing).
+        workspace_alerts_after_processing(workspace_key=workspace_key)
     return Outcome(workspace_key, len(claimed), applied)
 
 

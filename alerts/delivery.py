@@ -1,0 +1,209 @@
+"""Deliveries: one row per alert, channel and recipient; sent after commit, retried with backoff.
+
+A sender claims a row with a conditional UPDATE (its due time moved forward by a lease) and only
+sends when that UPDATE changed exactly one row, so two workers never send the same row, and a
+worker that dies mid-send leaves a row that is simply due again once the lease is over.
+Failures are retried with capped exponential backoff; after ALERT_DELIVERY_MAX_ATTEMPTS, or at
+once for a permanent refusal, the row is `dead` and waits in the admin for a person to retry it.
+Digest rows wait for the rep's daily digest, which sends all of a recipient's due rows in one email.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from alerts.mail import MailError, mail_send
+from alerts.messages import alert_email, alert_slack, digest_email
+from alerts.models import Alert, AlertRule, Audience, Delivery, Rep
+from alerts.roles import admin_recipients
+from alerts.slack import SlackError, slack_post
+
+logger = logging.getLogger(__name__)
+
+LEASE = timedelta(minutes=5)
+SLACK_RECIPIENT = "webhook"
+DUE_STATUSES = (Delivery.Status.PENDING, Delivery.Status.FAILED)
+
+
+class DeliveryError(Exception):
+    def __init__(self, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+@dataclass
+class SendReport:
+    sent: int = 0
+    failed: int = 0
+    dead: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+# --- Planning (in the alert's transaction) ------------------------------------------------------
+
+
+def next_digest_at(now: datetime) -> datetime:
+    """The next daily digest time (ALERT_DIGEST_HOUR UTC) after `now`."""
+    today = now.astimezone(UTC).replace(hour=settings.ALERT_DIGEST_HOUR, minute=0, second=0, microsecond=0)
+    return today if today > now else today + timedelta(days=1)
+
+
+def _email_recipients(alert: Alert) -> list[tuple[object | None, str, str]]:
+    """(user, address, mode) for the alert's email."""
+    if alert.audience == Audience.ADMINS:
+        return [(user, address, Delivery.Mode.INSTANT) for user, address in admin_recipients()]
+    user = alert.recipient
+    if user is None:
+        return []
+    rep = Rep.objects.filter(user=user).first()
+    address = rep.address if rep else user.email
+    mode = Delivery.Mode.DIGEST if rep and rep.delivery == Rep.Delivery.DIGEST else Delivery.Mode.INSTANT
+    return [(user, address.strip().lower(), mode)] if address else []
+
+
+def deliveries_plan(*, alert: Alert, rule: AlertRule) -> list[Delivery]:
+    """Create the alert's delivery rows per its rule's channels; ring the doorbell on commit."""
+    now = timezone.now()
+    rows = []
+    if rule.send_email:
+        for user, address, mode in _email_recipients(alert):
+            due = now if mode == Delivery.Mode.INSTANT else next_digest_at(now)
+            rows.append(
+                Delivery(alert=alert, channel="email", recipient=address, user=user, mode=mode, next_attempt_at=due)
+            )
+    if rule.send_slack and settings.SLACK_WEBHOOK_URL:
+        rows.append(
+            Delivery(alert=alert, channel="slack", recipient=SLACK_RECIPIENT, user=alert.recipient, next_attempt_at=now)
+        )
+    Delivery.objects.bulk_create(rows)
+    if any(row.mode == Delivery.Mode.INSTANT for row in rows):
+        alert_id = alert.pk
+        transaction.on_commit(lambda: _enqueue("alerts.tasks.deliver_alert", alert_id), robust=True)
+    return rows
+
+
+def _enqueue(func: str, *args: object) -> None:
+    """Ring django-q2's doorbell; the every-minute schedule sends anything a lost task leaves behind."""
+    from django_q.tasks import async_task
+
+    async_task(func, *args, q_options={"group": "alerts"})
+
+
+# --- Sending ------------------------------------------------------------------------------------
+
+
+def backoff(attempts: int) -> timedelta:
+    """Capped exponential: base·2^(n-1) seconds, at most ALERT_RETRY_MAX_SECONDS."""
+    seconds = settings.ALERT_RETRY_BASE_SECONDS * 2 ** (attempts - 1)
+    return timedelta(seconds=min(settings.ALERT_RETRY_MAX_SECONDS, seconds))
+
+
+def _claim(delivery_id: int, now: datetime) -> bool:
+    """Take the row for this worker for LEASE; False if another worker has it or it is not due."""
+    claimed = Delivery.objects.filter(pk=delivery_id, status__in=DUE_STATUSES, next_attempt_at__lte=now).update(
+        next_attempt_at=now + LEASE, updated_at=now
+    )
+    return claimed == 1
+
+
+def delivery_send(delivery: Delivery) -> None:
+    """Send one instant delivery; raise DeliveryError when it did not go out."""
+    alert = delivery.alert
+    try:
+        if delivery.channel == Delivery.Channel.EMAIL:
+            subject, text, html = alert_email(alert)
+            mail_send(to=delivery.recipient, subject=subject, text=text, html=html)
+        elif not settings.SLACK_WEBHOOK_URL:
+            raise DeliveryError("SLACK_WEBHOOK_URL is not set: Slack delivery is off", retryable=False)
+        else:
+            rep = Rep.objects.filter(user_id=alert.recipient_id).first() if alert.recipient_id else None
+            text, blocks = alert_slack(alert, mention=rep.slack_member_id if rep else "")
+            slack_post(url=settings.SLACK_WEBHOOK_URL, text=text, blocks=blocks)
+    except (MailError, SlackError) as exc:
+        raise DeliveryError(str(exc), retryable=exc.retryable) from exc
+
+
+def _record(delivery: Delivery, error: DeliveryError | None, now: datetime, report: SendReport) -> None:
+    attempts = delivery.attempts + 1
+    fields: dict[str, object] = {"attempts": attempts, "updated_at": now}
+    if error is None:
+        fields.update(status=Delivery.Status.SENT, sent_at=now, next_attempt_at=None, last_error="")
+        report.sent += 1
+    elif error.retryable and attempts < settings.ALERT_DELIVERY_MAX_ATTEMPTS:
+        fields.update(status=Delivery.Status.FAILED, next_attempt_at=now + backoff(attempts), last_error=str(error))
+        report.failed += 1
+    else:
+        fields.update(status=Delivery.Status.DEAD, next_attempt_at=None, last_error=str(error))
+        report.dead += 1
+    if error is not None:
+        report.errors.append(f"{delivery.channel} to {delivery.recipient}: {error}")
+        logger.warning(
+            "alert delivery %s (%s to %s) failed: %s", delivery.pk, delivery.channel, delivery.recipient, error
+        )
+    Delivery.objects.filter(pk=delivery.pk).update(**fields)
+
+
+def deliveries_send_due(*, alert_id: int | None = None, limit: int = 200, now: datetime | None = None) -> SendReport:
+    """Send the instant deliveries that are due (of one alert, or all); return what happened."""
+    now = now or timezone.now()
+    due = Delivery.objects.filter(mode=Delivery.Mode.INSTANT, status__in=DUE_STATUSES, next_attempt_at__lte=now)
+    if alert_id is not None:
+        due = due.filter(alert_id=alert_id)
+    report = SendReport()
+    for delivery_id in list(due.order_by("next_attempt_at", "pk").values_list("pk", flat=True)[:limit]):
+        if not _claim(delivery_id, now):
+            continue
+        delivery = Delivery.objects.select_related("alert__recipient").get(pk=delivery_id)
+        try:
+            delivery_send(delivery)
+        except DeliveryError as exc:
+            _record(delivery, exc, timezone.now(), report)
+        else:
+            _record(delivery, None, timezone.now(), report)
+    return report
+
+
+def digests_send_due(*, now: datetime | None = None) -> SendReport:
+    """One email per recipient with all of their due digest rows; each row records the outcome."""
+    now = now or timezone.now()
+    due = Delivery.objects.filter(mode=Delivery.Mode.DIGEST, status__in=DUE_STATUSES, next_attempt_at__lte=now)
+    report = SendReport()
+    for recipient in sorted(set(due.values_list("recipient", flat=True))):
+        ids = list(due.filter(recipient=recipient).order_by("alert__created_at", "pk").values_list("pk", flat=True))
+        mine = [pk for pk in ids if _claim(pk, now)]
+        if not mine:
+            continue
+        rows = list(Delivery.objects.filter(pk__in=mine).select_related("alert").order_by("alert__created_at", "pk"))
+        subject, text, html = digest_email([row.alert for row in rows])
+        error = None
+        try:
+            mail_send(to=recipient, subject=subject, text=text, html=html)
+        except MailError as exc:
+            error = DeliveryError(str(exc), retryable=exc.retryable)
+        finished = timezone.now()
+        for row in rows:
+            _record(row, error, finished, report)
+    return report
+
+
+# --- Admin actions ------------------------------------------------------------------------------
+
+
+def deliveries_retry(*, delivery_ids: Sequence[int]) -> int:
+    """Give failed or dead deliveries a fresh set of attempts, due now; return how many."""
+    now = timezone.now()
+    retry = Delivery.objects.filter(pk__in=delivery_ids).filter(
+        Q(status=Delivery.Status.DEAD) | Q(status=Delivery.Status.FAILED)
+    )
+    count = retry.update(status=Delivery.Status.PENDING, attempts=0, next_attempt_at=now, updated_at=now)
+    if count:
+        transaction.on_commit(lambda: _enqueue("alerts.tasks.deliver_due"), robust=True)
+    return count

@@ -1,0 +1,32 @@
+"""Sending one email through Django's configured backend (SMTP per EMAIL_URL), with one error type."""
+
+from __future__ import annotations
+
+import smtplib
+
+from django.conf import settings
+from django.core.mail import EmailMultiAlternatives
+
+
+class MailError(Exception):
+    """A message the mail server did not take; `retryable` is False for permanent (5xx) refusals."""
+
+    def __init__(self, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+def mail_send(*, to: str, subject: str, text: str, html: str) -> None:
+    """Send a text email with an HTML alternative; raise MailError if it was not accepted."""
+    message = EmailMultiAlternatives(subject, text, settings.DEFAULT_FROM_EMAIL, [to])
+    message.attach_alternative(html, "text/html")
+    try:
+        message.send()
+    except smtplib.SMTPRecipientsRefused as exc:
+        codes = [code for code, _ in exc.recipients.values()]
+        raise MailError(f"recipient refused: {exc.recipients}", retryable=all(400 <= c < 500 for c in codes)) from exc
+    except smtplib.SMTPResponseException as exc:
+        detail = exc.smtp_error.decode(errors="replace") if isinstance(exc.smtp_error, bytes) else exc.smtp_error
+        raise MailError(f"SMTP {exc.smtp_code}: {detail}", retryable=exc.smtp_code < 500) from exc
+    except (smtplib.SMTPException, OSError) as exc:
+        raise MailError(f"{type(exc).__name__}: {exc}", retryable=True) from exc

@@ -1,0 +1,35 @@
+"""Who is an alerts admin and where admin alerts go (DESIGN "Roles")."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import Q
+
+ADMINS_GROUP = "Lifecycle admins"
+REPS_GROUP = "Reps"
+
+
+def user_is_alerts_admin(user: AbstractBaseUser) -> bool:
+    """Superusers and members of "Lifecycle admins" see every alert; reps only their own."""
+    if not (user.is_authenticated and user.is_active):
+        return False
+    return bool(user.is_superuser or user.groups.filter(name=ADMINS_GROUP).exists())
+
+
+def admin_recipients() -> list[tuple[AbstractBaseUser | None, str]]:
+    """(user, address) for admin alerts: active admins with an email, then ALERT_ADMIN_EMAILS."""
+    users = (
+        get_user_model()
+        .objects.filter(Q(is_superuser=True) | Q(groups__name=ADMINS_GROUP), is_active=True)
+        .exclude(email="")
+        .distinct()
+        .order_by("pk")
+    )
+    found: dict[str, AbstractBaseUser | None] = {}
+    for user in users:
+        found.setdefault(user.email.strip().lower(), user)
+    for address in settings.ALERT_ADMIN_EMAILS:
+        found.setdefault(address.strip().lower(), None)
+    return [(user, address) for address, user in found.items()]

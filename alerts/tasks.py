@@ -1,0 +1,32 @@
+"""django-q2 entry points of alerts: take ids, call a service, return a summary. All idempotent."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from alerts.delivery import deliveries_send_due, digests_send_due
+from alerts.services import alerts_evaluate_scheduled, workspace_alerts_evaluate
+
+
+def deliver_alert(alert_id: int) -> dict:
+    """Enqueued on commit of a new alert: send its instant deliveries now."""
+    return asdict(deliveries_send_due(alert_id=alert_id))
+
+
+def deliver_due() -> dict:
+    """Every minute: first attempts a lost task left behind, and retries whose time has come."""
+    return asdict(deliveries_send_due())
+
+
+def send_digests() -> dict:
+    """Every 15 minutes: daily digests whose time has come (and digest retries)."""
+    return asdict(digests_send_due())
+
+
+def evaluate_scheduled() -> dict:
+    """Every 10 minutes: trial expiry windows, snoozes ending, catch-up for recent changes."""
+    return alerts_evaluate_scheduled()
+
+
+def evaluate_workspaces(workspace_keys: list[str]) -> int:
+    return sum(len(workspace_alerts_evaluate(workspace_key=key)) for key in workspace_keys)

@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test lint bench clean-venv
+.PHONY: run demo test lint bench clean-venv
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,11 @@ run: $(INSTALLED)
 	$(PY) manage.py migrate --no-input
 	$(PY) manage.py ensure_admin
 	$(PY) manage.py runengine
+
+## make demo: the engine with the Salesforce emulator, a mail sink and simulated traffic (own database)
+demo: $(INSTALLED)
+	$(PY) -m config.devenv
+	$(PY) manage.py demo
 
 ## make test: the whole suite (SQLite by default; set DATABASE_URL=postgres://… for PostgreSQL)
 test: $(INSTALLED)

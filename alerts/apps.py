@@ -9,6 +9,11 @@ class AlertsConfig(AppConfig):
     def ready(self) -> None:
         from auditlog.registry import auditlog
 
-        from alerts.models import Alert
+        from alerts import checks  # noqa: F401 - registers the system checks
+        from alerts.models import Alert, AlertRule, Rep, TerritoryRule
 
         auditlog.register(Alert, exclude_fields=["context"])
+        # Who gets what is configuration worth a history: rules, reps and territories.
+        auditlog.register(AlertRule)
+        auditlog.register(Rep)
+        auditlog.register(TerritoryRule)

@@ -12,10 +12,13 @@ REPS_GROUP = "Reps"
 
 
 def user_is_alerts_admin(user: AbstractBaseUser) -> bool:
-    """Superusers and members of "Lifecycle admins" see every alert; reps only their own."""
+    """Superusers, members of "Lifecycle admins" and staff allowed to change alerts see every alert;
+    reps only their own."""
     if not (user.is_authenticated and user.is_active):
         return False
-    return bool(user.is_superuser or user.groups.filter(name=ADMINS_GROUP).exists())
+    if user.is_superuser or (user.is_staff and user.has_perm("alerts.change_alert")):
+        return True
+    return user.groups.filter(name=ADMINS_GROUP).exists()
 
 
 def admin_recipients() -> list[tuple[AbstractBaseUser | None, str]]:

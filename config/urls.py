@@ -5,6 +5,7 @@ from django.contrib.auth.decorators import login_required
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from alerts.api import AlertListView
 from events.api import EventListView
 from ops.views import healthz
 from workspaces.api import CanReadApi, WorkspaceDetailView, WorkspaceListView
@@ -13,6 +14,7 @@ api_urlpatterns = [
     path("workspaces/", WorkspaceListView.as_view(), name="api-workspace-list"),
     path("workspaces/<str:workspace_id>/", WorkspaceDetailView.as_view(), name="api-workspace-detail"),
     path("events/", EventListView.as_view(), name="api-event-list"),
+    path("alerts/", AlertListView.as_view(), name="api-alert-list"),
     # The schema and the docs need a login or a token like everything else.
     path("schema/", SpectacularAPIView.as_view(permission_classes=[CanReadApi]), name="api-schema"),
     path(

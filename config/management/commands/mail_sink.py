@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import threading
@@ -41,6 +42,7 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
         except OSError as exc:
             raise CommandError(f"Cannot listen on {host} (SMTP {smtp_port}, HTTP {http_port}): {exc}") from exc
+        logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd logs every SMTP command at INFO
         self.stdout.write(f"Mail sink: SMTP on {sink.email_url}, mails at {sink.web_url}")
         self.stdout.write(f"  export EMAIL_URL={sink.email_url}")
         self.stdout.write("Ctrl-C stops it.")

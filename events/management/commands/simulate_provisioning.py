@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import random
 import sys
+import threading
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -39,6 +41,7 @@ def _duration(seconds: float) -> str:
 
 
 class Command(BaseCommand):
+    requires_system_checks: list[str] = []  # a client of the engine: the engine's own checks are not its business
     help = (
         "Send realistic, signed provisioning traffic to a running engine over HTTP: trial.started for "
         "--workspaces workspaces (colleagues sharing company domains, free-mail addresses, companies that "
@@ -80,11 +83,17 @@ class Command(BaseCommand):
             "workspace (0-1, default 0.05).",
         )
         parser.add_argument("--timeout", type=float, default=10.0, help="Seconds to wait for each answer.")
+        parser.add_argument(
+            "--concurrency",
+            type=int,
+            default=4,
+            help="Requests in flight at once (default 4; 1 sends strictly in the generated order).",
+        )
 
     def handle(self, *args, **opts) -> None:
-        for name in ("workspaces", "rate", "events", "duration", "timeout"):
+        for name in ("workspaces", "rate", "events", "duration", "timeout", "concurrency"):
             value = opts[name]
-            if value is not None and (value < 0 or (value == 0 and name in ("workspaces", "timeout"))):
+            if value is not None and (value < 0 or (value == 0 and name in ("workspaces", "timeout", "concurrency"))):
                 raise CommandError(f"--{name} must be positive, got {value}.")
         try:
             key = provisioning_signing_key()
@@ -105,7 +114,9 @@ class Command(BaseCommand):
             f"Sending {len(messages)} messages for {opts['workspaces']} workspaces to {url} "
             f"at {opts['rate'] or 'max'}/s (seed {seed})."
         )
-        sender = _Sender(self, url=url, key=key, rate=opts["rate"], timeout=opts["timeout"])
+        sender = _Sender(
+            self, url=url, key=key, rate=opts["rate"], timeout=opts["timeout"], concurrency=opts["concurrency"]
+        )
         try:
             sender.run(messages, duration=opts["duration"])
         except KeyboardInterrupt:
@@ -138,28 +149,52 @@ class Command(BaseCommand):
 
 
 class _Sender:
-    """The paced sending loop; counts every answer by (status, outcome)."""
+    """The paced sending loop: up to `concurrency` requests in flight; counts answers by (status, outcome)."""
 
-    def __init__(self, command: Command, *, url: str, key: str, rate: float, timeout: float) -> None:
+    def __init__(self, command: Command, *, url: str, key: str, rate: float, timeout: float, concurrency: int) -> None:
         self.command, self.url, self.key, self.rate, self.timeout = command, url, key, rate, timeout
+        self.concurrency = concurrency
         self.answers: Counter[tuple[int, str]] = Counter()
         self.sent = 0
+        self.total = 0
         self.started = time.monotonic()
+        self.failure: CommandError | None = None
+        self._lock = threading.Lock()
         self._last_progress = 0.0
         self._tty = sys.stderr.isatty()
 
     def run(self, messages: list[SimulatedMessage], *, duration: float | None) -> None:
-        self.started = time.monotonic()
-        for index, message in enumerate(messages):
-            if self.rate:
-                time.sleep(max(0.0, self.started + index / self.rate - time.monotonic()))
-            if duration is not None and time.monotonic() - self.started >= duration:
-                break
-            answer = self._send(message)
+        self.started, self.total = time.monotonic(), len(messages)
+        slots = threading.BoundedSemaphore(self.concurrency)
+        with ThreadPoolExecutor(self.concurrency, thread_name_prefix="simulate") as pool:
+            for index, message in enumerate(messages):
+                if self.rate:
+                    time.sleep(max(0.0, self.started + index / self.rate - time.monotonic()))
+                if self.failure is not None or (duration is not None and time.monotonic() - self.started >= duration):
+                    break
+                if index == 0:  # alone: an engine that is not there is reported at once
+                    self._deliver(message)
+                    continue
+                slots.acquire()
+                pool.submit(self._deliver_in_slot, message, slots)
+        if self.failure is not None:
+            raise self.failure
+        self._progress(final=True)
+
+    def _deliver_in_slot(self, message: SimulatedMessage, slots: threading.BoundedSemaphore) -> None:
+        try:
+            self._deliver(message)
+        except CommandError as exc:
+            self.failure = self.failure or exc
+        finally:
+            slots.release()
+
+    def _deliver(self, message: SimulatedMessage) -> None:
+        answer = self._send(message)
+        with self._lock:
             self.sent += 1
             self.answers[(answer.status, answer.outcome)] += 1
-            self._progress(len(messages))
-        self._progress(len(messages), final=True)
+            self._progress()
 
     def _send(self, message: SimulatedMessage) -> WebhookAnswer:
         body = message.body_json()
@@ -174,13 +209,14 @@ class _Sender:
                 time.sleep(pause)
         raise AssertionError("unreachable")
 
-    def _progress(self, total: int, *, final: bool = False) -> None:
+    def _progress(self, *, final: bool = False) -> None:
         now = time.monotonic()
         if not final and now - self._last_progress < (1.0 if self._tty else 5.0):
             return
         self._last_progress = now
         elapsed = now - self.started
         pace = self.sent / elapsed if elapsed > 0 else 0.0
+        total = self.total
         eta = (total - self.sent) / pace if pace else 0.0
         done = sum(n for (_, outcome), n in self.answers.items() if outcome in EXPECTED)
         line = (

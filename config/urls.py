@@ -1,6 +1,7 @@
-"""URL map: admin, signed webhooks, read API and health (CONTRACT §2–§6)."""
+"""URL map: admin, signed webhooks, read API, rep pages and health (CONTRACT §2–§6)."""
 
 from django.contrib import admin
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
@@ -28,6 +29,16 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("webhooks/", include("events.urls")),
     path("api/", include(api_urlpatterns)),
+    path("reps/", include("alerts.urls")),
+    # The rep pages' own login: the admin's login page turns away users who are not staff.
+    path(
+        "accounts/login/",
+        auth_views.LoginView.as_view(
+            template_name="reps/login.html", next_page="reps:dashboard", redirect_authenticated_user=True
+        ),
+        name="login",
+    ),
+    path("accounts/logout/", auth_views.LogoutView.as_view(next_page="login"), name="logout"),
     # Exactly "/healthz": settings.SECURE_REDIRECT_EXEMPT matches it, and it needs no trailing slash.
     path("healthz", healthz, name="healthz"),
 ]

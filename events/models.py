@@ -43,6 +43,14 @@ class Event(models.Model):
     lease_owner = models.CharField(max_length=64, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)
+    payload_scrubbed_at = models.DateTimeField(
+        null=True, blank=True, help_text="When personal data left the payload (retention or erasure: docs/privacy.md)."
+    )
+    suppressed = models.BooleanField(
+        default=False,
+        db_default=False,
+        help_text="Names an erased person: stored as ignored with the person scrubbed, never applied.",
+    )
 
     class Meta:
         ordering = ["-received_at", "-id"]

@@ -30,6 +30,8 @@ class NewEvent:
     status: str = Event.Status.NEW
     notes: str = ""
     received_at: datetime = field(default_factory=timezone.now)
+    suppressed: bool = False
+    payload_scrubbed_at: datetime | None = None
 
 
 _COLUMNS = (
@@ -44,6 +46,8 @@ _COLUMNS = (
     "retry_count",
     "notes",
     "lease_owner",
+    "suppressed",
+    "payload_scrubbed_at",
 )
 
 

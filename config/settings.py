@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -47,6 +48,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_q",
     "auditlog",
+    "django_prometheus",
     "config",
     "workspaces",
     "events",
@@ -58,6 +60,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Request counts and latencies for /metrics: first and last, so they time everything in between.
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -66,6 +70,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "auditlog.middleware.AuditlogMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -88,7 +93,15 @@ TEMPLATES = [
 
 # --- Database ---------------------------------------------------------------------------------
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+# django-prometheus' backends are Django's own plus query and connection counters for /metrics.
+_PROMETHEUS_BACKENDS = {
+    "django.db.backends.sqlite3": "django_prometheus.db.backends.sqlite3",
+    "django.db.backends.postgresql": "django_prometheus.db.backends.postgresql",
+}
+if env.bool("METRICS_DB", default=True):
+    _engine = DATABASES["default"]["ENGINE"]
+    DATABASES["default"]["ENGINE"] = _PROMETHEUS_BACKENDS.get(_engine, _engine)
+if DATABASES["default"]["ENGINE"].endswith(".sqlite3"):
     # Web server and qcluster write at the same time: WAL plus immediate transactions give one
     # writer at a time instead of "database is locked" (PITFALLS.md).
     DATABASES["default"]["OPTIONS"] = {
@@ -195,6 +208,30 @@ ALERT_RECENT_HOURS = env.int("ALERT_RECENT_HOURS", default=72)
 # Admin alerts go to active members of "Lifecycle admins" and superusers with an email, plus these.
 ALERT_ADMIN_EMAILS = env.list("ALERT_ADMIN_EMAILS", default=[])
 
+# --- Operations: health, SLAs, error alerts, metrics -----------------------------------------------
+# /healthz answers 503 when a heartbeat is older than this: the queue's is stamped every minute by a
+# scheduled task, the sweeper's by every sweep. Off: heartbeats are reported but never fail the check.
+HEALTH_CHECK_HEARTBEATS = env.bool("HEALTH_CHECK_HEARTBEATS", default=True)
+HEALTH_QUEUE_HEARTBEAT_MAX_AGE_SECONDS = env.int("HEALTH_QUEUE_HEARTBEAT_MAX_AGE_SECONDS", default=180)
+HEALTH_SWEEPER_HEARTBEAT_MAX_AGE_SECONDS = env.int("HEALTH_SWEEPER_HEARTBEAT_MAX_AGE_SECONDS", default=300)
+# Admins are alerted when one kind of error happens this often within one window (0: never).
+ERROR_ALERT_RATE = env.int("ERROR_ALERT_RATE", default=20)
+ERROR_ALERT_WINDOW_MINUTES = env.int("ERROR_ALERT_WINDOW_MINUTES", default=10)
+# SLAs, checked every few minutes; each breach alerts admins once per SLA_ALERT_WINDOW_MINUTES.
+SLA_EVENT_SECONDS = env.int("SLA_EVENT_SECONDS", default=300)
+SLA_SALESFORCE_MINUTES = env.int("SLA_SALESFORCE_MINUTES", default=15)
+SLA_ALERT_WINDOW_MINUTES = env.int("SLA_ALERT_WINDOW_MINUTES", default=60)
+# A source is silent when its last event is older than FACTOR × its mean gap over the lookback
+# (and at least MIN minutes); judged only with at least MIN_EVENTS events in the lookback.
+SLA_SOURCE_SILENCE_FACTOR = env.float("SLA_SOURCE_SILENCE_FACTOR", default=10.0)
+SLA_SOURCE_SILENCE_MIN_MINUTES = env.int("SLA_SOURCE_SILENCE_MIN_MINUTES", default=60)
+SLA_SOURCE_LOOKBACK_DAYS = env.int("SLA_SOURCE_LOOKBACK_DAYS", default=7)
+SLA_SOURCE_MIN_EVENTS = env.int("SLA_SOURCE_MIN_EVENTS", default=20)
+# The ops page's recent window (lag percentiles, error rate).
+OPS_WINDOW_MINUTES = env.int("OPS_WINDOW_MINUTES", default=60)
+# /metrics answers a scraper sending `Authorization: Bearer <METRICS_TOKEN>` (or a staff login).
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+
 # --- Task queue (django-q2) -------------------------------------------------------------------
 Q_BROKER = env.str("Q_BROKER", default="orm")
 Q_CLUSTER: dict = {
@@ -249,11 +286,18 @@ AUDITLOG_DISABLE_REMOTE_ADDR = env.bool("AUDITLOG_RECORD_REMOTE_ADDR", default=F
 SYSTEM_ACTOR_USERNAME = "lifecycle-engine"
 
 # --- Logging ----------------------------------------------------------------------------------
+# json: one object a line with the event and workspace ids the pipeline passes (ops/logging.py).
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain" if DEBUG else "json")
+if LOG_FORMAT not in ("json", "plain"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be json or plain, not {LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "ops.logging.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }

@@ -8,7 +8,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from alerts.api import AlertListView
 from events.api import EventListView
-from ops.views import healthz
+from ops.views import dashboard, healthz, metrics
 from workspaces.api import CanReadApi, WorkspaceDetailView, WorkspaceListView
 
 api_urlpatterns = [
@@ -41,4 +41,7 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(next_page="login"), name="logout"),
     # Exactly "/healthz": settings.SECURE_REDIRECT_EXEMPT matches it, and it needs no trailing slash.
     path("healthz", healthz, name="healthz"),
+    path("ops/", dashboard, name="ops"),
+    # Not public: a bearer token (METRICS_TOKEN) or an admin login (ops/views.py).
+    path("metrics", metrics, name="metrics"),
 ]

@@ -30,6 +30,7 @@ from events.models import Event, WorkspaceLock
 from events.schemas import PayloadInvalid, validate_data
 from linking.models import ReviewItem
 from linking.services import Question, questions_reconcile, review_item_raise, workspace_link
+from ops.services import error_record
 from sync.outbox import outbox_record_workspace
 from workspaces.actors import acting_as_system
 from workspaces.lifecycle import LIFECYCLE_TYPES, LifecycleEvent, WorkspaceState, fold
@@ -94,8 +95,13 @@ def workspace_process(*, workspace_key: str, force: bool = False) -> Outcome:
         with transaction.atomic(), acting_as_system():
             applied = _fold_and_apply(workspace_key)
     except Exception as exc:
-        logger.exception("processing workspace %s failed", workspace_key)
+        ids = {"workspace_id": workspace_key, "event_ids": claimed}
+        logger.exception("processing workspace %s failed", workspace_key, extra=ids)
         events_record_failure(event_ids=claimed, worker=worker, error=exc)
+        first = Event(pk=min(claimed)) if claimed else None  # the admin link; no need to load it
+        error_record(
+            source="processing", kind=type(exc).__name__, message=str(exc), obj=first, workspace_key=workspace_key
+        )
         return Outcome(workspace_key, len(claimed), failed=True)
     if applied:
         # After the commit, outside the lock: alert rules read the new state (and never fail processing).
@@ -173,6 +179,11 @@ def _park_unreadable(row: Event, exc: PayloadInvalid) -> None:
     row.notes = f"Stored payload no longer validates: {exc.fields}"
     row.lease_owner, row.lease_expires_at = "", None
     row.save(update_fields=["status", "notes", "lease_owner", "lease_expires_at"])
+    ids = {"event_id": row.pk, "external_id": row.external_id, "workspace_id": row.workspace_key}
+    logger.warning("event %s parked for review: stored payload no longer validates", row.pk, extra=ids)
+    error_record(
+        source="processing", kind="PayloadInvalid", message=row.notes, obj=row, workspace_key=row.workspace_key
+    )
 
 
 def retry_delay(attempt: int) -> timedelta:

@@ -7,6 +7,7 @@ from django.conf import settings
 from events.pipeline import workspace_process
 from events.services import async_task
 from events.sweeper import events_sweep
+from ops.services import heartbeat_beat
 
 
 def process_workspaces(workspace_keys: list[str], force: bool = False) -> dict[str, int]:
@@ -28,5 +29,10 @@ def process_marketo_leads(event_ids: list[int]) -> int:
 
 
 def sweep() -> dict[str, int]:
-    """The scheduled sweeper (every minute): re-ring the doorbell for anything the queue lost."""
-    return events_sweep()
+    """The scheduled sweeper (every minute): re-ring the doorbell for anything the queue lost.
+
+    A finished sweep stamps the sweeper's heartbeat; /healthz turns 503 when it goes stale.
+    """
+    counts = events_sweep()
+    heartbeat_beat(name="sweeper", details=counts)
+    return counts

@@ -1,13 +1,16 @@
 """Health of the engine for load balancers and monitors (CONTRACT §6, `GET /healthz`).
 
 Cheap enough to be polled every few seconds: one grouped count over the event status index, one count
-of queued tasks. Answers say *that* something failed, not the details (the endpoint needs no login);
-the details go to the log.
+of queued tasks, one read of the heartbeat rows. A heartbeat is stamped by a scheduled task (`queue`:
+the cluster runs tasks) and by the sweeper (`sweeper`: it runs and finishes); one older than its
+HEALTH_*_MAX_AGE_SECONDS makes the answer 503, and `failed` names every part that failed. Answers
+say *that* something failed, not the details (the endpoint needs no login); the details go to the log.
 """
 
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -15,10 +18,12 @@ import redis
 from django.conf import settings
 from django.db import DatabaseError
 from django.db.models import Count
+from django.utils import timezone
 from django_q.brokers.redis_broker import Redis as RedisBroker
 from django_q.models import OrmQ
 
 from events.models import Event
+from ops.models import Heartbeat
 
 logger = logging.getLogger(__name__)
 
@@ -85,11 +90,46 @@ def _queue() -> dict[str, Any]:
     return queue
 
 
+def heartbeat_max_ages() -> dict[str, int]:
+    return {
+        Heartbeat.Name.QUEUE: settings.HEALTH_QUEUE_HEARTBEAT_MAX_AGE_SECONDS,
+        Heartbeat.Name.SWEEPER: settings.HEALTH_SWEEPER_HEARTBEAT_MAX_AGE_SECONDS,
+    }
+
+
+def heartbeat_report(*, now: datetime | None = None) -> dict[str, dict[str, Any]]:
+    """Per heartbeat: `{"status": "ok" | "stale" | "missing" | "error: …", "age_seconds", "max_age_seconds"}`."""
+    now = now or timezone.now()
+    limits = heartbeat_max_ages()
+    try:
+        beats = dict(Heartbeat.objects.filter(name__in=list(limits)).values_list("name", "beat_at"))
+    except DatabaseError as exc:
+        failure = f"error: {_failure('heartbeats', exc)}"
+        return {
+            name: {"status": failure, "age_seconds": None, "max_age_seconds": limit} for name, limit in limits.items()
+        }
+    report = {}
+    for name, limit in limits.items():
+        age = round((now - beats[name]).total_seconds(), 1) if name in beats else None
+        status = "missing" if age is None else ("ok" if age <= limit else "stale")
+        report[name] = {"status": status, "age_seconds": age, "max_age_seconds": limit}
+    return report
+
+
 def health_report() -> dict[str, Any]:
-    """`{"status": "ok" | "degraded", "database": "ok" | "error: …", "queue": {...}}`."""
+    """`{"status": "ok" | "degraded", "database", "queue", "heartbeats", "failed": [parts]}`."""
     database, events = _database()
     queue = _queue()
     if events is not None:
         queue["events"] = events
-    healthy = database == "ok" and "error" not in queue
-    return {"status": "ok" if healthy else "degraded", "database": database, "queue": queue}
+    heartbeats = heartbeat_report()
+    failed = [name for name, ok in (("database", database == "ok"), ("queue", "error" not in queue)) if not ok]
+    if settings.HEALTH_CHECK_HEARTBEATS:
+        failed += [f"{name}_heartbeat" for name, beat in heartbeats.items() if beat["status"] != "ok"]
+    return {
+        "status": "degraded" if failed else "ok",
+        "database": database,
+        "queue": queue,
+        "heartbeats": heartbeats,
+        "failed": failed,
+    }

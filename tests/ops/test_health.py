@@ -1,20 +1,37 @@
-"""GET /healthz: no login, cheap, 200 when the database and the queue answer, 503 otherwise."""
+"""GET /healthz: no login, cheap, 200 when the database, the queue and both heartbeats are fine, 503 otherwise."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from unittest import mock
 
 import pytest
-from django.db import DatabaseError, OperationalError
+import time_machine
+from django.db import DatabaseError, OperationalError, connection
 from django.db.backends.utils import CursorWrapper
-from django_q.models import OrmQ
+from django.utils import timezone
+from django_q.models import OrmQ, Schedule
 
+from events import tasks as event_tasks
 from events.models import Event
 from ops import health
+from ops import tasks as ops_tasks
 from ops.health import broker_display
+from ops.models import Heartbeat
 from tests.factories import EventFactory
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def fresh_heartbeats():
+    """Both heartbeats as a running cluster leaves them: stamped by the real tasks just now."""
+    ops_tasks.heartbeat()
+    event_tasks.sweep()
+
+
+def aged(name: str, seconds: float) -> None:
+    Heartbeat.objects.filter(name=name).update(beat_at=timezone.now() - timedelta(seconds=seconds))
 
 
 def test_healthy(client):
@@ -26,7 +43,8 @@ def test_healthy(client):
     response = client.get("/healthz")
 
     assert response.status_code == 200
-    assert response.json() == {
+    body = response.json()
+    assert body == {
         "status": "ok",
         "database": "ok",
         "queue": {
@@ -34,13 +52,110 @@ def test_healthy(client):
             "queued_tasks": 1,
             "events": {"new": 1, "processing": 0, "error": 1, "review": 0},
         },
+        "heartbeats": {
+            "queue": {
+                "status": "ok",
+                "age_seconds": body["heartbeats"]["queue"]["age_seconds"],
+                "max_age_seconds": 180,
+            },
+            "sweeper": {
+                "status": "ok",
+                "age_seconds": body["heartbeats"]["sweeper"]["age_seconds"],
+                "max_age_seconds": 300,
+            },
+        },
+        "failed": [],
     }
+    assert 0 <= body["heartbeats"]["queue"]["age_seconds"] < 60
     assert "no-cache" in response["Cache-Control"]
 
 
 def test_cheap(client, django_assert_max_num_queries):
-    with django_assert_max_num_queries(2):
+    with django_assert_max_num_queries(3):
         client.get("/healthz")
+
+
+def test_stale_queue_heartbeat_is_503_naming_it(client):
+    # given: the cluster stopped running scheduled tasks 4 minutes ago (limit 3)
+    aged("queue", 240)
+
+    # when
+    response = client.get("/healthz")
+
+    # then
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "degraded"
+    assert body["failed"] == ["queue_heartbeat"]
+    assert body["heartbeats"]["queue"]["status"] == "stale"
+    assert body["heartbeats"]["queue"]["age_seconds"] >= 240
+    assert body["heartbeats"]["sweeper"]["status"] == "ok"
+    assert body["database"] == "ok"
+
+
+def test_stale_sweeper_heartbeat_is_503_naming_it(client):
+    aged("sweeper", 301)
+
+    response = client.get("/healthz")
+
+    assert response.status_code == 503
+    assert response.json()["failed"] == ["sweeper_heartbeat"]
+    assert response.json()["heartbeats"]["sweeper"]["status"] == "stale"
+
+
+def test_heartbeats_age_with_the_clock_and_a_sweep_makes_it_fresh_again(client):
+    with time_machine.travel(timezone.now() + timedelta(minutes=10)):
+        assert client.get("/healthz").json()["failed"] == ["queue_heartbeat", "sweeper_heartbeat"]
+        event_tasks.sweep()
+        ops_tasks.heartbeat()
+        response = client.get("/healthz")
+    assert response.status_code == 200
+
+
+def test_a_heartbeat_that_never_beat_is_missing_and_503(client):
+    Heartbeat.objects.filter(name="sweeper").delete()
+
+    response = client.get("/healthz")
+
+    assert response.status_code == 503
+    body = response.json()
+    assert body["failed"] == ["sweeper_heartbeat"]
+    assert body["heartbeats"]["sweeper"] == {"status": "missing", "age_seconds": None, "max_age_seconds": 300}
+
+
+def test_thresholds_are_configurable(client, settings):
+    aged("queue", 240)
+    settings.HEALTH_QUEUE_HEARTBEAT_MAX_AGE_SECONDS = 600
+
+    response = client.get("/healthz")
+
+    assert response.status_code == 200
+    assert response.json()["heartbeats"]["queue"]["max_age_seconds"] == 600
+
+
+def test_heartbeat_checks_can_be_switched_off_but_are_still_reported(client, settings):
+    aged("queue", 4000)
+    settings.HEALTH_CHECK_HEARTBEATS = False
+
+    response = client.get("/healthz")
+
+    assert response.status_code == 200
+    assert response.json()["heartbeats"]["queue"]["status"] == "stale"
+
+
+def test_the_heartbeat_schedules_are_installed():
+    assert Schedule.objects.filter(func="ops.tasks.heartbeat", minutes=1, repeats=-1).exists()
+    assert Schedule.objects.filter(func="events.tasks.sweep", minutes=1, repeats=-1).exists()
+
+
+def test_a_failing_sweep_leaves_the_heartbeat_to_go_stale(client, monkeypatch):
+    aged("sweeper", 200)
+    monkeypatch.setattr(event_tasks, "events_sweep", mock.Mock(side_effect=DatabaseError("deadlock")))
+
+    with pytest.raises(DatabaseError):
+        event_tasks.sweep()
+
+    assert Heartbeat.objects.get(name="sweeper").beat_at < timezone.now() - timedelta(seconds=199)
 
 
 def test_database_failure_is_503_degraded(client, monkeypatch):
@@ -52,6 +167,7 @@ def test_database_failure_is_503_degraded(client, monkeypatch):
     body = response.json()
     assert body["status"] == "degraded"
     assert body["database"] == "error: DatabaseError"
+    assert body["failed"] == ["database"]
     assert "events" not in body["queue"]
 
 
@@ -63,11 +179,29 @@ def test_database_down_fails_the_queue_count_too(client):
 
     # then
     assert response.status_code == 503
+    unknown = "error: OperationalError"
     assert response.json() == {
         "status": "degraded",
         "database": "error: OperationalError",
         "queue": {"broker": "orm", "error": "OperationalError"},
+        "heartbeats": {
+            "queue": {"status": unknown, "age_seconds": None, "max_age_seconds": 180},
+            "sweeper": {"status": unknown, "age_seconds": None, "max_age_seconds": 300},
+        },
+        "failed": ["database", "queue", "queue_heartbeat", "sweeper_heartbeat"],
     }
+
+
+def test_a_connection_that_cannot_be_opened_is_503(client):
+    # given: the connection is gone and reconnecting is refused
+    refused = OperationalError("could not connect to server: Connection refused")
+    with mock.patch.object(connection, "ensure_connection", side_effect=refused):
+        response = client.get("/healthz")
+
+    assert response.status_code == 503
+    body = response.json()
+    assert body["database"] == "error: OperationalError"
+    assert body["failed"] == ["database", "queue", "queue_heartbeat", "sweeper_heartbeat"]
 
 
 def test_unreachable_redis_is_503_without_the_password(client, settings):
@@ -81,6 +215,7 @@ def test_unreachable_redis_is_503_without_the_password(client, settings):
     assert body["database"] == "ok"
     assert body["queue"]["broker"] == "redis://127.0.0.1:1/0"
     assert body["queue"]["error"] == "ConnectionError"
+    assert body["failed"] == ["queue"]
     assert b"s3cret" not in response.content
 
 

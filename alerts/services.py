@@ -216,18 +216,19 @@ def workspace_alerts_evaluate(
     if not _new_firings(_facts(workspace, now, configs, with_events=False), configs):
         return []
     created = []
-    for firing in _new_firings(_facts(workspace, now, configs, with_events=True), configs):
-        alert, new = alert_raise(
-            rule=firing.rule,
-            dedupe_key=firing.dedupe_key,
-            title=firing.title,
-            reason=firing.reason,
-            audience=configs[firing.rule].audience,
-            context=firing.context(),
-            workspace=workspace,
-        )
-        if new:
-            created.append(alert)
+    with acting_as_system():  # the audit trail names the engine as the author of these alerts
+        for firing in _new_firings(_facts(workspace, now, configs, with_events=True), configs):
+            alert, new = alert_raise(
+                rule=firing.rule,
+                dedupe_key=firing.dedupe_key,
+                title=firing.title,
+                reason=firing.reason,
+                audience=configs[firing.rule].audience,
+                context=firing.context(),
+                workspace=workspace,
+            )
+            if new:
+                created.append(alert)
     return created
 
 
@@ -237,8 +238,7 @@ def workspace_alerts_after_processing(*, workspace_key: str) -> None:
     Whatever this misses (an error, a crash) the scheduled evaluation catches up (CATCH_UP).
     """
     try:
-        with acting_as_system():
-            workspace_alerts_evaluate(workspace_key=workspace_key)
+        workspace_alerts_evaluate(workspace_key=workspace_key)
     except Exception:
         logger.exception("evaluating alert rules for workspace %s failed", workspace_key)
 
@@ -255,9 +255,7 @@ def alerts_evaluate_scheduled(*, now: datetime | None = None) -> dict[str, int]:
     )
     changed = Workspace.objects.filter(updated_at__gte=now - CATCH_UP)
     keys = set(trials.values_list("workspace_id", flat=True)) | set(changed.values_list("workspace_id", flat=True))
-    raised = 0
     with acting_as_system():
         unsnoozed = alerts_unsnooze_due(now=now)
-        for key in sorted(keys):
-            raised += len(workspace_alerts_evaluate(workspace_key=key, now=now, configs=configs))
+    raised = sum(len(workspace_alerts_evaluate(workspace_key=key, now=now, configs=configs)) for key in sorted(keys))
     return {"workspaces": len(keys), "raised": raised, "unsnoozed": unsnoozed}

@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.contrib.admin import apps as admin_apps
 
 
 class ConfigAppConfig(AppConfig):
@@ -10,3 +11,11 @@ class ConfigAppConfig(AppConfig):
 
     def ready(self) -> None:
         from config import checks  # noqa: F401  (registers the checks)
+
+
+class EngineAdminConfig(admin_apps.AdminConfig):
+    """django.contrib.admin with the engine's site: TOTP for staff when STAFF_TOTP_REQUIRED is on."""
+
+    default = False  # named explicitly in INSTALLED_APPS; "config" keeps ConfigAppConfig
+
+    default_site = "config.admin_site.EngineAdminSite"

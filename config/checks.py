@@ -152,3 +152,35 @@ def check_slack_url(app_configs, **kwargs) -> list:
             id="lifecycle.E030",
         )
     ]
+
+
+@register()
+def check_privacy(app_configs, **kwargs) -> list:
+    """Erasure tombstones need a secret salt in production; retention needs a sane number of days."""
+    errors = []
+    salt = settings.PRIVACY_HASH_SALT
+    if not salt and not (settings.DEBUG or settings.TESTING):
+        errors.append(
+            Error(
+                "PRIVACY_HASH_SALT is not set: erasure tombstones and data requests cannot be filed.",
+                hint="Set it once and keep it: python -c 'import secrets; print(secrets.token_urlsafe(32))'",
+                id="lifecycle.E040",
+            )
+        )
+    elif salt and len(salt) < 16:
+        errors.append(
+            Error(
+                "PRIVACY_HASH_SALT is shorter than 16 characters: email hashes could be guessed.",
+                hint="Use at least 32 random characters; set it once and keep it (a new salt orphans tombstones).",
+                id="lifecycle.E041",
+            )
+        )
+    if settings.EVENT_PAYLOAD_RETENTION_DAYS < 0:
+        errors.append(
+            Error(
+                f"EVENT_PAYLOAD_RETENTION_DAYS={settings.EVENT_PAYLOAD_RETENTION_DAYS} is negative.",
+                hint="Use a number of days (default 90), or 0 to keep payloads.",
+                id="lifecycle.E042",
+            )
+        )
+    return errors

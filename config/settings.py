@@ -8,6 +8,7 @@ when DEBUG is on. Misconfigurations a user can make are reported by the system c
 from __future__ import annotations
 
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -36,7 +37,8 @@ else:
     ALLOWED_HOSTS = env.list("ALLOWED_HOSTS")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # The admin site honours STAFF_TOTP_REQUIRED (config/admin_site.py).
+    "config.apps.EngineAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -48,6 +50,9 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_q",
     "auditlog",
+    "axes",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
     "django_prometheus",
     "config",
     "workspaces",
@@ -57,6 +62,8 @@ INSTALLED_APPS = [
     "sync",
     "alerts",
     "ops",
+    # Last: its post_migrate sets the groups' permissions once every other app has its own.
+    "privacy",
 ]
 
 MIDDLEWARE = [
@@ -67,9 +74,12 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "auditlog.middleware.AuditlogMiddleware",
+    # Turns a login refused by django-axes into the lockout page (429).
+    "axes.middleware.AxesMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
@@ -145,6 +155,37 @@ X_FRAME_OPTIONS = "DENY"
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 # The SSL redirect must not bounce the health probe of a load balancer speaking plain HTTP.
 SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
+SESSION_COOKIE_AGE = env.int("SESSION_COOKIE_AGE", default=12 * 3600)
+
+# --- Login hardening: throttling (django-axes) and optional TOTP for staff (django-otp) ----------
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out login before checking it
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Off under pytest by default: Django's test client logs in without a request, which axes refuses;
+# tests of the lockout turn it on (tests/privacy/test_hardening.py).
+AXES_ENABLED = env.bool("AXES_ENABLED", default=not TESTING)
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=15))
+# A username from one address: an attacker elsewhere cannot lock a real admin out.
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "security/lockout.html"
+# Successful logins are not logged with their address (privacy); failures are, until the cool-off ends.
+AXES_DISABLE_ACCESS_LOG = True
+# The client address is REMOTE_ADDR unless the engine sits behind that many trusted proxies.
+AXES_IPWARE_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+AXES_IPWARE_META_PRECEDENCE_ORDER = (
+    ("HTTP_X_FORWARDED_FOR", "REMOTE_ADDR") if AXES_IPWARE_PROXY_COUNT else ("REMOTE_ADDR",)
+)
+# On: staff must enter a TOTP code from a device registered in the admin (Django OTP → TOTP devices).
+STAFF_TOTP_REQUIRED = env.bool("STAFF_TOTP_REQUIRED", default=False)
+OTP_TOTP_ISSUER = "Lifecycle Engine"
+
+# --- Cache: webhook rate-limit counters. Redis when CACHE_URL says so; per process otherwise. -----
+CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://lifecycle")}
 
 # --- Webhooks (CONTRACT §2, §4, §5) --------------------------------------------------------------
 PROVISIONING_WEBHOOK_SECRET = env.str("PROVISIONING_WEBHOOK_SECRET", default="")
@@ -159,12 +200,28 @@ WEBHOOK_TOLERANCE_SECONDS = 300
 WEBHOOK_GROUP_COMMIT = env.bool("WEBHOOK_GROUP_COMMIT", default=True)
 WEBHOOK_GROUP_COMMIT_MAX_BATCH = env.int("WEBHOOK_GROUP_COMMIT_MAX_BATCH", default=256)
 WEBHOOK_STORE_TIMEOUT_SECONDS = env.float("WEBHOOK_STORE_TIMEOUT_SECONDS", default=10.0)
+# Per-source budget of authenticated requests a minute (0: no limit); over it → 429 rate_limited with
+# Retry-After. WEBHOOK_RATE_LIMIT_PER_MINUTE_<SOURCE> (PROVISIONING, STRIPE, MARKETO) overrides it.
+# Requests that fail authentication count in a separate, smaller budget per source.
+WEBHOOK_RATE_LIMIT_PER_MINUTE = env.int("WEBHOOK_RATE_LIMIT_PER_MINUTE", default=120_000)
+WEBHOOK_RATE_LIMITS = {
+    source: env.int(f"WEBHOOK_RATE_LIMIT_PER_MINUTE_{source.upper()}", default=WEBHOOK_RATE_LIMIT_PER_MINUTE)
+    for source in ("provisioning", "stripe", "marketo")
+}
+WEBHOOK_UNAUTHENTICATED_LIMIT_PER_MINUTE = env.int("WEBHOOK_UNAUTHENTICATED_LIMIT_PER_MINUTE", default=600)
 
 # --- Processing -------------------------------------------------------------------------------
 EVENT_MAX_ATTEMPTS = env.int("EVENT_MAX_ATTEMPTS", default=8)
 EVENT_LEASE_SECONDS = env.int("EVENT_LEASE_SECONDS", default=120)
 EVENT_RETRY_BASE_SECONDS = env.float("EVENT_RETRY_BASE_SECONDS", default=10.0)
 EVENT_RETRY_MAX_SECONDS = env.float("EVENT_RETRY_MAX_SECONDS", default=3600.0)
+
+# --- Privacy (docs/privacy.md) -----------------------------------------------------------------
+# Payloads of settled events older than this are cut to what ordering needs (0 or empty: kept).
+EVENT_PAYLOAD_RETENTION_DAYS = int(env.str("EVENT_PAYLOAD_RETENTION_DAYS", default="90") or 0)
+# Salt of the email hashes that erasure tombstones and data requests are filed under. Set once, keep:
+# a new salt makes every tombstone unrecognisable. Required in production (config/checks.py).
+PRIVACY_HASH_SALT = env.str("PRIVACY_HASH_SALT", default="")
 
 # --- Salesforce (CONTRACT §1, §7) ---------------------------------------------------------------
 SALESFORCE_SYNC = env.str("SALESFORCE_SYNC", default="off")

@@ -12,6 +12,7 @@ from django.db import transaction
 from events.groupcommit import GroupCommitWriter
 from events.models import Event
 from events.store import NewEvent, insert_events
+from privacy.suppression import events_suppress
 
 _brokers: dict[int, object] = {}
 
@@ -39,6 +40,8 @@ def events_store(events: Sequence[NewEvent], on_committed: Callable[[list[bool]]
     after that, also on commit, so a task can never run before its rows are visible.
     """
     with transaction.atomic():
+        # An event naming an erased person is stored suppressed and scrubbed (docs/privacy.md).
+        events = events_suppress(events)
         inserted = insert_events(events)
         claimed: set[tuple[str, str]] = set()
         results = []

@@ -19,6 +19,7 @@ class OutboxItem(models.Model):
         LEAD_CONVERSION = "LeadConversion", "Lead conversion"
         CONTACT = "Contact"
         WORKSPACE = "Workspace__c", "Workspace"
+        DELETION = "Deletion", "Deletion (privacy erasure)"
 
     class State(models.TextChoices):
         PENDING = "pending"
@@ -27,6 +28,7 @@ class OutboxItem(models.Model):
         DEAD = "dead", "Dead letter"
         DRY_RUN = "dry_run", "Dry run (recorded, not sent)"
         HELD = "held", "Held (outside the pilot)"
+        ERASED = "erased", "Erased (deleted in Salesforce by a privacy erasure)"
 
     object_type = models.CharField(max_length=20, choices=ObjectType.choices)
     external_id = models.CharField(max_length=80, help_text="Lifecycle_Engine_ID__c: the engine's own id.")

@@ -96,6 +96,7 @@ def production_env(**extra: str) -> dict[str, str]:
         PROVISIONING_WEBHOOK_SECRET="whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
         STRIPE_WEBHOOK_SECRET="whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
         MARKETO_WEBHOOK_TOKEN="marketo-token-0123456789abcdef",
+        PRIVACY_HASH_SALT="privacy-salt-0123456789abcdef-0123",
         **extra,
     )
     return env

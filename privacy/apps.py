@@ -1,0 +1,16 @@
+from django.apps import AppConfig
+from django.db.models.signals import post_migrate
+
+
+class PrivacyConfig(AppConfig):
+    """Roles, retention, data requests (export, erasure) and erasure tombstones (docs/privacy.md)."""
+
+    name = "privacy"
+    verbose_name = "Privacy"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from privacy import guards  # noqa: F401  (audit entries are deletable by nobody)
+        from privacy.roles import groups_sync_after_migrate
+
+        post_migrate.connect(groups_sync_after_migrate, sender=self, dispatch_uid="privacy.groups_sync")

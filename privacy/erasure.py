@@ -1,0 +1,199 @@
+"""Erasing a person: anonymise their records, scrub every mention, tell Salesforce, keep a tombstone.
+
+Order matters:
+1. the tombstone is committed first, so from then on any event naming them is stored suppressed
+   (`privacy.suppression`) while the rest runs;
+2. in one transaction their lead, contact and owned workspaces get the placeholder address
+   (`erased-<n>@domain`) and lose their names, and every row mentioning the address is scrubbed
+   (event payloads and notes, review items, alerts, outbox rows, audit entries, usage rows);
+3. their workspaces are re-folded from the scrubbed events, so the stored state is exactly what the
+   events now say and a later re-fold or replay changes nothing;
+4. Salesforce is told through the outbox: unconverted leads and contacts are upserted anonymised, a
+   converted lead (which Salesforce will not update) is deleted.
+
+Anonymised rows are updated with `QuerySet.update()`, which the audit trail does not record: a
+history entry would copy the address it is removing. The request itself (`DataRequest`) is the record.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from auditlog.models import LogEntry
+from django.conf import settings
+from django.contrib.admin.models import LogEntry as AdminLogEntry
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from django.db import transaction
+from django.db.models import Model, Q, QuerySet
+from django.utils import timezone
+
+from alerts.models import Alert, Delivery
+from events.models import Event
+from events.pipeline import workspace_process
+from events.services import async_task
+from linking.models import ReviewItem
+from privacy.identity import email_hash, normalise_email, placeholder_email
+from privacy.models import Tombstone
+from privacy.records import TEXT_FIELDS, Subject, mentioning
+from privacy.scrub import Person, names_in, scrub_json, scrub_text
+from sync.deletion import outbox_record_deletion
+from sync.models import OutboxItem
+from sync.outbox import contact_key, contact_payload, lead_key, lead_payload, outbox_record
+from triggers.models import UsageDailyUser
+from workspaces.actors import acting_as_system
+from workspaces.models import Account, Contact, Lead, Workspace
+
+logger = logging.getLogger(__name__)
+
+JSON_FIELDS = {"payload", "context", "review_reasons", "changes", "serialized_data", "additional_data"}
+
+
+class ErasureInvalid(ValueError):
+    """The request cannot be carried out as given; the message names the field."""
+
+
+@dataclass
+class ErasureReport:
+    tombstone_id: int
+    changed: dict[str, int] = field(default_factory=dict)
+    refolded: int = 0
+    salesforce: dict[str, int] = field(default_factory=dict)
+
+    def add(self, kind: str, count: int) -> None:
+        if count:
+            self.changed[kind] = self.changed.get(kind, 0) + count
+
+    def summary(self) -> dict[str, Any]:
+        return {"tombstone": self.tombstone_id, "changed": self.changed, "refolded": self.refolded,
+                "salesforce": self.salesforce}  # fmt: skip
+
+
+def clean_email(value: str) -> str:
+    email = normalise_email(value)
+    try:
+        validate_email(email)
+    except ValidationError as exc:
+        raise ErasureInvalid(f"email: {value!r} is not an email address.") from exc
+    return email
+
+
+def person_erase(*, email: str) -> ErasureReport:
+    """Erase everything that identifies the person; safe to run again (the second run changes nothing)."""
+    email = clean_email(email)
+    tombstone, _ = Tombstone.objects.get_or_create(email_hash=email_hash(email))
+    report = ErasureReport(tombstone_id=tombstone.pk)
+    subject = Subject.find(email)
+    person = _person(subject, placeholder_email(tombstone_id=tombstone.pk, email=email))
+    with transaction.atomic(), acting_as_system():
+        _anonymise_records(subject, person, report)
+        _scrub_mentions(subject, person, report)
+    for key in subject.workspace_keys:
+        workspace_process(workspace_key=key, force=True)
+        report.refolded += 1
+    with transaction.atomic(), acting_as_system():
+        _scrub_mentions(subject, person, report)  # whatever the re-fold wrote (review reasons, alerts)
+        _tell_salesforce(subject, report)
+    logger.info("erasure done: tombstone #%s, %s", tombstone.pk, report.changed)
+    return report
+
+
+def _person(subject: Subject, replacement: str) -> Person:
+    emails = frozenset({subject.email})
+    names: set[str] = set()
+    for model, pks in ((Lead, subject.lead_pks), (Contact, subject.contact_pks), (Workspace, subject.workspace_pks)):
+        for first, last in model.objects.filter(pk__in=pks).values_list("first_name", "last_name"):
+            names |= {first.strip(), last.strip()}
+    for payload in Event.objects.filter(mentioning(("payload",), subject.email)).values_list("payload", flat=True):
+        names |= names_in(payload, emails)
+    return Person(emails, replacement, frozenset(name for name in names if name))
+
+
+def _anonymise_records(subject: Subject, person: Person, report: ErasureReport) -> None:
+    anonymous = {"email": person.replacement, "first_name": "", "last_name": ""}
+    report.add("leads", Lead.objects.filter(pk__in=subject.lead_pks).update(**anonymous, updated_at=timezone.now()))
+    report.add(
+        "contacts", Contact.objects.filter(pk__in=subject.contact_pks).update(**anonymous, updated_at=timezone.now())
+    )
+    report.add(
+        "workspaces", Workspace.objects.filter(email=subject.email).update(**anonymous, updated_at=timezone.now())
+    )
+    report.add("usage", UsageDailyUser.objects.filter(user_email=subject.email).update(user_email=person.replacement))
+
+
+def _about(subject: Subject) -> dict[type[Model], Q]:
+    """Rows that are about the person (their names are scrubbed there too, not only the address)."""
+    return {
+        Event: mentioning(("payload",), subject.email),
+        ReviewItem: Q(workspace__in=subject.workspace_pks) | Q(lead__in=subject.lead_pks),
+        Alert: Q(workspace__in=subject.workspace_pks) | Q(workspace_key__in=subject.workspace_keys),
+        Delivery: Q(alert__workspace__in=subject.workspace_pks) | Q(alert__workspace_key__in=subject.workspace_keys),
+        OutboxItem: subject.outbox_rows(),
+        Account: Q(pk__in=[]),
+        Workspace: Q(pk__in=subject.workspace_pks),
+        LogEntry: subject.entries(LogEntry),
+        AdminLogEntry: subject.entries(AdminLogEntry),
+    }
+
+
+def _scrub_mentions(subject: Subject, person: Person, report: ErasureReport) -> None:
+    now = timezone.now()
+    for model, about in _about(subject).items():
+        fields = TEXT_FIELDS[model]
+        rows: QuerySet = model.objects.filter(about | mentioning(fields, subject.email))
+        about_pks = set(model.objects.filter(about).values_list("pk", flat=True))
+        changed = 0
+        for row in rows.only("pk", *fields):
+            values = _scrubbed_values(row, fields, person, names=row.pk in about_pks)
+            if not values:
+                continue
+            if model is Event and "payload" in values:
+                values["payload_scrubbed_at"] = now
+            model.objects.filter(pk=row.pk).update(**values)
+            changed += 1
+        report.add(model._meta.label_lower, changed)
+
+
+def _scrubbed_values(row: Model, fields: tuple[str, ...], person: Person, *, names: bool) -> dict[str, Any]:
+    values = {}
+    for name in fields:
+        old = getattr(row, name)
+        if old in (None, "", [], {}):
+            continue
+        if name in JSON_FIELDS and not isinstance(old, str):
+            new = scrub_json(old, person, names=names)
+        else:
+            new = scrub_text(old, person, names=names)
+        if new != old:
+            values[name] = new
+    return values
+
+
+def _tell_salesforce(subject: Subject, report: ErasureReport) -> None:
+    """Anonymise what Salesforce can update; delete the converted lead it cannot."""
+    if settings.SALESFORCE_SYNC == "off":
+        return
+    queued = {"anonymise": 0, "delete": 0}
+    for lead in Lead.objects.filter(pk__in=subject.lead_pks):
+        row = OutboxItem.objects.filter(object_type="Lead", external_id=lead_key(lead)).first()
+        if row is None:
+            continue
+        if lead.converted_at is None:
+            outbox_record(object_type="Lead", external_id=row.external_id, payload=lead_payload(lead),
+                          workspace_key=row.workspace_key)  # fmt: skip
+            queued["anonymise"] += 1
+        else:
+            conversion = OutboxItem.objects.filter(object_type="LeadConversion", external_id=row.external_id).first()
+            outbox_record_deletion(target=row, depends_on=conversion)
+            queued["delete"] += 1
+    for contact in Contact.objects.filter(pk__in=subject.contact_pks).select_related("account"):
+        row = OutboxItem.objects.filter(object_type="Contact", external_id=contact_key(contact)).first()
+        if row is not None:
+            outbox_record(object_type="Contact", external_id=row.external_id, payload=contact_payload(contact),
+                          workspace_key=row.workspace_key)  # fmt: skip
+            queued["anonymise"] += 1
+    report.salesforce = queued
+    if any(queued.values()):
+        transaction.on_commit(lambda: async_task("sync.tasks.drain_outbox", q_options={"group": "sync"}), robust=True)

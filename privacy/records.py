@@ -1,0 +1,174 @@
+"""Everything the engine holds about one person, found by their email (read-only selectors).
+
+Export shows these rows; erasure changes them. A row is *about* the person when it is their lead,
+contact or workspace or hangs off those (review items, alerts, audit entries of those objects); it
+*mentions* them when their address appears in its text or JSON. Text searches scan whole tables:
+fine for a rare, admin-run request, and the only way to find an address inside free text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import reduce
+from operator import or_
+
+from auditlog.models import LogEntry
+from django.contrib.admin.models import LogEntry as AdminLogEntry
+from django.contrib.contenttypes.models import ContentType
+from django.db.models import Model, Q, QuerySet
+
+from alerts.models import Alert, Delivery
+from events.models import Event
+from linking.models import ReviewItem
+from sync.models import OutboxItem
+from sync.outbox import contact_key, lead_key
+from triggers.models import UsageDailyUser
+from workspaces.lifecycle import LIFECYCLE_TYPES
+from workspaces.models import Account, Contact, Lead, Workspace
+
+
+def mentioning(fields: tuple[str, ...], email: str) -> Q:
+    """Rows whose text or JSON fields contain the address (case-insensitive)."""
+    return reduce(or_, (Q(**{f"{name}__icontains": email}) for name in fields))
+
+
+#: Per model, the fields that can hold an address or a name in free text or JSON.
+TEXT_FIELDS: dict[type[Model], tuple[str, ...]] = {
+    Event: ("payload", "notes"),
+    ReviewItem: ("reason", "resolution_note"),
+    Alert: ("title", "reason", "routing", "context"),
+    Delivery: ("last_error",),
+    OutboxItem: ("payload", "error_message"),
+    Account: ("name",),
+    Workspace: ("name", "review_reasons"),
+    LogEntry: ("object_repr", "changes_text", "changes", "serialized_data", "additional_data"),
+    AdminLogEntry: ("object_repr", "change_message"),
+}
+
+
+@dataclass
+class Holdings:
+    """The person's rows, by kind: `about` querysets are theirs, `mentions` only name them."""
+
+    email: str
+    leads: QuerySet[Lead]
+    contacts: QuerySet[Contact]
+    workspaces: QuerySet[Workspace]
+    accounts: QuerySet[Account]
+    events: QuerySet[Event]
+    review_items: QuerySet[ReviewItem]
+    alerts: QuerySet[Alert]
+    deliveries: QuerySet[Delivery]
+    usage: QuerySet[UsageDailyUser]
+    outbox: QuerySet[OutboxItem]
+    audit_log: QuerySet[LogEntry]
+    admin_log: QuerySet[AdminLogEntry]
+
+    @property
+    def workspace_keys(self) -> list[str]:
+        return list(self.workspaces.values_list("workspace_id", flat=True))
+
+    def counts(self) -> dict[str, int]:
+        return {
+            name: getattr(self, name).count()
+            for name in (
+                "leads",
+                "contacts",
+                "workspaces",
+                "accounts",
+                "events",
+                "review_items",
+                "alerts",
+                "deliveries",
+                "usage",
+                "outbox",
+                "audit_log",
+                "admin_log",
+            )
+        }
+
+
+def object_entries(log: type[Model], lead_pks: list[int], contact_pks: list[int], workspace_pks: list[int]) -> Q:
+    """Audit or admin-history entries of the person's lead, contact and workspace objects."""
+    query = Q(pk__in=[])
+    for model, pks in ((Lead, lead_pks), (Contact, contact_pks), (Workspace, workspace_pks)):
+        content_type = ContentType.objects.get_for_model(model)
+        # auditlog's object_pk is text; the admin's own LogEntry keeps the pk as text in object_id.
+        column = "object_pk" if log is LogEntry else "object_id"
+        query |= Q(content_type=content_type, **{f"{column}__in": [str(pk) for pk in pks]})
+    return query
+
+
+@dataclass
+class Subject:
+    """The person's own rows by primary key, fixed before anything is changed (erasure renames them)."""
+
+    email: str
+    lead_pks: list[int]
+    contact_pks: list[int]
+    workspace_pks: list[int]
+    workspace_keys: list[str]
+
+    @classmethod
+    def find(cls, email: str) -> Subject:
+        lead_pks = list(Lead.objects.filter(email=email).values_list("pk", flat=True))
+        contact_pks = list(
+            Contact.objects.filter(Q(email=email) | Q(converted_from__in=lead_pks)).values_list("pk", flat=True)
+        )
+        workspaces = Workspace.objects.filter(Q(email=email) | Q(lead__in=lead_pks) | Q(contact__in=contact_pks))
+        rows = list(workspaces.values_list("pk", "workspace_id"))
+        return cls(email, lead_pks, contact_pks, [pk for pk, _ in rows], [key for _, key in rows])
+
+    @property
+    def lead_keys(self) -> list[str]:
+        return [lead_key(lead) for lead in Lead.objects.filter(pk__in=self.lead_pks)]
+
+    @property
+    def contact_keys(self) -> list[str]:
+        return [contact_key(contact) for contact in Contact.objects.filter(pk__in=self.contact_pks)]
+
+    def outbox_rows(self) -> Q:
+        return (
+            Q(object_type__in=("Lead", "LeadConversion"), external_id__in=self.lead_keys)
+            | Q(object_type="Contact", external_id__in=self.contact_keys)
+            | Q(object_type="Workspace__c", external_id__in=self.workspace_keys)
+        )
+
+    def entries(self, log: type[Model]) -> Q:
+        return object_entries(log, self.lead_pks, self.contact_pks, self.workspace_pks)
+
+
+def person_holdings(*, email: str) -> Holdings:
+    """Every row about or mentioning the (normalised) address."""
+    subject = Subject.find(email)
+    workspaces = Workspace.objects.filter(pk__in=subject.workspace_pks)
+    account_pks = {pk for pk in workspaces.values_list("account", flat=True) if pk}
+    account_pks |= set(Contact.objects.filter(pk__in=subject.contact_pks).values_list("account", flat=True))
+    # Their workspaces' lifecycle events; usage events only where they are the user (not colleagues').
+    events = Q(workspace_key__in=subject.workspace_keys, type__in=LIFECYCLE_TYPES)
+    alerts = Alert.objects.filter(
+        Q(workspace__in=subject.workspace_pks)
+        | Q(workspace_key__in=subject.workspace_keys)
+        | mentioning(TEXT_FIELDS[Alert], email)
+    )
+    return Holdings(
+        email=email,
+        leads=Lead.objects.filter(pk__in=subject.lead_pks),
+        contacts=Contact.objects.filter(pk__in=subject.contact_pks),
+        workspaces=workspaces,
+        accounts=Account.objects.filter(Q(pk__in=account_pks) | mentioning(TEXT_FIELDS[Account], email)),
+        events=Event.objects.filter(events | mentioning(TEXT_FIELDS[Event], email)),
+        review_items=ReviewItem.objects.filter(
+            Q(workspace__in=subject.workspace_pks)
+            | Q(lead__in=subject.lead_pks)
+            | mentioning(TEXT_FIELDS[ReviewItem], email)
+        ),
+        alerts=alerts,
+        deliveries=Delivery.objects.filter(Q(alert__in=alerts) | mentioning(TEXT_FIELDS[Delivery], email)),
+        usage=UsageDailyUser.objects.filter(user_email=email),
+        outbox=OutboxItem.objects.filter(subject.outbox_rows() | mentioning(TEXT_FIELDS[OutboxItem], email)),
+        audit_log=LogEntry.objects.filter(subject.entries(LogEntry) | mentioning(TEXT_FIELDS[LogEntry], email)),
+        admin_log=AdminLogEntry.objects.filter(
+            subject.entries(AdminLogEntry) | mentioning(TEXT_FIELDS[AdminLogEntry], email)
+        ),
+    )

@@ -76,7 +76,12 @@ class OutboxItem(models.Model):
 
 
 class SyncControl(models.Model):
-    """The sync's own switchboard (a single row): pause, API usage, last success."""
+    """The sync's own switchboard (a single row): pause, API usage, last success, and the drain trigger.
+
+    The trigger fields make the drain prompt and single: `drain_dirty` says outbox rows were recorded
+    since the drainer last looked; the drainer holds a lease (`drain_owner`, `drain_lease_expires_at`)
+    so only one runs at a time; `drain_enqueued_at` says a drain task is already in the queue.
+    """
 
     paused_until = models.DateTimeField(null=True, blank=True)
     pause_reason = models.CharField(max_length=255, blank=True)
@@ -84,6 +89,10 @@ class SyncControl(models.Model):
     api_max = models.PositiveIntegerField(null=True, blank=True)
     api_checked_at = models.DateTimeField(null=True, blank=True)
     last_success_at = models.DateTimeField(null=True, blank=True)
+    drain_dirty = models.BooleanField(default=False, help_text="Outbox rows recorded since the drainer last looked.")
+    drain_owner = models.CharField(max_length=64, blank=True, help_text="The drainer holding the lease.")
+    drain_lease_expires_at = models.DateTimeField(null=True, blank=True)
+    drain_enqueued_at = models.DateTimeField(null=True, blank=True, help_text="A drain task waits in the queue.")
 
     class Meta:
         verbose_name = "Salesforce sync control"

@@ -32,6 +32,20 @@ def contact_key(contact: Contact) -> str:
     return f"con_{contact.pk}"
 
 
+#: Lookups sent as external-ID relationship references, and the object each one points at.
+RELATIONSHIPS = {"Lead__r": "Lead", "Account__r": "Account", "Contact__r": "Contact", "Account": "Account"}
+
+
+def payload_references(payload: dict[str, Any]) -> list[tuple[str, str]]:
+    """(object type, external id) of every record a payload points at: each must be in Salesforce first,
+    or Salesforce refuses the record (INVALID_FIELD: foreign key external id not found)."""
+    return [
+        (RELATIONSHIPS[name], value[EXTERNAL_ID])
+        for name, value in payload.items()
+        if name in RELATIONSHIPS and isinstance(value, dict) and value.get(EXTERNAL_ID)
+    ]
+
+
 def lookup(relationship: str, key: str | None) -> dict[str, Any]:
     """A lookup as an external-ID relationship reference (`Lead__r: {ext id}`), so no Salesforce id is
     needed; an empty lookup is cleared through its field (`Lead__c: null`), as Salesforce requires."""
@@ -168,19 +182,12 @@ def outbox_record_workspace(*, workspace: Workspace) -> None:
             )
     account = workspace.account
     if account is not None:
-        made_by_conversion = (
-            conversion is not None
-            and lead.converted_account_id == account.pk
-            and not OutboxItem.objects.filter(
-                object_type="Account", external_id=account_key(account), salesforce_id__gt=""
-            ).exists()
-        )
         outbox_record(
             object_type="Account",
             external_id=account_key(account),
             payload=account_payload(account),
             workspace_key=key,
-            depends_on=conversion if made_by_conversion else None,
+            depends_on=_account_made_by(account, lead, conversion),
         )
     if workspace.contact is not None:
         from_conversion = conversion is not None and lead.converted_contact_id == workspace.contact_id
@@ -192,3 +199,18 @@ def outbox_record_workspace(*, workspace: Workspace) -> None:
             depends_on=conversion if from_conversion else None,
         )
     outbox_record(object_type="Workspace__c", external_id=key, payload=workspace_payload(workspace), workspace_key=key)
+
+
+def _account_made_by(account: Account, lead: Lead | None, conversion: OutboxItem | None) -> OutboxItem | None:
+    """The conversion whose convertLead makes this account in Salesforce, when the account is new to it.
+
+    Only when the account is first recorded: a maker is never replaced by a colleague's conversion
+    later, because the first one's convertLead may already have made the account in Salesforce with its
+    answer lost (two makers, two accounts). An account recorded before, without a maker, is upserted
+    on its own and conversions go onto it.
+    """
+    if conversion is None or lead is None or lead.converted_account_id != account.pk:
+        return None
+    if OutboxItem.objects.filter(object_type="Account", external_id=account_key(account)).exists():
+        return None  # outbox_record keeps whatever maker the row has
+    return conversion

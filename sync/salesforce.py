@@ -9,6 +9,7 @@ Salesforce's errorCode. Retry decisions are made from that code, in one place (`
 from __future__ import annotations
 
 import logging
+import threading
 import xml.etree.ElementTree as ET  # types only; parsing goes through defusedxml
 from dataclasses import dataclass
 from typing import Any
@@ -90,6 +91,7 @@ class SalesforceClient:
         self.instance_url = settings.SALESFORCE_INSTANCE_URL.rstrip("/")
         self.version = settings.SALESFORCE_API_VERSION
         self._sf: Salesforce | None = None
+        self._lock = threading.Lock()  # the drainer's stages share one client (one token) across threads
 
     # --- auth ------------------------------------------------------------------------------------
 
@@ -114,22 +116,29 @@ class SalesforceClient:
         return body["access_token"]
 
     def _client(self) -> Salesforce:
-        if self._sf is None:
-            self._sf = Salesforce(
-                instance_url=self.instance_url, session_id=self._token(), version=self.version, session=self.session
-            )
-        return self._sf
+        with self._lock:
+            if self._sf is None:
+                self._sf = Salesforce(
+                    instance_url=self.instance_url,
+                    session_id=self._token(),
+                    version=self.version,
+                    session=self.session,
+                )
+            return self._sf
 
     def _call(self, operation, *args: Any, **kwargs: Any) -> Any:
         """Run `operation(sf, …)`, refreshing the token once on INVALID_SESSION_ID."""
         for attempt in (1, 2):
+            sf = self._client()
             try:
-                return operation(self._client(), *args, **kwargs)
+                return operation(sf, *args, **kwargs)
             except SalesforceError as exc:
                 error = _error_from(exc)
                 if error.code == "INVALID_SESSION_ID" and attempt == 1:
                     logger.info("Salesforce session expired; fetching a new token")
-                    self._sf = None
+                    with self._lock:
+                        if self._sf is sf:  # not already refreshed by another stage
+                            self._sf = None
                     continue
                 raise error from exc
             except requests.Timeout as exc:
@@ -167,11 +176,13 @@ class SalesforceClient:
     def limits(self) -> dict:
         return self._call(lambda sf: sf.limits())
 
-    def convert_leads(self, conversions: list[tuple[str, str | None]]) -> list[Conversion]:
-        """SOAP convertLead for [(lead id, account id or None)], no opportunity; ≤ 200 a call."""
+    def convert_leads(self, conversions: list[tuple[str, str | None, str | None]]) -> list[Conversion]:
+        """SOAP convertLead for [(lead id, account id or None, contact id or None)], no opportunity; ≤ 200 a
+        call. Without an account id Salesforce creates the account; with a contact id it merges the lead
+        into that contact instead of creating one."""
         return self._call(self._convert, conversions)
 
-    def _convert(self, sf: Salesforce, conversions: list[tuple[str, str | None]]) -> list[Conversion]:
+    def _convert(self, sf: Salesforce, conversions: list[tuple[str, str | None, str | None]]) -> list[Conversion]:
         url = f"{self.instance_url}/services/Soap/u/{self.version}"
         body = _convert_envelope(sf.session_id, conversions)
         try:
@@ -222,17 +233,18 @@ def _conversion(result: ET.Element) -> Conversion:
     return Conversion(False, text("leadId"), error_code=code, error_message=message)
 
 
-def _convert_envelope(session_id: str, conversions: list[tuple[str, str | None]]) -> str:
+def _convert_envelope(session_id: str, conversions: list[tuple[str, str | None, str | None]]) -> str:
     items = "".join(
         "<urn:leadConverts>"
         + (f"<urn:accountId>{escape(account_id)}</urn:accountId>" if account_id else "")
+        + (f"<urn:contactId>{escape(contact_id)}</urn:contactId>" if contact_id else "")
         + "<urn:convertedStatus>Closed - Converted</urn:convertedStatus>"
         + "<urn:doNotCreateOpportunity>true</urn:doNotCreateOpportunity>"
         + f"<urn:leadId>{escape(lead_id)}</urn:leadId>"
         + "<urn:overwriteLeadSource>false</urn:overwriteLeadSource>"
         + "<urn:sendNotificationEmail>false</urn:sendNotificationEmail>"
         + "</urn:leadConverts>"
-        for lead_id, account_id in conversions
+        for lead_id, account_id, contact_id in conversions
     )
     return (
         '<?xml version="1.0" encoding="utf-8"?>'

@@ -18,14 +18,14 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from alerts.services import alert_raise
 from linking.models import ReviewItem
 from linking.services import review_item_raise
 from sync.models import OutboxItem, SyncControl
-from sync.outbox import EXTERNAL_ID
+from sync.outbox import EXTERNAL_ID, payload_references
 from sync.policy import Action, action_for, backoff
 from sync.salesforce import Conversion, RecordResult, SalesforceCallError, SalesforceClient, shared_client
 from workspaces.actors import acting_as_system
@@ -80,53 +80,157 @@ def in_pilot(workspace_key: str) -> bool:
 def outbox_drain(
     *, client_factory: Callable[[], SalesforceClient] = shared_client, max_rounds: int = 100
 ) -> DrainReport:
-    """Send what is due, type by type, until nothing is due or the sync pauses."""
+    """Send what is due, type by type, until nothing is due or the sync pauses (one pass after another
+    while a pass unblocks more: a lead conversion lets its contact and workspace go)."""
     report = DrainReport()
     mode = settings.SALESFORCE_SYNC
     if mode == "off":
         return report
-    control = sync_control()
-    if control.paused_until and control.paused_until > timezone.now():
-        report.paused = control.pause_reason
+    if sync_paused(report):
         return report
     client = client_factory() if mode == "live" else None
-    worker = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+    worker = drainer_name()
     with acting_as_system():
-        # A second pass sends what the first unblocked (an account created by a lead conversion).
         for _ in range(3):
             before = report.sent + report.recorded
             for object_type in ORDER:
                 for _ in range(max_rounds):
-                    items = _claim(object_type, worker)
-                    if not items:
+                    if not outbox_drain_step(object_type, client, worker, report):
                         break
-                    _handle(object_type, items, client, report)
                     if report.paused:
                         return report
             if report.sent + report.recorded == before:
                 break
     if client is not None:
-        _track_usage(client)
+        track_usage(client)
     return report
 
 
-def _claim(object_type: str, worker: str) -> list[OutboxItem]:
-    now = timezone.now()
+def drainer_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+def sync_paused(report: DrainReport) -> bool:
+    control = sync_control()
+    if control.paused_until and control.paused_until > timezone.now():
+        report.paused = control.pause_reason or "paused"
+        return True
+    return False
+
+
+def outbox_drain_step(object_type: str, client: SalesforceClient | None, worker: str, report: DrainReport) -> int:
+    """Claim one batch of this type that may go now and send it; return how many rows it claimed."""
+    items = _claim(object_type, worker)
+    if items:
+        _handle(object_type, items, client, report)
+    return len(items)
+
+
+def _open_states() -> list[str]:
     states = [OutboxItem.State.PENDING, OutboxItem.State.RETRY]
     if settings.SALESFORCE_SYNC == "live":
         states.append(OutboxItem.State.DRY_RUN)  # recorded during a dry run: send them now
-    due = (
-        OutboxItem.objects.filter(object_type=object_type, state__in=states)
+    return states
+
+
+def _due(object_type: str, now) -> QuerySet[OutboxItem]:
+    return (
+        OutboxItem.objects.filter(object_type=object_type, state__in=_open_states())
         .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
         .filter(Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now))
+    )
+
+
+def _claim(object_type: str, worker: str) -> list[OutboxItem]:
+    """Lease up to a batch of due rows whose dependencies are in Salesforce (oldest change first).
+
+    The lease is taken by one UPDATE that re-checks state, due time and lease on each row, so a row
+    another drainer finished meanwhile is never sent again.
+    """
+    now = timezone.now()
+    batch = settings.SALESFORCE_BATCH_SIZE
+    candidates = (
+        _due(object_type, now)
         .filter(Q(depends_on__isnull=True) | Q(depends_on__state__in=_done_states()))
-        .order_by("updated_at")
+        .order_by("updated_at", "pk")
     )
-    ids = list(due.values_list("pk", flat=True)[: settings.SALESFORCE_BATCH_SIZE])
-    OutboxItem.objects.filter(pk__in=ids).filter(Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now)).update(
-        lease_owner=worker, lease_expires_at=now + LEASE
-    )
+    if object_type in ("Account", "Lead") or settings.SALESFORCE_SYNC != "live":
+        ids = list(candidates.values_list("pk", flat=True)[:batch])
+    else:
+        ids = _ready_ids(object_type, candidates, batch)
+    if not ids:
+        return []
+    _due(object_type, now).filter(pk__in=ids).update(lease_owner=worker, lease_expires_at=now + LEASE)
     return list(OutboxItem.objects.filter(pk__in=ids, lease_owner=worker).select_related("depends_on"))
+
+
+def _ready_ids(object_type: str, candidates: QuerySet[OutboxItem], batch: int) -> list[int]:
+    """Candidates that can go now: every record they point at is in Salesforce (else Salesforce refuses
+    them with INVALID_FIELD), and a conversion's account exists or is theirs to make."""
+    ready: list[int] = []
+    window = 4 * batch
+    for offset in range(0, 50 * window, window):
+        rows = list(candidates.values_list("pk", "payload")[offset : offset + window])
+        if object_type == "LeadConversion":
+            roles = _account_roles([(pk, payload["account"]) for pk, payload in rows])
+            ready += [pk for pk, _ in rows if roles[pk] != WAIT]
+        else:
+            waiting = _not_in_salesforce_yet({ref for _, payload in rows for ref in payload_references(payload)})
+            ready += [pk for pk, payload in rows if not waiting.intersection(payload_references(payload))]
+        if len(ready) >= batch or len(rows) < window:
+            break
+    return ready[:batch]
+
+
+def _not_in_salesforce_yet(refs: set[tuple[str, str]]) -> set[tuple[str, str]]:
+    """Of these (type, external id), the ones the outbox has yet to send a first time."""
+    if not refs:
+        return set()
+    by_type: dict[str, set[str]] = {}
+    for object_type, key in refs:
+        by_type.setdefault(object_type, set()).add(key)
+    match = Q()
+    for object_type, keys in by_type.items():
+        match |= Q(object_type=object_type, external_id__in=keys)
+    return set(
+        OutboxItem.objects.filter(match, salesforce_id="", state__in=_open_states()).values_list(
+            "object_type", "external_id"
+        )
+    )
+
+
+ONTO, MAKE, WAIT = "onto", "make", "wait"
+
+
+def _account_roles(conversions: list[tuple[int, str]]) -> dict[int, str]:
+    """For each (conversion row id, account key): convert ONTO the account Salesforce has, MAKE it (let
+    convertLead create it), or WAIT.
+
+    An account Salesforce does not have yet is made by exactly one conversion: the one its row depends
+    on, or — when that one is dead or outside the pilot — the first that asks. Every other conversion
+    onto it waits until it has its Salesforce id; so does one onto an account the outbox is about to
+    upsert (its answer may have been lost after Salesforce created it).
+    """
+    keys = {key for _, key in conversions}
+    rows = {
+        row.external_id: row
+        for row in OutboxItem.objects.filter(object_type="Account", external_id__in=keys).select_related("depends_on")
+    }
+    roles, makers = {}, set()
+    for pk, key in conversions:
+        row = rows.get(key)
+        if row is None or row.salesforce_id:
+            roles[pk] = ONTO if row is not None else MAKE
+            continue
+        maker = row.depends_on
+        if maker is None:
+            mine = row.state not in _open_states()  # held or dead: nobody else will send it
+        else:
+            mine = maker.pk == pk or maker.state in (OutboxItem.State.DEAD, OutboxItem.State.HELD)
+        roles[pk] = MAKE if mine and key not in makers else WAIT
+        if roles[pk] == MAKE:
+            makers.add(key)
+    return roles
 
 
 def _handle(object_type: str, items: list[OutboxItem], client: SalesforceClient | None, report: DrainReport) -> None:
@@ -270,7 +374,7 @@ def sync_pause(*, reason: str, minutes: int) -> None:
     )
 
 
-def _track_usage(client: SalesforceClient) -> None:
+def track_usage(client: SalesforceClient) -> None:
     """Record API usage and pause below the allowed share of the daily allocation."""
     usage = client.api_usage
     if usage is None:
@@ -287,65 +391,88 @@ def _track_usage(client: SalesforceClient) -> None:
 # --- lead conversion --------------------------------------------------------------------------
 
 
+@dataclass
+class _Plan:
+    """One lead conversion as it will be sent: onto which account and contact, and what came back."""
+
+    item: OutboxItem
+    lead_id: str
+    account_id: str | None  # None: convertLead makes the account, which is then stamped
+    contact_id: str | None  # the person's contact when Salesforce already has it (merged, not duplicated)
+    result: Conversion | None = None
+
+
 def _convert(items: list[OutboxItem], client: SalesforceClient, report: DrainReport) -> None:
-    """convertLead for each item, exactly once: a lead Salesforce already converted is not converted again."""
-    items = _without_waiting(items)
-    if not items:
+    """convertLead for each item, exactly once, then stamp what it made with the engine's external ids.
+
+    A retried conversion may follow a lost answer: its lead is re-read first and not converted again.
+    A conversion counts as synced only once its contact (and the account it made) carry their external
+    ids; until then their own rows wait for it, so neither is ever upserted into a second record.
+    """
+    plans = _plans(items, report)
+    if not plans:
         return
-    leads = {item.pk: item.depends_on.salesforce_id for item in items}
-    already = _converted_in_salesforce(client, [leads[i.pk] for i in items if i.attempts > 0], report)
-    to_convert = [item for item in items if leads[item.pk] not in already]
-    results: dict[int, Conversion] = {item.pk: already[leads[item.pk]] for item in items if leads[item.pk] in already}
+    retried = [plan for plan in plans if plan.item.attempts > 0]
+    already = _converted_in_salesforce(client, [plan.lead_id for plan in retried], report)
+    for plan in plans:
+        plan.result = already.get(plan.lead_id)
+    to_convert = [plan for plan in plans if plan.result is None]
     if to_convert:
         report.calls += 1
-        accounts = [_existing_account_id(item) for item in to_convert]
-        converted = client.convert_leads([(leads[i.pk], a) for i, a in zip(to_convert, accounts, strict=True)])
-        for item, conversion in zip(to_convert, converted, strict=True):
-            if not conversion.success and conversion.error_code == "CANNOT_UPDATE_CONVERTED_LEAD":
-                conversion = _converted_in_salesforce(client, [leads[item.pk]], report).get(leads[item.pk], conversion)
-            results[item.pk] = conversion
-    stamped = _stamp_converted(client, items, results, report)
+        results = client.convert_leads([(p.lead_id, p.account_id, p.contact_id) for p in to_convert])
+        for plan, result in zip(to_convert, results, strict=True):
+            plan.result = result
+        lost = [p.lead_id for p in to_convert if p.result.error_code == "CANNOT_UPDATE_CONVERTED_LEAD"]
+        reread = _converted_in_salesforce(client, lost, report)
+        for plan in to_convert:
+            plan.result = reread.get(plan.lead_id, plan.result)
+    for plan in plans:
+        if not plan.result.success:
+            _fail(plan.item, plan.result.error_code, plan.result.error_message, report)
+    _stamp_converted(client, [plan for plan in plans if plan.result.success], report)
+
+
+def _plans(items: list[OutboxItem], report: DrainReport) -> list[_Plan]:
+    """How to convert each item; items that must wait (see `_account_roles`) are let go for later."""
+    roles = _account_roles([(item.pk, item.payload["account"]) for item in items])
+    rows = _rows("Account", [item.payload["account"] for item in items])
+    contacts = _rows("Contact", [item.payload["contact"] for item in items])
+    plans = []
     for item in items:
-        conversion = results[item.pk]
-        if conversion.success and stamped:
-            _succeed(item, conversion.contact_id, report)
-        elif not conversion.success:
-            _fail(item, conversion.error_code, conversion.error_message, report)
-
-
-def _without_waiting(items: list[OutboxItem]) -> list[OutboxItem]:
-    """Hold back conversions onto an account another conversion is about to create.
-
-    Two colleagues paying at once share one new account: only the conversion that account row
-    depends on may let convertLead create it; the others go once it has its Salesforce id, or there
-    would be two accounts in Salesforce for one in the engine.
-    """
-    ready = []
-    for item in items:
-        row = OutboxItem.objects.filter(object_type="Account", external_id=item.payload["account"]).first()
-        if row is not None and row.depends_on_id not in (None, item.pk) and not row.salesforce_id:
-            OutboxItem.objects.filter(pk=item.pk).update(lease_owner="", lease_expires_at=None)
+        lead_id = item.depends_on.salesforce_id if item.depends_on else ""
+        if roles[item.pk] == WAIT:
+            OutboxItem.objects.filter(pk=item.pk, lease_owner=item.lease_owner).update(
+                lease_owner="", lease_expires_at=None
+            )
+            continue
+        if not lead_id:
+            _fail(item, "LEAD_NOT_IN_SALESFORCE", "The lead to convert has no Salesforce id.", report)
+            continue
+        if roles[item.pk] == MAKE:
+            OutboxItem.objects.filter(object_type="Account", external_id=item.payload["account"]).exclude(
+                depends_on=item
+            ).update(depends_on=item)  # taken over from a dead or held maker
+            account_id = None
         else:
-            ready.append(item)
-    return ready
+            account_id = rows[item.payload["account"]].salesforce_id
+        contact = contacts.get(item.payload["contact"])
+        contact_id = contact.salesforce_id if contact is not None and contact.salesforce_id and account_id else None
+        plans.append(_Plan(item, lead_id, account_id, contact_id))
+    return plans
 
 
-def _existing_account_id(item: OutboxItem) -> str | None:
-    """Convert onto the account when Salesforce already has it; otherwise convertLead creates it."""
-    row = OutboxItem.objects.filter(object_type="Account", external_id=item.payload["account"]).first()
-    if row is None or row.depends_on_id == item.pk:
-        return None
-    return row.salesforce_id or None
+def _rows(object_type: str, keys: list[str]) -> dict[str, OutboxItem]:
+    return {row.external_id: row for row in OutboxItem.objects.filter(object_type=object_type, external_id__in=keys)}
 
 
 def _converted_in_salesforce(
     client: SalesforceClient, lead_ids: list[str], report: DrainReport
 ) -> dict[str, Conversion]:
     """Re-read leads whose conversion may already have happened (a retry after a lost response)."""
-    if not lead_ids:
+    quoted = ", ".join(f"'{lead_id}'" for lead_id in lead_ids if lead_id.isalnum())  # Salesforce ids only
+    if not quoted:
         return {}
     report.calls += 1
-    quoted = ", ".join(f"'{lead_id}'" for lead_id in lead_ids if lead_id.isalnum())  # Salesforce ids only
     rows = client.query(
         f"SELECT Id, IsConverted, ConvertedAccountId, ConvertedContactId FROM Lead WHERE Id IN ({quoted})"  # noqa: S608
     )
@@ -356,42 +483,64 @@ def _converted_in_salesforce(
     }
 
 
-def _stamp_converted(
-    client: SalesforceClient, items: list[OutboxItem], results: dict[int, Conversion], report: DrainReport
-) -> bool:
-    """Write the engine's state, external id included, onto the account and contact convertLead made.
+@dataclass
+class _Stamp:
+    plan: _Plan
+    row: OutboxItem
+    salesforce_id: str
+    error: tuple[str, str] | None = None
 
-    One collection update per object type stamps them and sets their fields, so their outbox rows
-    are synced in the same step and no second upsert is needed.
+
+def _stamp_converted(client: SalesforceClient, plans: list[_Plan], report: DrainReport) -> None:
+    """Write the engine's state, external id included, onto the contact and account convertLead made.
+
+    Collection updates by Id (types mixed, ≤ 200 records a call) stamp them and set their fields, so
+    their rows are synced in the same step. A conversion whose stamps all succeeded is synced; one
+    with a failed stamp is retried (its lead is re-read, the stamp sent again), never upserted anew.
     """
-    stamps: dict[str, list[tuple[OutboxItem, str]]] = {"Account": [], "Contact": []}
-    for item in items:
-        conversion = results[item.pk]
-        if not conversion.success:
+    stamps: list[_Stamp] = []
+    contacts = _rows("Contact", [plan.item.payload["contact"] for plan in plans])
+    accounts = _rows("Account", [plan.item.payload["account"] for plan in plans if plan.account_id is None])
+    for plan in plans:
+        contact = contacts.get(plan.item.payload["contact"])
+        if contact is not None:
+            stamps.append(_Stamp(plan, contact, plan.result.contact_id))
+        if plan.account_id is None:
+            account = accounts.get(plan.item.payload["account"])
+            if account is not None and account.salesforce_id in ("", plan.result.account_id):
+                stamps.append(_Stamp(plan, account, plan.result.account_id))
+            else:  # never expected: say so loudly rather than leave a second account unexplained
+                logger.error(
+                    "convertLead made account %s for %s, which the outbox cannot stamp (row: %s)",
+                    plan.result.account_id,
+                    plan.item.payload["account"],
+                    account,
+                )
+    stamps.sort(key=lambda stamp: stamp.row.object_type != "Account")  # a contact's account is stamped first
+    size = settings.SALESFORCE_BATCH_SIZE
+    for start in range(0, len(stamps), size):
+        chunk = stamps[start : start + size]
+        try:
+            report.calls += 1
+            results = client.update_collection(
+                [(stamp.row.object_type, {**stamp.row.payload, "Id": stamp.salesforce_id}) for stamp in chunk]
+            )
+        except SalesforceCallError as exc:
+            for stamp in chunk:
+                stamp.error = (exc.code, exc.message)
             continue
-        targets = [("Contact", item.payload["contact"], conversion.contact_id)]
-        if _existing_account_id(item) is None:
-            targets.append(("Account", item.payload["account"], conversion.account_id))
-        for object_type, external_id, salesforce_id in targets:
-            row = OutboxItem.objects.filter(object_type=object_type, external_id=external_id).first()
-            if row is not None:
-                stamps[object_type].append((row, salesforce_id))
-    pairs = [(object_type, row, sf_id) for object_type, rows in stamps.items() for row, sf_id in rows]
-    if not pairs:
-        return True
-    try:
-        report.calls += 1
-        results = client.update_collection([(t, {**row.payload, "Id": sf_id}) for t, row, sf_id in pairs])
-    except SalesforceCallError as exc:
-        for item in items:
-            _fail(item, exc.code, exc.message, report)
-        return False
-    for (_, row, sf_id), result in zip(pairs, results, strict=True):
-        if result.success:
-            _succeed(row, result.salesforce_id or sf_id, report)
-        else:
-            _fail(row, result.error_code, result.error_message, report)
-    return True
+        for stamp, result in zip(chunk, results, strict=True):
+            if not result.success:
+                stamp.error = (result.error_code, result.error_message)
+    for plan in plans:
+        mine = [stamp for stamp in stamps if stamp.plan is plan]
+        failed = next((stamp.error for stamp in mine if stamp.error), None)
+        if failed:
+            _fail(plan.item, *failed, report)
+            continue
+        for stamp in mine:
+            _succeed(stamp.row, stamp.salesforce_id, report)
+        _succeed(plan.item, plan.result.contact_id, report)
 
 
 def outbox_retry(*, item_ids: list[int]) -> int:

@@ -227,7 +227,7 @@ def _workspace_events(world: _World, owner: _Person, profile: str, now: datetime
     colleagues = [owner.email]
     if owner.company and domain not in FREE_MAIL:  # teammates share the company's domain
         colleagues += [f"{_slug(first)}@{domain}" for first in rng.sample(FIRST_NAMES, 2)]
-    for _ in range(rng.randint(1, 6)):
+    for _ in range(rng.randint(1, 3)):
         at = when["start"] + (end - when["start"]) * rng.uniform(0.02, 0.98)
         usage: dict[str, Any] = {
             "workspace_id": workspace_id,

@@ -8,6 +8,7 @@ file. Ctrl-C (or SIGTERM) stops them all; if a long-running child dies, the rest
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import secrets
@@ -26,6 +27,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from sync.emulator import Emulator
+
+STOP_SECONDS = 10
 
 
 @dataclass
@@ -160,7 +163,12 @@ class Command(BaseCommand):
     def _start(self, name: str, args: list[str], env: dict[str, str], data: Path, *, to_log: bool = True) -> Child:
         log = (data / "logs" / f"{name}.log").open("w") if to_log else None
         process = subprocess.Popen(
-            self._manage(*args), env=env, stdout=log, stderr=subprocess.STDOUT if log else None, cwd=settings.BASE_DIR
+            self._manage(*args),
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT if log else None,
+            cwd=settings.BASE_DIR,
+            start_new_session=True,  # its own process group: stopped (workers included) by this command only
         )
         child = Child(name, process, log, keep_running=to_log)
         self.children.append(child)
@@ -240,7 +248,7 @@ class Command(BaseCommand):
 
     def _status(self, mail: str, emulator: Emulator) -> str:
         try:
-            with urllib.request.urlopen(f"{mail}api/messages", timeout=2) as response:  # noqa: S310
+            with urllib.request.urlopen(f"{mail}api/messages", timeout=5) as response:  # noqa: S310
                 mails = str(len(json.load(response)))
         except (OSError, ValueError):
             mails = "?"
@@ -253,15 +261,25 @@ class Command(BaseCommand):
         self.stopping = True
 
     def _stop_children(self) -> None:
+        """SIGINT to every child's process group, then SIGKILL to whatever is left of each group.
+
+        The task cluster finishes the tasks it has already fetched before it exits; the demo does not
+        wait for that long: tasks it drops are redelivered by the ORM broker and the sweeper.
+        """
         for child in reversed(self.children):
-            if child.alive():
-                child.process.send_signal(signal.SIGINT)
-        deadline = time.monotonic() + 20
+            self._signal_group(child, signal.SIGINT)
+        deadline = time.monotonic() + STOP_SECONDS
         for child in reversed(self.children):
             try:
                 child.process.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                child.process.kill()
-                child.process.wait()
+                self.stdout.write(f"  {child.name} did not stop in {STOP_SECONDS} s: killed")
+            self._signal_group(child, signal.SIGKILL)  # its own children too (the cluster's workers)
+            child.process.wait()
             if child.log is not None:
                 child.log.close()
+
+    @staticmethod
+    def _signal_group(child: Child, sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(child.process.pid, sig)

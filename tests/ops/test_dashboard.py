@@ -43,8 +43,14 @@ def engine_state(settings):
     OutboxItem.objects.create(object_type="Lead", external_id="lead_1", payload={})
     OutboxItem.objects.create(object_type="Lead", external_id="lead_2", payload={}, state=OutboxItem.State.DEAD)
     OutboxItem.objects.create(object_type="Account", external_id="account_1", payload={}, state="synced")
-    SyncControl.objects.create(
-        pk=1, api_used=850, api_max=1000, api_checked_at=timezone.now(), last_success_at=timezone.now()
+    SyncControl.objects.update_or_create(
+        pk=1,
+        defaults={
+            "api_used": 850,
+            "api_max": 1000,
+            "api_checked_at": timezone.now(),
+            "last_success_at": timezone.now(),
+        },
     )
     alert = Alert.objects.create(rule="sync_paused", dedupe_key="a1", title="t", reason="r")
     Delivery.objects.create(alert=alert, channel="email", recipient="ops@example.com", status=Delivery.Status.FAILED)
@@ -155,7 +161,9 @@ def test_an_empty_engine_renders(admin_client):
 
 
 def test_a_paused_sync_is_shown_with_its_reason():
-    SyncControl.objects.create(pk=1, paused_until=timezone.now() + timedelta(minutes=9), pause_reason="limit")
+    SyncControl.objects.update_or_create(
+        pk=1, defaults={"paused_until": timezone.now() + timedelta(minutes=9), "pause_reason": "limit"}
+    )
 
     section = next(s for s in ops_overview() if s.title.startswith("Salesforce"))
 

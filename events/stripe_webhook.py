@@ -38,6 +38,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from events.models import Event
+from events.ratelimit import webhook_refusal, webhook_throttle
 from events.schemas import PayloadInvalid, validate_data
 from events.services import event_receive, events_store
 from events.store import NewEvent
@@ -292,13 +293,15 @@ def stripe_webhook(request: HttpRequest) -> JsonResponse:
         logger.warning(
             "stripe webhook refused: %s (%s); remote=%s", exc.code, exc.detail, request.META.get("REMOTE_ADDR")
         )
-        return error_response(401, exc.code)
+        return webhook_refusal(Event.Source.STRIPE, 401, exc.code)
     except WebhookMalformed as exc:
         return _reject(_body_key(body), "", PayloadInvalid({"body": [exc.detail]}, body=exc.text))
     except PayloadInvalid as exc:
         claimed = exc.body.get("id") if isinstance(exc.body, dict) else None
         external_id = claimed if isinstance(claimed, str) and 0 < len(claimed) <= 255 else _body_key(body)
         return _reject(external_id, _claimed_type(exc.body), exc)
+    if (throttled := webhook_throttle(Event.Source.STRIPE)) is not None:
+        return throttled
     handler = HANDLERS.get(event.type)
     if handler is None:
         return _store(event, _ignored(event, raw, f"Stripe type {event.type!r} is not handled; stored, not applied."))

@@ -1,6 +1,6 @@
 """Signed webhook endpoints. Each view runs the same steps, in this order (STYLE habit 2):
-configured? → size limit → verify signature → validate payload → store with the idempotency key
-(processing enqueued on commit) → answer."""
+configured? → size limit → verify signature → rate limit (429, events/ratelimit.py) → validate payload →
+store with the idempotency key (processing enqueued on commit) → answer."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
 from events.models import Event
+from events.ratelimit import webhook_refusal, webhook_throttle
 from events.schemas import PayloadInvalid, parse_marketo_body, parse_provisioning_body
 from events.services import MARKETO_TYPE, event_receive, events_store
 from events.signatures import SignatureError, verify_standard_webhook
@@ -60,7 +61,9 @@ def provisioning_webhook(request: HttpRequest) -> JsonResponse:
             request.headers.get("webhook-id", "")[:80],
             request.META.get("REMOTE_ADDR"),
         )
-        return error_response(401, exc.code)
+        return webhook_refusal(Event.Source.PROVISIONING, 401, exc.code)
+    if (throttled := webhook_throttle(Event.Source.PROVISIONING)) is not None:
+        return throttled
     webhook_id = request.headers["webhook-id"]
     if len(webhook_id) > Event._meta.get_field("external_id").max_length:
         return error_response(422, "invalid_payload", fields={"webhook-id": ["At most 255 characters."]})
@@ -102,7 +105,9 @@ def marketo_webhook(request: HttpRequest) -> JsonResponse:
     scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(presented.encode(), token.encode()):
         logger.warning("marketo webhook refused: bad bearer token; remote=%s", request.META.get("REMOTE_ADDR"))
-        return error_response(401, "invalid_token")
+        return webhook_refusal(Event.Source.MARKETO, 401, "invalid_token")
+    if (throttled := webhook_throttle(Event.Source.MARKETO)) is not None:
+        return throttled
     try:
         lead = parse_marketo_body(body)
     except PayloadInvalid as exc:

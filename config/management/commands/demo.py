@@ -97,7 +97,8 @@ class Command(BaseCommand):
         ports = Ports(int(web_port), opts["smtp_port"], opts["mail_port"], opts["salesforce_port"])
         ports.check_free()
         data = Path(opts["data_dir"]).resolve()
-        (data / "logs").mkdir(parents=True, exist_ok=True)
+        self.logs = data / "logs"
+        self.logs.mkdir(parents=True, exist_ok=True)
         database = data / "demo.sqlite3"
         if not opts["keep_data"]:
             for path in data.glob("demo.sqlite3*"):
@@ -113,7 +114,10 @@ class Command(BaseCommand):
             log_maxlen=10_000,
         )
         try:
-            emulator.start()
+            try:
+                emulator.start()
+            except OSError as exc:
+                raise CommandError(f"The Salesforce emulator cannot listen on {ports.salesforce}: {exc}") from exc
             env = self._environment(ports, database, emulator)
             self._prepare(env, data)
             if not self.stopping:
@@ -205,7 +209,7 @@ class Command(BaseCommand):
         while time.monotonic() < deadline and not self.stopping:
             if any(not child.alive() for child in self.children if child.keep_running):
                 dead = ", ".join(c.name for c in self.children if not c.alive())
-                raise CommandError(f"{dead} exited during startup; see its log in .demo/logs/.")
+                raise CommandError(f"{dead} exited during startup; see its log in {self.logs}.")
             try:
                 with urllib.request.urlopen(url, timeout=2):  # noqa: S310 (loopback URL built here)
                     return True
@@ -237,7 +241,7 @@ class Command(BaseCommand):
         while not self.stopping:
             for child in self.children:
                 if child.keep_running and not child.alive():
-                    raise CommandError(f"{child.name} exited ({child.process.returncode}); see .demo/logs/.")
+                    raise CommandError(f"{child.name} exited ({child.process.returncode}); see {self.logs}.")
             if traffic is not None and not traffic.alive() and not reported:
                 reported = True
                 outcome = "sent" if traffic.process.returncode == 0 else f"ended with {traffic.process.returncode}"

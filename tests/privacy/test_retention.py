@@ -74,14 +74,44 @@ def settled(settings) -> dict[str, Any]:
         lifecycle_event("t2", "trial.started", workspace_id="ws_2", email="lee@gmail.com", first_name="Lee"),
         lifecycle_event("ch2", "workspace.churned", workspace_id="ws_2", at=T0 + timedelta(days=9), reason="price"),
         lifecycle_event("u1", "usage.recorded", user_email="sam@acme.io", product="app"),
-        NewEvent("provisioning", "x1", "workspace.renamed", T0, "ws_1", {"type": "workspace.renamed",
-                 "timestamp": "2026-11-01T12:00:00Z", "data": {"workspace_id": "ws_1", "owner": "dana@acme.io"}},
-                 status=Event.Status.IGNORED),  # fmt: skip
-        NewEvent("provisioning", "r1", "trial.started", None, "", {"type": "trial.started", "data": {
-                 "email": "not-an-address", "first_name": "Zed"}}, status=Event.Status.REJECTED),  # fmt: skip
-        NewEvent("marketo", "mk1", MARKETO_TYPE, T0, "", {"lead_id": "mk1", "email": "kim@acme.io",
-                 "first_name": "Kim", "last_name": "Ode", "company": "Acme", "created_at": "2026-11-01T12:00:00Z"}),
-    )  # fmt: skip
+        NewEvent(
+            "provisioning",
+            "x1",
+            "workspace.renamed",
+            T0,
+            "ws_1",
+            {
+                "type": "workspace.renamed",
+                "timestamp": "2026-11-01T12:00:00Z",
+                "data": {"workspace_id": "ws_1", "owner": "dana@acme.io"},
+            },
+            status=Event.Status.IGNORED,
+        ),
+        NewEvent(
+            "provisioning",
+            "r1",
+            "trial.started",
+            None,
+            "",
+            {"type": "trial.started", "data": {"email": "not-an-address", "first_name": "Zed"}},
+            status=Event.Status.REJECTED,
+        ),
+        NewEvent(
+            "marketo",
+            "mk1",
+            MARKETO_TYPE,
+            T0,
+            "",
+            {
+                "lead_id": "mk1",
+                "email": "kim@acme.io",
+                "first_name": "Kim",
+                "last_name": "Ode",
+                "company": "Acme",
+                "created_at": "2026-11-01T12:00:00Z",
+            },
+        ),
+    )
     for key in ("ws_1", "ws_2"):
         workspace_process(workspace_key=key)
     usage_rollup()
@@ -204,8 +234,8 @@ def lifecycle_payloads(draw) -> tuple[str, str, datetime, dict]:
     type_ = draw(st.sampled_from(["trial.started", "subscription.converted", "workspace.churned"]))
     data: dict[str, Any] = {"workspace_id": "ws_1", "junk": draw(st.text(max_size=5)), "phone": "555"}
     if type_ == "trial.started":
-        data |= {"email": draw(emails) or "dana@acme.io", "first_name": draw(names), "last_name": draw(names),
-                 "company": draw(st.sampled_from(["", "Acme"])), "plan": draw(st.sampled_from(["", "team"]))}  # fmt: skip
+        data |= {"email": draw(emails) or "dana@acme.io", "first_name": draw(names), "last_name": draw(names)}
+        data |= {"company": draw(st.sampled_from(["", "Acme"])), "plan": draw(st.sampled_from(["", "team"]))}
     elif type_ == "subscription.converted":
         data |= {"email": draw(emails), "plan": draw(st.sampled_from(["team", "pro"])), "mrr": "29.00",
                  "billing_interval": draw(st.sampled_from(["", "month"]))}  # fmt: skip

@@ -108,3 +108,8 @@ def test_a_sender_with_another_key_is_told_so(engine_url):
     assert answers(result.stdout) == {"401 invalid_signature": 3}
     assert "another PROVISIONING_WEBHOOK_SECRET" in result.stderr
     assert Event.objects.count() == 0
+
+
+def test_a_share_outside_0_to_1_is_refused_by_name():
+    with pytest.raises(CommandError, match="--late-share: must be a number from 0 to 1"):
+        run("--late-share", "1.5")

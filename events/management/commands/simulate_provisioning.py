@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import random
 import sys
 import threading
@@ -29,9 +30,12 @@ EXPECTED = {"accepted", "duplicate", "ignored"}
 
 
 def _share(value: str) -> float:
-    share = float(value)
+    try:
+        share = float(value)
+    except ValueError:
+        share = -1.0
     if not 0 <= share <= 1:
-        raise ValueError(value)
+        raise argparse.ArgumentTypeError(f"must be a number from 0 to 1, got {value!r}")
     return share
 
 

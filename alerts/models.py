@@ -28,6 +28,11 @@ class RuleKey(models.TextChoices):
     SYNC_DEAD_LETTER = "sync_dead_letter", "Salesforce write dead-lettered"
     EVENT_FAILED = "event_failed", "Event processing failed"
     BILLING_DRIFT = "billing_drift", "Stripe billing drift"
+    ERROR_NEW_KIND = "error_new_kind", "New kind of error"
+    ERROR_RATE = "error_rate", "Error rate"
+    SLA_EVENT_DELAY = "sla_event_delay", "SLA: events processed late"
+    SLA_SALESFORCE_DELAY = "sla_salesforce_delay", "SLA: Salesforce sync late"
+    SLA_SOURCE_SILENT = "sla_source_silent", "SLA: a source went silent"
 
 
 class Audience(models.TextChoices):

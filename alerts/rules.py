@@ -28,6 +28,11 @@ DEFAULT_AUDIENCE = {
     RuleKey.SYNC_DEAD_LETTER: Audience.ADMINS,
     RuleKey.EVENT_FAILED: Audience.ADMINS,
     RuleKey.BILLING_DRIFT: Audience.ADMINS,
+    RuleKey.ERROR_NEW_KIND: Audience.ADMINS,
+    RuleKey.ERROR_RATE: Audience.ADMINS,
+    RuleKey.SLA_EVENT_DELAY: Audience.ADMINS,
+    RuleKey.SLA_SALESFORCE_DELAY: Audience.ADMINS,
+    RuleKey.SLA_SOURCE_SILENT: Audience.ADMINS,
 }
 DEFAULT_DAY_OFFSETS = (7, 3, 1)
 

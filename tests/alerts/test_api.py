@@ -75,6 +75,7 @@ def test_a_bad_filter_names_the_field(alerts):
     assert response.status_code == 400
     body = response.json()
     assert body["error"] == "invalid_filter" and set(body["fields"]) == {"rule", "status"}
+    assert client.get("/api/alerts/", {"rule": "sla_event_delay"}).json()["results"] == [], "ops rules are rules too"
 
 
 def test_a_rep_reads_only_their_own_alerts(alerts):

@@ -35,6 +35,7 @@ class EngineUnreachable(Exception):
 class WebhookAnswer:
     status: int
     text: str
+    retry_after: float | None = None  # seconds, from a 429's Retry-After
 
     @property
     def outcome(self) -> str:
@@ -82,6 +83,13 @@ def signed_headers(*, key: str, msg_id: str, body: str, timestamp: int | None = 
     }
 
 
+def _seconds(value: str | None) -> float | None:
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:  # an HTTP date: not sent by the engine
+        return None
+
+
 def webhook_post(*, url: str, body: str, headers: dict[str, str], timeout: float = 10.0) -> WebhookAnswer:
     """POST one message; any HTTP answer is returned, no answer raises EngineUnreachable."""
     request = urllib.request.Request(url, data=body.encode(), headers=headers, method="POST")  # noqa: S310
@@ -89,7 +97,7 @@ def webhook_post(*, url: str, body: str, headers: dict[str, str], timeout: float
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
             return WebhookAnswer(response.status, response.read().decode("utf-8", "replace"))
     except urllib.error.HTTPError as exc:
-        return WebhookAnswer(exc.code, exc.read().decode("utf-8", "replace"))
+        return WebhookAnswer(exc.code, exc.read().decode("utf-8", "replace"), _seconds(exc.headers.get("Retry-After")))
     except urllib.error.URLError as exc:
         raise EngineUnreachable(f"Could not reach {url}: {exc.reason}") from exc
     except (OSError, TimeoutError) as exc:  # a reset or a read timeout after connecting

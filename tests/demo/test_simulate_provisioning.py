@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -113,3 +117,39 @@ def test_a_sender_with_another_key_is_told_so(engine_url):
 def test_a_share_outside_0_to_1_is_refused_by_name():
     with pytest.raises(CommandError, match="--late-share: must be a number from 0 to 1"):
         run("--late-share", "1.5")
+
+
+class ThrottlingEngine(BaseHTTPRequestHandler):
+    """A stand-in that answers the first attempt of every message 429 with Retry-After: 0."""
+
+    seen: ClassVar[list[str]] = []
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        msg_id = self.headers["webhook-id"]
+        first = msg_id not in self.seen
+        self.seen.append(msg_id)
+        body = json.dumps({"error": "rate_limited"} if first else {"id": msg_id, "status": "accepted"}).encode()
+        self.send_response(429 if first else 202)
+        if first:
+            self.send_header("Retry-After", "0")
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_429_is_sent_again_after_retry_after():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), ThrottlingEngine)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        out, _ = run("--url", f"http://127.0.0.1:{server.server_address[1]}", "--events", "3", "--rate", "0")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert answers(out) == {"202 accepted": 3}
+    assert "3 attempt(s) were answered 429 rate_limited and sent again later." in out
+    assert len(ThrottlingEngine.seen) == 6

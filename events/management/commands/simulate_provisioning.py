@@ -26,6 +26,8 @@ from events.webhook_client import (
 
 #: Retries of one message while the engine does not answer, before giving up (a restart takes a few s).
 UNREACHABLE_RETRIES = (0.5, 1.0, 2.0, 4.0)
+#: Attempts of one message answered 429 rate_limited, each after the Retry-After it names (at most 30 s).
+RATE_LIMITED_RETRIES = 5
 EXPECTED = {"accepted", "duplicate", "ignored"}
 
 
@@ -150,6 +152,8 @@ class Command(BaseCommand):
             + ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items()))
             + f"; {sum(m.duplicate for m in sent)} redeliveries, {sum(m.late for m in sent)} late/out-of-order."
         )
+        if sender.throttled:
+            self.stdout.write(f"{sender.throttled} attempt(s) were answered 429 rate_limited and sent again later.")
 
 
 class _Sender:
@@ -160,6 +164,7 @@ class _Sender:
         self.concurrency = concurrency
         self.answers: Counter[tuple[int, str]] = Counter()
         self.sent = 0
+        self.throttled = 0
         self.total = 0
         self.started = time.monotonic()
         self.failure: CommandError | None = None
@@ -201,17 +206,26 @@ class _Sender:
             self._progress()
 
     def _send(self, message: SimulatedMessage) -> WebhookAnswer:
+        """One message, retried like a sender does: while the engine is briefly away, and after a 429."""
         body = message.body_json()
-        for pause in (*UNREACHABLE_RETRIES, None):
-            # Signed at send time: a redelivery is a new attempt of the same message, as senders do it.
+        unreachable = iter(UNREACHABLE_RETRIES)
+        for _ in range(RATE_LIMITED_RETRIES + 1):
+            # Signed at send time: a retry is a new attempt of the same message, as senders do it.
             headers = signed_headers(key=self.key, msg_id=message.msg_id, body=body)
             try:
-                return webhook_post(url=self.url, body=body, headers=headers, timeout=self.timeout)
+                answer = webhook_post(url=self.url, body=body, headers=headers, timeout=self.timeout)
             except EngineUnreachable as exc:
+                pause = next(unreachable, None)
                 if self.sent == 0 or pause is None:
                     raise CommandError(f"{exc}. Is the engine running (`make run` or `make demo`)?") from exc
                 time.sleep(pause)
-        raise AssertionError("unreachable")
+                continue
+            if answer.status != 429:
+                return answer
+            with self._lock:
+                self.throttled += 1
+            time.sleep(min(answer.retry_after or 1.0, 30.0))
+        return answer
 
     def _progress(self, *, final: bool = False) -> None:
         now = time.monotonic()

@@ -23,7 +23,8 @@ PAYLOAD_SECRET = "payload-only-9f3c"
 def make_user(username: str, *, groups: tuple[str, ...] = (), **fields) -> User:
     user = User.objects.create_user(username=username, password=PASSWORD, email=f"{username}@example.com", **fields)
     for name in groups:
-        user.groups.add(Group.objects.get(name=name))  # the groups come from the data migration
+        # The data migration made the groups, but a transactional test elsewhere may have flushed them.
+        user.groups.add(Group.objects.get_or_create(name=name)[0])
     return user
 
 

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from importlib import import_module
+
 import pytest
+from django.contrib.auth.models import Group
+from django.db import connection
+from django.db.migrations.loader import MigrationLoader
 from django.urls import reverse
 
 from alerts.models import Alert
@@ -134,13 +139,18 @@ def test_dashboard_counts_only_what_the_rep_may_see(client, world):
     assert board.open_alerts == 1
 
 
-def test_role_groups_exist_with_least_privilege(db):
-    from django.contrib.auth.models import Group
+def test_the_role_groups_migration_grants_least_privilege_and_is_idempotent(db):
+    # Run the migration's function itself: a transactional test elsewhere may have flushed its rows.
+    migration = import_module("alerts.migrations.0004_role_groups")
+    state = MigrationLoader(connection).project_state(("alerts", "0004_role_groups"))
+    Group.objects.filter(name__in=["Lifecycle admins", "Reps"]).delete()
+
+    migration.create_groups(state.apps, None)
+    migration.create_groups(state.apps, None)
 
     admins = Group.objects.get(name="Lifecycle admins")
     codenames = set(admins.permissions.values_list("codename", flat=True))
-
     assert {"view_event", "change_reviewitem", "change_alertrule", "view_logentry"} <= codenames
-    deletable = {name for name in codenames if name.startswith("delete_")}
-    assert deletable == {"delete_rep", "delete_territoryrule"}
+    assert {name for name in codenames if name.startswith("delete_")} == {"delete_rep", "delete_territoryrule"}
+    assert admins.permissions.count() == sum(len(names) for names in migration.ADMIN_PERMISSIONS.values())
     assert not Group.objects.get(name="Reps").permissions.exists()

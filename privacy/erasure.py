@@ -27,7 +27,7 @@ from django.contrib.admin.models import LogEntry as AdminLogEntry
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import transaction
-from django.db.models import Model, Q, QuerySet
+from django.db.models import F, Model, Q, QuerySet
 from django.utils import timezone
 
 from alerts.models import Alert, Delivery
@@ -37,7 +37,7 @@ from events.services import async_task
 from linking.models import ReviewItem
 from privacy.identity import email_hash, normalise_email, placeholder_email
 from privacy.models import Tombstone
-from privacy.records import TEXT_FIELDS, Subject, mentioning
+from privacy.records import TEXT_FIELDS, Subject, mentioning, object_entries
 from privacy.scrub import Person, names_in, scrub_json, scrub_text
 from sync.deletion import outbox_record_deletion
 from sync.models import OutboxItem
@@ -89,13 +89,13 @@ def person_erase(*, email: str) -> ErasureReport:
     person = _person(subject, placeholder_email(tombstone_id=tombstone.pk, email=email))
     with transaction.atomic(), acting_as_system():
         _anonymise_records(subject, person, report)
+        _tell_salesforce(subject, report)
         _scrub_mentions(subject, person, report)
     for key in subject.workspace_keys:
         workspace_process(workspace_key=key, force=True)
         report.refolded += 1
     with transaction.atomic(), acting_as_system():
         _scrub_mentions(subject, person, report)  # whatever the re-fold wrote (review reasons, alerts)
-        _tell_salesforce(subject, report)
     logger.info("erasure done: tombstone #%s, %s", tombstone.pk, report.changed)
     return report
 
@@ -123,9 +123,12 @@ def _anonymise_records(subject: Subject, person: Person, report: ErasureReport) 
     report.add("usage", UsageDailyUser.objects.filter(user_email=subject.email).update(user_email=person.replacement))
 
 
-def _about(subject: Subject) -> dict[type[Model], Q]:
-    """Rows that are about the person (their names are scrubbed there too, not only the address)."""
-    return {
+def _about(subject: Subject) -> dict[type[Model], set[int]]:
+    """Rows that are about the person, by model: their names are scrubbed there too, not only the address.
+
+    Audit and admin-history entries are about the person when their object is.
+    """
+    queries: dict[type[Model], Q] = {
         Event: mentioning(("payload",), subject.email),
         ReviewItem: Q(workspace__in=subject.workspace_pks) | Q(lead__in=subject.lead_pks),
         Alert: Q(workspace__in=subject.workspace_pks) | Q(workspace_key__in=subject.workspace_keys),
@@ -133,27 +136,52 @@ def _about(subject: Subject) -> dict[type[Model], Q]:
         OutboxItem: subject.outbox_rows(),
         Account: Q(pk__in=[]),
         Workspace: Q(pk__in=subject.workspace_pks),
-        LogEntry: subject.entries(LogEntry),
-        AdminLogEntry: subject.entries(AdminLogEntry),
     }
+    about = {model: set(model.objects.filter(query).values_list("pk", flat=True)) for model, query in queries.items()}
+    objects = {Lead: subject.lead_pks, Contact: subject.contact_pks, **about}
+    for log in (LogEntry, AdminLogEntry):
+        about[log] = set(log.objects.filter(object_entries(log, objects)).values_list("pk", flat=True))
+    return about
 
 
 def _scrub_mentions(subject: Subject, person: Person, report: ErasureReport) -> None:
     now = timezone.now()
-    for model, about in _about(subject).items():
+    for model, about_pks in _about(subject).items():
         fields = TEXT_FIELDS[model]
-        rows: QuerySet = model.objects.filter(about | mentioning(fields, subject.email))
-        about_pks = set(model.objects.filter(about).values_list("pk", flat=True))
+        rows: QuerySet = model.objects.filter(Q(pk__in=about_pks) | mentioning(fields, subject.email))
         changed = 0
-        for row in rows.only("pk", *fields):
+        for row in rows.only("pk", *fields, *EXTRA_FIELDS.get(model, ())):
             values = _scrubbed_values(row, fields, person, names=row.pk in about_pks)
             if not values:
                 continue
             if model is Event and "payload" in values:
                 values["payload_scrubbed_at"] = now
+            if model is OutboxItem and "payload" in values and _resendable(row):
+                values.update(_resend())
             model.objects.filter(pk=row.pk).update(**values)
             changed += 1
         report.add(model._meta.label_lower, changed)
+
+
+#: Read along with the text fields to decide what a scrubbed row needs.
+EXTRA_FIELDS = {OutboxItem: ("object_type", "external_id", "state")}
+
+
+def _resendable(row: OutboxItem) -> bool:
+    """A scrubbed outbox row is sent again, so Salesforce gets the scrubbed values too; except a converted
+    lead's (Salesforce refuses to update it: it is deleted instead) and rows that are not records."""
+    if row.object_type not in ("Account", "Contact", "Workspace__c", "Lead"):
+        return False
+    if row.state in (OutboxItem.State.DEAD, OutboxItem.State.ERASED):
+        return False
+    if row.object_type == "Lead":
+        return not OutboxItem.objects.filter(object_type="LeadConversion", external_id=row.external_id).exists()
+    return True
+
+
+def _resend() -> dict[str, Any]:
+    return {"version": F("version") + 1, "state": OutboxItem.State.PENDING, "next_attempt_at": None,
+            "error_code": "", "error_message": ""}  # fmt: skip
 
 
 def _scrubbed_values(row: Model, fields: tuple[str, ...], person: Person, *, names: bool) -> dict[str, Any]:

@@ -8,6 +8,7 @@ fine for a rare, admin-run request, and the only way to find an address inside f
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import reduce
 from operator import or_
@@ -88,13 +89,13 @@ class Holdings:
         }
 
 
-def object_entries(log: type[Model], lead_pks: list[int], contact_pks: list[int], workspace_pks: list[int]) -> Q:
-    """Audit or admin-history entries of the person's lead, contact and workspace objects."""
+def object_entries(log: type[Model], objects: dict[type[Model], Iterable[int]]) -> Q:
+    """Audit (auditlog) or admin-history entries of these objects, given as {model: primary keys}."""
+    # auditlog keeps the pk as text in object_pk; the admin's own LogEntry keeps it as text in object_id.
+    column = "object_pk" if log is LogEntry else "object_id"
     query = Q(pk__in=[])
-    for model, pks in ((Lead, lead_pks), (Contact, contact_pks), (Workspace, workspace_pks)):
+    for model, pks in objects.items():
         content_type = ContentType.objects.get_for_model(model)
-        # auditlog's object_pk is text; the admin's own LogEntry keeps the pk as text in object_id.
-        column = "object_pk" if log is LogEntry else "object_id"
         query |= Q(content_type=content_type, **{f"{column}__in": [str(pk) for pk in pks]})
     return query
 
@@ -135,7 +136,7 @@ class Subject:
         )
 
     def entries(self, log: type[Model]) -> Q:
-        return object_entries(log, self.lead_pks, self.contact_pks, self.workspace_pks)
+        return object_entries(log, {Lead: self.lead_pks, Contact: self.contact_pks, Workspace: self.workspace_pks})
 
 
 def person_holdings(*, email: str) -> Holdings:

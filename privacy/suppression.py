@@ -21,7 +21,7 @@ from events.models import Event
 from events.store import NewEvent
 from privacy.identity import email_hash, emails_in, placeholder_email
 from privacy.models import Tombstone
-from privacy.scrub import Person, scrub_json, scrub_text
+from privacy.scrub import Person, names_in, scrub_json
 
 
 def events_suppress(events: Sequence[NewEvent]) -> list[NewEvent]:
@@ -44,8 +44,11 @@ def events_suppress(events: Sequence[NewEvent]) -> list[NewEvent]:
 def _suppressed(event: NewEvent, tombstones: dict[str, int]) -> NewEvent:
     payload = event.payload
     for address, tombstone_id in tombstones.items():
-        person = Person(frozenset({address}), placeholder_email(tombstone_id=tombstone_id, email=address))
-        payload = scrub_json(payload, person) if not isinstance(payload, str) else scrub_text(payload, person)
+        emails = frozenset({address})
+        # Names given next to the address are theirs: gone too, wherever else the payload repeats them.
+        names = frozenset(names_in(payload, emails))
+        person = Person(emails, placeholder_email(tombstone_id=tombstone_id, email=address), names)
+        payload = scrub_json(payload, person, names=True)  # a text payload is scrubbed as text
     ids = ", ".join(f"#{pk}" for pk in sorted(tombstones.values()))
     return dataclasses.replace(
         event,

@@ -170,6 +170,12 @@ class SalesforceClient:
         results = self._call(lambda sf: sf.restful("composite/sobjects", method="PATCH", json=body))
         return [_record_result(result) for result in results]
 
+    def delete_collection(self, record_ids: list[str]) -> list[RecordResult]:
+        """sObject Collections delete by Id (≤ 200, allOrNone false): one result per id, in order."""
+        params = {"ids": ",".join(record_ids), "allOrNone": "false"}
+        results = self._call(lambda sf: sf.restful("composite/sobjects", params=params, method="DELETE"))
+        return [_record_result(result) for result in results]
+
     def query(self, soql: str) -> list[dict]:
         return self._call(lambda sf: sf.query_all(soql))["records"]
 

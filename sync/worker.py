@@ -24,6 +24,7 @@ from django.utils import timezone
 from alerts.services import alert_raise
 from linking.models import ReviewItem
 from linking.services import review_item_raise
+from sync.deletion import DELETION, deletions_send
 from sync.models import OutboxItem, SyncControl
 from sync.outbox import EXTERNAL_ID, payload_references
 from sync.policy import Action, action_for, backoff
@@ -33,7 +34,8 @@ from workspaces.models import Account, Contact, Lead, Workspace
 
 logger = logging.getLogger(__name__)
 
-ORDER = ("Account", "Lead", "LeadConversion", "Contact", "Workspace__c")
+#: Deletions (privacy erasure, sync/deletion.py) go last: after whatever they depend on.
+ORDER = ("Account", "Lead", "LeadConversion", "Contact", "Workspace__c", DELETION)
 LOCAL_MODELS = {"Account": Account, "Lead": Lead, "Contact": Contact}
 LEASE = timedelta(minutes=5)
 
@@ -248,6 +250,11 @@ def _handle(object_type: str, items: list[OutboxItem], client: SalesforceClient 
     try:
         if object_type == "LeadConversion":
             _convert(live, client, report)
+        elif object_type == DELETION:
+            report.calls += 1
+            results = deletions_send(client, live)
+            for item in live:
+                _record(item, results[item.pk], report)
         else:
             report.calls += 1
             results = client.upsert_collection(object_type, EXTERNAL_ID, [item.payload for item in live])

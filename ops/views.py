@@ -18,7 +18,7 @@ from ops.dashboard import ops_overview
 from ops.health import health_report
 from ops.metrics import metrics_page
 
-DASHBOARD_PERMISSION = "ops.view_ops_dashboard"
+DASHBOARD_PERMISSION = "ops.view_dashboard"
 
 
 @never_cache
@@ -37,7 +37,7 @@ def may_see_ops(user) -> bool:
 @require_safe
 @staff_member_required
 def dashboard(request: HttpRequest) -> HttpResponse:
-    """Staff with `ops.view_ops_dashboard` (Lifecycle admins, superusers); other staff get 403."""
+    """Staff with `ops.view_dashboard` (Lifecycle admins, auditors, superusers); other staff get 403."""
     if not may_see_ops(request.user):
         raise PermissionDenied
     now = timezone.now()

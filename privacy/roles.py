@@ -40,6 +40,7 @@ ROLE_PERMISSIONS: dict[str, dict[str, tuple[str, ...]]] = {
         "alerts.routingcursor": ("view",),
         "triggers.usagedaily": ("view",),
         "ops.*": ("view",),
+        "ops.errorkind": ("view", "change"),  # mark error kinds resolved
         "auditlog.logentry": ("view",),
         "privacy.datarequest": ("view", "add", "change"),
         "privacy.tombstone": ("view",),

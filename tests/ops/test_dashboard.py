@@ -183,7 +183,7 @@ def test_anonymous_is_sent_to_the_login(client):
 
 def test_a_non_staff_user_is_refused(client, django_user_model):
     user = django_user_model.objects.create_user("rep", password=None)
-    user.user_permissions.add(Permission.objects.get(codename="view_ops_dashboard"))
+    user.user_permissions.add(Permission.objects.get(content_type__app_label="ops", codename="view_dashboard"))
     client.force_login(user)
 
     response = client.get("/ops/")
@@ -200,9 +200,26 @@ def test_staff_without_the_permission_get_403(client, django_user_model):
 
 def test_staff_with_the_permission_through_a_group_see_it(client, django_user_model):
     group = Group.objects.create(name="Ops watchers")
-    group.permissions.add(Permission.objects.get(codename="view_ops_dashboard"))
+    group.permissions.add(Permission.objects.get(content_type__app_label="ops", codename="view_dashboard"))
     user = django_user_model.objects.create_user("ops", password=None, is_staff=True)
     user.groups.add(group)
     client.force_login(user)
 
     assert client.get("/ops/").status_code == 200
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)  # the groups' rows, even after a flush
+@pytest.mark.parametrize(("group", "sees", "resolves"), [("Lifecycle admins", True, True), ("Auditors", True, False)])
+def test_role_groups_and_the_ops_page(client, django_user_model, group, sees, resolves):
+    user = django_user_model.objects.create_user("someone", password=None, is_staff=True)
+    user.groups.add(Group.objects.get(name=group))
+    client.force_login(user)
+
+    assert (client.get("/ops/").status_code == 200) is sees
+    assert user.has_perm("ops.change_errorkind") is resolves
+    assert not user.has_perm("ops.delete_errorkind")
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_reps_have_no_ops_permission():
+    assert not Group.objects.get(name="Reps").permissions.filter(content_type__app_label="ops").exists()

@@ -82,7 +82,7 @@ def test_the_token_gets_request_database_and_engine_metrics(client, settings):
 def test_an_admin_login_is_enough(client, settings, django_user_model):
     settings.METRICS_TOKEN = TOKEN
     user = django_user_model.objects.create_user("ops", password=None, is_staff=True)
-    user.user_permissions.add(Permission.objects.get(codename="view_ops_dashboard"))
+    user.user_permissions.add(Permission.objects.get(content_type__app_label="ops", codename="view_dashboard"))
     client.force_login(user)
 
     response = client.get("/metrics")

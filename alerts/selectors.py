@@ -111,7 +111,7 @@ class Dashboard:
     expiring: list[Workspace]
     converted: list[Workspace]
     churned: list[Workspace]
-    mrr_lost: Decimal
+    mrr_lost: list[tuple[str, Decimal]]  # (currency, total), largest first: currencies are never summed together
     review_counts: list[dict[str, Any]]
     review_total: int
     open_alerts: int
@@ -132,11 +132,16 @@ def dashboard_for(user: AbstractBaseUser, *, now: datetime | None = None, limit:
         expiring=list(expiring[:limit]),
         converted=list(converted[:limit]),
         churned=list(churned[:limit]),
-        mrr_lost=churned.aggregate(total=Sum("mrr"))["total"] or Decimal("0.00"),
+        mrr_lost=_mrr_lost(churned),
         review_counts=reviews,
         review_total=sum(row["count"] for row in reviews),
         open_alerts=alerts_visible_to(user).filter(status=Alert.Status.OPEN).count(),
     )
+
+
+def _mrr_lost(churned: QuerySet[Workspace]) -> list[tuple[str, Decimal]]:
+    rows = churned.order_by().values("currency").annotate(total=Sum("mrr")).filter(total__gt=0)
+    return sorted(((row["currency"], row["total"]) for row in rows), key=lambda pair: (-pair[1], pair[0]))
 
 
 def _review_counts(visible: QuerySet[Workspace]) -> list[dict[str, Any]]:

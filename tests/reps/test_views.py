@@ -184,12 +184,16 @@ def test_dashboard_for_an_admin_sums_mrr_lost_to_churn_in_30_days(client, world)
 
     WorkspaceFactory(status="churned", mrr=Decimal("50.00"), churned_at=timezone.now() - timedelta(days=10))
     WorkspaceFactory(status="churned", mrr=Decimal("1000.00"), churned_at=timezone.now() - timedelta(days=45))
+    WorkspaceFactory(status="churned", mrr=Decimal("20.00"), currency="EUR", churned_at=timezone.now())
     client.force_login(world.admin)
 
-    board = client.get("/reps/").context["board"]
+    response = client.get("/reps/")
+    board = response.context["board"]
 
-    assert board.mrr_lost == Decimal("149.00")  # 99 (ws_nobody) + 50; the 45-day-old churn is out
-    assert len(board.churned) == 2
+    # 99 (ws_nobody) + 50 in USD; the 45-day-old churn is out; euros are never added to dollars
+    assert board.mrr_lost == [("USD", Decimal("149.00")), ("EUR", Decimal("20.00"))]
+    assert "149.00 USD" in response.content.decode()
+    assert len(board.churned) == 3
     assert board.open_alerts == 3
 
 

@@ -1297,6 +1297,12 @@ def task_runs(monitor: Monitor, log_path: Path, wall_offset: float) -> list[Task
     return sorted(runs, key=lambda r: r.started)
 
 
+def drain_report(run: TaskRun) -> dict[str, Any]:
+    """The counts a drain task returned (sync.drain.DrainRun: under "report"; older engines: at the top)."""
+    result = run.result if isinstance(run.result, dict) else {}
+    return result.get("report", result)
+
+
 def record_errors(calls: list[tuple[float, Any]]) -> dict[str, int]:
     """Per-record error codes in the answers of collection calls (e.g. a lookup to a record not yet sent)."""
     codes: Counter = Counter()
@@ -1377,7 +1383,7 @@ def analyse_freshness(args, emu, deliveries, results, watcher, monitor, log_path
     measured = [r for r in drains if r.stopped >= t_start and r.started <= t_end]
     processes = [r for spans in process_runs.values() for r in spans if r.stopped >= t_start]
     processes = list({id(r): r for r in processes}.values())
-    drain_calls = [(r.result or {}).get("calls", 0) for r in measured]
+    drain_calls = [drain_report(r).get("calls", 0) for r in measured]
     window = [c for c in calls if t_start <= c[0] <= t_end]
     naive = NAIVE_CALLS_PER_EVENT * len(accepted) + sum(d.type == CONVERTED for d in deliveries)
     return {
@@ -1425,8 +1431,9 @@ def analyse_freshness(args, emu, deliveries, results, watcher, monitor, log_path
             ),
             "api_calls_per_drain": plain_stats([float(c) for c in drain_calls]),
             "api_calls_per_drain_histogram": dict(sorted(Counter(drain_calls).items())),
-            "records_sent_per_drain": plain_stats([float((r.result or {}).get("sent", 0)) for r in measured]),
-            "records_failed": sum((r.result or {}).get("failed", 0) for r in measured),
+            "records_sent_per_drain": plain_stats([float(drain_report(r).get("sent", 0)) for r in measured]),
+            "records_failed": sum(drain_report(r).get("failed", 0) for r in measured),
+            "ended": dict(Counter(str((r.result or {}).get("ended", "?")) for r in measured)),
             "worker_seconds_share": round(
                 sum(r.stopped - r.started for r in measured)
                 / max(1e-9, sum(r.stopped - r.started for r in [*measured, *processes])),

@@ -5,16 +5,16 @@ from __future__ import annotations
 from django.conf import settings
 
 from events.pipeline import workspace_process
-from events.services import async_task
 from events.sweeper import events_sweep
 from ops.services import heartbeat_beat
+from sync.drain import drain_request
 
 
 def process_workspaces(workspace_keys: list[str], force: bool = False) -> dict[str, int]:
     """Fold and apply each workspace; failures are recorded on the event rows, never raised."""
     outcomes = [workspace_process(workspace_key=key, force=force) for key in workspace_keys]
     if settings.SALESFORCE_SYNC != "off" and any(o.applied for o in outcomes):
-        async_task("sync.tasks.drain_outbox", q_options={"group": "sync"})
+        drain_request()  # committed: a drainer sends it within moments (one task for a burst)
     return {
         "workspaces": len(outcomes),
         "claimed": sum(o.claimed for o in outcomes),

@@ -9,12 +9,13 @@ from django.utils import timezone
 
 from alerts.services import alert_raise
 from sync.billing import billing_reconcile
-from sync.worker import outbox_drain
+from sync.drain import drain_run
 
 
 def drain_outbox() -> dict:
-    """Send everything due. Enqueued after processing and every minute by schedule (for retries)."""
-    return asdict(outbox_drain())
+    """Send everything due, as the one drainer, until idle (sync/drain.py). Enqueued by `drain_request()`
+    after processing commits outbox rows, and every minute by schedule as a safety net."""
+    return asdict(drain_run())
 
 
 def reconcile_billing() -> dict:

@@ -1,0 +1,322 @@
+"""The drain trigger: a drain within moments of a commit, one drainer at a time, bursts debounced.
+
+Processing calls `drain_request()` after it commits outbox rows. That marks the control row dirty and
+enqueues a drain task only if no drainer holds the lease and none is queued already, so a burst of
+commits costs one task, not one each. The drainer (`drain_run`, run by the `sync.tasks.drain_outbox`
+task) takes the lease and sends each object type from its own thread (PostgreSQL): a stage sends what
+may go as soon as it may (a workspace right after its lead, not after a whole pass over every type), in
+collections of up to 200 records, and wakes the other stages when it has sent something. Every record
+still waits for the records its lookups point at (`sync.worker._claim`), so the order Account → Lead →
+lead conversion → Contact → Workspace__c holds per record.
+
+The drainer looks at the dirty flag every 50 ms while it runs. It gives its worker back once nothing
+has happened for a moment — only if nothing was recorded meanwhile (the release is conditional on the
+flag), so no request is lost between its last look and its exit — and it hands over to a fresh task
+after SALESFORCE_DRAIN_SECONDS so no task outlives the cluster's timeout. The 1-minute schedule
+remains as a safety net (a lost task, a drainer killed mid-run: its lease expires).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import connection, connections
+from django.db.models import Q
+from django.utils import timezone
+
+from sync.models import OutboxItem, SyncControl
+from sync.salesforce import SalesforceClient, shared_client
+from sync.worker import ORDER, DrainReport, drainer_name, outbox_drain_step, sync_control, sync_paused, track_usage
+from workspaces.actors import acting_as_system
+
+logger = logging.getLogger(__name__)
+
+LEASE = timedelta(seconds=60)  # renewed while the drainer lives; a killed drainer's lapses within a minute
+RENEW_SECONDS = 10.0
+POLL_SECONDS = 0.05  # how often the drainer reads the dirty flag
+RETRY_POLL_SECONDS = 0.5  # how often an idle stage looks for retries that came due
+IDLE_SECONDS = 2.0  # nothing to send for this long: give the worker back
+LINGER = timedelta(seconds=10)  # ... unless a retry comes due within this
+QUEUED_STALE = timedelta(seconds=60)  # a queued drain not started by then is presumed lost
+
+
+def drain_request() -> bool:
+    """Make sure a drainer will send what was just committed; True if this call enqueued a drain task.
+
+    Cheap when a drainer runs or one is queued: two conditional UPDATEs of the control row that match
+    nothing (and so lock nothing).
+    """
+    if settings.SALESFORCE_SYNC == "off":
+        return False
+    control = SyncControl.objects.filter(pk=1)
+    if not control.filter(drain_dirty=False).update(drain_dirty=True) and not control.exists():
+        sync_control()
+        control.update(drain_dirty=True)
+    now = timezone.now()
+    claimed = (
+        control.filter(Q(drain_lease_expires_at__isnull=True) | Q(drain_lease_expires_at__lt=now))
+        .filter(Q(drain_enqueued_at__isnull=True) | Q(drain_enqueued_at__lt=now - QUEUED_STALE))
+        .filter(Q(paused_until__isnull=True) | Q(paused_until__lte=now))
+        .update(drain_enqueued_at=now)
+    )
+    if claimed:
+        _enqueue_drain()
+    return bool(claimed)
+
+
+_brokers: dict[int, object] = {}
+
+
+def _enqueue_drain() -> None:
+    """Queue the drain task (one broker per process: django-q2 would open a connection per call)."""
+    from django_q.brokers import get_broker
+    from django_q.tasks import async_task
+
+    broker = _brokers.get(os.getpid())
+    if broker is None:
+        _brokers.clear()
+        broker = _brokers[os.getpid()] = get_broker()
+    # Its own timeout: the budget, plus the calls in flight when it ends (each at most the call timeout).
+    timeout = int(drain_budget() + 4 * settings.SALESFORCE_TIMEOUT_SECONDS + 10)
+    async_task("sync.tasks.drain_outbox", broker=broker, q_options={"group": "sync", "timeout": timeout})
+
+
+def drain_budget() -> float:
+    return float(settings.SALESFORCE_DRAIN_SECONDS)
+
+
+# --- the drainer -----------------------------------------------------------------------------------
+
+
+@dataclass
+class DrainRun:
+    """What one drain task did: why it ended, and the sums of its stages' reports."""
+
+    ended: str = ""  # idle | budget | paused | busy (another drainer holds the lease) | off | error
+    seconds: float = 0.0
+    report: DrainReport = field(default_factory=DrainReport)
+    handed_over: bool = False
+
+
+def drain_run(
+    *, budget: float | None = None, client_factory: Callable[[], SalesforceClient] = shared_client
+) -> DrainRun:
+    """Hold the drainer lease and send until idle, paused or out of budget; then let go (see the module)."""
+    run, t0 = DrainRun(), time.monotonic()
+    if settings.SALESFORCE_SYNC == "off":
+        run.ended = "off"
+        return run
+    me = drainer_name()
+    if not _lease_take(me):
+        run.ended = "busy"
+        return run
+    released = False
+    try:
+        if sync_paused(run.report):
+            run.ended = "paused"
+            return run
+        client = client_factory() if settings.SALESFORCE_SYNC == "live" else None
+        drainer = _Drainer(client, me, deadline=t0 + (drain_budget() if budget is None else budget))
+        run.ended, released = drainer.run()
+        run.report = drainer.total()
+        if client is not None:
+            track_usage(client)
+    finally:
+        if not released:
+            _lease_release(me)
+        run.seconds = round(time.monotonic() - t0, 3)
+    if run.ended == "budget" and _work_left():
+        run.handed_over = drain_request()  # a fresh task carries on; this one must not outlive its timeout
+    return run
+
+
+class _Drainer:
+    """The stages of one drainer and the loop that watches the dirty flag and the clock.
+
+    On PostgreSQL each object type has its own thread. SQLite takes one writer at a time (and its test
+    database, in memory, no concurrent connections at all), so there the stages take turns in the
+    watching loop itself.
+    """
+
+    def __init__(self, client: SalesforceClient | None, worker: str, *, deadline: float) -> None:
+        self.client, self.worker, self.deadline = client, worker, deadline
+        self.threaded = connection.vendor != "sqlite"
+        self.cond = threading.Condition()
+        self.generation = 0  # bumped whenever there may be new work
+        self.busy = 0  # stages inside a send
+        self.last_work = time.monotonic()
+        self.stop = threading.Event()
+        self.failed = False
+        self.reports = {object_type: DrainReport() for object_type in ORDER}
+
+    def run(self) -> tuple[str, bool]:
+        """Return (why it ended, whether the lease was released already)."""
+        while True:
+            threads = self._start() if self.threaded else []
+            try:
+                ended = self._watch()
+            finally:
+                self._halt(threads)
+            if ended != "idle":
+                return ended, False
+            if _lease_release(self.worker, only_if_clean=True):
+                return "idle", True
+            self.poke()  # something was recorded after the last look: carry on
+
+    def _watch(self) -> str:
+        next_renew = time.monotonic() + RENEW_SECONDS
+        seen, next_look = None, 0.0  # turns (SQLite): what was last looked at, and when to look for retries
+        while True:
+            if self.stop.is_set():
+                return "error" if self.failed else "paused"
+            now = time.monotonic()
+            if now >= self.deadline:
+                return "budget"
+            if _take_dirty():
+                self.poke()
+            elif self._idle(now) and not _retry_due_soon():
+                return "idle"
+            if not self.threaded and (seen != self.generation or now >= next_look):
+                seen, next_look = self.generation, now + RETRY_POLL_SECONDS
+                self._turns()
+                continue
+            if now >= next_renew:
+                _lease_renew(self.worker)
+                next_renew = now + RENEW_SECONDS
+            time.sleep(POLL_SECONDS)
+
+    def _idle(self, now: float) -> bool:
+        with self.cond:
+            return self.busy == 0 and now - self.last_work >= IDLE_SECONDS
+
+    def poke(self) -> None:
+        with self.cond:
+            self.generation += 1
+            self.last_work = time.monotonic()
+            self.cond.notify_all()
+
+    def _start(self) -> list[threading.Thread]:
+        self.stop.clear()
+        threads = [threading.Thread(target=self._stage, args=(t,), name=f"drain-{t}", daemon=True) for t in ORDER]
+        for thread in threads:
+            thread.start()
+        return threads
+
+    def _halt(self, threads: list[threading.Thread]) -> None:
+        if threads:
+            self.stop.set()
+            self.poke()
+            for thread in threads:
+                thread.join()
+
+    def _stage(self, object_type: str) -> None:
+        """Send this type whenever some of it may go; after an empty look, wait for a poke (or a while)."""
+        seen = None
+        try:
+            with acting_as_system():
+                while not self.stop.is_set():
+                    with self.cond:
+                        if seen == self.generation:
+                            self.cond.wait(RETRY_POLL_SECONDS)
+                        if self.stop.is_set():
+                            break
+                        seen = self.generation
+                    if self._send(object_type):
+                        self.poke()
+        except Exception:
+            logger.exception("Salesforce drain stage %s failed", object_type)
+            self.failed = True
+            self.stop.set()
+        finally:
+            connections.close_all()  # this thread's own connections
+
+    def _turns(self) -> None:
+        """Every stage in order, each while it finds something to send (SQLite: in this thread)."""
+        sent = 0
+        try:
+            with acting_as_system():
+                for object_type in ORDER:
+                    while not self.stop.is_set() and (n := self._send(object_type)):
+                        sent += n
+        except Exception:
+            logger.exception("Salesforce drain failed")
+            self.failed = True
+            self.stop.set()
+        if sent:
+            self.poke()
+
+    def _send(self, object_type: str) -> int:
+        report = self.reports[object_type]
+        with self.cond:
+            self.busy += 1
+        try:
+            return outbox_drain_step(object_type, self.client, self.worker, report)
+        finally:
+            with self.cond:
+                self.busy -= 1
+            if report.paused:
+                self.stop.set()
+
+    def total(self) -> DrainReport:
+        total = DrainReport()
+        for report in self.reports.values():
+            total.sent += report.sent
+            total.synced += report.synced
+            total.failed += report.failed
+            total.recorded += report.recorded
+            total.calls += report.calls
+            total.paused = total.paused or report.paused
+            for object_type, count in report.by_type.items():
+                total.by_type[object_type] = total.by_type.get(object_type, 0) + count
+        return total
+
+
+# --- the control row -------------------------------------------------------------------------------
+
+
+def _lease_take(worker: str) -> bool:
+    sync_control()
+    now = timezone.now()
+    taken = (
+        SyncControl.objects.filter(pk=1)
+        .filter(Q(drain_lease_expires_at__isnull=True) | Q(drain_lease_expires_at__lt=now))
+        .update(drain_owner=worker, drain_lease_expires_at=now + LEASE, drain_enqueued_at=None, drain_dirty=False)
+    )
+    return bool(taken)
+
+
+def _lease_renew(worker: str) -> None:
+    SyncControl.objects.filter(pk=1, drain_owner=worker).update(drain_lease_expires_at=timezone.now() + LEASE)
+
+
+def _lease_release(worker: str, *, only_if_clean: bool = False) -> bool:
+    """Let go of the lease; with `only_if_clean`, only if nothing was recorded since the last look."""
+    mine = SyncControl.objects.filter(pk=1, drain_owner=worker)
+    if only_if_clean:
+        mine = mine.filter(drain_dirty=False)
+    return bool(mine.update(drain_owner="", drain_lease_expires_at=None))
+
+
+def _take_dirty() -> bool:
+    return bool(SyncControl.objects.filter(pk=1, drain_dirty=True).update(drain_dirty=False))
+
+
+def _retry_due_soon() -> bool:
+    now = timezone.now()
+    return OutboxItem.objects.filter(
+        state=OutboxItem.State.RETRY, next_attempt_at__gt=now, next_attempt_at__lte=now + LINGER
+    ).exists()
+
+
+def _work_left() -> bool:
+    return (
+        SyncControl.objects.filter(pk=1, drain_dirty=True).exists()
+        or OutboxItem.objects.filter(state__in=(OutboxItem.State.PENDING, OutboxItem.State.RETRY)).exists()
+    )

@@ -24,6 +24,7 @@ from django.utils import timezone
 from alerts.services import alert_raise
 from linking.models import ReviewItem
 from linking.services import review_item_raise
+from ops.services import error_record
 from sync.deletion import DELETION, deletions_send
 from sync.models import OutboxItem, SyncControl
 from sync.outbox import EXTERNAL_ID, payload_references
@@ -176,12 +177,31 @@ def _ready_ids(object_type: str, candidates: QuerySet[OutboxItem], batch: int) -
         if object_type == "LeadConversion":
             roles = _account_roles([(pk, payload["account"]) for pk, payload in rows])
             ready += [pk for pk, _ in rows if roles[pk] != WAIT]
+        elif object_type == DELETION:
+            busy = _being_sent({(payload["object_type"], payload["external_id"]) for _, payload in rows})
+            ready += [pk for pk, payload in rows if (payload["object_type"], payload["external_id"]) not in busy]
         else:
             waiting = _not_in_salesforce_yet({ref for _, payload in rows for ref in payload_references(payload)})
             ready += [pk for pk, payload in rows if not waiting.intersection(payload_references(payload))]
         if len(ready) >= batch or len(rows) < window:
             break
     return ready[:batch]
+
+
+def _being_sent(targets: set[tuple[str, str]]) -> set[tuple[str, str]]:
+    """Of these (type, external id), the ones still to be sent or in flight: a deletion waits for them,
+    or the upsert could land after it (the drainer's stages run side by side)."""
+    if not targets:
+        return set()
+    match = Q()
+    for object_type, key in targets:
+        match |= Q(object_type=object_type, external_id=key)
+    now = timezone.now()
+    return set(
+        OutboxItem.objects.filter(match)
+        .filter(Q(state__in=_open_states()) | Q(lease_expires_at__gt=now))
+        .values_list("object_type", "external_id")
+    )
 
 
 def _not_in_salesforce_yet(refs: set[tuple[str, str]]) -> set[tuple[str, str]]:
@@ -261,7 +281,8 @@ def _handle(object_type: str, items: list[OutboxItem], client: SalesforceClient 
             for item, result in zip(live, results, strict=True):
                 _record(item, result, report)
     except SalesforceCallError as exc:
-        logger.warning("Salesforce %s batch of %d failed: %s", object_type, len(live), exc)
+        ids = {"outbox_ids": [item.pk for item in live], "workspace_ids": sorted({i.workspace_key for i in live})}
+        logger.warning("Salesforce %s batch of %d failed: %s", object_type, len(live), exc, extra=ids)
         for item in live:
             _fail(item, exc.code, exc.message, report)
 
@@ -270,6 +291,8 @@ def _record(item: OutboxItem, result: RecordResult, report: DrainReport) -> None
     if result.success:
         _succeed(item, result.salesforce_id, report)
     else:
+        ids = {"outbox_id": item.pk, "workspace_id": item.workspace_key, "error_code": result.error_code}
+        logger.warning("Salesforce refused %s %s: %s", item.object_type, item.external_id, result.error_code, extra=ids)
         _fail(item, result.error_code, result.error_message, report)
 
 
@@ -347,6 +370,7 @@ def _fail(item: OutboxItem, code: str, message: str, report: DrainReport) -> Non
         Workspace.objects.filter(workspace_id=item.external_id).update(salesforce_state=fields["state"])
     if action is Action.DEAD_LETTER:
         _dead_letter(item, code, message)
+    error_record(source="sync", kind=code or "UNKNOWN", message=message, obj=item, workspace_key=item.workspace_key)
 
 
 def _dead_letter(item: OutboxItem, code: str, message: str) -> None:

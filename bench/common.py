@@ -296,6 +296,7 @@ def event_counts(dsn: str) -> dict[str, dict[str, int]]:
 # One key for every process of a run: django-q2 signs each task with SECRET_KEY, so a cluster with
 # another key than the process that enqueued refuses every task ("Failed to push task to queue").
 _SECRET_KEY = "bench-" + os.urandom(24).hex()
+_PRIVACY_SALT = "bench-salt-" + os.urandom(16).hex()
 
 
 def django_env(database_url: str, *, broker: str = "orm", workers: int = 2, log_level: str = "WARNING") -> dict:
@@ -305,6 +306,7 @@ def django_env(database_url: str, *, broker: str = "orm", workers: int = 2, log_
         "ENV_FILE": "",
         "DEBUG": "0",
         "SECRET_KEY": _SECRET_KEY,
+        "PRIVACY_HASH_SALT": _PRIVACY_SALT,  # required by a system check since the privacy app
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "SECURE_SSL_REDIRECT": "0",
         "DATABASE_URL": database_url,

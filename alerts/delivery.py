@@ -25,6 +25,7 @@ from alerts.messages import alert_email, alert_slack, digest_email
 from alerts.models import Alert, AlertRule, Audience, Delivery, Rep
 from alerts.roles import admin_recipients
 from alerts.slack import SlackError, slack_post
+from ops.services import error_record
 
 logger = logging.getLogger(__name__)
 
@@ -145,10 +146,22 @@ def _record(delivery: Delivery, error: DeliveryError | None, now: datetime, repo
         report.dead += 1
     if error is not None:
         report.errors.append(f"{delivery.channel} to {delivery.recipient}: {error}")
+        ids = {"delivery_id": delivery.pk, "alert_id": delivery.alert_id, "workspace_id": delivery.alert.workspace_key}
         logger.warning(
-            "alert delivery %s (%s to %s) failed: %s", delivery.pk, delivery.channel, delivery.recipient, error
+            "alert delivery %s (%s to %s) failed: %s",
+            delivery.pk,
+            delivery.channel,
+            delivery.recipient,
+            error,
+            extra=ids,
         )
     Delivery.objects.filter(pk=delivery.pk).update(**fields)
+    if error is not None:  # error tracking groups it by the root exception (SMTPRecipientsRefused, …)
+        root: BaseException = error
+        while root.__cause__ is not None:
+            root = root.__cause__
+        kind = type(root).__name__
+        error_record(source="delivery", kind=kind, message=str(error), obj=delivery, workspace_key=ids["workspace_id"])
 
 
 def deliveries_send_due(*, alert_id: int | None = None, limit: int = 200, now: datetime | None = None) -> SendReport:

@@ -1,5 +1,5 @@
-"""The failure paths feed error tracking: Salesforce refusals over real HTTPS to the emulator, and the
-API usage the adapter reads from Sforce-Limit-Info reaches the ops page."""
+"""The failure paths feed error tracking: Salesforce refusals over real HTTPS to the emulator, alert
+emails refused by a real SMTP server; and the API usage read from Sforce-Limit-Info reaches the ops page."""
 
 from __future__ import annotations
 
@@ -7,12 +7,15 @@ import logging
 
 import pytest
 
+from alerts.delivery import deliveries_send_due
 from alerts.models import Alert
 from events.pipeline import workspace_process
 from ops.dashboard import ops_overview
 from ops.models import ErrorKind
 from sync.models import OutboxItem
 from sync.worker import outbox_drain
+from tests.alerts.conftest import make_rep, smtp  # noqa: F401 (the SMTP server fixture)
+from tests.alerts.test_delivery import rep_alert
 from tests.events.helpers import lifecycle_event, store
 from tests.sync.conftest import salesforce  # noqa: F401 (the emulator fixture)
 from tests.sync.test_sync_live import make_due
@@ -76,3 +79,21 @@ def test_api_usage_from_the_limit_header_is_on_the_ops_page(salesforce, settings
     used = figures["API usage today"].value
     assert used.endswith(" of 1000 (10%; pauses at 90%)") or used.endswith(" of 1000 (11%; pauses at 90%)")
     assert figures["Last successful sync"].value.endswith(" ago")
+
+
+def test_refused_alert_emails_are_one_delivery_error_kind(smtp):  # noqa: F811
+    # given: the mail server refuses every recipient, permanently
+    smtp.refuse = (550, "5.1.1 no such user")
+    for key in ("k1", "k2"):
+        rep_alert(make_rep(f"rep_{key}"), key)
+
+    # when
+    deliveries_send_due()
+
+    # then
+    kind = ErrorKind.objects.get(source="delivery")
+    assert kind.kind == "SMTPRecipientsRefused"
+    assert kind.count == 2
+    assert "@" not in kind.message and "@" not in kind.last_example
+    assert kind.last_object_type.model == "delivery"
+    assert Alert.objects.filter(rule="error_new_kind").count() == 1

@@ -33,6 +33,7 @@ from alerts.selectors import (
     workspaces_visible_to,
 )
 from alerts.services import alert_acknowledge, alert_reopen, alert_resolve, alert_snooze, alerts_visible_to
+from workspaces.models import Workspace
 
 INBOX_LIMIT = 200
 
@@ -141,7 +142,7 @@ def workspace_detail(request: HttpRequest, workspace_id: str) -> HttpResponse:
     return render(request, "reps/workspace.html", context)
 
 
-def _salesforce_links(workspace) -> dict[str, str]:
+def _salesforce_links(workspace: Workspace) -> dict[str, str]:
     return {
         "workspace": salesforce_record_url("Workspace__c", workspace.salesforce_id),
         "lead": salesforce_record_url("Lead", workspace.lead.salesforce_id) if workspace.lead else "",

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from django.contrib.auth.models import Permission
 from prometheus_client.parser import text_string_to_metric_families
@@ -89,3 +94,16 @@ def test_an_admin_login_is_enough(client, settings, django_user_model):
 
     assert response.status_code == 200
     assert b"lifecycle_events" in response.content
+
+
+@pytest.mark.parametrize(("switch", "instrumented"), [("on", True), ("off", False)])
+def test_request_and_database_instrumentation_can_be_switched_off(switch, instrumented):
+    env = {**os.environ, "DEBUG": "on", "ENV_FILE": "", "METRICS_REQUESTS": switch, "METRICS_DB": switch}
+    env["DATABASE_URL"] = "sqlite:////tmp/unused.sqlite3"
+    code = "import config.settings as s; print(s.DATABASES['default']['ENGINE']); print(*s.MIDDLEWARE)"
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True, check=True)
+
+    engine, middleware = out.stdout.splitlines()
+    assert (engine == "django_prometheus.db.backends.sqlite3") is instrumented
+    assert ("django_prometheus" in middleware) is instrumented

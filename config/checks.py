@@ -184,3 +184,49 @@ def check_privacy(app_configs, **kwargs) -> list:
             )
         )
     return errors
+
+
+@register()
+def check_ops(app_configs, **kwargs) -> list:
+    """Monitoring settings that would report a healthy engine as broken, or expose /metrics cheaply."""
+    errors = []
+    token = settings.METRICS_TOKEN
+    if token and len(token) < 24:
+        errors.append(
+            Error(
+                "METRICS_TOKEN is shorter than 24 characters: /metrics could be guessed into.",
+                hint="Use python -c 'import secrets; print(secrets.token_urlsafe(32))' and give it to Prometheus.",
+                id="lifecycle.E050",
+            )
+        )
+    for name in ("HEALTH_QUEUE_HEARTBEAT_MAX_AGE_SECONDS", "HEALTH_SWEEPER_HEARTBEAT_MAX_AGE_SECONDS"):
+        if getattr(settings, name) < 90:
+            errors.append(
+                Error(
+                    f"{name}={getattr(settings, name)} is under 90 s: the heartbeats beat once a minute, so a "
+                    "healthy engine would answer 503 between beats.",
+                    hint="Keep it at 180 s or more (the defaults are 180 and 300).",
+                    id="lifecycle.E051",
+                )
+            )
+    positive = (
+        "ERROR_ALERT_WINDOW_MINUTES",
+        "SLA_EVENT_SECONDS",
+        "SLA_SALESFORCE_MINUTES",
+        "SLA_ALERT_WINDOW_MINUTES",
+        "SLA_SOURCE_LOOKBACK_DAYS",
+        "OPS_WINDOW_MINUTES",
+    )
+    for name in positive:
+        if getattr(settings, name) <= 0:
+            errors.append(Error(f"{name}={getattr(settings, name)} must be positive.", id="lifecycle.E052"))
+    if settings.SLA_SOURCE_SILENCE_FACTOR < 1:
+        errors.append(
+            Error(
+                f"SLA_SOURCE_SILENCE_FACTOR={settings.SLA_SOURCE_SILENCE_FACTOR:g} is under 1: every ordinary gap "
+                "between two events would count as silence.",
+                hint="Use 5 to 20 (default 10).",
+                id="lifecycle.E053",
+            )
+        )
+    return errors

@@ -223,3 +223,10 @@ def test_role_groups_and_the_ops_page(client, django_user_model, group, sees, re
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_reps_have_no_ops_permission():
     assert not Group.objects.get(name="Reps").permissions.filter(content_type__app_label="ops").exists()
+
+
+def test_the_admin_links_to_the_ops_page_for_those_allowed(admin_client, client, django_user_model):
+    assert b'<a href="/ops/">Operations</a>' in admin_client.get("/admin/").content
+
+    client.force_login(django_user_model.objects.create_user("clerk", password=None, is_staff=True))
+    assert b'href="/ops/"' not in client.get("/admin/").content

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from datetime import timedelta
 from io import StringIO
 
@@ -279,3 +280,21 @@ def test_production_without_a_privacy_salt_fails_the_check():
     result = run_manage("check", "--deploy", env=env)
     assert result.returncode != 0
     assert re.search(r"lifecycle\.E040.*PRIVACY_HASH_SALT", result.stderr + result.stdout)
+
+
+def test_counters_shared_through_redis_when_configured(limits, send_webhook, settings):
+    """With CACHE_URL=redis://… every process counts in one place (Django's own Redis cache backend)."""
+    redis = pytest.importorskip("redis")
+    try:
+        redis.Redis(host="127.0.0.1", port=6379, socket_connect_timeout=1).ping()
+    except redis.exceptions.ConnectionError:
+        pytest.skip("no Redis on 127.0.0.1:6379")
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": "redis://127.0.0.1:6379/14",
+            "KEY_PREFIX": f"privacy-test-{uuid.uuid4().hex}",
+        }
+    }
+    with time_machine.travel("2031-01-01 00:00:05Z", tick=False):
+        assert [send_webhook(trial(n)).status_code for n in range(4)] == [202, 202, 202, 429]

@@ -1271,17 +1271,26 @@ class TaskRun:
 
 
 def cluster_log_starts(path: Path, wall_offset: float) -> dict[str, tuple[float, str]]:
-    """{task name: (monotonic start, worker)} from the workers' INFO lines
-    `2026-11-23 03:59:17,259 INFO django-q Process-… processing <name> '<func>' [group]`."""
+    """{task name: (monotonic start, worker)} from the workers' INFO lines, plain
+    `2026-11-23 03:59:17,259 INFO django-q Process-… processing <name> '<func>' [group]` or JSON
+    (LOG_FORMAT=json, the production default) `{"time": "2026-11-23T03:59:17.259+00:00", "message": …}`."""
     out = {}
     for line in path.read_text(errors="replace").splitlines():
-        parts = line.split(" ", 7)
+        if line.startswith("{"):
+            try:
+                entry = json.loads(line)
+                epoch = datetime.fromisoformat(entry["time"]).timestamp()
+                parts = ["", "", entry.get("level", ""), "", *str(entry.get("message", "")).split(" ", 3)]
+            except (ValueError, KeyError, TypeError):
+                continue
+        else:
+            parts = line.split(" ", 7)
+            try:
+                stamp, millis = f"{parts[0]} {parts[1]}".split(",")
+                epoch = time.mktime(time.strptime(stamp, "%Y-%m-%d %H:%M:%S")) + int(millis) / 1000
+            except (ValueError, IndexError):
+                continue
         if len(parts) < 7 or parts[5] != "processing" or parts[2] != "INFO":
-            continue
-        try:
-            stamp, millis = f"{parts[0]} {parts[1]}".split(",")
-            epoch = time.mktime(time.strptime(stamp, "%Y-%m-%d %H:%M:%S")) + int(millis) / 1000
-        except ValueError:
             continue
         out[parts[6]] = (epoch - wall_offset, parts[4])
     return out

@@ -240,8 +240,9 @@ SALESFORCE_API_VERSION = env.str("SALESFORCE_API_VERSION", default="62.0")
 SALESFORCE_TIMEOUT_SECONDS = min(env.float("SALESFORCE_TIMEOUT_SECONDS", default=20.0), 30.0)
 SALESFORCE_BATCH_SIZE = min(env.int("SALESFORCE_BATCH_SIZE", default=200), 200)
 SALESFORCE_MAX_ATTEMPTS = env.int("SALESFORCE_MAX_ATTEMPTS", default=8)
-# One drain task sends for at most this long, then hands over to a fresh one (below the task timeout).
-SALESFORCE_DRAIN_SECONDS = min(max(env.float("SALESFORCE_DRAIN_SECONDS", default=60.0), 1.0), 300.0)
+# One drain task sends for at most this long while work keeps coming, then hands over to a fresh one
+# (queued behind whatever is waiting, so not too often; its own task timeout covers it).
+SALESFORCE_DRAIN_SECONDS = min(max(env.float("SALESFORCE_DRAIN_SECONDS", default=180.0), 1.0), 600.0)
 # Throttle below this share of the daily API allocation (from Sforce-Limit-Info).
 SALESFORCE_MAX_API_SHARE = env.float("SALESFORCE_MAX_API_SHARE", default=0.8)
 SALESFORCE_LIMIT_PAUSE_MINUTES = env.int("SALESFORCE_LIMIT_PAUSE_MINUTES", default=15)

@@ -5,7 +5,8 @@
 - Salesforce: writes waiting (pending or retrying) longer than SLA_SALESFORCE_MINUTES since the
   change was recorded. Not checked while the sync is off.
 - Sources: a webhook source whose last event is older than SLA_SOURCE_SILENCE_FACTOR × its mean
-  gap between events over the lookback (and at least SLA_SOURCE_SILENCE_MIN_MINUTES).
+  gap between events over the lookback (and at least SLA_SOURCE_SILENCE_MIN_MINUTES), read from
+  per-source daily counts kept up to date incrementally (the lookback is whole UTC days).
 
 Event and Salesforce breaches are deduplicated per SLA_ALERT_WINDOW_MINUTES window; a silence by the
 last event seen, so one silence alerts once however long it lasts, and the next silence again.
@@ -18,14 +19,19 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, F, Max, Min
+from django.db import transaction
+from django.db.models import Count, F, Max, Min, Sum, Value
+from django.db.models.functions import Greatest, Least, TruncDate
 from django.utils import timezone
 
 from alerts.services import alert_raise
 from events.models import Event
+from ops.models import RollupCursor, SourceDay
 from sync.models import OutboxItem
 
 EXAMPLES = 10
+TRAFFIC_CURSOR = "source_traffic"
+ROLLUP_CHUNK = 200_000
 
 
 @dataclass(frozen=True)
@@ -111,17 +117,57 @@ def salesforce_delay_breach(*, now: datetime) -> Breach | None:
     )
 
 
+def source_traffic_rollup(*, chunk: int = ROLLUP_CHUNK) -> int:
+    """Add events received since the last run to the per-source daily counts; return how many.
+
+    Reads by primary key from where the last run stopped (an index range, not a scan of the table),
+    at most `chunk` ids a run, under the cursor's row lock. A row committed after a higher id was
+    already read is not counted: these are statistics for "usual traffic", not records.
+    """
+    with transaction.atomic():
+        RollupCursor.objects.get_or_create(name=TRAFFIC_CURSOR)
+        cursor = RollupCursor.objects.select_for_update().get(name=TRAFFIC_CURSOR)
+        newest = Event.objects.aggregate(newest=Max("pk"))["newest"] or 0
+        upto = min(newest, cursor.position + chunk)
+        if upto <= cursor.position:
+            return 0
+        rows = (
+            Event.objects.filter(pk__gt=cursor.position, pk__lte=upto)
+            .annotate(day=TruncDate("received_at"))
+            .values("source", "day")
+            .annotate(n=Count("id"), first=Min("received_at"), last=Max("received_at"))
+            .order_by()
+        )
+        added = 0
+        for row in rows:
+            day, created = SourceDay.objects.get_or_create(
+                source=row["source"],
+                day=row["day"],
+                defaults={"count": row["n"], "first_at": row["first"], "last_at": row["last"]},
+            )
+            if not created:
+                SourceDay.objects.filter(pk=day.pk).update(
+                    count=F("count") + row["n"],
+                    first_at=Least("first_at", Value(row["first"])),
+                    last_at=Greatest("last_at", Value(row["last"])),
+                )
+            added += row["n"]
+        RollupCursor.objects.filter(name=TRAFFIC_CURSOR).update(position=upto)
+    return added
+
+
 def silent_source_breaches(*, now: datetime) -> list[Breach]:
+    source_traffic_rollup()
     return [breach for source in Event.Source.values if (breach := _silent(source, now)) is not None]
 
 
 def _silent(source: str, now: datetime) -> Breach | None:
-    events = Event.objects.filter(source=source)
-    last = events.aggregate(last=Max("received_at"))["last"]
+    days = SourceDay.objects.filter(source=source)
+    last = days.aggregate(last=Max("last_at"))["last"]
     if last is None:
         return None
-    lookback = timedelta(days=settings.SLA_SOURCE_LOOKBACK_DAYS)
-    stats = events.filter(received_at__gte=last - lookback).aggregate(n=Count("id"), first=Min("received_at"))
+    since = (last - timedelta(days=settings.SLA_SOURCE_LOOKBACK_DAYS)).date()
+    stats = days.filter(day__gte=since).aggregate(n=Sum("count"), first=Min("first_at"))
     if stats["n"] < max(settings.SLA_SOURCE_MIN_EVENTS, 2):
         return None  # too little traffic to say what is usual
     usual_gap = (last - stats["first"]) / (stats["n"] - 1)

@@ -11,7 +11,8 @@ from django_q.models import Schedule
 from alerts.models import Alert
 from events.models import Event
 from ops import tasks
-from ops.sla import sla_evaluate
+from ops.models import SourceDay
+from ops.sla import sla_evaluate, source_traffic_rollup
 from sync.models import OutboxItem
 from tests.factories import EventFactory
 
@@ -189,3 +190,19 @@ def test_each_silence_alerts_once(clock):
 def test_the_sla_task_is_scheduled():
     assert Schedule.objects.filter(func="ops.tasks.evaluate_slas", repeats=-1).exists()
     assert tasks.evaluate_slas() == {"breaches": 0, "raised": 0}
+
+
+def test_traffic_is_rolled_up_incrementally_by_id():
+    steady_traffic("stripe", until=NOW, every=timedelta(hours=6), count=6)  # 36 h: spans two or three days
+
+    assert source_traffic_rollup() == 6
+    assert source_traffic_rollup() == 0
+    EventFactory(source="stripe", received_at=NOW)
+    EventFactory(source="marketo", received_at=NOW)
+    assert source_traffic_rollup(chunk=1) == 1  # at most `chunk` ids a run
+    assert source_traffic_rollup() == 1
+
+    days = SourceDay.objects.filter(source="stripe")
+    assert sum(days.values_list("count", flat=True)) == 7
+    assert days.order_by("-day").first().last_at == NOW
+    assert SourceDay.objects.get(source="marketo").count == 1

@@ -343,6 +343,8 @@ SPECTACULAR_SETTINGS = {
         "WorkspaceStatusEnum": "workspaces.models.Workspace.Status",
         "EventStatusEnum": "events.models.Event.Status",
     },
+    # The webhooks are plain Django views: their hand-written OpenAPI is merged in after the enums.
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "events.openapi.add_webhooks"],
 }
 
 # --- Audit ------------------------------------------------------------------------------------

@@ -1,0 +1,325 @@
+"""The signed webhooks in the OpenAPI schema at /api/schema/ (CONTRACT §2, §4, §5).
+
+The webhooks are plain Django views, not DRF views, so drf-spectacular cannot see them: this
+postprocessing hook merges a hand-written fragment into the generated schema. The fragment is the
+contract written as OpenAPI; `tests/fuzz/` fuzzes the endpoints against it, so the two cannot drift.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+Schema = dict[str, Any]
+
+TAG = "webhooks"
+REF = "#/components/schemas/"
+
+
+def _text(max_length: int, *, required: bool = False, **extra: Any) -> Schema:
+    """A string the payload serializers accept: trimmed, NUL-free, within `max_length`; required ones not blank."""
+    schema: Schema = {"type": "string", "maxLength": max_length, **extra}
+    if required:
+        schema.update(minLength=1, pattern=r"\S")
+    return schema
+
+
+def _object(properties: Schema, required: list[str] | None = None, *, closed: bool = False, **extra: Any) -> Schema:
+    schema: Schema = {"type": "object", "properties": properties, **extra}
+    if required:
+        schema["required"] = required
+    if closed:
+        schema["additionalProperties"] = False
+    return schema
+
+
+def _error(*codes: str, description: str, **properties: Schema) -> Schema:
+    return _object(
+        {"error": {"type": "string", "enum": list(codes)}, **properties},
+        ["error"],
+        closed=True,
+        description=description,
+    )
+
+
+RFC3339 = {"type": "string", "format": "date-time", "description": "RFC 3339 instant with an offset (Z or +hh:mm)."}
+EMAIL = {"type": "string", "format": "email", "maxLength": 254}
+OPTIONAL_EMAIL = {"type": "string", "maxLength": 254, "description": "An email address, or empty."}
+MRR = {
+    "description": "Monthly recurring revenue: a decimal string or a number, at most two decimal places.",
+    "oneOf": [
+        {"type": "string", "pattern": r"^\s*\d{1,10}(\.\d{1,2})?\s*$"},
+        {"type": "number", "minimum": 0, "maximum": 9999999999.99, "multipleOf": 0.01},
+    ],
+}
+
+DATA_SCHEMAS: Schema = {
+    "trial.started": _object(
+        {
+            "workspace_id": _text(64, required=True),
+            "email": EMAIL,
+            "workspace_name": _text(255),
+            "first_name": _text(100),
+            "last_name": _text(100),
+            "company": _text(255),
+            "plan": _text(64),
+            "trial_expires_at": {**RFC3339, "description": "Default: timestamp + 30 days."},
+        },
+        ["workspace_id", "email"],
+    ),
+    "subscription.converted": _object(
+        {
+            "workspace_id": _text(64, required=True),
+            "email": OPTIONAL_EMAIL,
+            "plan": _text(64, required=True),
+            "mrr": MRR,
+            "currency": {"type": "string", "pattern": "^[A-Za-z]{3}$", "default": "USD"},
+            "subscription_id": _text(255),
+            "billing_interval": {"type": "string", "enum": ["day", "week", "month", "year", ""]},
+        },
+        ["workspace_id", "plan", "mrr"],
+    ),
+    "workspace.churned": _object(
+        {
+            "workspace_id": _text(64, required=True),
+            "email": OPTIONAL_EMAIL,
+            "churned_at": {**RFC3339, "description": "Default: timestamp."},
+            "reason": _text(255),
+        },
+        ["workspace_id"],
+    ),
+    "usage.recorded": _object(
+        {
+            "workspace_id": _text(64, required=True),
+            "feature": _text(100, required=True),
+            "user_email": OPTIONAL_EMAIL,
+            "count": {"type": "integer", "minimum": 0, "maximum": 10**9, "default": 1},
+            "duration_seconds": {"type": "number", "minimum": 0},
+            "product": _text(64),
+            "outcome": {"type": "string", "enum": ["success", "error"]},
+        },
+        ["workspace_id", "feature"],
+    ),
+}
+
+
+def _envelope(event_type: str) -> Schema:
+    name = "".join(part.title() for part in event_type.split(".")) + "Data"
+    return _object(
+        {"type": {"type": "string", "enum": [event_type]}, "timestamp": RFC3339, "data": {"$ref": REF + name}},
+        ["type", "timestamp", "data"],
+    )
+
+
+UNKNOWN_ENVELOPE = _object(
+    {
+        "type": {"type": "string", "maxLength": 64, "not": {"enum": list(DATA_SCHEMAS)}},
+        "timestamp": RFC3339,
+        "data": {"type": "object"},
+    },
+    ["type", "timestamp", "data"],
+    description="A type this version does not know: stored and answered 202 ignored, never applied.",
+)
+
+SCHEMAS: Schema = {
+    **{"".join(part.title() for part in name.split(".")) + "Data": schema for name, schema in DATA_SCHEMAS.items()},
+    "ProvisioningWebhook": {
+        "description": "CONTRACT §2. `timestamp` orders events; the `webhook-id` header deduplicates them.",
+        "oneOf": [*(_envelope(event_type) for event_type in DATA_SCHEMAS), UNKNOWN_ENVELOPE],
+    },
+    "MarketoLead": _object(
+        {
+            "lead_id": _text(64, required=True, description="Marketo's lead id: the idempotency key."),
+            "email": EMAIL,
+            "first_name": _text(100),
+            "last_name": _text(100),
+            "company": _text(255),
+            "created_at": RFC3339,
+        },
+        ["lead_id", "email"],
+        description="CONTRACT §5: a lead created in Marketo.",
+    ),
+    "StripeEvent": _object(
+        {
+            "id": {"type": "string", "minLength": 1, "maxLength": 255, "description": "evt_…: the idempotency key."},
+            "object": {"type": "string", "enum": ["event"]},
+            "type": {"type": "string", "minLength": 1, "description": "Handled types: see the operation."},
+            "created": {"type": "integer", "description": "Unix seconds: orders the event."},
+            "data": _object(
+                {
+                    "object": {
+                        "type": "object",
+                        "description": "The subscription or invoice; metadata.workspace_id names the workspace.",
+                    },
+                    "previous_attributes": {"type": "object"},
+                },
+                ["object"],
+            ),
+        },
+        ["id", "type", "created", "data"],
+        description="CONTRACT §4: a Stripe event, as Stripe sends it.",
+    ),
+    "WebhookReceipt": _object(
+        {"id": {"type": "string"}, "status": {"type": "string", "enum": ["accepted", "ignored"]}},
+        ["id", "status"],
+        closed=True,
+        description="Stored for processing (accepted), or stored but not applied: a type not known (ignored).",
+    ),
+    "WebhookDuplicate": _object(
+        {"id": {"type": "string"}, "status": {"type": "string", "enum": ["duplicate"]}},
+        ["id", "status"],
+        closed=True,
+        description="The idempotency key was seen before: nothing changes.",
+    ),
+    "WebhookInvalidPayload": _object(
+        {
+            "error": {"type": "string", "enum": ["invalid_payload"]},
+            "fields": {
+                "type": "object",
+                "additionalProperties": {"type": "array", "items": {"type": "string"}},
+                "description": 'Each wrong field by its path, e.g. {"data.workspace_id": ["This field is required."]}.',
+            },
+        },
+        ["error", "fields"],
+        closed=True,
+        description="Authentic but malformed: kept as a rejected event for review, never applied.",
+    ),
+    "WebhookPayloadTooLarge": _error("payload_too_large", description="The body is over 1 MiB."),
+    "WebhookRateLimited": _error("rate_limited", description="Over the source's budget; send again after Retry-After."),
+    "WebhookUnavailable": _error(
+        "not_configured",
+        "store_unavailable",
+        description="not_configured: the endpoint's secret is not set. store_unavailable: the event could not be "
+        "stored durably; send it again (retry is true).",
+        retry={"type": "boolean"},
+    ),
+}
+
+
+def _json(schema_name: str, description: str, headers: Schema | None = None) -> Schema:
+    response: Schema = {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": REF + schema_name}}},
+    }
+    if headers:
+        response["headers"] = headers
+    return response
+
+
+RETRY_AFTER = {"Retry-After": {"required": True, "schema": {"type": "integer", "minimum": 1}}}
+
+
+def _responses(refusal: Schema) -> Schema:
+    """The status table shared by every webhook (CONTRACT §2, "same status codes" in §4)."""
+    return {
+        "200": _json("WebhookDuplicate", "Seen before: nothing changes."),
+        "202": _json("WebhookReceipt", "Durably stored; processed in the background."),
+        "401": {
+            "description": "Not authenticated: nothing stored.",
+            "content": {"application/json": {"schema": refusal}},
+        },
+        "413": _json("WebhookPayloadTooLarge", "Body over 1 MiB: nothing stored."),
+        "422": _json("WebhookInvalidPayload", "Authentic but malformed: kept as a rejected event, never applied."),
+        "429": _json("WebhookRateLimited", "Rate limited: nothing stored.", RETRY_AFTER),
+        "503": _json("WebhookUnavailable", "Not configured, or the store is unavailable: nothing stored."),
+    }
+
+
+METHODS_NOTE = 'Any other method is answered 405 `{"error": "method_not_allowed", "allowed": ["POST"]}`.'
+
+PATHS: Schema = {
+    "/webhooks/provisioning/": {
+        "post": {
+            "operationId": "webhooks_provisioning",
+            "summary": "Provisioning webhook (Standard Webhooks)",
+            "description": "CONTRACT §2. Signed per Standard Webhooks v1: `webhook-signature` is "
+            "`v1,<base64 HMAC-SHA256>` of `{webhook-id}.{webhook-timestamp}.{raw body}` (several space-separated "
+            "signatures allowed); timestamps more than 300 s from the server clock are refused. " + METHODS_NOTE,
+            "tags": [TAG],
+            "security": [{"standardWebhooks": []}],
+            "parameters": [
+                {
+                    "name": "webhook-id",
+                    "in": "header",
+                    "required": True,
+                    "description": "Unique per message: the idempotency key (at most 255 characters).",
+                    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+                },
+                {
+                    "name": "webhook-timestamp",
+                    "in": "header",
+                    "required": True,
+                    "description": "Unix seconds when the message was signed.",
+                    "schema": {"type": "integer"},
+                },
+            ],
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": {"$ref": REF + "ProvisioningWebhook"}}},
+            },
+            "responses": _responses(_error("invalid_signature", "stale_timestamp", description="Signature refused.")),
+        }
+    },
+    "/webhooks/marketo/": {
+        "post": {
+            "operationId": "webhooks_marketo",
+            "summary": "Marketo lead webhook",
+            "description": "CONTRACT §5. Authenticated by `Authorization: Bearer <MARKETO_WEBHOOK_TOKEN>`; "
+            "`lead_id` is the idempotency key. " + METHODS_NOTE,
+            "tags": [TAG],
+            "security": [{"marketoBearer": []}],
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": {"$ref": REF + "MarketoLead"}}},
+            },
+            "responses": _responses(_error("invalid_token", description="Bearer token missing or wrong.")),
+        }
+    },
+    "/webhooks/stripe/": {
+        "post": {
+            "operationId": "webhooks_stripe",
+            "summary": "Stripe webhook",
+            "description": "CONTRACT §4. Verified by the stripe library's `Webhook.construct_event` with "
+            "`Stripe-Signature`; `id` is the idempotency key. Handled: customer.subscription.created, "
+            "customer.subscription.updated, customer.subscription.deleted, customer.subscription.trial_will_end, "
+            "invoice.paid, invoice.payment_failed; other types are stored and answered 202 ignored. " + METHODS_NOTE,
+            "tags": [TAG],
+            "security": [{"stripeSignature": []}],
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": {"$ref": REF + "StripeEvent"}}},
+            },
+            "responses": _responses(_error("invalid_signature", "stale_timestamp", description="Signature refused.")),
+        }
+    },
+}
+
+SECURITY_SCHEMES: Schema = {
+    "standardWebhooks": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "webhook-signature",
+        "description": "Standard Webhooks v1 signature with the PROVISIONING_WEBHOOK_SECRET key "
+        "(with the webhook-id and webhook-timestamp headers).",
+    },
+    "marketoBearer": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "MARKETO_WEBHOOK_TOKEN as a bearer token.",
+    },
+    "stripeSignature": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "Stripe-Signature",
+        "description": "Stripe's `t=<unix seconds>,v1=<hex HMAC-SHA256>` with STRIPE_WEBHOOK_SECRET.",
+    },
+}
+
+
+def add_webhooks(result: Schema, generator: Any, request: Any, public: bool) -> Schema:
+    """drf-spectacular postprocessing hook: the generated schema plus the webhooks."""
+    result.setdefault("paths", {}).update(copy.deepcopy(PATHS))
+    components = result.setdefault("components", {})
+    components.setdefault("schemas", {}).update(copy.deepcopy(SCHEMAS))
+    components.setdefault("securitySchemes", {}).update(copy.deepcopy(SECURITY_SCHEMES))
+    return result

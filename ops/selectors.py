@@ -89,9 +89,9 @@ def _lag_postgresql(since: datetime) -> Lag:
 def event_error_rate(*, since: datetime) -> ErrorRate:
     """Of the events received since `since`, how many failed at least once (or wait in review)."""
     failed = Q(retry_count__gt=0) | Q(status__in=[Event.Status.ERROR, Event.Status.REVIEW])
-    row = Event.objects.filter(received_at__gte=since).aggregate(
-        received=Count("id"), failed=Count("id", filter=failed)
-    )
+    # Every status named: the (status, received_at) index then serves the time range.
+    recent = Event.objects.filter(status__in=Event.Status.values, received_at__gte=since)
+    row = recent.aggregate(received=Count("id"), failed=Count("id", filter=failed))
     return ErrorRate(row["received"], row["failed"])
 
 

@@ -56,7 +56,8 @@ def event_delay_breach(*, now: datetime) -> Breach | None:
     window = timedelta(minutes=settings.SLA_ALERT_WINDOW_MINUTES)
     late = Event.objects.filter(
         status=Event.Status.COMPLETED,
-        received_at__gte=now - window - timedelta(days=1),  # bounds the scan to the status/received index
+        # Bounded to the status/received index: anything received earlier was open, and alerted, before.
+        received_at__gte=now - 2 * window,
         completed_at__gte=now - window,
         completed_at__gt=F("received_at") + sla,
     ).count()

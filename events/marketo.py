@@ -12,6 +12,7 @@ from events.models import Event
 from events.schemas import PayloadInvalid, parse_marketo_body
 from events.services import MARKETO_TYPE
 from linking.services import marketo_lead_upsert
+from ops.services import error_record
 from workspaces.actors import acting_as_system
 
 
@@ -30,6 +31,7 @@ def marketo_events_apply(*, event_ids: Sequence[int] | None = None) -> int:
                     Event.Status.REVIEW,
                     f"Stored payload no longer validates: {exc.fields}",
                 )
+                error_record(source="processing", kind="PayloadInvalid", message=event.notes, obj=event)
             else:
                 marketo_lead_upsert(
                     lead_id=lead["lead_id"],

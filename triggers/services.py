@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from events.models import Event
 from events.schemas import PayloadInvalid, validate_data
+from ops.services import error_record
 from triggers.models import UsageDaily, UsageDailyUser
 
 USAGE_TYPE = "usage.recorded"
@@ -131,6 +132,7 @@ def _aggregate(claimed: Iterable[tuple[int, datetime | None, Any, str]]) -> Roll
             note = f"Usage rollup: invalid stored payload, not counted ({_describe(exc)})."
             notes = f"{notes}\n{note}" if notes else note
             rollup.review.append(Event(pk=event_id, status=Event.Status.REVIEW, notes=notes))
+            error_record(source="processing", kind="PayloadInvalid", message=note, obj=Event(pk=event_id))
     return rollup
 
 

@@ -11,10 +11,12 @@ from django.db import DatabaseError
 
 from alerts.models import Alert
 from events import pipeline
+from events.marketo import MARKETO_TYPE, marketo_events_apply
 from events.models import Event
 from ops.models import ErrorKind
 from ops.services import error_kinds_resolve, error_message_normalise, error_record
 from tests.factories import EventFactory
+from triggers.services import usage_rollup
 
 pytestmark = pytest.mark.django_db
 
@@ -162,4 +164,23 @@ def test_an_unreadable_stored_payload_is_recorded():
 
     kind = ErrorKind.objects.get()
     assert (kind.source, kind.kind) == ("processing", "PayloadInvalid")
+    assert Event.objects.get(pk=event.pk).status == Event.Status.REVIEW
+
+
+def test_an_unreadable_marketo_event_is_recorded():
+    event = EventFactory(source="marketo", type=MARKETO_TYPE, workspace_key="", payload={"email": "not-an-email"})
+
+    marketo_events_apply(event_ids=[event.pk])
+
+    kind = ErrorKind.objects.get()
+    assert (kind.source, kind.kind, kind.last_object_id) == ("processing", "PayloadInvalid", str(event.pk))
+
+
+def test_an_unreadable_usage_event_is_recorded():
+    event = EventFactory(type="usage.recorded", payload={"type": "usage.recorded", "data": {"workspace_id": "ws_1"}})
+
+    usage_rollup(event_ids=[event.pk])
+
+    kind = ErrorKind.objects.get()
+    assert (kind.source, kind.kind, kind.last_object_id) == ("processing", "PayloadInvalid", str(event.pk))
     assert Event.objects.get(pk=event.pk).status == Event.Status.REVIEW

@@ -12,6 +12,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 
 from sync.models import OutboxItem
 from workspaces.models import Account, Contact, Lead, Workspace
@@ -110,6 +111,9 @@ def conversion_payload(lead: Lead) -> dict[str, Any]:
     }
 
 
+_UNKNOWN: Any = object()
+
+
 def outbox_record(
     *,
     object_type: str,
@@ -117,9 +121,13 @@ def outbox_record(
     payload: dict[str, Any],
     workspace_key: str = "",
     depends_on: OutboxItem | None = None,
+    existing: OutboxItem | None = _UNKNOWN,
 ) -> OutboxItem:
-    """Make the row hold this desired state; a no-op when it already does."""
-    item = OutboxItem.objects.filter(object_type=object_type, external_id=external_id).first()
+    """Make the row hold this desired state; a no-op when it already does. `existing`: the row (or None
+    for none) when the caller has read it already."""
+    item = existing
+    if item is _UNKNOWN:
+        item = OutboxItem.objects.filter(object_type=object_type, external_id=external_id).first()
     if item is None:
         try:
             with transaction.atomic():
@@ -159,58 +167,78 @@ def outbox_record_workspace(*, workspace: Workspace) -> None:
     if settings.SALESFORCE_SYNC == "off":
         return
     key = workspace.workspace_id
+    lead, account, contact = workspace.lead, workspace.account, workspace.contact
+    rows = _rows_of(
+        [("Workspace__c", key)]
+        + ([("Lead", lead_key(lead)), ("LeadConversion", lead_key(lead))] if lead is not None else [])
+        + ([("Account", account_key(account))] if account is not None else [])
+        + ([("Contact", contact_key(contact))] if contact is not None else [])
+    )
     conversion = None
-    lead = workspace.lead
     if lead is not None:
-        lead_item = None
-        if lead.converted_at is None:
+        lead_item = rows.get(("Lead", lead_key(lead)))
+        if lead.converted_at is None or lead_item is None:  # converted before it was ever sent: send it first
             lead_item = outbox_record(
-                object_type="Lead", external_id=lead_key(lead), payload=lead_payload(lead), workspace_key=key
+                object_type="Lead",
+                external_id=lead_key(lead),
+                payload=lead_payload(lead),
+                workspace_key=key,
+                existing=lead_item,
             )
-        else:
-            lead_item = OutboxItem.objects.filter(object_type="Lead", external_id=lead_key(lead)).first()
-            if lead_item is None:  # converted before it was ever sent: send it first, then convert
-                lead_item = outbox_record(
-                    object_type="Lead", external_id=lead_key(lead), payload=lead_payload(lead), workspace_key=key
-                )
+        if lead.converted_at is not None:
             conversion = outbox_record(
                 object_type="LeadConversion",
                 external_id=lead_key(lead),
                 payload=conversion_payload(lead),
                 workspace_key=key,
                 depends_on=lead_item,
+                existing=rows.get(("LeadConversion", lead_key(lead))),
             )
-    account = workspace.account
     if account is not None:
+        row = rows.get(("Account", account_key(account)))
         outbox_record(
             object_type="Account",
             external_id=account_key(account),
             payload=account_payload(account),
             workspace_key=key,
-            depends_on=_account_made_by(account, lead, conversion),
+            depends_on=_account_made_by(account, lead, conversion) if row is None else None,
+            existing=row,
         )
-    if workspace.contact is not None:
-        from_conversion = conversion is not None and lead.converted_contact_id == workspace.contact_id
+    if contact is not None:
+        from_conversion = conversion is not None and lead.converted_contact_id == contact.pk
         outbox_record(
             object_type="Contact",
-            external_id=contact_key(workspace.contact),
-            payload=contact_payload(workspace.contact),
+            external_id=contact_key(contact),
+            payload=contact_payload(contact),
             workspace_key=key,
             depends_on=conversion if from_conversion else None,
+            existing=rows.get(("Contact", contact_key(contact))),
         )
-    outbox_record(object_type="Workspace__c", external_id=key, payload=workspace_payload(workspace), workspace_key=key)
+    outbox_record(
+        object_type="Workspace__c",
+        external_id=key,
+        payload=workspace_payload(workspace),
+        workspace_key=key,
+        existing=rows.get(("Workspace__c", key)),
+    )
+
+
+def _rows_of(keys: list[tuple[str, str]]) -> dict[tuple[str, str], OutboxItem]:
+    """The outbox rows of these (type, external id), read in one query."""
+    match = Q()
+    for object_type, external_id in keys:
+        match |= Q(object_type=object_type, external_id=external_id)
+    return {(row.object_type, row.external_id): row for row in OutboxItem.objects.filter(match)}
 
 
 def _account_made_by(account: Account, lead: Lead | None, conversion: OutboxItem | None) -> OutboxItem | None:
-    """The conversion whose convertLead makes this account in Salesforce, when the account is new to it.
+    """The conversion whose convertLead makes this account in Salesforce: asked only when the account is
+    first recorded (new to Salesforce too).
 
-    Only when the account is first recorded: a maker is never replaced by a colleague's conversion
-    later, because the first one's convertLead may already have made the account in Salesforce with its
-    answer lost (two makers, two accounts). An account recorded before, without a maker, is upserted
-    on its own and conversions go onto it.
+    A maker is never replaced by a colleague's conversion later, because the first one's convertLead may
+    already have made the account in Salesforce with its answer lost (two makers, two accounts). An
+    account recorded before, without a maker, is upserted on its own and conversions go onto it.
     """
     if conversion is None or lead is None or lead.converted_account_id != account.pk:
         return None
-    if OutboxItem.objects.filter(object_type="Account", external_id=account_key(account)).exists():
-        return None  # outbox_record keeps whatever maker the row has
     return conversion

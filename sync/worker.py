@@ -125,7 +125,10 @@ def outbox_drain_step(object_type: str, client: SalesforceClient | None, worker:
     """Claim one batch of this type that may go now and send it; return how many rows it claimed."""
     items = _claim(object_type, worker)
     if items:
+        synced = report.synced
         _handle(object_type, items, client, report)
+        if report.synced > synced:  # once a batch: processing rings the drain through the same row
+            SyncControl.objects.filter(pk=1).update(last_success_at=timezone.now())
     return len(items)
 
 
@@ -316,7 +319,6 @@ def _succeed(item: OutboxItem, salesforce_id: str, report: DrainReport) -> None:
                 salesforce_id=salesforce_id, lease_owner="", lease_expires_at=None, sent_version=item.version
             )
         _stamp_local(item.object_type, item.external_id, salesforce_id, now)
-    SyncControl.objects.filter(pk=1).update(last_success_at=now)
     report.synced += 1
 
 

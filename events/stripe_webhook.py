@@ -42,7 +42,7 @@ from events.ratelimit import webhook_refusal, webhook_throttle
 from events.schemas import PayloadInvalid, validate_data
 from events.services import event_receive, events_store
 from events.store import NewEvent
-from events.views import error_response, read_limited_body
+from events.views import error_response, method_not_allowed, read_limited_body
 from sync.stripe_billing import (
     Invoice,
     Subscription,
@@ -276,7 +276,7 @@ HANDLERS: dict[str, Callable[[StripeEvent], Mapped]] = {
 @csrf_exempt
 def stripe_webhook(request: HttpRequest) -> JsonResponse:
     if request.method != "POST":
-        return error_response(405, "method_not_allowed", allowed=["POST"])
+        return method_not_allowed()
     secret = settings.STRIPE_WEBHOOK_SECRET.strip()
     if not secret:
         return error_response(503, "not_configured")

@@ -28,6 +28,13 @@ def error_response(status: int, error: str, **extra: object) -> JsonResponse:
     return JsonResponse({"error": error, **extra}, status=status)
 
 
+def method_not_allowed() -> JsonResponse:
+    """405 for anything but POST, with the Allow header RFC 9110 requires."""
+    response = error_response(405, "method_not_allowed", allowed=["POST"])
+    response["Allow"] = "POST"
+    return response
+
+
 def read_limited_body(request: HttpRequest, limit: int) -> bytes | None:
     """The body, or None when it exceeds `limit`: refused from the header before reading when possible."""
     try:
@@ -43,7 +50,7 @@ def read_limited_body(request: HttpRequest, limit: int) -> bytes | None:
 @csrf_exempt
 def provisioning_webhook(request: HttpRequest) -> JsonResponse:
     if request.method != "POST":
-        return error_response(405, "method_not_allowed", allowed=["POST"])
+        return method_not_allowed()
     secrets = settings.PROVISIONING_WEBHOOK_SECRET.split()
     if not secrets:
         return error_response(503, "not_configured")
@@ -95,7 +102,7 @@ def provisioning_webhook(request: HttpRequest) -> JsonResponse:
 def marketo_webhook(request: HttpRequest) -> JsonResponse:
     """CONTRACT §5: a lead created in Marketo, authenticated by a bearer token."""
     if request.method != "POST":
-        return error_response(405, "method_not_allowed", allowed=["POST"])
+        return method_not_allowed()
     token = settings.MARKETO_WEBHOOK_TOKEN
     if not token:
         return error_response(503, "not_configured")

@@ -17,6 +17,7 @@ from alerts.services import alerts_visible_to
 from workspaces.api import (
     ERROR_RESPONSE,
     INVALID_FILTER_RESPONSE,
+    PAGE_NOT_FOUND,
     ApiModelSerializer,
     ReadApiView,
     parse_filters,
@@ -80,7 +81,12 @@ class AlertFilterSerializer(serializers.Serializer):
     get=extend_schema(
         summary="List alerts, newest first",
         parameters=[AlertFilterSerializer],
-        responses={200: AlertSerializer(many=True), 400: INVALID_FILTER_RESPONSE, 401: ERROR_RESPONSE},
+        responses={
+            200: AlertSerializer(many=True),
+            400: INVALID_FILTER_RESPONSE,
+            401: ERROR_RESPONSE,
+            404: PAGE_NOT_FOUND,
+        },
     )
 )
 class AlertListView(ReadApiView, generics.ListAPIView):

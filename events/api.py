@@ -10,6 +10,7 @@ from events.models import Event
 from workspaces.api import (
     ERROR_RESPONSE,
     INVALID_FILTER_RESPONSE,
+    PAGE_NOT_FOUND,
     ApiModelSerializer,
     ReadApiView,
     UTCDateTimeField,
@@ -53,7 +54,12 @@ class EventFilterSerializer(serializers.Serializer):
     get=extend_schema(
         summary="List events, newest first",
         parameters=[EventFilterSerializer],
-        responses={200: EventSerializer(many=True), 400: INVALID_FILTER_RESPONSE, 401: ERROR_RESPONSE},
+        responses={
+            200: EventSerializer(many=True),
+            400: INVALID_FILTER_RESPONSE,
+            401: ERROR_RESPONSE,
+            404: PAGE_NOT_FOUND,
+        },
     )
 )
 class EventListView(ReadApiView, generics.ListAPIView):

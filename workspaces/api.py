@@ -10,11 +10,19 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from django.core.paginator import Paginator
 from django.db import models
-from drf_spectacular.utils import extend_schema, extend_schema_field, extend_schema_view, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_field,
+    extend_schema_view,
+    inline_serializer,
+)
 from rest_framework import generics, serializers
 from rest_framework.authentication import SessionAuthentication, TokenAuthentication
 from rest_framework.exceptions import APIException, NotFound
+from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -68,6 +76,26 @@ def parse_filters(serializer_class: type[serializers.Serializer], request: Reque
     return dict(serializer.validated_data)
 
 
+class ApiPagination(PageNumberPagination):
+    """DRF's page numbers, with a bad `page` named like any other filter (400 invalid_filter); a page
+    past the last one stays DRF's 404 (PAGE_NOT_FOUND in every list's schema)."""
+
+    def get_page_number(self, request: Request, paginator: Paginator) -> int:
+        number = super().get_page_number(request, paginator)
+        try:
+            number = int(number)
+        except (TypeError, ValueError):
+            number = 0
+        if number < 1:
+            raise InvalidFilter({self.page_query_param: ["A page number of 1 or more is required."]})
+        return number
+
+    def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
+        parameters = super().get_schema_operation_parameters(view)
+        parameters[0]["schema"]["minimum"] = 1
+        return parameters
+
+
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """DRF's answer, with a machine-readable `error` code beside `detail` (as the webhooks answer)."""
     response = exception_handler(exc, context)
@@ -82,6 +110,7 @@ class ReadApiView(generics.GenericAPIView):
 
     authentication_classes = [TokenAuthentication, SessionAuthentication]
     permission_classes = [CanReadApi]
+    pagination_class = ApiPagination
     http_method_names = ["get", "head", "options"]
 
     def get_exception_handler(self) -> Callable[[Exception, dict[str, Any]], Response | None]:
@@ -91,6 +120,7 @@ class ReadApiView(generics.GenericAPIView):
 ERROR_RESPONSE = inline_serializer(
     name="Error", fields={"error": serializers.CharField(), "detail": serializers.CharField()}
 )
+PAGE_NOT_FOUND = OpenApiResponse(ERROR_RESPONSE, description="A page past the last one.")
 INVALID_FILTER_RESPONSE = inline_serializer(
     name="InvalidFilter",
     fields={
@@ -189,7 +219,12 @@ class WorkspaceFilterSerializer(serializers.Serializer):
     get=extend_schema(
         summary="List workspaces",
         parameters=[WorkspaceFilterSerializer],
-        responses={200: WorkspaceSerializer(many=True), 400: INVALID_FILTER_RESPONSE, 401: ERROR_RESPONSE},
+        responses={
+            200: WorkspaceSerializer(many=True),
+            400: INVALID_FILTER_RESPONSE,
+            401: ERROR_RESPONSE,
+            404: PAGE_NOT_FOUND,
+        },
     )
 )
 class WorkspaceListView(ReadApiView, generics.ListAPIView):

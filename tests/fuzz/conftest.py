@@ -1,0 +1,68 @@
+"""The engine as a WSGI app, the OpenAPI schema it publishes at /api/schema/, and data for the API to show."""
+
+from __future__ import annotations
+
+import base64
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.handlers.wsgi import WSGIHandler
+from django.utils import timezone
+from rest_framework.authtoken.models import Token
+
+from alerts.services import alert_raise
+from events.models import Event
+from tests.factories import AccountFactory, ContactFactory, EventFactory, LeadFactory, WorkspaceFactory
+from workspaces.models import Workspace
+
+STRIPE_SECRET = "whsec_" + base64.b64encode(b"lifecycle-engine-fuzz-stripe-01").decode()
+MARKETO_TOKEN = "fuzz-marketo-token-0123456789abcdef"
+
+
+@pytest.fixture
+def fuzz_settings(settings):
+    """Every webhook configured; the rate limiter off, so no answer depends on the wall clock."""
+    settings.STRIPE_WEBHOOK_SECRET = STRIPE_SECRET
+    settings.MARKETO_WEBHOOK_TOKEN = MARKETO_TOKEN
+    settings.WEBHOOK_UNAUTHENTICATED_LIMIT_PER_MINUTE = 0
+    settings.WEBHOOK_RATE_LIMITS = {"provisioning": 0, "stripe": 0, "marketo": 0}
+    return settings
+
+
+@pytest.fixture
+def wsgi_app(fuzz_settings) -> WSGIHandler:
+    """A fresh handler: middleware reads settings when it is built, so build it after they are set."""
+    return WSGIHandler()
+
+
+@pytest.fixture
+def reader_token(db) -> str:
+    """A token of a user CanReadApi admits (any active user), made the way tests/test_api.py makes them."""
+    reader = get_user_model().objects.create_user("fuzz-reader")
+    return Token.objects.create(user=reader).key
+
+
+@pytest.fixture
+def api_data(db) -> None:
+    """Linked and unlinked workspaces, events in several states, and alerts: responses with real shapes."""
+    now = timezone.now()
+    account = AccountFactory(name="Acme", domain="acme.io")
+    contact = ContactFactory(email="dana@acme.io", account=account)
+    lead = LeadFactory(email="dana@acme.io", converted_at=now, converted_account=account, converted_contact=contact)
+    paid = WorkspaceFactory(
+        workspace_id="ws_8812", name="Acme team", status=Workspace.Status.PAID, email="dana@acme.io", plan="team",
+        mrr=Decimal("297.00"), converted_at=now, needs_review=True, review_reasons=["Conflicting owner email."],
+        lead=lead, account=account, contact=contact,
+    )  # fmt: skip
+    trial = WorkspaceFactory(workspace_id="ws_trial", trial_expires_at=now + timedelta(days=3))
+    WorkspaceFactory(workspace_id="ws_gone", status=Workspace.Status.CHURNED, churned_at=now, churn_reason="price")
+    EventFactory(workspace_key=paid.workspace_id, status=Event.Status.COMPLETED)
+    EventFactory(workspace_key=trial.workspace_id, status=Event.Status.REVIEW, notes="No trial on record.")
+    EventFactory(occurred_at=None, workspace_key="", status=Event.Status.REJECTED, payload="not json")
+    alert_raise(
+        rule="trial_expiring", dedupe_key="trial_expiring:ws_trial", title="Trial expiring", reason="3 days left",
+        workspace=trial,
+    )  # fmt: skip
+    alert_raise(rule="sync_paused", dedupe_key="sync_paused:1", title="Sync paused", reason="API limits")

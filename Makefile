@@ -34,12 +34,10 @@ lint: $(INSTALLED)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 
-## make bench: the benchmarks (PostgreSQL and Redis on 127.0.0.1), results in bench/results/
+## make bench: the benchmark suite (PostgreSQL and Redis on 127.0.0.1), results and SUMMARY.md in bench/results/
+## BENCH_ARGS="--quick" for a smoke run, "--only queue audit" for some, "--summary-only" to rebuild the table
 bench: $(INSTALLED)
-	$(PY) bench/ingest.py
-	$(PY) bench/process.py
-	$(PY) bench/replay.py
-	$(PY) bench/salesforce.py
+	$(PY) bench/suite.py $(BENCH_ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

@@ -51,6 +51,10 @@ def action_for(code: str, *, previous_code: str = "") -> Action:
     return Action.RETRY
 
 
-def backoff(attempt: int, *, base: float = 5.0, cap: float = 1800.0) -> timedelta:
-    """Capped exponential backoff with jitter (50–100 % of base·2^(n-1), at most `cap`)."""
-    return timedelta(seconds=min(cap, base * 2 ** max(0, attempt - 1)) * random.uniform(0.5, 1.0))
+def backoff(attempt: int, *, base: float = 1.0, factor: float = 3.0, cap: float = 1800.0) -> timedelta:
+    """Capped exponential backoff with jitter: 50–100 % of base·factor^(n-1), at most `cap`.
+
+    The first retry comes within a second (a lock or a 5xx rarely outlasts it, and the record is late
+    already); then 1.5–3 s, 4.5–9 s, … so the attempts before a dead letter still span ~15 minutes.
+    """
+    return timedelta(seconds=min(cap, base * factor ** max(0, attempt - 1)) * random.uniform(0.5, 1.0))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+import time_machine
 from django.utils import timezone
 
 from alerts.models import Alert
@@ -125,10 +126,11 @@ def test_double_delivery_of_every_webhook_makes_no_duplicates(salesforce):
 def test_unable_to_lock_row_is_retried_with_backoff(salesforce):
     salesforce.faults.unable_to_lock_row(kind="collection_upsert", count=1)
     process(trial())
-    outbox_drain()
-    lead = OutboxItem.objects.get(object_type="Lead")
-    assert (lead.state, lead.error_code, lead.attempts) == ("retry", "UNABLE_TO_LOCK_ROW", 1)
-    assert lead.next_attempt_at > timezone.now()
+    with time_machine.travel(timezone.now(), tick=False):  # the first retry is due within a second
+        outbox_drain()
+        lead = OutboxItem.objects.get(object_type="Lead")
+        assert (lead.state, lead.error_code, lead.attempts) == ("retry", "UNABLE_TO_LOCK_ROW", 1)
+        assert timezone.now() < lead.next_attempt_at <= timezone.now() + timedelta(seconds=1)
     make_due()
     outbox_drain()
     assert OutboxItem.objects.get(object_type="Lead").state == "synced"

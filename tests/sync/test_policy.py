@@ -1,0 +1,18 @@
+"""Retry timing: prompt first retry (freshness), yet attempts that outlast a short outage."""
+
+from __future__ import annotations
+
+from sync.policy import backoff
+
+
+def test_the_first_retry_comes_within_a_second():
+    assert all(0.5 <= backoff(1).total_seconds() <= 1.0 for _ in range(50))
+
+
+def test_retries_before_a_dead_letter_span_minutes_not_seconds(settings):
+    floor = sum(backoff(n).total_seconds() for n in range(1, settings.SALESFORCE_MAX_ATTEMPTS))
+    assert floor >= 0.5 * 1093 >= 9 * 60, "half of 1+3+9+…+729 s at least: ride out a 9-minute outage"
+
+
+def test_backoff_is_capped():
+    assert backoff(50).total_seconds() <= 1800

@@ -1355,12 +1355,14 @@ def analyse_freshness(args, emu, deliveries, results, watcher, monitor, log_path
                 key = (rec.get("Workspace_ID__c"), rec.get("Self_Serve_Status__c"))
                 writes[key].append((t - entry.duration, t, entry.connection))
     stages: dict[str, list[float]] = defaultdict(list)
+    sync_side: list[float] = []  # event completed (processing committed) -> record seen in the emulator
     calls_before, attempts, superseded = [], [], 0
     for i in accepted:
         d, answered = deliveries[i], results[i][2]
         done, appeared = completed.get(d.msg_id), watcher.appeared.get(i)
         if done is None or appeared is None:
             continue
+        sync_side.append(max(0.0, appeared - done))
         task = next(
             (r for r in process_runs.get(d.workspace, []) if r.started - 0.01 <= done <= r.stopped + 0.01), None
         )
@@ -1404,6 +1406,7 @@ def analyse_freshness(args, emu, deliveries, results, watcher, monitor, log_path
         "webhook_response_ms": stats_ms([r[2] - r[1] for r in results if r]),
         "latency_ms": lat,
         "latency_ms_seen_only": stats_ms(latency),
+        "latency_ms_completed_to_emulator": stats_ms(sync_side),
         "latency_ms_by_type": {
             kind: stats_ms(
                 [
@@ -1443,6 +1446,7 @@ def analyse_freshness(args, emu, deliveries, results, watcher, monitor, log_path
             "records_sent_per_drain": plain_stats([float(drain_report(r).get("sent", 0)) for r in measured]),
             "records_failed": sum(drain_report(r).get("failed", 0) for r in measured),
             "ended": dict(Counter(str((r.result or {}).get("ended", "?")) for r in measured)),
+            "cpu_seconds": round(sum(float((r.result or {}).get("cpu_seconds", 0)) for r in measured), 1),
             "worker_seconds_share": round(
                 sum(r.stopped - r.started for r in measured)
                 / max(1e-9, sum(r.stopped - r.started for r in [*measured, *processes])),

@@ -101,6 +101,7 @@ class DrainRun:
 
     ended: str = ""  # idle | budget | paused | busy (another drainer holds the lease) | off | error
     seconds: float = 0.0
+    cpu_seconds: float = 0.0  # of this process, all stage threads included (the task has the worker to itself)
     report: DrainReport = field(default_factory=DrainReport)
     handed_over: bool = False
 
@@ -109,7 +110,7 @@ def drain_run(
     *, budget: float | None = None, client_factory: Callable[[], SalesforceClient] = shared_client
 ) -> DrainRun:
     """Hold the drainer lease and send until idle, paused or out of budget; then let go (see the module)."""
-    run, t0 = DrainRun(), time.monotonic()
+    run, t0, cpu0 = DrainRun(), time.monotonic(), time.process_time()
     if settings.SALESFORCE_SYNC == "off":
         run.ended = "off"
         return run
@@ -132,6 +133,7 @@ def drain_run(
         if not released:
             _lease_release(me)
         run.seconds = round(time.monotonic() - t0, 3)
+        run.cpu_seconds = round(time.process_time() - cpu0, 3)
     if run.ended == "budget" and _work_left():
         run.handed_over = drain_request()  # a fresh task carries on; this one must not outlive its timeout
     return run

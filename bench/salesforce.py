@@ -1609,6 +1609,11 @@ def print_summary(report: dict[str, Any], targets: dict[str, Any]) -> None:
             f"p50 {lat.get('p50')} ms, p90 {lat.get('p90')} ms, p99 {lat.get('p99')} ms, max {lat.get('max')} ms; "
             f"not seen {p['not_seen']}"
         )
+        side = p.get("latency_ms_completed_to_emulator", {})
+        print(
+            f"{pad}of which processed (event completed) -> in the emulator: p50 {side.get('p50')} ms, "
+            f"p99 {side.get('p99')} ms (the sync's own share)"
+        )
         for stage, st in p["stages_ms"].items():
             print(f"{pad}{stage:<66} p50 {st.get('p50'):>9} ms  p99 {st.get('p99'):>9} ms  n {st.get('n')}")
         pt, d, cw = p["process_tasks"], p["drains"], p["cluster_worker_time"]
@@ -1624,7 +1629,8 @@ def print_summary(report: dict[str, Any], targets: dict[str, Any]) -> None:
             f"{pad}drains {d['count']} ({d['per_second']}/s, {d['empty (0 API calls)']} with no API call): queue wait "
             f"p50 {d['queue_wait_ms'].get('p50')} ms p99 {d['queue_wait_ms'].get('p99')} ms; run p50 "
             f"{d['run_ms'].get('p50')} ms; API calls/drain mean {d['api_calls_per_drain'].get('mean')} max "
-            f"{d['api_calls_per_drain'].get('max')}; {d['worker_seconds_share']:.0%} of worker time"
+            f"{d['api_calls_per_drain'].get('max')}; {d['worker_seconds_share']:.0%} of worker time, "
+            f"{d.get('cpu_seconds')} CPU-s"
         )
         print(
             f"{pad}API {p['api']['calls']} calls = {p['api_calls_per_1000_events']}/1000 events (ratio to naive "

@@ -4,9 +4,10 @@
 Why: a django-q2 worker killed while idle (the OOM killer, a stray `kill -9`) can die holding the lock
 of the cluster's internal multiprocessing queue; its siblings then wait on that lock for good and the
 cluster runs nothing, although every process is alive (django-q2 issue #23). The engine notices: the
-`ops.tasks.heartbeat` task stops stamping its row and /healthz answers 503 with `queue_heartbeat` in
-`failed`. This script, run every minute by lifecycle-qcluster-health.timer, then restarts the cluster's
-systemd unit. Nothing is lost by the restart: the event rows are the record and the sweeper re-enqueues.
+`ops.tasks.heartbeat` task stops stamping its row and /healthz reports the queue heartbeat `stale` (and
+answers 503 naming `queue_heartbeat`, unless HEALTH_CHECK_HEARTBEATS is off there). This script, run
+every minute by lifecycle-qcluster-health.timer, then restarts the cluster's systemd unit. Nothing is
+lost by the restart: the event rows are the record and the sweeper re-enqueues.
 
 It does nothing when the database is what failed (a restart cannot help), when the web tier cannot be
 reached, or while the unit is younger than --grace seconds (a new cluster needs a minute to beat).
@@ -50,17 +51,20 @@ def unit_age_seconds(unit: str) -> float | None:
 
 
 def decide(health: dict, *, age: float | None, grace: float) -> tuple[bool, str]:
-    """(restart?, why) from a /healthz answer and the unit's age."""
-    failed = health.get("failed", [])
-    beat = health.get("heartbeats", {}).get("queue", {})
-    if "database" in failed:
-        return False, "the database is failing; restarting the cluster would not help"
-    if "queue_heartbeat" not in failed:
-        return False, f"queue heartbeat {beat.get('status', 'ok')} (age {beat.get('age_seconds')} s)"
+    """(restart?, why) from a /healthz answer and the unit's age.
+
+    Judged by the heartbeat itself, not by `failed`: a web tier run with HEALTH_CHECK_HEARTBEATS=off
+    (so the load balancer keeps taking webhooks while the cluster is down) still reports it.
+    """
+    beat = health["heartbeats"].get("queue", {})
+    status = beat.get("status", "?")
+    if health.get("database") != "ok":
+        return False, f"the database is failing ({health.get('database')}); restarting the cluster would not help"
+    if status not in ("stale", "missing"):
+        return False, f"queue heartbeat {status} (age {beat.get('age_seconds')} s)"
     if age is not None and age < grace:
-        return False, f"queue heartbeat {beat.get('status')}, but the cluster started only {age:.0f} s ago"
-    age_text = f"age {beat.get('age_seconds')} s, limit {beat.get('max_age_seconds')} s"
-    return True, f"queue heartbeat {beat.get('status')} ({age_text})"
+        return False, f"queue heartbeat {status}, but the cluster started only {age:.0f} s ago"
+    return True, f"queue heartbeat {status} (age {beat.get('age_seconds')} s, limit {beat.get('max_age_seconds')} s)"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     health = fetch(args.url, args.timeout)
     if health is None:
         return 0
-    if not isinstance(health, dict) or "failed" not in health:
+    if not isinstance(health, dict) or not isinstance(health.get("heartbeats"), dict):
         print(f"unexpected answer from {args.url}: {str(health)[:200]}", file=sys.stderr)
         return 2
     restart, why = decide(health, age=None if args.dry_run else unit_age_seconds(args.restart), grace=args.grace)

@@ -106,6 +106,21 @@ def test_stale_queue_heartbeat_restarts_the_cluster(client, healthz_server):
     assert "restarting lifecycle-qcluster.service: queue heartbeat stale" in done.stderr
 
 
+def test_stale_heartbeat_restarts_even_when_the_web_tier_does_not_fail_on_it(client, healthz_server, settings):
+    # given: web processes run with HEALTH_CHECK_HEARTBEATS=off for their load balancer (200 while stale)
+    settings.HEALTH_CHECK_HEARTBEATS = False
+    url, answer = healthz_server
+    Heartbeat.objects.filter(name="queue").update(beat_at=timezone.now() - timedelta(seconds=240))
+    record(client, answer)
+    assert answer["status"] == 200
+
+    # when
+    done = run_script(url)
+
+    # then
+    assert "restarting lifecycle-qcluster.service: queue heartbeat stale" in done.stderr
+
+
 def test_a_stale_sweeper_alone_is_not_the_clusters_wedge(client, healthz_server):
     # given: only the sweeper's heartbeat is old (the sweep itself fails; restarting would not fix that)
     url, answer = healthz_server
@@ -132,7 +147,7 @@ def test_unreachable_web_tier_is_left_alone():
 
 def test_a_database_failure_or_a_young_cluster_is_not_restarted():
     script = load_script()
-    stale = {"failed": ["queue_heartbeat"], "heartbeats": {"queue": {"status": "stale", "age_seconds": 400}}}
+    stale = {"database": "ok", "heartbeats": {"queue": {"status": "stale", "age_seconds": 400}}}
 
     assert script.decide(stale, age=1000.0, grace=300.0)[0] is True
     assert script.decide(stale, age=None, grace=300.0)[0] is True
@@ -140,8 +155,10 @@ def test_a_database_failure_or_a_young_cluster_is_not_restarted():
         False,
         "queue heartbeat stale, but the cluster started only 120 s ago",
     )
-    down = {"failed": ["database", "queue_heartbeat"], "heartbeats": {"queue": {"status": "error: OperationalError"}}}
+    down = {"database": "error: OperationalError", "heartbeats": {"queue": {"status": "error: OperationalError"}}}
     assert script.decide(down, age=1000.0, grace=300.0)[0] is False
+    missing = {"database": "ok", "heartbeats": {"queue": {"status": "missing", "age_seconds": None}}}
+    assert script.decide(missing, age=1000.0, grace=300.0)[0] is True
 
 
 def test_a_nonsense_answer_is_an_error(healthz_server):

@@ -126,7 +126,13 @@ def outbox_drain_step(object_type: str, client: SalesforceClient | None, worker:
     items = _claim(object_type, worker)
     if items:
         synced = report.synced
-        _handle(object_type, items, client, report)
+        try:
+            _handle(object_type, items, client, report)
+        except Exception:  # a database error, say: let go of what this step still holds, then fail loudly
+            OutboxItem.objects.filter(pk__in=[item.pk for item in items], lease_owner=worker).update(
+                lease_owner="", lease_expires_at=None
+            )
+            raise
         if report.synced > synced:  # once a batch: processing rings the drain through the same row
             SyncControl.objects.filter(pk=1).update(last_success_at=timezone.now())
     return len(items)
@@ -302,6 +308,9 @@ def _record(item: OutboxItem, result: RecordResult, report: DrainReport) -> None
 def _succeed(item: OutboxItem, salesforce_id: str, report: DrainReport) -> None:
     now = timezone.now()
     with transaction.atomic():
+        # The engine's record first, then the outbox row: the order processing locks them in, so the
+        # two never wait on each other in a cycle.
+        _stamp_local(item.object_type, item.external_id, salesforce_id, now)
         updated = OutboxItem.objects.filter(pk=item.pk, version=item.version).update(
             state=OutboxItem.State.SYNCED,
             sent_version=item.version,
@@ -318,7 +327,6 @@ def _succeed(item: OutboxItem, salesforce_id: str, report: DrainReport) -> None:
             OutboxItem.objects.filter(pk=item.pk).update(
                 salesforce_id=salesforce_id, lease_owner="", lease_expires_at=None, sent_version=item.version
             )
-        _stamp_local(item.object_type, item.external_id, salesforce_id, now)
     report.synced += 1
 
 

@@ -344,7 +344,11 @@ SPECTACULAR_SETTINGS = {
         "EventStatusEnum": "events.models.Event.Status",
     },
     # The webhooks are plain Django views: their hand-written OpenAPI is merged in after the enums.
-    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "events.openapi.add_webhooks"],
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "workspaces.api.schema_empty_filters",
+        "events.openapi.add_webhooks",
+    ],
 }
 
 # --- Audit ------------------------------------------------------------------------------------

@@ -96,6 +96,18 @@ class ApiPagination(PageNumberPagination):
         return parameters
 
 
+def schema_empty_filters(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
+    """drf-spectacular postprocessing hook: parse_filters takes an empty value as not given, which OpenAPI
+    says with allowEmptyValue on each query parameter of the read API."""
+    for path, item in result.get("paths", {}).items():
+        if path.startswith("/api/"):
+            for operation in item.values():
+                for parameter in operation.get("parameters", []):
+                    if parameter.get("in") == "query":
+                        parameter["allowEmptyValue"] = True
+    return result
+
+
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """DRF's answer, with a machine-readable `error` code beside `detail` (as the webhooks answer)."""
     response = exception_handler(exc, context)

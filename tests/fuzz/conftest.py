@@ -8,7 +8,6 @@ from decimal import Decimal
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.core.handlers.wsgi import WSGIHandler
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
@@ -29,12 +28,6 @@ def fuzz_settings(settings):
     settings.WEBHOOK_UNAUTHENTICATED_LIMIT_PER_MINUTE = 0
     settings.WEBHOOK_RATE_LIMITS = {"provisioning": 0, "stripe": 0, "marketo": 0}
     return settings
-
-
-@pytest.fixture
-def wsgi_app(fuzz_settings) -> WSGIHandler:
-    """A fresh handler: middleware reads settings when it is built, so build it after they are set."""
-    return WSGIHandler()
 
 
 @pytest.fixture

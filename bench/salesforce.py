@@ -1202,6 +1202,7 @@ def run_freshness(run: Run, name: str, *, faults: bool) -> dict[str, Any]:
     out["settle"] = settle
     out["stop_seconds"] = out_stop
     out["cpu_seconds"] = {k: round(v, 1) for k, v in cpu.items() if not k.endswith("_sys")}
+    out["engine_cpu"] = engine_cpu(cpu, out, len(deliveries), args.rate)
     log = (run.tmp / f"{name}-qcluster.log").read_text(errors="replace").splitlines()
     out["cluster_log"] = {
         "errors": sum(" ERROR " in line for line in log),
@@ -1216,6 +1217,29 @@ def run_freshness(run: Run, name: str, *, faults: bool) -> dict[str, Any]:
         f"({out['not_seen']} not seen); verification {'OK' if out['verification']['all_pass'] else 'FAILED'}"
     )
     return out
+
+
+def engine_cpu(cpu: dict[str, float], out: dict[str, Any], events: int, rate: float) -> dict[str, Any]:
+    """CPU the engine spent per event, by part, and the cores that takes at the target rate: whether the
+    machine could keep up at all, whatever the latency design."""
+    drain = float(out["drains"].get("cpu_seconds") or 0.0)
+    parts = {
+        "webhook (gunicorn)": cpu.get("gunicorn", 0.0),
+        "processing and queue (qcluster minus the drainer)": max(0.0, cpu.get("qcluster", 0.0) - drain),
+        "drainer (sync/drain.py)": drain,
+        "postgres": cpu.get("postgres", 0.0),
+        "redis": cpu.get("redis", 0.0),
+    }
+    per_event = {name: round(1000 * seconds / max(1, events), 2) for name, seconds in parts.items()}
+    total_ms = sum(per_event.values())
+    return {
+        "ms_per_event": per_event,
+        "total_ms_per_event": round(total_ms, 1),
+        "cores_needed_at_rate": round(total_ms * rate / 1000, 2),
+        "cores": cpu.get("cores"),
+        "note": "CPU seconds of each process tree from the first measured webhook to settled ÷ events sent; on a "
+        "machine shared with other work the figures run high (cache and scheduler contention)",
+    }
 
 
 def settle_outbox(dsn: str, watcher: Watcher, limit: float, name: str, *, quiet: bool) -> dict[str, Any]:
@@ -1637,6 +1661,11 @@ def print_summary(report: dict[str, Any], targets: dict[str, Any]) -> None:
             f"{p['ratio_engine_to_naive']}), {p['api']['records_per_call_mean']} records/call; record errors "
             f"{p['api']['record_errors']}; refused calls {p['api']['call_errors']}; "
             f"injected {p['api']['faults_injected']}"
+        )
+        ec = p.get("engine_cpu", {})
+        print(
+            f"{pad}engine CPU {ec.get('total_ms_per_event')} ms per event {ec.get('ms_per_event')}: "
+            f"{ec.get('cores_needed_at_rate')} cores at {p['rate_target']}/s, of {ec.get('cores')}"
         )
         print(
             f"{pad}broker queue max {p['broker_queue_length'].get('max')}, outbox open max "

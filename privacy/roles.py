@@ -78,10 +78,9 @@ def wanted_codenames(spec: dict[str, tuple[str, ...]], models: Iterable[tuple[st
     return wanted
 
 
-def groups_sync(*, group_model, permission_model) -> dict[str, int]:
-    """Create the groups and set each one's permissions to exactly the table; return counts by group.
-
-    Takes the models so a migration can pass its historical ones.
+def groups_sync(*, group_model, permission_model, create: bool = True) -> dict[str, int]:
+    """Set each group's permissions to exactly the table (creating missing groups unless `create` is
+    off); return counts by group. Takes the models so a migration can pass its historical ones.
     """
     permissions = {
         (app_label, codename): pk
@@ -90,7 +89,11 @@ def groups_sync(*, group_model, permission_model) -> dict[str, int]:
     models = set(permission_model.objects.values_list("content_type__app_label", "content_type__model"))
     counts = {}
     for name, spec in ROLE_PERMISSIONS.items():
-        group, _ = group_model.objects.get_or_create(name=name)
+        group = group_model.objects.filter(name=name).first()
+        if group is None:
+            if not create:
+                continue
+            group = group_model.objects.create(name=name)
         pks = [permissions[key] for key in wanted_codenames(spec, models) if key in permissions]
         group.permissions.set(pks)
         counts[name] = len(pks)
@@ -98,11 +101,15 @@ def groups_sync(*, group_model, permission_model) -> dict[str, int]:
 
 
 def groups_sync_after_migrate(sender, using: str = "default", **kwargs) -> None:
-    """post_migrate: models added since the data migration get their permissions too."""
+    """post_migrate: models added since the data migration get their permissions too.
+
+    Existing groups only: a test database flush also sends post_migrate, and groups re-made there
+    would collide with the ones a serialized-rollback test restores.
+    """
     from django.apps import apps
     from django.contrib.auth.management import create_permissions
     from django.contrib.auth.models import Group, Permission
 
     for app_config in apps.get_app_configs():
         create_permissions(app_config, verbosity=0, using=using)
-    groups_sync(group_model=Group, permission_model=Permission)
+    groups_sync(group_model=Group, permission_model=Permission, create=False)

@@ -49,7 +49,7 @@ TEXT_FIELDS: dict[type[Model], tuple[str, ...]] = {
 
 @dataclass
 class Holdings:
-    """The person's rows, by kind: `about` querysets are theirs, `mentions` only name them."""
+    """Every row about or mentioning the person, one queryset per section of the export."""
 
     email: str
     leads: QuerySet[Lead]
@@ -64,29 +64,6 @@ class Holdings:
     outbox: QuerySet[OutboxItem]
     audit_log: QuerySet[LogEntry]
     admin_log: QuerySet[AdminLogEntry]
-
-    @property
-    def workspace_keys(self) -> list[str]:
-        return list(self.workspaces.values_list("workspace_id", flat=True))
-
-    def counts(self) -> dict[str, int]:
-        return {
-            name: getattr(self, name).count()
-            for name in (
-                "leads",
-                "contacts",
-                "workspaces",
-                "accounts",
-                "events",
-                "review_items",
-                "alerts",
-                "deliveries",
-                "usage",
-                "outbox",
-                "audit_log",
-                "admin_log",
-            )
-        }
 
 
 def object_entries(log: type[Model], objects: dict[type[Model], Iterable[int]]) -> Q:

@@ -84,17 +84,6 @@ def scrub_json(value: Any, person: Person, *, names: bool = False) -> Any:
     return value
 
 
-def mentions(value: Any, person: Person) -> bool:
-    """Does a JSON value or text still name the person by address?"""
-    if isinstance(value, str):
-        return bool(person.email_pattern().search(value))
-    if isinstance(value, dict):
-        return any(mentions(k, person) or mentions(v, person) for k, v in value.items())
-    if isinstance(value, list):
-        return any(mentions(item, person) for item in value)
-    return False
-
-
 def names_in(value: Any, emails: frozenset[str]) -> set[str]:
     """Names found next to the person's address in JSON objects (a payload's first_name, say)."""
     found: set[str] = set()

@@ -64,7 +64,8 @@ def _suppressed(event: NewEvent, tombstones: dict[str, int]) -> NewEvent:
     return dataclasses.replace(
         event,
         payload=payload,
-        status=Event.Status.IGNORED,
+        # Never applied either way: a rejected event stays rejected, anything else is stored ignored.
+        status=Event.Status.REJECTED if event.status == Event.Status.REJECTED else Event.Status.IGNORED,
         suppressed=True,
         payload_scrubbed_at=timezone.now(),
         notes=f"Suppressed: names a person erased on request (tombstone {ids}); stored scrubbed, never applied.",

@@ -143,6 +143,15 @@ def test_replayed_webhooks_after_erasure_do_not_bring_them_back(canary, salesfor
     assert names_in(salesforce_text(salesforce, include_deleted=False)) == []
 
 
+def test_a_malformed_event_naming_them_stays_rejected_and_scrubbed(canary, salesforce, send_webhook):
+    erase(canary)
+    body = lifecycle_body("trial.started", {"email": CANARY, "first_name": NAMES[0]})  # no workspace_id
+    assert send_webhook(body).status_code == 422
+    event = Event.objects.get(status=Event.Status.REJECTED)
+    assert event.suppressed and event.payload_scrubbed_at is not None
+    assert names_in(json.dumps(event.payload)) == []
+
+
 def test_an_unsigned_replay_is_refused_and_stores_nothing(canary, salesforce, send_webhook):
     erase(canary)
     count = Event.objects.count()

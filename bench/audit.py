@@ -21,12 +21,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import re
 import resource
 import signal
 import statistics
 import subprocess
 import sys
 import time
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -63,6 +65,7 @@ from psycopg import sql
 SCRIPT = Path(__file__).resolve()
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/lifecycle_bench_audit"
 MODES = ("on", "off")
+TABLE = re.compile(r'(?:FROM|INTO|UPDATE)\s+"([^"]+)"')
 TARGET_RATIO = 0.8  # events/s with auditlog ÷ without, at least (issue 8)
 
 
@@ -87,6 +90,7 @@ def audit_off() -> list[str]:
 def child_main(args: argparse.Namespace) -> int:
     django_setup()
     from auditlog.registry import auditlog
+    from django.db import connection
 
     from events.tasks import process_workspaces
 
@@ -94,17 +98,26 @@ def child_main(args: argparse.Namespace) -> int:
     keys = [f"ws_{i:07d}" for i in range(args.workspaces)]
     chunks = [keys[i : i + args.chunk] for i in range(0, len(keys), args.chunk)]
     claimed = failed = 0
+    queries = Counter()
+
+    def count(execute, sql, params, many, context):  # where the extra work goes: statements by verb and table
+        table = TABLE.search(sql)
+        queries[f"{sql.split(None, 1)[0].upper()} {table.group(1) if table else ''}".strip()] += 1
+        return execute(sql, params, many, context)
+
     usage0 = resource.getrusage(resource.RUSAGE_SELF)
     t0 = time.monotonic()
-    for n, chunk in enumerate(chunks, 1):
-        outcome = process_workspaces(chunk)
-        claimed += outcome["claimed"]
-        failed += outcome["failed"]
-        emit({"progress": claimed, "chunks": n})
+    with connection.execute_wrapper(count):
+        for n, chunk in enumerate(chunks, 1):
+            outcome = process_workspaces(chunk)
+            claimed += outcome["claimed"]
+            failed += outcome["failed"]
+            emit({"progress": claimed, "chunks": n})
     seconds = time.monotonic() - t0
     usage = resource.getrusage(resource.RUSAGE_SELF)
     cpu = usage.ru_utime + usage.ru_stime - usage0.ru_utime - usage0.ru_stime
     emit({"result": {"seconds": seconds, "claimed": claimed, "failed": failed, "audited_models": audited,
+                     "queries": dict(queries.most_common()),
                      "still_audited": len(auditlog.get_models()), "cpu_seconds": cpu,
                      "peak_rss_mb": round(proc_status().get("VmHWM", 0) / 1024, 1)}})  # fmt: skip
     return 0
@@ -184,6 +197,8 @@ def run_once(run: Run, mode: str, label: str) -> dict[str, Any]:
         "seconds": round(result["seconds"], 3),
         "events_per_second": round(args.events / result["seconds"], 1),
         "claimed": result["claimed"],
+        "queries": result["queries"],
+        "queries_per_event": round(sum(result["queries"].values()) / args.events, 2),
         "failed_workspaces": result["failed"],
         "audited_models": result["audited_models"],
         "still_audited": result["still_audited"],
@@ -266,7 +281,8 @@ def print_summary(report: dict[str, Any], targets: dict[str, Any]) -> None:
         v = r["verification"]
         print(f"round {r['round']} audit {r['mode']:<3}  {r['events_per_second']:8,.1f} events/s  "
               f"{r['seconds']:8.1f} s  CPU {r['cpu_seconds']['process']:7.1f} s (+ postgres "
-              f"{r['cpu_seconds']['postgres']:.1f} s)  {v['audit_entries']:7,} audit entries  "
+              f"{r['cpu_seconds']['postgres']:.1f} s)  {r['queries_per_event']:5.1f} queries/event  "
+              f"{v['audit_entries']:7,} audit entries  "
               f"machine busy {r['machine_busy_pct']:.0f} %")  # fmt: skip
     medians = report["events_per_second"]
     print(f"\nmedian events/s: on {medians['on']['median']:,.1f}, off {medians['off']['median']:,.1f}; "

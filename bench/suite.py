@@ -209,9 +209,9 @@ def build_summary(results: dict[str, dict[str, Any] | None], *, quick: bool,
     }
 
 
-def markdown(summary: dict[str, Any]) -> str:
+def markdown(summary: dict[str, Any], *, level: int = 1) -> str:
     lines = [
-        f"# Benchmark summary ({summary['mode']} runs)",
+        f"{'#' * level} Benchmark summary ({summary['mode']} runs)",
         "",
         f"Generated {summary['generated']} by `bench/suite.py` from `bench/results/*.json`. "
         + ("Every target passes." if summary["all_pass"] else "**Some targets fail or steps did not run.**"),
@@ -226,7 +226,7 @@ def markdown(summary: dict[str, Any]) -> str:
                      f"{'pass' if row['pass'] else '**FAIL**'} |")  # fmt: skip
     lines += [
         "",
-        "## How and when each was measured",
+        f"{'#' * (level + 1)} How and when each was measured",
         "",
         "Background load is the machine's busy share measured just before the run (2 cores, shared):",
         "figures taken above ~20 % are lower than the code can do on a quiet machine.",
@@ -250,6 +250,21 @@ def markdown(summary: dict[str, Any]) -> str:
     if summary["failed_steps"]:
         lines += ["", f"Steps that ended in an error: {', '.join(summary['failed_steps'])}."]
     return "\n".join(lines) + "\n"
+
+
+DOCS = REPO / "docs" / "benchmarks.md"
+DOCS_START, DOCS_END = "<!-- figures:start (bench/suite.py --summary-only --update-docs) -->", "<!-- figures:end -->"
+
+
+def update_docs(path: Path = DOCS) -> None:
+    """Replace the figures block of docs/benchmarks.md with the tables of the full and the quick results."""
+    text = path.read_text()
+    start, end = text.find(DOCS_START), text.find(DOCS_END)
+    if start < 0 or end < start:
+        raise SystemExit(f"{path}: no figures block ({DOCS_START} … {DOCS_END})")
+    tables = [markdown(build_summary(load_results(quick=quick), quick=quick), level=3) for quick in (False, True)]
+    block = "\n".join([DOCS_START, "", *tables, DOCS_END])
+    path.write_text(text[:start] + block + text[end + len(DOCS_END) :])
 
 
 def write_summary(summary: dict[str, Any], *, quick: bool) -> tuple[Path, Path]:
@@ -281,6 +296,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--skip", nargs="+", choices=NAMES, default=[], metavar="NAME", help="run all but these")
     parser.add_argument("--summary-only", action="store_true",
                         help="run nothing: rebuild summary.json and SUMMARY.md from the JSONs there")  # fmt: skip
+    parser.add_argument("--update-docs", action="store_true",
+                        help="also rewrite the figures of docs/benchmarks.md (full and quick tables)")  # fmt: skip
     parser.add_argument("--step-args", action="append", default=[], metavar="NAME=ARGS",
                         help="extra arguments for one step, e.g. --step-args 'process=--wait-others 1200' "
                              "(repeatable)")  # fmt: skip
@@ -308,6 +325,9 @@ def main(argv: list[str] | None = None) -> int:
     json_path, md_path = write_summary(summary, quick=args.quick)
     print(markdown(summary))
     say(f"summary written to {json_path.relative_to(REPO)} and {md_path.relative_to(REPO)}")
+    if args.update_docs:
+        update_docs()
+        say(f"figures of {DOCS.relative_to(REPO)} rewritten")
     if summary["failed_steps"] or summary["missing"]:
         return 2
     return 0 if summary["all_pass"] else 1

@@ -38,7 +38,12 @@ logger = logging.getLogger(__name__)
 #: Deletions (privacy erasure, sync/deletion.py) go last: after whatever they depend on.
 ORDER = ("Account", "Lead", "LeadConversion", "Contact", "Workspace__c", DELETION)
 LOCAL_MODELS = {"Account": Account, "Lead": Lead, "Contact": Contact}
-LEASE = timedelta(minutes=5)
+
+
+def row_lease() -> timedelta:
+    """How long claimed rows stay claimed: one call's worst case (its timeout) several times over, at
+    least a minute. A drainer killed mid-call holds its rows no longer than this (the chaos test)."""
+    return timedelta(seconds=max(60.0, 4 * settings.SALESFORCE_TIMEOUT_SECONDS))
 
 
 def _done_states() -> tuple[str, ...]:
@@ -172,7 +177,7 @@ def _claim(object_type: str, worker: str) -> list[OutboxItem]:
         ids = _ready_ids(object_type, candidates, batch)
     if not ids:
         return []
-    _due(object_type, now).filter(pk__in=ids).update(lease_owner=worker, lease_expires_at=now + LEASE)
+    _due(object_type, now).filter(pk__in=ids).update(lease_owner=worker, lease_expires_at=now + row_lease())
     return list(OutboxItem.objects.filter(pk__in=ids, lease_owner=worker).select_related("depends_on"))
 
 

@@ -61,7 +61,7 @@ from common import (
     wait_for_other_benchmarks,
 )
 from ingest import latency_stats
-from process import FOLD_CHECKSUM, load_backlog, reset_state, start_cluster, stop_cluster, tail
+from process import FOLD_CHECKSUM, load_backlog, reset_state, stop_cluster, tail
 
 SCRIPT = Path(__file__).resolve()
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/lifecycle_bench_queue"
@@ -71,6 +71,7 @@ KINDS = ("trivial", "real")
 MODES = ("burst", "paced")
 TRIVIAL_FUNC = "bench.queue_probe.noop"
 EVENTS_PER_WORKSPACE = 3
+SAVED_PROBE = 20  # a burst ends when the results of its last 20 tasks are saved
 
 # Targets, and why (bench/README.md says more):
 # - real tasks of one workspace each, cluster ÷ direct throughput: the queue may cost at most what the
@@ -99,7 +100,7 @@ def child_main(args: argparse.Namespace) -> int:
     emit({"ready": True})
     sys.stdin.readline()
     usage0 = resource.getrusage(resource.RUSAGE_SELF)
-    starts, lags = [], []
+    starts, lags, task_ids = [], [], []
     t0 = time.time()
     for n, item in enumerate(items):
         if rate:
@@ -110,11 +111,12 @@ def child_main(args: argparse.Namespace) -> int:
             starts.append(due)  # latency counts from the due time: a late start is not hidden
         else:
             starts.append(time.time())
-        call(item)
+        task_ids.append(call(item))
     end = time.time()
     usage = resource.getrusage(resource.RUSAGE_SELF)
     cpu = usage.ru_utime + usage.ru_stime - usage0.ru_utime - usage0.ru_stime
-    emit({"result": {"starts": starts, "end": end, "cpu_seconds": cpu, "send_lag": lags}})
+    ids = task_ids if args.child == "enqueue" else []
+    emit({"result": {"starts": starts, "end": end, "cpu_seconds": cpu, "send_lag": lags, "task_ids": ids}})
     return 0
 
 
@@ -131,9 +133,11 @@ def _callable(how: str, kind: str, tag: str) -> Any:
         from events.services import async_task  # the engine's enqueue: one broker connection per process
 
         return lambda index: async_task(TRIVIAL_FUNC, tag, index)
-    from events.services import enqueue_workspaces
+    from events.services import async_task
 
-    return lambda key: enqueue_workspaces(workspace_keys=[key], chunk=1)
+    # Exactly what events.services.enqueue_workspaces(workspace_keys=[key], chunk=1) sends; called
+    # directly only to keep the task id it returns.
+    return lambda key: async_task("events.tasks.process_workspaces", [key], False, q_options={"group": "process"})
 
 
 # --- completions ---------------------------------------------------------------------------------------------
@@ -151,6 +155,19 @@ def probe_completions(path: Path, tag: str) -> tuple[dict[int, float], int]:
                 runs += 1
                 done.setdefault(int(index), float(at))
     return done, runs - len(done)
+
+
+def results_saved(dsn: str, task_ids: list[str]) -> bool:
+    """Has the cluster's monitor saved these tasks' results (and, ORM, acknowledged them)?
+
+    A burst is not done when the workers have run it: django-q2's monitor saves each result (and prunes to
+    `save_limit`) one by one, and a worker that recycles (every 500 tasks) cannot exit, so no new worker
+    starts, until the monitor has read its results. The last tasks of a burst are the newest results,
+    so `save_limit` never prunes them before they are seen here.
+    """
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        saved = conn.execute("SELECT count(*) FROM django_q_task WHERE id = ANY(%s)", [task_ids]).fetchone()[0]
+    return saved == len(task_ids)
 
 
 def workspace_completions(dsn: str, keys: list[str]) -> dict[str, float]:
@@ -200,10 +217,36 @@ class Run:
             self.tmp.rmdir()
 
 
+def queue_env(args: argparse.Namespace, broker: str, *, log_level: str = "WARNING") -> dict[str, str]:
+    """django_env() of common.py; with --save-limit, the engine's settings with another save_limit."""
+    env = django_env(args.database_url, broker=broker, workers=args.workers, log_level=log_level)
+    if args.save_limit is not None:
+        env.update(DJANGO_SETTINGS_MODULE="bench.queue_settings", BENCH_Q_SAVE_LIMIT=str(args.save_limit))
+    return env
+
+
+def start_cluster(run: Run, broker: str, log_path: Path) -> subprocess.Popen:
+    """`manage.py qcluster` in its own session (as process.py starts it), once it reports running."""
+    with log_path.open("w") as log:
+        cluster = subprocess.Popen(
+            [sys.executable, "manage.py", "qcluster"], cwd=REPO, env=queue_env(run.args, broker, log_level="INFO"),
+            stdout=log, stderr=log, start_new_session=True,
+        )  # fmt: skip
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if cluster.poll() is not None:
+            raise RuntimeError(f"qcluster exited with code {cluster.returncode}:\n{tail(log_path)}")
+        if " running." in log_path.read_text(errors="replace"):
+            return cluster
+        time.sleep(0.2)
+    stop_cluster(cluster)
+    raise RuntimeError(f"qcluster did not report running within 90 s:\n{tail(log_path)}")
+
+
 def start_child(run: Run, how: str, plan: dict[str, Any], broker: str) -> subprocess.Popen:
     plan_file = run.tmp / f"plan-{plan['tag']}.json"
     plan_file.write_text(json.dumps(plan))
-    env = django_env(run.args.database_url, broker=broker)
+    env = queue_env(run.args, broker)
     child = subprocess.Popen(
         [sys.executable, str(SCRIPT), "--child", how, "--plan-file", str(plan_file)],
         cwd=REPO, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
@@ -248,26 +291,30 @@ def measure(run: Run, phase: str, kind: str, mode: str, items: list, broker: str
         if polls % 40 == 1:
             for line in other_benchmarks("bench/ingest.py|bench/salesforce.py|bench/process.py|bench/replay.py"):
                 run.others.setdefault(line.split()[0], line[:160])
-        if result is not None and len(done) >= len(items):
+        finished = result is not None and len(done) >= len(items)
+        if finished and (how == "direct" or results_saved(run.dsn, result["task_ids"][-SAVED_PROBE:])):
             break
         if time.monotonic() > deadline:
             raise RuntimeError(f"{tag}: {len(items) - len(done)} of {len(items)} not completed after {args.timeout} s")
         if run.cluster is not None and run.cluster.poll() is not None:
             raise RuntimeError(f"{tag}: qcluster exited with code {run.cluster.returncode}")
+    saved_at = time.time()
     cpu = cpu_delta(cpu_before, cpu_snapshot(roots))
     progress.show(len(done), final=True)
     run.child = None
-    return summarise(items, result, done, duplicates, cpu, rate=rate, how=how)
+    return summarise(items, result, done, duplicates, cpu, rate=rate, how=how, saved_at=saved_at)
 
 
 def summarise(
-    items: list, result: dict, done: dict, duplicates: int, cpu: dict, *, rate: float, how: str
+    items: list, result: dict, done: dict, duplicates: int, cpu: dict, *, rate: float, how: str, saved_at: float
 ) -> dict[str, Any]:
-    """Burst: throughput from the first start to the last completion. Paced: latency of each item, from
-    the moment it was actually sent (the queue's share) and from its due time (the client's lateness too)."""
+    """Burst: throughput from the first start until every task is done with — run, and its result saved by
+    the cluster's monitor (ORM: acknowledged). Paced: latency of each item, from the moment it was actually
+    sent (the queue's share) and from its due time (the client's lateness too)."""
     starts = result["starts"]
     first, last, n = min(starts), max(done.values()), len(items)
-    seconds = last - first
+    ran_seconds = last - first
+    seconds = max(ran_seconds, saved_at - first) if how == "enqueue" else ran_seconds
     cpu_ms = {"executor": cpu.get("cluster", result["cpu_seconds"] if how == "direct" else 0.0)}
     if how == "enqueue":
         cpu_ms["enqueuer"] = result["cpu_seconds"]
@@ -284,6 +331,9 @@ def summarise(
     else:
         out["per_second"] = round(n / seconds, 1) if seconds > 0 else None
         out["ms_per_item"] = round(1000 * seconds / n, 3)
+        if how == "enqueue":  # the workers alone, before the monitor caught up with the results
+            out["ran_per_second"] = round(n / ran_seconds, 1) if ran_seconds > 0 else None
+            out["results_lag_seconds"] = round(max(0.0, saved_at - last), 2)
         out["latency_ms"] = latency_stats(sorted(max(0.0, done[i] - t) for i, t in zip(items, starts, strict=True)))
         out["submit_seconds"] = round(result["end"] - first, 3)  # enqueueing (or calling) everything
     out["ran_twice"] = duplicates
@@ -500,12 +550,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--trivial-rate", type=float, default=20.0, help="trivial tasks a second when paced")
     parser.add_argument("--real-tasks", type=int, default=2000,
                         help="real tasks (one workspace each, ~3 events) in the burst")  # fmt: skip
-    parser.add_argument("--real-paced", type=int, default=150, help="real tasks sent paced (other workspaces)")
-    parser.add_argument("--real-rate", type=float, default=5.0, help="real tasks a second when paced")
+    parser.add_argument("--real-paced", type=int, default=100, help="real tasks sent paced (other workspaces)")
+    parser.add_argument("--real-rate", type=float, default=2.0, help="real tasks a second when paced")
     parser.add_argument("--idle-seconds", type=float, default=10.0,
                         help="after the cluster starts, measure its idle CPU this long")  # fmt: skip
     parser.add_argument("--workers", type=int, default=1,
                         help="Q_WORKERS of the cluster; 1 compares one executor with one direct caller")  # fmt: skip
+    parser.add_argument("--save-limit", type=int, default=None, metavar="N",
+                        help="experiment: run the cluster with django-q2 save_limit N (>= 0) instead of the "
+                             "engine's (bench/queue_settings.py); the targets still apply")  # fmt: skip
     parser.add_argument("--phases", nargs="+", choices=PHASES, default=list(PHASES),
                         help="direct: the baseline (needed for the ratios); orm, redis: the cluster")  # fmt: skip
     parser.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS), help="which functions")
@@ -517,7 +570,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--wait-others", type=float, default=0.0, metavar="SECONDS",
                         help="first wait up to this long (polling every 30 s) for other benchmarks to end")  # fmt: skip
     parser.add_argument("--quick", action="store_true",
-                        help="smoke run: 1,000 + 100 trivial, 300 + 40 real tasks (unless given)")  # fmt: skip
+                        help="smoke run: 1,000 + 100 trivial, 300 + 30 real tasks (unless given)")  # fmt: skip
     parser.add_argument("--output", type=Path, default=RESULTS_DIR / "queue.json", help="where to write the JSON")
     parser.add_argument("--keep-database", action="store_true", help="do not drop the database at the end")
     parser.add_argument("--keep-logs", action="store_true", help="keep the qcluster logs (their path is printed)")
@@ -528,7 +581,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.quick:
         given = set(argv if argv is not None else sys.argv[1:])
-        quick = (("trivial_tasks", 1000), ("trivial_paced", 100), ("real_tasks", 300), ("real_paced", 40),
+        quick = (("trivial_tasks", 1000), ("trivial_paced", 100), ("real_tasks", 300), ("real_paced", 30),
                  ("idle_seconds", 3.0))  # fmt: skip
         for name, value in quick:
             if "--" + name.replace("_", "-") not in given:
@@ -540,6 +593,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name in ("trivial_tasks", "trivial_paced", "real_tasks", "real_paced", "workers"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.save_limit is not None and args.save_limit < 0:
+        parser.error("--save-limit must be >= 0: with a negative one successful results are not saved at all")
     if args.trivial_rate <= 0 or args.real_rate <= 0:
         parser.error("--trivial-rate and --real-rate must be positive")
     return args

@@ -134,8 +134,14 @@ def _decimal(value: Any) -> Decimal | None:
 
 
 def instant(epoch: Any) -> datetime | None:
+    """Unix seconds as an aware datetime; None when absent or beyond what a datetime holds."""
     seconds = _int(epoch)
-    return datetime.fromtimestamp(seconds, tz=UTC) if seconds is not None else None
+    if seconds is None:
+        return None
+    try:
+        return datetime.fromtimestamp(seconds, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
 
 
 def _id(value: Any) -> str:

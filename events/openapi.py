@@ -18,9 +18,9 @@ REF = "#/components/schemas/"
 
 def _text(max_length: int, *, required: bool = False, **extra: Any) -> Schema:
     """A string the payload serializers accept: trimmed, NUL-free, within `max_length`; required ones not blank."""
-    schema: Schema = {"type": "string", "maxLength": max_length, **extra}
+    schema: Schema = {"type": "string", "maxLength": max_length, "pattern": r"^[^\x00]*$", **extra}
     if required:
-        schema.update(minLength=1, pattern=r"\S")
+        schema.update(minLength=1, pattern=r"^[^\x00]*[^\s\x00][^\x00]*$")
     return schema
 
 
@@ -44,13 +44,42 @@ def _error(*codes: str, description: str, **properties: Schema) -> Schema:
 
 RFC3339 = {"type": "string", "format": "date-time", "description": "RFC 3339 instant with an offset (Z or +hh:mm)."}
 EMAIL = {"type": "string", "format": "email", "maxLength": 254}
-OPTIONAL_EMAIL = {"type": "string", "maxLength": 254, "description": "An email address, or empty."}
+OPTIONAL_EMAIL = {"description": "An email address, or empty.", "anyOf": [EMAIL, {"type": "string", "maxLength": 0}]}
 MRR = {
     "description": "Monthly recurring revenue: a decimal string or a number, at most two decimal places.",
     "oneOf": [
         {"type": "string", "pattern": r"^\s*\d{1,10}(\.\d{1,2})?\s*$"},
         {"type": "number", "minimum": 0, "maximum": 9999999999.99, "multipleOf": 0.01},
     ],
+}
+
+UNIX = {"type": "integer", "minimum": -62135596800, "maximum": 253402300799}
+CURRENCY = {"type": "string", "pattern": "^[a-z]{3}$"}
+STRIPE_HANDLED = [
+    "customer.subscription.created",
+    "customer.subscription.updated",
+    "customer.subscription.deleted",
+    "customer.subscription.trial_will_end",
+    "invoice.paid",
+    "invoice.payment_failed",
+]
+SUBSCRIPTION_STATUSES = [
+    "incomplete",
+    "incomplete_expired",
+    "trialing",
+    "active",
+    "past_due",
+    "canceled",
+    "unpaid",
+    "paused",
+]
+CANCELLATION = ("reason", "feedback", "comment")
+STRIPE_METADATA = {
+    "type": "object",
+    "additionalProperties": {"type": "string"},
+    "properties": {name: {"type": "string"} for name in ("workspace_id", "email", "plan", "workspace_name")},
+    "description": "workspace_id names the workspace (here or on the customer); email, plan and workspace_name "
+    "are read when set.",
 }
 
 DATA_SCHEMAS: Schema = {
@@ -113,7 +142,7 @@ def _envelope(event_type: str) -> Schema:
 
 UNKNOWN_ENVELOPE = _object(
     {
-        "type": {"type": "string", "maxLength": 64, "not": {"enum": list(DATA_SCHEMAS)}},
+        "type": {**_text(64, required=True), "not": {"enum": list(DATA_SCHEMAS)}},
         "timestamp": RFC3339,
         "data": {"type": "object"},
     },
@@ -143,13 +172,16 @@ SCHEMAS: Schema = {
         {
             "id": {"type": "string", "minLength": 1, "maxLength": 255, "description": "evt_…: the idempotency key."},
             "object": {"type": "string", "enum": ["event"]},
-            "type": {"type": "string", "minLength": 1, "description": "Handled types: see the operation."},
-            "created": {"type": "integer", "description": "Unix seconds: orders the event."},
+            "type": {
+                "description": "The handled types are listed; any other is stored and answered 202 ignored.",
+                "anyOf": [{"type": "string", "enum": STRIPE_HANDLED}, {"type": "string", "minLength": 1}],
+            },
+            "created": {**UNIX, "description": "Unix seconds (years 1 to 9999): orders the event."},
             "data": _object(
                 {
                     "object": {
-                        "type": "object",
                         "description": "The subscription or invoice; metadata.workspace_id names the workspace.",
+                        "anyOf": [{"$ref": REF + "StripeSubscription"}, {"$ref": REF + "StripeInvoice"}],
                     },
                     "previous_attributes": {"type": "object"},
                 },
@@ -158,6 +190,83 @@ SCHEMAS: Schema = {
         },
         ["id", "type", "created", "data"],
         description="CONTRACT §4: a Stripe event, as Stripe sends it.",
+    ),
+    "StripeSubscription": _object(
+        {
+            "id": {"type": "string"},
+            "object": {"type": "string", "enum": ["subscription"]},
+            "status": {"type": "string", "enum": SUBSCRIPTION_STATUSES},
+            "customer": {"type": "string"},
+            "metadata": STRIPE_METADATA,
+            "currency": CURRENCY,
+            "items": _object(
+                {
+                    "data": {
+                        "type": "array",
+                        "items": _object(
+                            {
+                                "price": {"$ref": REF + "StripePrice"},
+                                "quantity": {"type": "integer", "minimum": 0},
+                                "current_period_end": UNIX,
+                            }
+                        ),
+                    }
+                }
+            ),
+            **{name: {**UNIX, "nullable": True} for name in ("trial_end", "ended_at", "canceled_at")},
+            "cancellation_details": _object({key: {"type": "string", "nullable": True} for key in CANCELLATION}),
+        },
+        description="The fields of a Stripe subscription the engine reads.",
+    ),
+    "StripeInvoice": _object(
+        {
+            "id": {"type": "string"},
+            "object": {"type": "string", "enum": ["invoice"]},
+            "customer": {"type": "string"},
+            "customer_email": {"type": "string", "nullable": True},
+            "billing_reason": {"type": "string", "nullable": True},
+            "amount_paid": {"type": "integer", "minimum": 0},
+            "amount_due": {"type": "integer", "minimum": 0},
+            "currency": CURRENCY,
+            "attempt_count": {"type": "integer", "minimum": 0},
+            "next_payment_attempt": {**UNIX, "nullable": True},
+            "parent": _object(
+                {"subscription_details": _object({"subscription": {"type": "string"}, "metadata": STRIPE_METADATA})}
+            ),
+            "lines": _object(
+                {
+                    "data": {
+                        "type": "array",
+                        "items": _object(
+                            {
+                                "pricing": _object(
+                                    {"unit_amount_decimal": {"type": "string", "pattern": r"^\d+(\.\d+)?$"}}
+                                ),
+                                "period": _object({"start": UNIX, "end": UNIX}),
+                                "quantity": {"type": "integer", "minimum": 0},
+                                "metadata": STRIPE_METADATA,
+                            }
+                        ),
+                    }
+                }
+            ),
+        },
+        description="The fields of a Stripe invoice the engine reads.",
+    ),
+    "StripePrice": _object(
+        {
+            "id": {"type": "string"},
+            "unit_amount": {"type": "integer", "minimum": 0, "nullable": True},
+            "currency": CURRENCY,
+            "recurring": _object(
+                {
+                    "interval": {"type": "string", "enum": ["day", "week", "month", "year"]},
+                    "interval_count": {"type": "integer", "minimum": 1},
+                }
+            ),
+            "lookup_key": {"type": "string", "nullable": True},
+            "nickname": {"type": "string", "nullable": True},
+        }
     ),
     "WebhookReceipt": _object(
         {"id": {"type": "string"}, "status": {"type": "string", "enum": ["accepted", "ignored"]}},

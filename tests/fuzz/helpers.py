@@ -13,7 +13,7 @@ def row_counts() -> dict[str, int]:
         {model._meta.db_table for model in apps.get_models() if model._meta.managed and not model._meta.proxy}
     )
     quote = connection.ops.quote_name
-    counts = ", ".join(f"(SELECT COUNT(*) FROM {quote(table)})" for table in tables)
+    counts = ", ".join(f"(SELECT COUNT(*) FROM {quote(table)})" for table in tables)  # noqa: S608 (model tables)
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT {counts}")
         return dict(zip(tables, cursor.fetchone(), strict=True))

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
+
+from events.models import Event
+from sync.stripe_billing import sign_payload
+from tests.fuzz.conftest import STRIPE_SECRET
 
 pytestmark = pytest.mark.django_db
 
@@ -22,7 +28,10 @@ def test_a_page_that_is_not_a_number_from_1_is_an_invalid_filter(client, reader_
     response = client.get(url, {"page": page}, headers={"Authorization": f"Token {reader_token}"})
 
     assert response.status_code == 400
-    assert response.json() == {"error": "invalid_filter", "fields": {"page": ["A page number of 1 or more is required."]}}
+    assert response.json() == {
+        "error": "invalid_filter",
+        "fields": {"page": ["A page number of 1 or more is required."]},
+    }
 
 
 def test_a_page_past_the_last_is_404(client, reader_token):
@@ -36,3 +45,20 @@ def test_the_last_page_by_name_still_works(client, reader_token):
     response = client.get("/api/workspaces/", {"page": "last"}, headers={"Authorization": f"Token {reader_token}"})
 
     assert response.status_code == 200
+
+
+@pytest.mark.parametrize("created", [245365898830713565741056, 382530217485340, -(10**15)])
+def test_a_signed_stripe_event_created_out_of_range_is_422_not_500(client, settings, created):
+    settings.STRIPE_WEBHOOK_SECRET = STRIPE_SECRET
+    body = json.dumps({"id": "evt_far", "type": "invoice.paid", "created": created, "data": {"object": {}}})
+
+    response = client.post(
+        "/webhooks/stripe/",
+        data=body,
+        content_type="application/json",
+        headers={"Stripe-Signature": sign_payload(body, STRIPE_SECRET)},
+    )
+
+    assert response.status_code == 422
+    assert response.json()["fields"] == {"created": ["Unix seconds are required."]}
+    assert Event.objects.get(external_id="evt_far").status == Event.Status.REJECTED

@@ -6,6 +6,7 @@ Everything here is a real process talking over a real socket; nothing in the eng
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import http.client
@@ -145,6 +146,14 @@ class Engine:
         return result.stdout
 
     def start(self) -> None:
+        """Start everything and wait until it serves; on any failure stop what did start."""
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> None:
         log = (self.logs / "gunicorn.log").open("w")
         self.web = subprocess.Popen(
             [
@@ -226,11 +235,11 @@ class Engine:
         for proc in [self.web, *self.clusters]:
             if proc is None:
                 continue
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(30)
-            except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):  # what is left of its group (orphaned workers)
                 os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(10)
+            proc.wait(10)
 
 
 def _descendants(root: int) -> list[int]:

@@ -106,12 +106,13 @@ def test_chaos(broker, scratch, emulator, tmp_path):
     if redis is not None:
         redis.start()
     engine = Engine(engine_env(scratch, redis.url if redis else "orm", emulator), logs=logs)
-    engine.manage("migrate", "--no-input")
     sent = stories(events=EVENTS, seed=3)
-    engine.start()
     monkey = Monkey(engine, redis, seed=5)
-    t0 = time.monotonic()
+    t0 = t_sent = time.monotonic()
     try:
+        engine.manage("migrate", "--no-input")
+        engine.start()
+        t0 = time.monotonic()
         monkey.start()
         answers = send_all(engine.port, deliveries(sent, duplicate_share=0.10, seed=4))
         t_sent = time.monotonic()

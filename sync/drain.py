@@ -151,7 +151,7 @@ class _Drainer:
         self.client, self.worker, self.deadline = client, worker, deadline
         self.threaded = connection.vendor != "sqlite"
         self.cond = threading.Condition()
-        self.generation = 0  # bumped whenever there may be new work
+        self.generation = dict.fromkeys(ORDER, 0)  # per stage, bumped whenever it may have new work
         self.busy = 0  # stages inside a send
         self.last_work = time.monotonic()
         self.stop = threading.Event()
@@ -185,8 +185,8 @@ class _Drainer:
                 self.poke()
             elif self._idle(now) and not _retry_due_soon():
                 return "idle"
-            if not self.threaded and (seen != self.generation or now >= next_look):
-                seen, next_look = self.generation, now + RETRY_POLL_SECONDS
+            if not self.threaded and (seen != sum(self.generation.values()) or now >= next_look):
+                seen, next_look = sum(self.generation.values()), now + RETRY_POLL_SECONDS
                 self._turns()
                 continue
             if now >= next_renew:
@@ -198,9 +198,11 @@ class _Drainer:
         with self.cond:
             return self.busy == 0 and now - self.last_work >= IDLE_SECONDS
 
-    def poke(self) -> None:
+    def poke(self, object_types: tuple[str, ...] = ORDER) -> None:
+        """There may be new work for these stages (all: something was recorded)."""
         with self.cond:
-            self.generation += 1
+            for object_type in object_types:
+                self.generation[object_type] += 1
             self.last_work = time.monotonic()
             self.cond.notify_all()
 
@@ -221,17 +223,18 @@ class _Drainer:
     def _stage(self, object_type: str) -> None:
         """Send this type whenever some of it may go; after an empty look, wait for a poke (or a while)."""
         seen = None
+        downstream = ORDER[ORDER.index(object_type) :]
         try:
             with acting_as_system():
                 while not self.stop.is_set():
                     with self.cond:
-                        if seen == self.generation:
+                        if seen == self.generation[object_type]:
                             self.cond.wait(RETRY_POLL_SECONDS)
                         if self.stop.is_set():
                             break
-                        seen = self.generation
+                        seen = self.generation[object_type]
                     if self._send(object_type):
-                        self.poke()
+                        self.poke(downstream)  # itself (more may be due) and the types that wait on it
         except Exception:
             logger.exception("Salesforce drain stage %s failed", object_type)
             self.failed = True

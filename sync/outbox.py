@@ -33,18 +33,9 @@ def contact_key(contact: Contact) -> str:
     return f"con_{contact.pk}"
 
 
-#: Lookups sent as external-ID relationship references, and the object each one points at.
+#: Lookups sent as external-ID relationship references, and the object each one points at (a record goes
+#: only once those are in Salesforce: sync/worker.py).
 RELATIONSHIPS = {"Lead__r": "Lead", "Account__r": "Account", "Contact__r": "Contact", "Account": "Account"}
-
-
-def payload_references(payload: dict[str, Any]) -> list[tuple[str, str]]:
-    """(object type, external id) of every record a payload points at: each must be in Salesforce first,
-    or Salesforce refuses the record (INVALID_FIELD: foreign key external id not found)."""
-    return [
-        (RELATIONSHIPS[name], value[EXTERNAL_ID])
-        for name, value in payload.items()
-        if name in RELATIONSHIPS and isinstance(value, dict) and value.get(EXTERNAL_ID)
-    ]
 
 
 def lookup(relationship: str, key: str | None) -> dict[str, Any]:

@@ -1734,7 +1734,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--poll-ms", type=float, default=20.0, help="how often the emulator's store is scanned")
     parser.add_argument("--gunicorn-workers", type=int, default=2)
     parser.add_argument("--gunicorn-threads", type=int, default=4)
-    parser.add_argument("--q-workers", type=int, default=2, help="Q_WORKERS of the cluster")
+    parser.add_argument(
+        "--q-workers",
+        type=int,
+        default=3,
+        help="Q_WORKERS of the cluster: the drainer holds one while work flows (README), so 2 cores take 3",
+    )
     parser.add_argument("--client-threads", type=int, default=8, help="sender threads (connections)")
     parser.add_argument("--database-url", default=DEFAULT_DATABASE_URL, help="PostgreSQL database to create and drop")
     parser.add_argument("--redis", default=DEFAULT_REDIS, help="Q_BROKER of the cluster (flushed before and after)")

@@ -346,7 +346,7 @@ SPECTACULAR_SETTINGS = {
     # The webhooks are plain Django views: their hand-written OpenAPI is merged in after the enums.
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
-        "workspaces.api.schema_empty_filters",
+        "workspaces.api.schema_query_filters",
         "events.openapi.add_webhooks",
     ],
 }

@@ -96,15 +96,20 @@ class ApiPagination(PageNumberPagination):
         return parameters
 
 
-def schema_empty_filters(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
-    """drf-spectacular postprocessing hook: parse_filters takes an empty value as not given, which OpenAPI
-    says with allowEmptyValue on each query parameter of the read API."""
+def schema_query_filters(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
+    """drf-spectacular postprocessing hook: what parse_filters accepts, said in OpenAPI. An empty value
+    counts as not given (allowEmptyValue); a text filter is a trimmed DRF CharField, so it needs a character
+    other than white space and refuses NUL characters."""
     for path, item in result.get("paths", {}).items():
         if path.startswith("/api/"):
             for operation in item.values():
                 for parameter in operation.get("parameters", []):
-                    if parameter.get("in") == "query":
-                        parameter["allowEmptyValue"] = True
+                    if parameter.get("in") != "query":
+                        continue
+                    parameter["allowEmptyValue"] = True
+                    schema = parameter.get("schema", {})
+                    if schema.get("type") == "string" and "enum" not in schema:
+                        schema.setdefault("pattern", r"^[^\x00]*[^\s\x00][^\x00]*$")
     return result
 
 

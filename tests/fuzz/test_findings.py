@@ -62,3 +62,18 @@ def test_a_signed_stripe_event_created_out_of_range_is_422_not_500(client, setti
     assert response.status_code == 422
     assert response.json()["fields"] == {"created": ["Unix seconds are required."]}
     assert Event.objects.get(external_id="evt_far").status == Event.Status.REJECTED
+
+
+def test_text_filters_are_documented_as_the_api_takes_them(client, reader_token):
+    schema = client.get("/api/schema/?format=json", headers={"Authorization": f"Token {reader_token}"}).json()
+    workspace_filter = next(
+        p for p in schema["paths"]["/api/events/"]["get"]["parameters"] if p["name"] == "workspace_id"
+    )
+
+    assert workspace_filter["allowEmptyValue"] is True
+    assert workspace_filter["schema"]["pattern"] == r"^[^\x00]*[^\s\x00][^\x00]*$"
+    for value, status in (("", 200), ("ws_1", 200), ("   ", 400), ("ws\x00", 400)):
+        response = client.get(
+            "/api/events/", {"workspace_id": value}, headers={"Authorization": f"Token {reader_token}"}
+        )
+        assert response.status_code == status, value

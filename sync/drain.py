@@ -287,13 +287,17 @@ class _Drainer:
 
 
 def _lease_take(worker: str) -> bool:
-    sync_control()
+    """Become the drainer. A previous drainer that never let go died (its lease lapsed): the outbox rows it
+    had claimed are let go at once rather than after their own lease (minutes)."""
+    previous = sync_control().drain_owner
     now = timezone.now()
     taken = (
         SyncControl.objects.filter(pk=1)
         .filter(Q(drain_lease_expires_at__isnull=True) | Q(drain_lease_expires_at__lt=now))
         .update(drain_owner=worker, drain_lease_expires_at=now + LEASE, drain_enqueued_at=None, drain_dirty=False)
     )
+    if taken and previous and previous != worker:
+        OutboxItem.objects.filter(lease_owner=previous).update(lease_owner="", lease_expires_at=None)
     return bool(taken)
 
 

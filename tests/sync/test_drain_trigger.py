@@ -109,6 +109,18 @@ def test_an_expired_lease_does_not_block_the_next_drain(dry_run):
     assert drain_request() is True
 
 
+def test_a_dead_drainers_claims_are_let_go_by_the_next_drainer(dry_run, monkeypatch):
+    """SIGKILLed mid-call: its lease lapses within a minute, and the rows it had claimed go at once."""
+    monkeypatch.setattr(drain, "IDLE_SECONDS", 0.2)
+    store(trial("ws_1"))
+    workspace_process(workspace_key="ws_1")
+    assert drain._lease_take("killed-drainer")
+    OutboxItem.objects.update(lease_owner="killed-drainer", lease_expires_at=timezone.now() + timedelta(minutes=5))
+    SyncControl.objects.update(drain_lease_expires_at=timezone.now() - timedelta(seconds=1))
+    assert drain_run().ended == "idle"
+    assert set(OutboxItem.objects.values_list("state", flat=True)) == {"dry_run"}
+
+
 def test_no_drain_is_queued_while_the_sync_is_paused(dry_run):
     SyncControl.objects.update_or_create(pk=1, defaults={"paused_until": timezone.now() + timedelta(minutes=5)})
     assert drain_request() is False

@@ -8,6 +8,7 @@ PostgreSQL and SQLite.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -51,9 +52,26 @@ _COLUMNS = (
 )
 
 
+#: Characters PostgreSQL holds in neither text nor jsonb: NUL, and surrogates (json.loads leaves an unpaired
+#: `\ud800` escape as one; a pair becomes the real character).
+_UNHOLDABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def holdable(value: Any) -> Any:
+    """`value` with each character PostgreSQL cannot hold replaced by U+FFFD, in every string of it (keys
+    too), on every database alike: an authentic event is stored, never refused with a 500."""
+    if isinstance(value, str):
+        return _UNHOLDABLE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {holdable(key): holdable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [holdable(item) for item in value]
+    return value
+
+
 def _row(event: NewEvent) -> list[Any]:
     values = {**event.__dict__, "retry_count": 0, "lease_owner": ""}
-    return [Event._meta.get_field(name).get_db_prep_save(values[name], connection) for name in _COLUMNS]
+    return [Event._meta.get_field(name).get_db_prep_save(holdable(values[name]), connection) for name in _COLUMNS]
 
 
 def insert_events(events: Sequence[NewEvent]) -> dict[tuple[str, str], int]:
@@ -79,6 +97,8 @@ def insert_events(events: Sequence[NewEvent]) -> dict[tuple[str, str], int]:
         f"ON CONFLICT ({quote('source')}, {quote('external_id')}) DO NOTHING "
         f"RETURNING {quote('id')}, {quote('source')}, {quote('external_id')}"
     )
+    # The keys as stored (see holdable) back to the caller's.
+    callers = {(source, holdable(external_id)): (source, external_id) for source, external_id in unique}
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        return {(source, external_id): pk for pk, source, external_id in cursor.fetchall()}
+        return {callers[source, external_id]: pk for pk, source, external_id in cursor.fetchall()}

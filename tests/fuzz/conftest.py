@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Iterator
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
@@ -28,6 +31,17 @@ def fuzz_settings(settings):
     settings.WEBHOOK_UNAUTHENTICATED_LIMIT_PER_MINUTE = 0
     settings.WEBHOOK_RATE_LIMITS = {"provisioning": 0, "stripe": 0, "marketo": 0}
     return settings
+
+
+@pytest.fixture(autouse=True)
+def keep_the_test_connection() -> Iterator[None]:
+    """Requests reach the engine's real WSGI handler, whose request signals close a connection that is inside
+    a transaction: the test's own, on PostgreSQL. Django's test client keeps it open the same way."""
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    yield
+    request_started.connect(close_old_connections)
+    request_finished.connect(close_old_connections)
 
 
 @pytest.fixture

@@ -77,3 +77,25 @@ def test_text_filters_are_documented_as_the_api_takes_them(client, reader_token)
             "/api/events/", {"workspace_id": value}, headers={"Authorization": f"Token {reader_token}"}
         )
         assert response.status_code == status, value
+
+
+@pytest.mark.parametrize(
+    ("text", "stored"), [("nul \x00 inside", "nul \ufffd inside"), ("lone \ud800 pair", "lone \ufffd pair")]
+)
+def test_a_signed_event_with_text_postgresql_cannot_hold_is_stored_not_500(send_webhook, text, stored):
+    body = json.dumps({"type": "plan.renamed", "timestamp": "2026-11-20T14:03:11Z", "data": {"note": text}})
+
+    response = send_webhook(body, msg_id=f"msg_{text[:3]}\x00")
+
+    assert response.status_code == 202, response.content
+    event = Event.objects.get()
+    assert event.payload["data"]["note"] == stored
+    assert event.external_id == f"msg_{text[:3]}\ufffd"
+    assert send_webhook(body, msg_id=f"msg_{text[:3]}\x00").json()["status"] == "duplicate"
+
+
+def test_a_signed_body_with_a_nul_byte_is_kept_as_rejected_not_500(send_webhook):
+    response = send_webhook(b"\x00")
+
+    assert response.status_code == 422
+    assert Event.objects.get().payload == "\ufffd"

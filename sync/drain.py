@@ -42,6 +42,7 @@ LEASE = timedelta(seconds=60)  # renewed while the drainer lives; a killed drain
 RENEW_SECONDS = 10.0
 POLL_SECONDS = 0.05  # how often the drainer reads the dirty flag
 RETRY_POLL_SECONDS = 0.5  # how often an idle stage looks for retries that came due
+LANES = {"Lead": 2, "LeadConversion": 2, "Workspace__c": 2}
 IDLE_SECONDS = 2.0  # nothing to send for this long: give the worker back
 LINGER = timedelta(seconds=10)  # ... unless a retry comes due within this
 QUEUED_STALE = timedelta(seconds=60)  # a queued drain not started by then is presumed lost
@@ -156,7 +157,8 @@ class _Drainer:
         self.last_work = time.monotonic()
         self.stop = threading.Event()
         self.failed = False
-        self.reports = {object_type: DrainReport() for object_type in ORDER}
+        lanes = [(object_type, lane) for object_type in ORDER for lane in range(_lanes(object_type))]
+        self.reports = {lane: DrainReport() for lane in lanes}  # one per thread
 
     def run(self) -> tuple[str, bool]:
         """Return (why it ended, whether the lease was released already)."""
@@ -208,7 +210,10 @@ class _Drainer:
 
     def _start(self) -> list[threading.Thread]:
         self.stop.clear()
-        threads = [threading.Thread(target=self._stage, args=(t,), name=f"drain-{t}", daemon=True) for t in ORDER]
+        threads = [
+            threading.Thread(target=self._stage, args=lane, name=f"drain-{lane[0]}-{lane[1]}", daemon=True)
+            for lane in self.reports
+        ]
         for thread in threads:
             thread.start()
         return threads
@@ -220,7 +225,7 @@ class _Drainer:
             for thread in threads:
                 thread.join()
 
-    def _stage(self, object_type: str) -> None:
+    def _stage(self, object_type: str, lane: int) -> None:
         """Send this type whenever some of it may go; after an empty look, wait for a poke (or a while)."""
         seen = None
         downstream = ORDER[ORDER.index(object_type) :]
@@ -233,7 +238,7 @@ class _Drainer:
                         if self.stop.is_set():
                             break
                         seen = self.generation[object_type]
-                    if self._send(object_type):
+                    if self._send(object_type, lane):
                         self.poke(downstream)  # itself (more may be due) and the types that wait on it
         except Exception:
             logger.exception("Salesforce drain stage %s failed", object_type)
@@ -248,7 +253,7 @@ class _Drainer:
         try:
             with acting_as_system():
                 for object_type in ORDER:
-                    while not self.stop.is_set() and (n := self._send(object_type)):
+                    while not self.stop.is_set() and (n := self._send(object_type, 0)):
                         sent += n
         except Exception:
             logger.exception("Salesforce drain failed")
@@ -257,12 +262,13 @@ class _Drainer:
         if sent:
             self.poke()
 
-    def _send(self, object_type: str) -> int:
-        report = self.reports[object_type]
+    def _send(self, object_type: str, lane: int) -> int:
+        report = self.reports[object_type, lane]
         with self.cond:
             self.busy += 1
         try:
-            return outbox_drain_step(object_type, self.client, self.worker, report)
+            # Each lane leases rows under its own name: a claim recognises its rows by that name.
+            return outbox_drain_step(object_type, self.client, f"{self.worker}#{object_type}{lane}", report)
         finally:
             with self.cond:
                 self.busy -= 1
@@ -283,6 +289,13 @@ class _Drainer:
         return total
 
 
+def _lanes(object_type: str) -> int:
+    """Threads per type. Two where records wait on each other's calls: a record that becomes ready while
+    its stage's call is in flight (250 ms; a conversion's convertLead and stamp, twice that) goes at
+    once on the other lane instead of after it."""
+    return LANES.get(object_type, 1)
+
+
 # --- the control row -------------------------------------------------------------------------------
 
 
@@ -297,7 +310,9 @@ def _lease_take(worker: str) -> bool:
         .update(drain_owner=worker, drain_lease_expires_at=now + LEASE, drain_enqueued_at=None, drain_dirty=False)
     )
     if taken and previous and previous != worker:
-        OutboxItem.objects.filter(lease_owner=previous).update(lease_owner="", lease_expires_at=None)
+        OutboxItem.objects.filter(Q(lease_owner=previous) | Q(lease_owner__startswith=f"{previous}#")).update(
+            lease_owner="", lease_expires_at=None
+        )
     return bool(taken)
 
 

@@ -116,7 +116,8 @@ def outbox_drain(
 
 
 def drainer_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+    """host:pid:random, short enough for a lane suffix within lease_owner's 64 characters."""
+    return f"{socket.gethostname()[:32]}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
 def sync_paused(report: DrainReport) -> bool:
@@ -494,6 +495,11 @@ def _plans(items: list[OutboxItem], report: DrainReport) -> list[_Plan]:
     plans = []
     for item in items:
         lead_id = item.depends_on.salesforce_id if item.depends_on else ""
+        row = rows.get(item.payload["account"])
+        if roles[item.pk] == MAKE and row is not None and row.depends_on_id != item.pk:
+            # Taken over from a dead or held maker, only if no other conversion took it meanwhile.
+            taken = OutboxItem.objects.filter(pk=row.pk, depends_on_id=row.depends_on_id, salesforce_id="")
+            roles[item.pk] = MAKE if taken.update(depends_on=item) else WAIT
         if roles[item.pk] == WAIT:
             OutboxItem.objects.filter(pk=item.pk, lease_owner=item.lease_owner).update(
                 lease_owner="", lease_expires_at=None
@@ -502,13 +508,7 @@ def _plans(items: list[OutboxItem], report: DrainReport) -> list[_Plan]:
         if not lead_id:
             _fail(item, "LEAD_NOT_IN_SALESFORCE", "The lead to convert has no Salesforce id.", report)
             continue
-        if roles[item.pk] == MAKE:
-            OutboxItem.objects.filter(object_type="Account", external_id=item.payload["account"]).exclude(
-                depends_on=item
-            ).update(depends_on=item)  # taken over from a dead or held maker
-            account_id = None
-        else:
-            account_id = rows[item.payload["account"]].salesforce_id
+        account_id = None if roles[item.pk] == MAKE else row.salesforce_id
         contact = contacts.get(item.payload["contact"])
         contact_id = contact.salesforce_id if contact is not None and contact.salesforce_id and account_id else None
         plans.append(_Plan(item, lead_id, account_id, contact_id))

@@ -159,3 +159,27 @@ def test_colleagues_converting_at_once_need_no_second_drain(salesforce):
     assert record_errors(salesforce) == []
     assert salesforce.requests_log.count("convert_lead") == 2
     assert_every_record_stamped_once(salesforce)
+
+
+def test_a_dead_conversion_leaves_its_new_account_to_the_next_colleague_then_converts_onto_it(salesforce):
+    """The conversion meant to make the new account was refused for good; a colleague's conversion makes
+    it instead, and once an admin retries the first, it goes onto that account: one account in all."""
+    from sync.worker import outbox_retry
+
+    process(trial("ws_1", "dana@acme.io"), trial("ws_2", "lee@acme.io"))
+    outbox_drain()
+    process(converted("ws_1", "dana@acme.io"))
+    salesforce.faults.record_error("FIELD_CUSTOM_VALIDATION_EXCEPTION", "Not in this region", kind="convert_lead")
+    outbox_drain()
+    first = OutboxItem.objects.get(
+        object_type="LeadConversion", external_id__endswith=f"_{Lead.objects.get(email='dana@acme.io').pk}"
+    )
+    assert first.state == "dead"
+    process(converted("ws_2", "lee@acme.io"))
+    drain_until_quiet()
+    assert salesforce.store.count("Account") == 1
+    outbox_retry(item_ids=[first.pk])
+    drain_until_quiet()
+    assert salesforce.store.count("Account") == 1
+    assert salesforce.store.count("Contact") == 2
+    assert_every_record_stamped_once(salesforce)

@@ -13,6 +13,8 @@ from typing import Any
 from django.core.paginator import Paginator
 from django.db import models
 from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
     OpenApiResponse,
     extend_schema,
     extend_schema_field,
@@ -256,6 +258,15 @@ class WorkspaceListView(ReadApiView, generics.ListAPIView):
 @extend_schema_view(
     get=extend_schema(
         summary="One workspace, by its workspace_id",
+        parameters=[
+            OpenApiParameter(
+                "workspace_id",
+                str,
+                OpenApiParameter.PATH,
+                description="The provisioning system's workspace id.",
+                examples=[OpenApiExample("A workspace", value="ws_8812")],
+            )
+        ],
         responses={200: WorkspaceSerializer, 401: ERROR_RESPONSE, 404: ERROR_RESPONSE},
     )
 )

@@ -1,4 +1,5 @@
-"""The engine as a WSGI app, the OpenAPI schema it publishes at /api/schema/, and data for the API to show."""
+"""Fixtures of the fuzz tests: webhook settings, the test connection kept open, a reader's token, and data
+for the read API to show (the schema and the app are in schema.py)."""
 
 from __future__ import annotations
 
@@ -53,7 +54,8 @@ def reader_token(db) -> str:
 
 @pytest.fixture
 def api_data(db) -> None:
-    """Linked and unlinked workspaces, events in several states, and alerts: responses with real shapes."""
+    """Linked and unlinked workspaces, events in several states, and alerts: responses with real shapes
+    (ws_8812 is the example workspace_id the schema gives, so the detail is fuzzed with a 200 too)."""
     now = timezone.now()
     account = AccountFactory(name="Acme", domain="acme.io")
     contact = ContactFactory(email="dana@acme.io", account=account)

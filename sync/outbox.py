@@ -22,15 +22,23 @@ STATUS_LABELS = {"trial": "Trial", "paid": "Paid", "churned": "Churned"}
 
 
 def account_key(account: Account) -> str:
-    return f"acc_{account.pk}"
+    return key_of("Account", account.pk)
 
 
 def lead_key(lead: Lead) -> str:
-    return f"lead_{lead.pk}"
+    return key_of("Lead", lead.pk)
 
 
 def contact_key(contact: Contact) -> str:
-    return f"con_{contact.pk}"
+    return key_of("Contact", contact.pk)
+
+
+KEY_PREFIXES = {"Account": "acc", "Lead": "lead", "Contact": "con"}
+
+
+def key_of(object_type: str, pk: int) -> str:
+    """The external id of an engine record by its primary key: no need to load it (processing is hot)."""
+    return f"{KEY_PREFIXES[object_type]}_{pk}"
 
 
 #: Lookups sent as external-ID relationship references, and the object each one points at (a record goes
@@ -72,7 +80,7 @@ def contact_payload(contact: Contact) -> dict[str, Any]:
         "Email": contact.email,
         "FirstName": contact.first_name or None,
         "LastName": contact.last_name or contact.email.partition("@")[0],
-        "Account": {EXTERNAL_ID: account_key(contact.account)},
+        "Account": {EXTERNAL_ID: key_of("Account", contact.account_id)},
     }
 
 
@@ -88,17 +96,17 @@ def workspace_payload(workspace: Workspace) -> dict[str, Any]:
         "Churn_Reason__c": workspace.churn_reason or None,
         "Plan__c": workspace.plan or None,
         "MRR__c": str(workspace.mrr.quantize(Decimal("0.01"))) if workspace.mrr is not None else None,
-        **lookup("Lead__r", lead_key(workspace.lead) if workspace.lead_id else None),
-        **lookup("Account__r", account_key(workspace.account) if workspace.account_id else None),
-        **lookup("Contact__r", contact_key(workspace.contact) if workspace.contact_id else None),
+        **lookup("Lead__r", key_of("Lead", workspace.lead_id) if workspace.lead_id else None),
+        **lookup("Account__r", key_of("Account", workspace.account_id) if workspace.account_id else None),
+        **lookup("Contact__r", key_of("Contact", workspace.contact_id) if workspace.contact_id else None),
     }
 
 
 def conversion_payload(lead: Lead) -> dict[str, Any]:
     return {
         "lead": lead_key(lead),
-        "account": account_key(lead.converted_account),
-        "contact": contact_key(lead.converted_contact),
+        "account": key_of("Account", lead.converted_account_id),
+        "contact": key_of("Contact", lead.converted_contact_id),
     }
 
 

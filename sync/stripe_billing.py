@@ -116,6 +116,10 @@ def _map(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
 
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
 def _text(value: Any) -> str:
     return value.strip() if isinstance(value, str) else ""
 
@@ -273,7 +277,7 @@ class Subscription:
     def parse(cls, value: Any) -> Subscription:
         sub = _map(value)
         items = []
-        for raw in _map(sub.get("items")).get("data") or []:
+        for raw in _list(_map(sub.get("items")).get("data")):
             item = _map(raw)
             price = Price.parse(item.get("price")) or Price.parse(item.get("plan"))
             if price is not None:
@@ -423,7 +427,7 @@ class Invoice:
         invoice = _map(value)
         details = _map(_map(invoice.get("parent")).get("subscription_details"))
         legacy = _map(invoice.get("subscription_details"))
-        lines = tuple(InvoiceLine.parse(line) for line in _map(invoice.get("lines")).get("data") or [])
+        lines = tuple(InvoiceLine.parse(line) for line in _list(_map(invoice.get("lines")).get("data")))
         return cls(
             id=_text(invoice.get("id")),
             customer=Customer.parse(invoice.get("customer")),

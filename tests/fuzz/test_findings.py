@@ -99,3 +99,30 @@ def test_a_signed_body_with_a_nul_byte_is_kept_as_rejected_not_500(send_webhook)
 
     assert response.status_code == 422
     assert Event.objects.get().payload == "\ufffd"
+
+
+@pytest.mark.parametrize(
+    ("event_type", "stripe_object"),
+    [
+        (
+            "customer.subscription.created",
+            {"status": "active", "metadata": {"workspace_id": "ws_1"}, "items": {"data": 5}},
+        ),
+        ("invoice.paid", {"lines": {"data": 7}}),
+    ],
+)
+def test_a_signed_stripe_object_with_a_list_that_is_not_one_is_read_not_500(
+    client, settings, event_type, stripe_object
+):
+    settings.STRIPE_WEBHOOK_SECRET = STRIPE_SECRET
+    body = json.dumps({"id": "evt_odd", "type": event_type, "created": 1795400000, "data": {"object": stripe_object}})
+
+    response = client.post(
+        "/webhooks/stripe/",
+        data=body,
+        content_type="application/json",
+        headers={"Stripe-Signature": sign_payload(body, STRIPE_SECRET)},
+    )
+
+    assert response.status_code == 202
+    assert response.json() == {"id": "evt_odd", "status": "ignored"}

@@ -162,6 +162,8 @@ class _Drainer:
 
     def run(self) -> tuple[str, bool]:
         """Return (why it ended, whether the lease was released already)."""
+        if time.monotonic() >= self.deadline:
+            return "budget", False  # out of budget before it began: no lane starts a send
         while True:
             threads = self._start() if self.threaded else []
             try:

@@ -41,8 +41,17 @@ logger = logging.getLogger(__name__)
 LEASE = timedelta(seconds=60)  # renewed while the drainer lives; a killed drainer's lapses within a minute
 RENEW_SECONDS = 10.0
 POLL_SECONDS = 0.05  # how often the drainer reads the dirty flag
-RETRY_POLL_SECONDS = 0.5  # how often an idle stage looks for retries that came due
+RETRY_POLL_SECONDS = 0.5  # how often the drainer looks for retries that came due
+LANE_POLL_SECONDS = 5.0  # an idle lane looks anyway this often
 LANES = {"Lead": 2, "LeadConversion": 2, "Workspace__c": 2}
+#: Whom a stage wakes when it has sent something: the types whose records may have waited on it. (A
+#: deletion waiting for its target looks again within LANE_POLL_SECONDS.)
+WAKES = {
+    "Account": ("LeadConversion", "Contact", "Workspace__c"),
+    "Lead": ("LeadConversion", "Workspace__c"),
+    "LeadConversion": ("Account", "LeadConversion", "Contact", "Workspace__c"),  # colleagues onto its account
+    "Contact": ("Workspace__c",),
+}
 IDLE_SECONDS = 2.0  # nothing to send for this long: give the worker back
 LINGER = timedelta(seconds=10)  # ... unless a retry comes due within this
 QUEUED_STALE = timedelta(seconds=60)  # a queued drain not started by then is presumed lost
@@ -143,8 +152,8 @@ def drain_run(
 class _Drainer:
     """The stages of one drainer and the loop that watches the dirty flag and the clock.
 
-    On PostgreSQL each object type has its own thread. SQLite takes one writer at a time (and its test
-    database, in memory, no concurrent connections at all), so there the stages take turns in the
+    On PostgreSQL each object type has its own thread(s) ("lanes"). SQLite takes one writer at a time (and
+    its test database, in memory, no concurrent connections at all), so there the stages take turns in the
     watching loop itself.
     """
 
@@ -153,7 +162,8 @@ class _Drainer:
         self.threaded = connection.vendor != "sqlite"
         self.cond = threading.Condition()
         self.generation = dict.fromkeys(ORDER, 0)  # per stage, bumped whenever it may have new work
-        self.busy = 0  # stages inside a send
+        self.sending = dict.fromkeys(ORDER, 0)  # lanes of each stage inside a send
+        self.hold = False  # no new sends: the drainer is about to let go
         self.last_work = time.monotonic()
         self.stop = threading.Event()
         self.failed = False
@@ -164,21 +174,35 @@ class _Drainer:
         """Return (why it ended, whether the lease was released already)."""
         if time.monotonic() >= self.deadline:
             return "budget", False  # out of budget before it began: no lane starts a send
-        while True:
-            threads = self._start() if self.threaded else []
-            try:
+        threads = self._start() if self.threaded else []
+        try:
+            while True:
                 ended = self._watch()
-            finally:
-                self._halt(threads)
-            if ended != "idle":
-                return ended, False
-            if _lease_release(self.worker, only_if_clean=True):
-                return "idle", True
-            self.poke()  # something was recorded after the last look: carry on
+                if ended != "idle":
+                    return ended, False
+                if self._let_go():
+                    return "idle", True
+                self.poke()  # something was recorded after the last look: carry on
+        finally:
+            self._halt(threads)
+
+    def _let_go(self) -> bool:
+        """Hold the lanes, wait for sends in flight, then release the lease only if nothing was recorded
+        since the last look (else carry on). No lane starts a send after the release."""
+        with self.cond:
+            self.hold = True
+            while any(self.sending.values()):
+                self.cond.wait(POLL_SECONDS)
+        if _lease_release(self.worker, only_if_clean=True):
+            return True
+        with self.cond:
+            self.hold = False
+        return False
 
     def _watch(self) -> str:
         next_renew = time.monotonic() + RENEW_SECONDS
-        seen, next_look = None, 0.0  # turns (SQLite): what was last looked at, and when to look for retries
+        next_retry_look = 0.0
+        seen = None  # turns (SQLite): the generations last looked at
         while True:
             if self.stop.is_set():
                 return "error" if self.failed else "paused"
@@ -187,10 +211,14 @@ class _Drainer:
                 return "budget"
             if _take_dirty():
                 self.poke()
-            elif self._idle(now) and not _retry_due_soon():
-                return "idle"
-            if not self.threaded and (seen != sum(self.generation.values()) or now >= next_look):
-                seen, next_look = sum(self.generation.values()), now + RETRY_POLL_SECONDS
+            elif now >= next_retry_look:
+                next_retry_look = now + RETRY_POLL_SECONDS
+                if _retry_due():
+                    self.poke()
+                elif self._idle(now) and not _retry_due_soon():
+                    return "idle"
+            if not self.threaded and seen != sum(self.generation.values()):
+                seen = sum(self.generation.values())
                 self._turns()
                 continue
             if now >= next_renew:
@@ -200,7 +228,7 @@ class _Drainer:
 
     def _idle(self, now: float) -> bool:
         with self.cond:
-            return self.busy == 0 and now - self.last_work >= IDLE_SECONDS
+            return not any(self.sending.values()) and now - self.last_work >= IDLE_SECONDS
 
     def poke(self, object_types: tuple[str, ...] = ORDER) -> None:
         """There may be new work for these stages (all: something was recorded)."""
@@ -211,7 +239,6 @@ class _Drainer:
             self.cond.notify_all()
 
     def _start(self) -> list[threading.Thread]:
-        self.stop.clear()
         threads = [
             threading.Thread(target=self._stage, args=lane, name=f"drain-{lane[0]}-{lane[1]}", daemon=True)
             for lane in self.reports
@@ -221,27 +248,41 @@ class _Drainer:
         return threads
 
     def _halt(self, threads: list[threading.Thread]) -> None:
-        if threads:
-            self.stop.set()
-            self.poke()
-            for thread in threads:
-                thread.join()
+        self.stop.set()
+        self.poke()
+        for thread in threads:
+            thread.join()
 
     def _stage(self, object_type: str, lane: int) -> None:
-        """Send this type whenever some of it may go; after an empty look, wait for a poke (or a while)."""
+        """Send this type whenever some of it may go; after an empty look, wait for a poke (or a while).
+
+        A second lane only looks while the first is inside a call: it takes what became ready meanwhile.
+        """
         seen = None
-        downstream = ORDER[ORDER.index(object_type) :]
         try:
             with acting_as_system():
                 while not self.stop.is_set():
                     with self.cond:
-                        if seen == self.generation[object_type]:
-                            self.cond.wait(RETRY_POLL_SECONDS)
+                        while not self.stop.is_set() and (
+                            self.hold
+                            or seen == self.generation[object_type]
+                            or (lane > 0 and not self.sending[object_type])
+                        ):
+                            if not self.cond.wait(LANE_POLL_SECONDS) and not self.hold:
+                                break  # a while without a poke: look anyway (a lapsed lease, say)
                         if self.stop.is_set():
                             break
                         seen = self.generation[object_type]
-                    if self._send(object_type, lane):
-                        self.poke(downstream)  # itself (more may be due) and the types that wait on it
+                        self.sending[object_type] += 1
+                    try:
+                        sent = self._send(object_type, lane)
+                    finally:
+                        with self.cond:
+                            self.sending[object_type] -= 1
+                            self.cond.notify_all()
+                    if sent:  # what waited on these records may go now; a full batch may have left more
+                        full = sent >= settings.SALESFORCE_BATCH_SIZE
+                        self.poke(WAKES.get(object_type, ()) + ((object_type,) if full else ()))
         except Exception:
             logger.exception("Salesforce drain stage %s failed", object_type)
             self.failed = True
@@ -266,14 +307,10 @@ class _Drainer:
 
     def _send(self, object_type: str, lane: int) -> int:
         report = self.reports[object_type, lane]
-        with self.cond:
-            self.busy += 1
         try:
             # Each lane leases rows under its own name: a claim recognises its rows by that name.
             return outbox_drain_step(object_type, self.client, f"{self.worker}#{object_type}{lane}", report)
         finally:
-            with self.cond:
-                self.busy -= 1
             if report.paused:
                 self.stop.set()
 
@@ -332,6 +369,10 @@ def _lease_release(worker: str, *, only_if_clean: bool = False) -> bool:
 
 def _take_dirty() -> bool:
     return bool(SyncControl.objects.filter(pk=1, drain_dirty=True).update(drain_dirty=False))
+
+
+def _retry_due() -> bool:
+    return OutboxItem.objects.filter(state=OutboxItem.State.RETRY, next_attempt_at__lte=timezone.now()).exists()
 
 
 def _retry_due_soon() -> bool:

@@ -241,8 +241,10 @@ SALESFORCE_TIMEOUT_SECONDS = min(env.float("SALESFORCE_TIMEOUT_SECONDS", default
 SALESFORCE_BATCH_SIZE = min(env.int("SALESFORCE_BATCH_SIZE", default=200), 200)
 SALESFORCE_MAX_ATTEMPTS = env.int("SALESFORCE_MAX_ATTEMPTS", default=8)
 # One drain task sends for at most this long while work keeps coming, then hands over to a fresh one
-# (queued behind whatever is waiting, so not too often; its own task timeout covers it).
-SALESFORCE_DRAIN_SECONDS = min(max(env.float("SALESFORCE_DRAIN_SECONDS", default=180.0), 1.0), 600.0)
+# (queued behind whatever is waiting, so rarely; its own task timeout covers it). It exits sooner, after
+# 2 s without work. With the ORM broker a task running past Q_CLUSTER["retry"] is delivered again: that
+# copy finds the drainer's lease taken and ends at once.
+SALESFORCE_DRAIN_SECONDS = min(max(env.float("SALESFORCE_DRAIN_SECONDS", default=900.0), 1.0), 3600.0)
 # Throttle below this share of the daily API allocation (from Sforce-Limit-Info).
 SALESFORCE_MAX_API_SHARE = env.float("SALESFORCE_MAX_API_SHARE", default=0.8)
 SALESFORCE_LIMIT_PAUSE_MINUTES = env.int("SALESFORCE_LIMIT_PAUSE_MINUTES", default=15)

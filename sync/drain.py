@@ -33,7 +33,16 @@ from django.utils import timezone
 
 from sync.models import OutboxItem, SyncControl
 from sync.salesforce import SalesforceClient, shared_client
-from sync.worker import ORDER, DrainReport, drainer_name, outbox_drain_step, sync_control, sync_paused, track_usage
+from sync.worker import (
+    ORDER,
+    DrainReport,
+    drainer_name,
+    due_types,
+    outbox_drain_step,
+    sync_control,
+    sync_paused,
+    track_usage,
+)
 from workspaces.actors import acting_as_system
 
 logger = logging.getLogger(__name__)
@@ -210,11 +219,11 @@ class _Drainer:
             if now >= self.deadline:
                 return "budget"
             if _take_dirty():
-                self.poke()
+                self.poke(tuple(due_types()) if self.threaded else ORDER)  # wake only stages with work
             elif now >= next_retry_look:
                 next_retry_look = now + RETRY_POLL_SECONDS
                 if _retry_due():
-                    self.poke()
+                    self.poke(tuple(due_types()) if self.threaded else ORDER)
                 elif self._idle(now) and not _retry_due_soon():
                     return "idle"
             if not self.threaded and seen != sum(self.generation.values()):

@@ -301,6 +301,8 @@ METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 
 # --- Task queue (django-q2) -------------------------------------------------------------------
 Q_BROKER = env.str("Q_BROKER", default="orm")
+# Successful task results kept for the admin's "Successful tasks" (-1: none are saved).
+Q_SUCCESS_KEEP = env.int("Q_SUCCESS_KEEP", default=500)
 Q_CLUSTER: dict = {
     "name": "lifecycle",
     "workers": env.int("Q_WORKERS", default=2),
@@ -311,7 +313,10 @@ Q_CLUSTER: dict = {
     "ack_failures": True,
     # Missed schedules must not replay one by one after downtime (a catch-up storm).
     "catch_up": False,
-    "save_limit": 500,
+    # 0: django-q2 saves each success without pruning. Its own pruning (save_limit > 0) locks and reads
+    # every saved success on every save (~20 ms of CPU a task, bench/results/queue-*.json); the
+    # scheduled "Ops: prune task results" keeps the newest Q_SUCCESS_KEEP instead. -1: save none.
+    "save_limit": 0 if Q_SUCCESS_KEEP >= 0 else -1,
     "queue_limit": 100,
     "poll": 0.2,
     "label": "Task queue",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.utils import timezone
 
-from ops.services import heartbeat_beat
+from ops.services import heartbeat_beat, task_results_prune
 from ops.sla import sla_evaluate
 
 
@@ -17,3 +17,8 @@ def heartbeat() -> str:
 
 def evaluate_slas() -> dict[str, int]:
     return sla_evaluate()
+
+
+def prune_task_results() -> int:
+    """Keep the newest Q_SUCCESS_KEEP successful task results (scheduled every 5 minutes)."""
+    return task_results_prune()

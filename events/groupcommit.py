@@ -12,6 +12,7 @@ import logging
 import os
 import queue
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 
@@ -26,10 +27,48 @@ _STOP = object()
 WriteBatch = Callable[[Sequence[object], Callable[[list[object]], None]], list[object]]
 
 
+class Doorbell:
+    """Work to enqueue, held by the writer thread for up to `window` seconds and rung as one task.
+
+    At a steady trickle every commit is a batch of one, and one processing task per event costs the
+    task queue more than the processing itself; held briefly, several commits share one task. Holding
+    risks nothing: the rows are committed, and were this process to die holding them, the sweeper
+    rings for them (DESIGN.md: the queue is only the doorbell).
+    """
+
+    def __init__(
+        self, ring: Callable[[list[object]], None], window: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._ring, self.window, self._clock = ring, window, clock
+        self._held: list[object] = []
+        self._since = 0.0
+
+    def hold(self, items: Sequence[object]) -> None:
+        if self.window <= 0:
+            self._ring(list(items))
+            return
+        if not self._held:
+            self._since = self._clock()
+        self._held.extend(items)
+
+    def wait(self) -> float | None:
+        """Seconds until the held work is due (None: nothing held)."""
+        return max(0.0, self._since + self.window - self._clock()) if self._held else None
+
+    def ring_if_due(self, *, now: bool = False) -> None:
+        if self._held and (now or self.wait() == 0.0):
+            items, self._held = self._held, []
+            try:
+                self._ring(items)
+            except Exception:  # the sweeper rings for them; the writer must go on
+                logger.exception("enqueueing processing of %d events failed; the sweeper will", len(items))
+
+
 class GroupCommitWriter:
-    def __init__(self, write_batch: WriteBatch, *, max_batch: int) -> None:
+    def __init__(self, write_batch: WriteBatch, *, max_batch: int, doorbell: Doorbell | None = None) -> None:
         self._write_batch = write_batch
         self._max_batch = max_batch
+        self.doorbell = doorbell
         self._queue: queue.SimpleQueue[tuple[object, Future]] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -62,7 +101,13 @@ class GroupCommitWriter:
         thread.join(timeout)
 
     def _take_batch(self) -> list[tuple[object, Future]]:
-        batch = [self._queue.get()]
+        while True:  # ring held work when it comes due, even when no request arrives
+            wait = self.doorbell.wait() if self.doorbell else None
+            try:
+                batch = [self._queue.get(timeout=wait)]
+                break
+            except queue.Empty:
+                self.doorbell.ring_if_due()
         while len(batch) < self._max_batch and batch[-1][0] is not _STOP:
             try:
                 batch.append(self._queue.get_nowait())
@@ -78,6 +123,8 @@ class GroupCommitWriter:
             live = [(item, f) for item, f in batch if item is not _STOP and f.set_running_or_notify_cancel()]
             if live:
                 self._write(live)
+            if self.doorbell:
+                self.doorbell.ring_if_due(now=stopping)
         connection.close()
 
     def _write(self, batch: list[tuple[object, Future]]) -> None:

@@ -34,7 +34,7 @@ from ops.services import error_record
 from sync.outbox import outbox_record_workspace
 from workspaces.actors import acting_as_system
 from workspaces.lifecycle import LIFECYCLE_TYPES, LifecycleEvent, WorkspaceState, fold
-from workspaces.models import Lead, Workspace
+from workspaces.models import Workspace
 from workspaces.services import workspace_apply_state
 
 logger = logging.getLogger(__name__)
@@ -116,8 +116,14 @@ def lifecycle_event(external_id: str, type_: str, occurred_at: datetime, payload
 
 
 def _lock(workspace_key: str) -> None:
-    WorkspaceLock.objects.get_or_create(workspace_key=workspace_key)
-    WorkspaceLock.objects.select_for_update().filter(workspace_key=workspace_key).update(processed_at=timezone.now())
+    """Take the workspace's lock row, creating it on first use: one INSERT … ON CONFLICT DO UPDATE, which
+    waits for (and then holds) the row lock like SELECT … FOR UPDATE, without a savepoint."""
+    WorkspaceLock.objects.bulk_create(
+        [WorkspaceLock(workspace_key=workspace_key, processed_at=timezone.now())],
+        update_conflicts=True,
+        unique_fields=["workspace_key"],
+        update_fields=["processed_at"],
+    )
 
 
 def _fold_and_apply(workspace_key: str) -> int:
@@ -152,9 +158,9 @@ def _fold_and_apply(workspace_key: str) -> int:
 
 def _apply(state: WorkspaceState, by_external_id: dict[str, int]) -> None:
     """Persist the state, link it, settle its questions, and record what Salesforce must now hold."""
-    workspace, _ = workspace_apply_state(state=state)
+    workspace, _ = workspace_apply_state(state=state)  # its lead, account and contact loaded with it
     converted_before = _lead_converted(workspace)
-    questions = workspace_link(workspace=workspace)
+    questions = workspace_link(workspace=workspace)  # leaves the linked records on the workspace
     for review in state.reviews:
         pks = tuple(by_external_id[e] for e in review.event_ids if e in by_external_id)
         questions.append(Question(review.kind, review.key, review.reason, pks))
@@ -168,9 +174,7 @@ def _apply(state: WorkspaceState, by_external_id: dict[str, int]) -> None:
 
 
 def _lead_converted(workspace: Workspace) -> bool:
-    if workspace.lead_id is None:
-        return False
-    return Lead.objects.filter(pk=workspace.lead_id, converted_at__isnull=False).exists()
+    return workspace.lead is not None and workspace.lead.converted_at is not None
 
 
 def _park_unreadable(row: Event, exc: PayloadInvalid) -> None:

@@ -9,7 +9,7 @@ from typing import NamedTuple
 from django.conf import settings
 from django.db import transaction
 
-from events.groupcommit import GroupCommitWriter
+from events.groupcommit import Doorbell, GroupCommitWriter
 from events.models import Event
 from events.store import NewEvent, insert_events
 from privacy.suppression import events_suppress
@@ -33,11 +33,16 @@ def async_task(func: str, *args: object, **kwargs: object) -> str:
     return enqueue(func, *args, broker=broker, **kwargs)
 
 
-def events_store(events: Sequence[NewEvent], on_committed: Callable[[list[bool]], None] | None = None) -> list[bool]:
+def events_store(
+    events: Sequence[NewEvent],
+    on_committed: Callable[[list[bool]], None] | None = None,
+    ring: Callable[[list[WorkItem]], None] | None = None,
+) -> list[bool]:
     """Store events in one transaction; for each, True if it is new, False if seen before.
 
     `on_committed(results)` runs right after the commit; processing of the new events is enqueued
-    after that, also on commit, so a task can never run before its rows are visible.
+    after that (`ring`, default enqueue_work), also on commit, so a task can never run before its rows
+    are visible.
     """
     with transaction.atomic():
         # An event naming an erased person is stored suppressed and scrubbed (docs/privacy.md).
@@ -57,7 +62,7 @@ def events_store(events: Sequence[NewEvent], on_committed: Callable[[list[bool]]
             if new and event.status == Event.Status.NEW
         ]
         if fresh:
-            transaction.on_commit(lambda: enqueue_work(items=fresh), robust=True)
+            transaction.on_commit(lambda: (ring or _ring_now)(fresh), robust=True)
     return results
 
 
@@ -103,7 +108,17 @@ def enqueue_workspaces(*, workspace_keys: Sequence[str], force: bool = False, ch
         )
 
 
-group_commit_writer = GroupCommitWriter(events_store, max_batch=settings.WEBHOOK_GROUP_COMMIT_MAX_BATCH)
+def _ring_now(items: list[WorkItem]) -> None:
+    enqueue_work(items=items)
+
+
+# The group-commit writer holds what its commits enqueue for WEBHOOK_DOORBELL_SECONDS (events/groupcommit.py).
+_doorbell = Doorbell(_ring_now, window=settings.WEBHOOK_DOORBELL_SECONDS)
+group_commit_writer = GroupCommitWriter(
+    lambda events, on_committed: events_store(events, on_committed, ring=_doorbell.hold),
+    max_batch=settings.WEBHOOK_GROUP_COMMIT_MAX_BATCH,
+    doorbell=_doorbell,
+)
 
 
 def event_receive(*, event: NewEvent) -> bool:

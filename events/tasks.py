@@ -8,11 +8,13 @@ from events.pipeline import workspace_process
 from events.sweeper import events_sweep
 from ops.services import heartbeat_beat
 from sync.drain import drain_request
+from workspaces.actors import acting_as_system
 
 
 def process_workspaces(workspace_keys: list[str], force: bool = False) -> dict[str, int]:
     """Fold and apply each workspace; failures are recorded on the event rows, never raised."""
-    outcomes = [workspace_process(workspace_key=key, force=force) for key in workspace_keys]
+    with acting_as_system():  # one actor lookup for the task, not one per workspace
+        outcomes = [workspace_process(workspace_key=key, force=force) for key in workspace_keys]
     if settings.SALESFORCE_SYNC != "off" and any(o.applied for o in outcomes):
         drain_request()  # committed: a drainer sends it within moments (one task for a burst)
     return {

@@ -48,13 +48,17 @@ def workspace_link(*, workspace: Workspace) -> list[Question]:
     domain = email_domain(workspace.email or lead.email)
     if admin_account is not None:
         account = admin_account
+    elif is_freemail(domain):
+        account = None
+    elif workspace.account is not None and workspace.account.domain == domain:
+        account = workspace.account  # loaded with the workspace in this transaction: no need to look it up
     else:
-        account = None if is_freemail(domain) else Account.objects.filter(domain=domain).first()
+        account = Account.objects.filter(domain=domain).first()
     contact = workspace.contact
     if workspace.converted_at is not None:
         account, contact = lead_convert(lead=lead, account=account, workspace=workspace)
     elif lead.converted_at is not None:
-        account, contact = lead.converted_account, lead.converted_contact
+        account, contact = _converted_records(lead, workspace)
     account = admin_account or account  # an admin's choice outlives conversions elsewhere
     _set_links(workspace, lead=lead, account=account, contact=contact)
     if account is not None:
@@ -75,15 +79,18 @@ def workspace_link(*, workspace: Workspace) -> list[Question]:
 
 def lead_for_workspace(*, workspace: Workspace) -> Lead:
     """The lead with the owner's email (created as a Self-Serve Trial lead if none), blanks filled in."""
-    lead, created = Lead.objects.get_or_create(
-        email=workspace.email,
-        defaults={
-            "first_name": workspace.first_name,
-            "last_name": workspace.last_name,
-            "company": workspace.company,
-            "lead_source": Lead.Source.SELF_SERVE_TRIAL,
-        },
-    )
+    if workspace.lead is not None and workspace.lead.email == workspace.email:
+        lead, created = workspace.lead, False  # the one already linked (emails are unique): no lookup
+    else:
+        lead, created = Lead.objects.get_or_create(
+            email=workspace.email,
+            defaults={
+                "first_name": workspace.first_name,
+                "last_name": workspace.last_name,
+                "company": workspace.company,
+                "lead_source": Lead.Source.SELF_SERVE_TRIAL,
+            },
+        )
     if not created:
         _fill_blanks(lead, first_name=workspace.first_name, last_name=workspace.last_name, company=workspace.company)
     return lead
@@ -92,11 +99,16 @@ def lead_for_workspace(*, workspace: Workspace) -> Lead:
 def lead_convert(*, lead: Lead, account: Account | None, workspace: Workspace) -> tuple[Account, Contact]:
     """Turn the lead into a contact, on `account` or on a new one; exactly once per lead.
 
-    The lead row is locked, so two workspaces paying at once cannot both convert it.
+    The lead row is locked, so two workspaces paying at once cannot both convert it. `lead` is updated in
+    place, so the caller's copy says it is converted.
     """
-    lead = Lead.objects.select_for_update().get(pk=lead.pk)
-    if lead.converted_at is not None:
-        return lead.converted_account, lead.converted_contact
+    if lead.converted_at is not None:  # read in this transaction, and a conversion is never undone
+        return _converted_records(lead, workspace)
+    locked = Lead.objects.select_for_update().get(pk=lead.pk)
+    if locked.converted_at is not None:  # a colleague's workspace converted it meanwhile
+        _copy_conversion(locked, lead)
+        return _converted_records(lead, workspace)
+    unlocked, lead = lead, locked
     existing = Contact.objects.filter(email=lead.email).select_related("account").first()
     if existing is not None:
         # The person is already a contact (added by hand, say): convert onto their account.
@@ -112,6 +124,20 @@ def lead_convert(*, lead: Lead, account: Account | None, workspace: Workspace) -
     lead.converted_contact = contact
     lead.save(update_fields=["converted_at", "converted_account", "converted_contact", "updated_at"])
     lead_share_conversion(lead=lead, exclude=workspace)
+    _copy_conversion(lead, unlocked)
+    return account, contact
+
+
+def _copy_conversion(source: Lead, target: Lead) -> None:
+    target.converted_at = source.converted_at
+    target.converted_account = source.converted_account
+    target.converted_contact = source.converted_contact
+
+
+def _converted_records(lead: Lead, workspace: Workspace) -> tuple[Account, Contact]:
+    """The converted lead's account and contact, taken from the workspace when it holds them already."""
+    account = workspace.account if workspace.account_id == lead.converted_account_id else lead.converted_account
+    contact = workspace.contact if workspace.contact_id == lead.converted_contact_id else lead.converted_contact
     return account, contact
 
 
@@ -172,16 +198,13 @@ def _fill_blanks(record: Lead | Contact, **values: str) -> None:
 
 
 def _set_links(workspace: Workspace, *, lead: Lead, account: Account | None, contact: Contact | None) -> None:
-    wanted = {
-        "lead_id": lead.pk,
-        "account_id": account.pk if account else None,
-        "contact_id": contact.pk if contact else None,
-    }
-    changed = [name for name, value in wanted.items() if getattr(workspace, name) != value]
+    """Link the records (objects, not ids: the outbox reads them from the workspace next)."""
+    wanted = {"lead": lead, "account": account, "contact": contact}
+    changed = [name for name, one in wanted.items() if getattr(workspace, f"{name}_id") != getattr(one, "pk", None)]
+    for name, record in wanted.items():
+        setattr(workspace, name, record)
     if changed:
-        for name in changed:
-            setattr(workspace, name, wanted[name])
-        workspace.save(update_fields=[name.removesuffix("_id") for name in changed] + ["updated_at"])
+        workspace.save(update_fields=[*changed, "updated_at"])
 
 
 # --- The review queue -------------------------------------------------------------------------
@@ -197,7 +220,8 @@ def questions_reconcile(
     if the facts bring it back (a late event can), so the queue depends on the events, not their order.
     """
     wanted_by_key = {question.key: question for question in wanted if question.kind in kinds}
-    existing = {item.dedupe_key: item for item in ReviewItem.objects.filter(workspace=workspace, kind__in=kinds)}
+    items = list(ReviewItem.objects.filter(workspace=workspace))  # all kinds: the review flag needs them all
+    existing = {item.dedupe_key: item for item in items if item.kind in kinds}
     for key, question in wanted_by_key.items():
         item = existing.get(key)
         if item is None:
@@ -205,6 +229,7 @@ def questions_reconcile(
                 workspace=workspace, kind=question.kind, dedupe_key=key, reason=question.reason, lead=workspace.lead
             )
             item.events.set(question.event_pks)
+            items.append(item)
         elif item.status == ReviewItem.Status.OPEN or item.resolved_by_id is None:
             _ask_again(item, question)
     stale = [
@@ -212,16 +237,18 @@ def questions_reconcile(
     ]
     for item in stale:
         _close(item, note="Resolved automatically: the engine's data no longer shows this problem.", user=None)
-    workspace_refresh_review_flag(workspace=workspace)
+    workspace_refresh_review_flag(workspace=workspace, items=items)
 
 
-def workspace_refresh_review_flag(*, workspace: Workspace) -> None:
-    """needs_review and review_reasons mirror the workspace's open review items."""
-    reasons = list(
-        ReviewItem.objects.filter(workspace=workspace, status=ReviewItem.Status.OPEN)
-        .order_by("created_at", "pk")
-        .values_list("reason", flat=True)
+def workspace_refresh_review_flag(*, workspace: Workspace, items: Sequence[ReviewItem] | None = None) -> None:
+    """needs_review and review_reasons mirror the workspace's open review items (`items`: all of them,
+    current, when the caller holds them already)."""
+    if items is None:
+        items = ReviewItem.objects.filter(workspace=workspace)
+    opened = sorted(
+        (item for item in items if item.status == ReviewItem.Status.OPEN), key=lambda i: (i.created_at, i.pk)
     )
+    reasons = [item.reason for item in opened]
     if workspace.needs_review != bool(reasons) or workspace.review_reasons != reasons:
         workspace.needs_review = bool(reasons)
         workspace.review_reasons = reasons

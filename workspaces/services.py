@@ -17,7 +17,10 @@ def workspace_apply_state(*, state: WorkspaceState) -> tuple[Workspace, dict[str
     if state.status is None:
         raise ValueError(f"workspace {state.workspace_id} has no lifecycle event to apply")
     wanted = state.fields()
-    workspace = Workspace.objects.filter(workspace_id=state.workspace_id).first()
+    # The links come along (one query): linking and the outbox read them next.
+    workspace = (
+        Workspace.objects.select_related("lead", "account", "contact").filter(workspace_id=state.workspace_id).first()
+    )
     if workspace is None:
         workspace = Workspace(workspace_id=state.workspace_id, **wanted)
         workspace.save()

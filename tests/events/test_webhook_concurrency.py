@@ -86,3 +86,36 @@ def test_group_commit_isolates_a_failing_row(settings, stop_writer, monkeypatch)
         # The test client re-raises the view's unhandled exception: a 500 for that request only.
         post_concurrently(requests)
     assert set(Event.objects.values_list("external_id", flat=True)) == {"msg_ok_1", "msg_ok_2"}
+
+
+def _queued_workspace_keys() -> list[list[str]]:
+    from django_q.models import OrmQ
+    from django_q.signing import SignedPackage
+
+    tasks = [SignedPackage.loads(row.payload) for row in OrmQ.objects.all()]
+    return [task["args"][0] for task in tasks if task["func"] == "events.tasks.process_workspaces"]
+
+
+def test_group_commit_rings_once_for_the_commits_of_its_window(settings, stop_writer, monkeypatch):
+    """At a trickle each commit holds one event; the writer enqueues one task for a window's commits."""
+    import time
+
+    settings.WEBHOOK_GROUP_COMMIT = True
+    monkeypatch.setattr(group_commit_writer.doorbell, "window", 1.0)
+    started = time.monotonic()
+    for i in range(6):  # one after another: six commits
+        body = lifecycle_body("trial.started", {"workspace_id": f"ws_bell_{i}", "email": f"b{i}@acme.io"})
+        response = Client().post(
+            "/webhooks/provisioning/", data=body, content_type="application/json",
+            headers=signed_headers(body, msg_id=f"msg_bell_{i}"),
+        )  # fmt: skip
+        assert response.status_code == 202
+    sent_within_window = time.monotonic() - started < 1.0
+    assert _queued_workspace_keys() == [] or not sent_within_window, "held, not rung per commit"
+    deadline = time.monotonic() + 10
+    while sum(len(keys) for keys in _queued_workspace_keys()) < 6 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    queued = _queued_workspace_keys()
+    assert sorted(key for keys in queued for key in keys) == [f"ws_bell_{i}" for i in range(6)]
+    if sent_within_window:
+        assert len(queued) == 1

@@ -21,13 +21,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from alerts.services import alert_raise, workspace_alerts_after_processing
 from events.models import Event, WorkspaceLock
 from events.schemas import PayloadInvalid, validate_data
+from events.services import enqueue_workspaces
 from linking.models import ReviewItem
 from linking.services import Question, questions_reconcile, review_item_raise, workspace_link
 from ops.services import error_record
@@ -167,10 +168,28 @@ def _apply(state: WorkspaceState, by_external_id: dict[str, int]) -> None:
     questions_reconcile(workspace=workspace, wanted=questions)
     outbox_record_workspace(workspace=workspace)
     if not converted_before and _lead_converted(workspace):
-        # A conversion may have linked other workspaces (same person, same new account): theirs too.
-        siblings = Workspace.objects.filter(Q(lead_id=workspace.lead_id) | Q(account_id=workspace.account_id))
-        for sibling in siblings.exclude(pk=workspace.pk).select_related("lead", "account", "contact"):
-            outbox_record_workspace(workspace=sibling)
+        _record_siblings(workspace)
+
+
+def _record_siblings(workspace: Workspace) -> None:
+    """A conversion may have linked other workspaces (same person, same new account): record theirs too.
+
+    Each under its own lock, read after taking it: a run of that workspace committing meanwhile must not
+    be overwritten with the older state read before it (found by bench/salesforce.py: a colleague's
+    Workspace__c left at Trial). One being processed right now (its lock taken) is re-processed after
+    this commit instead; waiting for it could deadlock with a conversion of its own.
+    """
+    siblings = Workspace.objects.filter(Q(lead_id=workspace.lead_id) | Q(account_id=workspace.account_id))
+    keys = set(siblings.exclude(pk=workspace.pk).values_list("workspace_id", flat=True))
+    if not keys:
+        return
+    locks = WorkspaceLock.objects.filter(workspace_key__in=keys)
+    taken = set(locks.select_for_update(skip_locked=True).values_list("workspace_key", flat=True))
+    busy = set(locks.values_list("workspace_key", flat=True)) - taken if connection.vendor == "postgresql" else set()
+    for sibling in siblings.filter(workspace_id__in=keys - busy).select_related("lead", "account", "contact"):
+        outbox_record_workspace(workspace=sibling)
+    if busy:
+        transaction.on_commit(lambda: enqueue_workspaces(workspace_keys=sorted(busy), force=True), robust=True)
 
 
 def _lead_converted(workspace: Workspace) -> bool:

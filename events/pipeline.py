@@ -159,9 +159,12 @@ def _fold_and_apply(workspace_key: str) -> int:
 
 def _apply(state: WorkspaceState, by_external_id: dict[str, int]) -> None:
     """Persist the state, link it, settle its questions, and record what Salesforce must now hold."""
-    workspace, _ = workspace_apply_state(state=state)  # its lead, account and contact loaded with it
+    # Its lead, account and contact come loaded with it; a new one is saved once, with its links.
+    workspace, _ = workspace_apply_state(state=state, save_new=False)
     converted_before = _lead_converted(workspace)
     questions = workspace_link(workspace=workspace)  # leaves the linked records on the workspace
+    if workspace._state.adding:  # nothing to link it to (no owner email): save it as it is
+        workspace.save()
     for review in state.reviews:
         pks = tuple(by_external_id[e] for e in review.event_ids if e in by_external_id)
         questions.append(Question(review.kind, review.key, review.reason, pks))

@@ -203,7 +203,9 @@ def _set_links(workspace: Workspace, *, lead: Lead, account: Account | None, con
     changed = [name for name, one in wanted.items() if getattr(workspace, f"{name}_id") != getattr(one, "pk", None)]
     for name, record in wanted.items():
         setattr(workspace, name, record)
-    if changed:
+    if workspace._state.adding:
+        workspace.save()  # a new workspace: created with its links
+    elif changed:
         workspace.save(update_fields=[*changed, "updated_at"])
 
 

@@ -8,11 +8,12 @@ from workspaces.lifecycle import WorkspaceState
 from workspaces.models import Workspace
 
 
-def workspace_apply_state(*, state: WorkspaceState) -> tuple[Workspace, dict[str, Any]]:
+def workspace_apply_state(*, state: WorkspaceState, save_new: bool = True) -> tuple[Workspace, dict[str, Any]]:
     """Create or update the workspace to match `state`; return it and {field: new value} changed.
 
     Call under the workspace's processing lock. A state with no status (no lifecycle event yet)
-    is not persisted.
+    is not persisted. With `save_new` False a new workspace is returned unsaved: the caller saves it
+    once with its links (one INSERT and one audit entry instead of an INSERT, then an UPDATE).
     """
     if state.status is None:
         raise ValueError(f"workspace {state.workspace_id} has no lifecycle event to apply")
@@ -23,7 +24,8 @@ def workspace_apply_state(*, state: WorkspaceState) -> tuple[Workspace, dict[str
     )
     if workspace is None:
         workspace = Workspace(workspace_id=state.workspace_id, **wanted)
-        workspace.save()
+        if save_new:
+            workspace.save()
         return workspace, wanted
     changed = {name: value for name, value in wanted.items() if getattr(workspace, name) != value}
     if changed:

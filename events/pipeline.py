@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -188,7 +188,7 @@ def _record_siblings(workspace: Workspace) -> None:
         return
     locks = WorkspaceLock.objects.filter(workspace_key__in=keys)
     taken = set(locks.select_for_update(skip_locked=True).values_list("workspace_key", flat=True))
-    busy = set(locks.values_list("workspace_key", flat=True)) - taken if connection.vendor == "postgresql" else set()
+    busy = set(locks.values_list("workspace_key", flat=True)) - taken  # SQLite takes no row locks: none busy
     for sibling in siblings.filter(workspace_id__in=keys - busy).select_related("lead", "account", "contact"):
         outbox_record_workspace(workspace=sibling)
     if busy:

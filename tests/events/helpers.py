@@ -34,3 +34,12 @@ def lifecycle_event(
 
 def store(*events: NewEvent) -> list[bool]:
     return events_store(list(events))
+
+
+def queued_tasks(func: str) -> list[dict[str, Any]]:
+    """The tasks for `func` waiting in the ORM broker's queue, decoded."""
+    from django_q.models import OrmQ
+    from django_q.signing import SignedPackage
+
+    tasks = (SignedPackage.loads(row.payload) for row in OrmQ.objects.all())
+    return [task for task in tasks if task["func"] == func]

@@ -12,6 +12,7 @@ from django.test import Client
 from events.models import Event
 from events.services import group_commit_writer
 from tests.conftest import lifecycle_body, signed_headers
+from tests.events.helpers import queued_tasks
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -89,11 +90,7 @@ def test_group_commit_isolates_a_failing_row(settings, stop_writer, monkeypatch)
 
 
 def _queued_workspace_keys() -> list[list[str]]:
-    from django_q.models import OrmQ
-    from django_q.signing import SignedPackage
-
-    tasks = [SignedPackage.loads(row.payload) for row in OrmQ.objects.all()]
-    return [task["args"][0] for task in tasks if task["func"] == "events.tasks.process_workspaces"]
+    return [task["args"][0] for task in queued_tasks("events.tasks.process_workspaces")]
 
 
 def test_group_commit_rings_once_for_the_commits_of_its_window(settings, stop_writer, monkeypatch):

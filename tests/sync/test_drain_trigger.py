@@ -13,7 +13,6 @@ import pytest
 from django.db import connection, connections
 from django.utils import timezone
 from django_q.brokers import get_broker
-from django_q.models import OrmQ
 from django_q.signing import SignedPackage
 
 from events.pipeline import workspace_process
@@ -21,7 +20,7 @@ from events.tasks import process_workspaces
 from sync import drain
 from sync.drain import drain_request, drain_run
 from sync.models import OutboxItem, SyncControl
-from tests.events.helpers import T0, lifecycle_event, store
+from tests.events.helpers import T0, lifecycle_event, queued_tasks, store
 
 # The drainer's stages are threads with their own connections: they must see committed rows.
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -52,7 +51,7 @@ def drain_in_thread(result: dict) -> None:
 
 def queued_drains() -> int:
     """Drain tasks waiting in the ORM broker's queue (processing tasks queued by `store` aside)."""
-    return sum(SignedPackage.loads(row.payload)["func"] == "sync.tasks.drain_outbox" for row in OrmQ.objects.all())
+    return len(queued_tasks("sync.tasks.drain_outbox"))
 
 
 def control() -> SyncControl:
@@ -75,7 +74,7 @@ def test_processing_rings_for_a_drain_after_its_commit(dry_run):
     process_workspaces(["ws_1"])
     process_workspaces(["ws_2"])
     assert queued_drains() == 1
-    (task,) = [t for t in (SignedPackage.loads(row.payload) for row in OrmQ.objects.all()) if t["group"] == "sync"]
+    (task,) = [t for t in queued_tasks("sync.tasks.drain_outbox") if t["group"] == "sync"]
     assert task["timeout"] >= drain.drain_budget(), "its own timeout covers its budget"
 
 

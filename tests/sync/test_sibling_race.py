@@ -8,38 +8,41 @@ from datetime import timedelta
 import pytest
 from django.db import connection, connections, transaction
 from django_q.models import OrmQ
-from django_q.signing import SignedPackage
 
 from events.models import WorkspaceLock
 from events.pipeline import workspace_process
 from sync.models import OutboxItem
-from tests.events.helpers import T0, lifecycle_event, store
+from tests.events.helpers import T0, lifecycle_event, queued_tasks, store
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def _queued_forced() -> list[list[str]]:
-    tasks = [SignedPackage.loads(row.payload) for row in OrmQ.objects.all()]
-    return [t["args"][0] for t in tasks if t["func"] == "events.tasks.process_workspaces" and t["args"][1]]
+    return [task["args"][0] for task in queued_tasks("events.tasks.process_workspaces") if task["args"][1]]
 
 
-def test_a_colleague_being_processed_is_reprocessed_after_the_commit_not_overwritten(settings):
-    if connection.vendor != "postgresql":
-        pytest.skip("row locks between connections: PostgreSQL")
+@pytest.fixture
+def colleagues_in_trial(settings) -> None:
+    """Two colleagues on a company domain with no account yet, both processed in trial; then ws_a's
+    conversion is stored (not processed) and the queue emptied."""
     settings.SALESFORCE_SYNC = "dry_run"
-    # given two colleagues on a company domain with no account yet, both in trial
     store(
         lifecycle_event("ws_a_trial", "trial.started", workspace_id="ws_a", email="dana@newco.io"),
         lifecycle_event("ws_b_trial", "trial.started", workspace_id="ws_b", email="lee@newco.io"),
     )
     workspace_process(workspace_key="ws_a")
     workspace_process(workspace_key="ws_b")
-    OrmQ.objects.all().delete()
     store(
         lifecycle_event(
             "ws_a_paid", "subscription.converted", workspace_id="ws_a", email="dana@newco.io", at=T0 + timedelta(days=3)
         )
     )
+    OrmQ.objects.all().delete()
+
+
+def test_a_colleague_being_processed_is_reprocessed_after_the_commit_not_overwritten(colleagues_in_trial):
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks between connections: PostgreSQL")
     before = OutboxItem.objects.get(object_type="Workspace__c", external_id="ws_b")
     # when ws_b's lock is held by another worker while ws_a converts (and makes the account ws_b adopts)
     held, release = threading.Event(), threading.Event()
@@ -71,20 +74,7 @@ def test_a_colleague_being_processed_is_reprocessed_after_the_commit_not_overwri
     assert after.payload["Account__r"] is not None
 
 
-def test_a_free_colleague_is_re_recorded_at_once(settings):
-    settings.SALESFORCE_SYNC = "dry_run"
-    store(
-        lifecycle_event("ws_a_trial", "trial.started", workspace_id="ws_a", email="dana@newco.io"),
-        lifecycle_event("ws_b_trial", "trial.started", workspace_id="ws_b", email="lee@newco.io"),
-    )
-    workspace_process(workspace_key="ws_a")
-    workspace_process(workspace_key="ws_b")
-    OrmQ.objects.all().delete()
-    store(
-        lifecycle_event(
-            "ws_a_paid", "subscription.converted", workspace_id="ws_a", email="dana@newco.io", at=T0 + timedelta(days=3)
-        )
-    )
+def test_a_free_colleague_is_re_recorded_at_once(colleagues_in_trial):
     workspace_process(workspace_key="ws_a")
     row = OutboxItem.objects.get(object_type="Workspace__c", external_id="ws_b")
     assert row.payload["Account__r"] is not None

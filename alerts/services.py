@@ -8,6 +8,7 @@ commit (DESIGN: side effects after commit), by a task or the every-minute schedu
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -48,18 +49,23 @@ def alert_raise(
     audience: str = Audience.ADMINS,
     context: dict[str, Any] | None = None,
     workspace: Workspace | None = None,
+    config: AlertRule | None = None,
+    checked: bool = False,
 ) -> tuple[Alert, bool]:
     """Create the alert unless one with this dedupe key exists; return (alert, created).
 
     A rep alert about a workspace is routed (owner, territory, round robin) and the choice recorded.
     Deliveries follow the rule's configuration; a disabled rule still records the alert, unsent.
+    `config`: the rule's configuration when the caller has it; `checked`: the caller has just looked
+    the dedupe key up (a race still ends in the unique key, below).
     """
-    existing = Alert.objects.filter(dedupe_key=dedupe_key).first()
-    if existing is not None:
-        return existing, False
+    if not checked:
+        existing = Alert.objects.filter(dedupe_key=dedupe_key).first()
+        if existing is not None:
+            return existing, False
     try:
         with transaction.atomic():
-            alert = Alert.objects.create(
+            alert = Alert(
                 rule=rule,
                 dedupe_key=dedupe_key,
                 title=title[:255],
@@ -69,8 +75,9 @@ def alert_raise(
                 audience=audience,
                 context=context or {},
             )
-            _route(alert, workspace)
-            config = alert_rule(rule)
+            _route(alert, workspace)  # before the INSERT: one write and one audit entry, routing included
+            alert.save(force_insert=True)
+            config = config or alert_rule(rule)
             if config.enabled:
                 deliveries_plan(alert=alert, rule=config)
     except IntegrityError:
@@ -86,7 +93,6 @@ def _route(alert: Alert, workspace: Workspace | None) -> None:
     else:
         route = workspace_route(workspace=workspace)
         alert.recipient, alert.routed_by, alert.routing = route.user, route.routed_by, route.why[:255]
-    alert.save(update_fields=["recipient", "routed_by", "routing", "updated_at"])
 
 
 # --- Who sees what ------------------------------------------------------------------------------
@@ -190,14 +196,13 @@ def _facts(workspace: Workspace, now: datetime, configs: dict[str, AlertRule], *
     )
 
 
-def _new_firings(facts: Facts, configs: dict[str, AlertRule]) -> list[Firing]:
-    firings = rules_evaluate(facts, lambda key: configs[key].enabled)
-    if not firings:
-        return []
-    existing = set(
-        Alert.objects.filter(dedupe_key__in=[f.dedupe_key for f in firings]).values_list("dedupe_key", flat=True)
-    )
-    return [firing for firing in firings if firing.dedupe_key not in existing]
+def _unraised(firings: list[Firing], taken: dict[str, bool]) -> list[Firing]:
+    """The firings whose dedupe key is not taken yet; `taken` remembers the keys already looked up."""
+    unknown = [firing.dedupe_key for firing in firings if firing.dedupe_key not in taken]
+    if unknown:
+        found = set(Alert.objects.filter(dedupe_key__in=unknown).values_list("dedupe_key", flat=True))
+        taken.update({key: key in found for key in unknown})
+    return [firing for firing in firings if not taken[firing.dedupe_key]]
 
 
 def workspace_alerts_evaluate(
@@ -213,11 +218,17 @@ def workspace_alerts_evaluate(
         return []
     now = now or timezone.now()
     configs = configs or _rule_configs()
-    if not _new_firings(_facts(workspace, now, configs, with_events=False), configs):
+
+    def enabled(key: str) -> bool:
+        return configs[key].enabled
+
+    taken: dict[str, bool] = {}
+    if not _unraised(rules_evaluate(_facts(workspace, now, configs, with_events=False), enabled), taken):
         return []
     created = []
     with acting_as_system():  # the audit trail names the engine as the author of these alerts
-        for firing in _new_firings(_facts(workspace, now, configs, with_events=True), configs):
+        # With the events as evidence; keys looked up above are not asked for again.
+        for firing in _unraised(rules_evaluate(_facts(workspace, now, configs, with_events=True), enabled), taken):
             alert, new = alert_raise(
                 rule=firing.rule,
                 dedupe_key=firing.dedupe_key,
@@ -226,21 +237,32 @@ def workspace_alerts_evaluate(
                 audience=configs[firing.rule].audience,
                 context=firing.context(),
                 workspace=workspace,
+                config=configs[firing.rule],
+                checked=True,
             )
             if new:
                 created.append(alert)
     return created
 
 
-def workspace_alerts_after_processing(*, workspace_key: str) -> None:
-    """The pipeline's hook, after its commit: alerts must never fail processing, so errors are logged.
+def workspaces_alerts_after_processing(*, workspace_keys: Sequence[str]) -> None:
+    """The pipeline's hook, after its commits: alerts must never fail processing, so errors are logged.
 
-    Whatever this misses (an error, a crash) the scheduled evaluation catches up (CATCH_UP).
+    The rules' configuration is read once for all of them. Whatever this misses (an error, a crash)
+    the scheduled evaluation catches up (CATCH_UP).
     """
+    if not workspace_keys:
+        return
     try:
-        workspace_alerts_evaluate(workspace_key=workspace_key)
+        configs = _rule_configs()
     except Exception:
-        logger.exception("evaluating alert rules for workspace %s failed", workspace_key)
+        logger.exception("reading the alert rules failed; the schedule evaluates these workspaces later")
+        return
+    for key in workspace_keys:
+        try:
+            workspace_alerts_evaluate(workspace_key=key, configs=configs)
+        except Exception:
+            logger.exception("evaluating alert rules for workspace %s failed", key)
 
 
 def alerts_evaluate_scheduled(*, now: datetime | None = None) -> dict[str, int]:

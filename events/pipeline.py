@@ -25,12 +25,18 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from alerts.services import alert_raise, workspace_alerts_after_processing
+from alerts.services import alert_raise, workspaces_alerts_after_processing
 from events.models import Event, WorkspaceLock
 from events.schemas import PayloadInvalid, validate_data
 from events.services import enqueue_workspaces
 from linking.models import ReviewItem
-from linking.services import Question, questions_reconcile, review_item_raise, workspace_link
+from linking.services import (
+    Question,
+    questions_reconcile,
+    review_item_raise,
+    workspace_flag_new_questions,
+    workspace_link,
+)
 from ops.services import error_record
 from sync.outbox import outbox_record_workspace
 from workspaces.actors import acting_as_system
@@ -86,8 +92,11 @@ def events_claim(*, workspace_key: str, worker: str) -> list[int]:
     return list(lifecycle.filter(status=Event.Status.PROCESSING, lease_owner=worker).values_list("pk", flat=True))
 
 
-def workspace_process(*, workspace_key: str, force: bool = False) -> Outcome:
-    """Claim, fold and apply one workspace. With `force`, re-fold even when nothing is due."""
+def workspace_process(*, workspace_key: str, force: bool = False, alerts: bool = True) -> Outcome:
+    """Claim, fold and apply one workspace. With `force`, re-fold even when nothing is due.
+
+    With `alerts` False the caller evaluates alert rules itself, for many workspaces at once.
+    """
     worker = worker_name()
     claimed = events_claim(workspace_key=workspace_key, worker=worker)
     if not claimed and not force:
@@ -104,9 +113,9 @@ def workspace_process(*, workspace_key: str, force: bool = False) -> Outcome:
             source="processing", kind=type(exc).__name__, message=str(exc), obj=first, workspace_key=workspace_key
         )
         return Outcome(workspace_key, len(claimed), failed=True)
-    if applied:
+    if applied and alerts:
         # After the commit, outside the lock: alert rules read the new state (and never fail processing).
-        workspace_alerts_after_processing(workspace_key=workspace_key)
+        workspaces_alerts_after_processing(workspace_keys=[workspace_key])
     return Outcome(workspace_key, len(claimed), applied)
 
 
@@ -158,17 +167,26 @@ def _fold_and_apply(workspace_key: str) -> int:
 
 
 def _apply(state: WorkspaceState, by_external_id: dict[str, int]) -> None:
-    """Persist the state, link it, settle its questions, and record what Salesforce must now hold."""
-    # Its lead, account and contact come loaded with it; a new one is saved once, with its links.
-    workspace, _ = workspace_apply_state(state=state, save_new=False)
+    """Persist the state, link it, settle its questions, and record what Salesforce must now hold.
+
+    The workspace is written once, with its state, links and review flag: one INSERT or UPDATE and one
+    audit entry (its lead, account and contact come loaded with it).
+    """
+    workspace, changed = workspace_apply_state(state=state, save=False)
+    unsaved = set(changed)
     converted_before = _lead_converted(workspace)
-    questions = workspace_link(workspace=workspace)  # leaves the linked records on the workspace
-    if workspace._state.adding:  # nothing to link it to (no owner email): save it as it is
-        workspace.save()
+    questions = workspace_link(workspace=workspace, unsaved=unsaved)  # leaves the linked records on it
     for review in state.reviews:
         pks = tuple(by_external_id[e] for e in review.event_ids if e in by_external_id)
         questions.append(Question(review.kind, review.key, review.reason, pks))
-    questions_reconcile(workspace=workspace, wanted=questions)
+    new = workspace._state.adding
+    if new:  # its review items need its id: saved first, flag included
+        workspace_flag_new_questions(workspace=workspace, wanted=questions)
+        workspace.save()
+        unsaved.clear()
+    questions_reconcile(workspace=workspace, wanted=questions, unsaved=unsaved, new_workspace=new)
+    if unsaved:
+        workspace.save(update_fields=[*unsaved, "updated_at"])
     outbox_record_workspace(workspace=workspace)
     if not converted_before and _lead_converted(workspace):
         _record_siblings(workspace)

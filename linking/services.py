@@ -35,10 +35,12 @@ class Question:
 # --- Linking ----------------------------------------------------------------------------------
 
 
-def workspace_link(*, workspace: Workspace) -> list[Question]:
+def workspace_link(*, workspace: Workspace, unsaved: set[str] | None = None) -> list[Question]:
     """Link the workspace to its lead and account, converting the lead once it has paid.
 
-    Returns the linking questions that should be open for it (no account match).
+    Returns the linking questions that should be open for it (no account match). With `unsaved`
+    the workspace itself is not saved: the links it changed are added to that set for the caller's
+    one save (a new workspace is left unsaved altogether).
     """
     admin_lead = workspace.lead if workspace.linked_by_admin else None
     admin_account = workspace.account if workspace.linked_by_admin else None
@@ -60,7 +62,7 @@ def workspace_link(*, workspace: Workspace) -> list[Question]:
     elif lead.converted_at is not None:
         account, contact = _converted_records(lead, workspace)
     account = admin_account or account  # an admin's choice outlives conversions elsewhere
-    _set_links(workspace, lead=lead, account=account, contact=contact)
+    _set_links(workspace, lead=lead, account=account, contact=contact, unsaved=unsaved)
     if account is not None:
         return []
     why = (
@@ -197,13 +199,22 @@ def _fill_blanks(record: Lead | Contact, **values: str) -> None:
         record.save(update_fields=[*blanks, "updated_at"])
 
 
-def _set_links(workspace: Workspace, *, lead: Lead, account: Account | None, contact: Contact | None) -> None:
+def _set_links(
+    workspace: Workspace,
+    *,
+    lead: Lead,
+    account: Account | None,
+    contact: Contact | None,
+    unsaved: set[str] | None = None,
+) -> None:
     """Link the records (objects, not ids: the outbox reads them from the workspace next)."""
     wanted = {"lead": lead, "account": account, "contact": contact}
     changed = [name for name, one in wanted.items() if getattr(workspace, f"{name}_id") != getattr(one, "pk", None)]
     for name, record in wanted.items():
         setattr(workspace, name, record)
-    if workspace._state.adding:
+    if unsaved is not None:
+        unsaved.update(changed)
+    elif workspace._state.adding:
         workspace.save()  # a new workspace: created with its links
     elif changed:
         workspace.save(update_fields=[*changed, "updated_at"])
@@ -213,7 +224,12 @@ def _set_links(workspace: Workspace, *, lead: Lead, account: Account | None, con
 
 
 def questions_reconcile(
-    *, workspace: Workspace, wanted: Iterable[Question], kinds: Sequence[str] = MANAGED_KINDS
+    *,
+    workspace: Workspace,
+    wanted: Iterable[Question],
+    kinds: Sequence[str] = MANAGED_KINDS,
+    unsaved: set[str] | None = None,
+    new_workspace: bool = False,
 ) -> None:
     """Open the wanted questions of these kinds, withdraw the open ones no longer true, and refresh
     the workspace's review flag.
@@ -222,7 +238,8 @@ def questions_reconcile(
     if the facts bring it back (a late event can), so the queue depends on the events, not their order.
     """
     wanted_by_key = {question.key: question for question in wanted if question.kind in kinds}
-    items = list(ReviewItem.objects.filter(workspace=workspace))  # all kinds: the review flag needs them all
+    # All kinds: the review flag needs them all. A workspace inserted just now has none yet.
+    items = [] if new_workspace else list(ReviewItem.objects.filter(workspace=workspace))
     existing = {item.dedupe_key: item for item in items if item.kind in kinds}
     for key, question in wanted_by_key.items():
         item = existing.get(key)
@@ -239,21 +256,38 @@ def questions_reconcile(
     ]
     for item in stale:
         _close(item, note="Resolved automatically: the engine's data no longer shows this problem.", user=None)
-    workspace_refresh_review_flag(workspace=workspace, items=items)
+    workspace_refresh_review_flag(workspace=workspace, items=items, unsaved=unsaved)
 
 
-def workspace_refresh_review_flag(*, workspace: Workspace, items: Sequence[ReviewItem] | None = None) -> None:
+def workspace_refresh_review_flag(
+    *, workspace: Workspace, items: Sequence[ReviewItem] | None = None, unsaved: set[str] | None = None
+) -> None:
     """needs_review and review_reasons mirror the workspace's open review items (`items`: all of them,
-    current, when the caller holds them already)."""
+    current, when the caller holds them already). With `unsaved` the changed fields are added to it
+    for the caller's one save instead of saved here."""
     if items is None:
         items = ReviewItem.objects.filter(workspace=workspace)
     opened = sorted(
         (item for item in items if item.status == ReviewItem.Status.OPEN), key=lambda i: (i.created_at, i.pk)
     )
-    reasons = [item.reason for item in opened]
-    if workspace.needs_review != bool(reasons) or workspace.review_reasons != reasons:
-        workspace.needs_review = bool(reasons)
-        workspace.review_reasons = reasons
+    _set_review_flag(workspace, [item.reason for item in opened], unsaved)
+
+
+def workspace_flag_new_questions(*, workspace: Workspace, wanted: Iterable[Question]) -> None:
+    """A new workspace's review flag, set before its INSERT: it has no review items yet, so the open
+    ones will be exactly the wanted questions, in the order questions_reconcile creates them."""
+    by_key = {question.key: question for question in wanted if question.kind in MANAGED_KINDS}
+    _set_review_flag(workspace, [question.reason for question in by_key.values()], set())
+
+
+def _set_review_flag(workspace: Workspace, reasons: list[str], unsaved: set[str] | None) -> None:
+    if workspace.needs_review == bool(reasons) and workspace.review_reasons == reasons:
+        return
+    workspace.needs_review = bool(reasons)
+    workspace.review_reasons = reasons
+    if unsaved is not None:
+        unsaved.update(("needs_review", "review_reasons"))
+    else:
         workspace.save(update_fields=["needs_review", "review_reasons", "updated_at"])
 
 

@@ -8,12 +8,12 @@ from workspaces.lifecycle import WorkspaceState
 from workspaces.models import Workspace
 
 
-def workspace_apply_state(*, state: WorkspaceState, save_new: bool = True) -> tuple[Workspace, dict[str, Any]]:
+def workspace_apply_state(*, state: WorkspaceState, save: bool = True) -> tuple[Workspace, dict[str, Any]]:
     """Create or update the workspace to match `state`; return it and {field: new value} changed.
 
     Call under the workspace's processing lock. A state with no status (no lifecycle event yet)
-    is not persisted. With `save_new` False a new workspace is returned unsaved: the caller saves it
-    once with its links (one INSERT and one audit entry instead of an INSERT, then an UPDATE).
+    is not persisted. With `save` False nothing is written: the caller saves the workspace once with
+    its links and review flag (one INSERT or UPDATE, one audit entry, instead of up to three).
     """
     if state.status is None:
         raise ValueError(f"workspace {state.workspace_id} has no lifecycle event to apply")
@@ -24,12 +24,13 @@ def workspace_apply_state(*, state: WorkspaceState, save_new: bool = True) -> tu
     )
     if workspace is None:
         workspace = Workspace(workspace_id=state.workspace_id, **wanted)
-        if save_new:
+        if save:
             workspace.save()
         return workspace, wanted
     changed = {name: value for name, value in wanted.items() if getattr(workspace, name) != value}
     if changed:
         for name, value in changed.items():
             setattr(workspace, name, value)
-        workspace.save(update_fields=[*changed, "updated_at"])
+        if save:
+            workspace.save(update_fields=[*changed, "updated_at"])
     return workspace, changed

@@ -38,7 +38,7 @@ from linking.services import (
     workspace_link,
 )
 from ops.services import error_record
-from sync.outbox import outbox_record_workspace
+from sync.outbox import outbox_record_workspace, outbox_record_workspaces
 from workspaces.actors import acting_as_system
 from workspaces.lifecycle import LIFECYCLE_TYPES, LifecycleEvent, WorkspaceState, fold
 from workspaces.models import Workspace
@@ -207,8 +207,8 @@ def _record_siblings(workspace: Workspace) -> None:
     locks = WorkspaceLock.objects.filter(workspace_key__in=keys)
     taken = set(locks.select_for_update(skip_locked=True).values_list("workspace_key", flat=True))
     busy = set(locks.values_list("workspace_key", flat=True)) - taken  # SQLite takes no row locks: none busy
-    for sibling in siblings.filter(workspace_id__in=keys - busy).select_related("lead", "account", "contact"):
-        outbox_record_workspace(workspace=sibling)
+    free = siblings.filter(workspace_id__in=keys - busy).select_related("lead", "account", "contact")
+    outbox_record_workspaces(workspaces=list(free))
     if busy:
         transaction.on_commit(lambda: enqueue_workspaces(workspace_keys=sorted(busy), force=True), robust=True)
 

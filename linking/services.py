@@ -247,7 +247,8 @@ def questions_reconcile(
             item = ReviewItem.objects.create(
                 workspace=workspace, kind=question.kind, dedupe_key=key, reason=question.reason, lead=workspace.lead
             )
-            item.events.set(question.event_pks)
+            if question.event_pks:  # a new item has no evidence yet: nothing to compare with
+                item.events.add(*question.event_pks)
             items.append(item)
         elif item.status == ReviewItem.Status.OPEN or item.resolved_by_id is None:
             _ask_again(item, question)

@@ -198,79 +198,84 @@ def outbox_record(
     return item
 
 
-def outbox_record_workspace(*, workspace: Workspace) -> None:
-    """Record the desired Salesforce state of a workspace and of its lead, account and contact."""
-    if settings.SALESFORCE_SYNC == "off":
+def outbox_record_workspaces(*, workspaces: list[Workspace]) -> None:
+    """outbox_record_workspace for several workspaces, their outbox rows read in one query."""
+    if settings.SALESFORCE_SYNC == "off" or not workspaces:
         return
-    key = workspace.workspace_id
+    rows = _rows_of([key for workspace in workspaces for key in _row_keys(workspace)])
+    for workspace in workspaces:
+        outbox_record_workspace(workspace=workspace, rows=rows)
+
+
+def _row_keys(workspace: Workspace) -> list[tuple[str, str]]:
+    """The outbox rows (type, external id) that hold a workspace and its lead, account and contact."""
     lead, account, contact = workspace.lead, workspace.account, workspace.contact
-    rows = _rows_of(
-        [("Workspace__c", key)]
+    return (
+        [("Workspace__c", workspace.workspace_id)]
         + ([("Lead", lead_key(lead)), ("LeadConversion", lead_key(lead))] if lead is not None else [])
         + ([("Account", account_key(account))] if account is not None else [])
         + ([("Contact", contact_key(contact))] if contact is not None else [])
     )
-    conversion = None
+
+
+def outbox_record_workspace(*, workspace: Workspace, rows: dict[tuple[str, str], OutboxItem] | None = None) -> None:
+    """Record the desired Salesforce state of a workspace and of its lead, account and contact.
+
+    `rows`: its outbox rows when the caller has read them (outbox_record_workspaces); rows this call
+    creates or changes are put back in it, so a colleague recorded next sees them.
+    """
+    if settings.SALESFORCE_SYNC == "off":
+        return
+    key = workspace.workspace_id
+    lead, account, contact = workspace.lead, workspace.account, workspace.contact
+    if rows is None:
+        rows = _rows_of(_row_keys(workspace))
     new_rows = NewRows()
+
+    def record(object_type: str, external_id: str, payload: dict[str, Any], depends_on: OutboxItem | None = None):
+        item = outbox_record(
+            object_type=object_type,
+            external_id=external_id,
+            payload=payload,
+            workspace_key=key,
+            depends_on=depends_on,
+            existing=rows.get((object_type, external_id)),
+            new_rows=new_rows,
+        )
+        rows[(object_type, external_id)] = item
+        return item
+
+    conversion = None
     if lead is not None:
         lead_item = rows.get(("Lead", lead_key(lead)))
         if lead.converted_at is None or lead_item is None:  # converted before it was ever sent: send it first
-            lead_item = outbox_record(
-                object_type="Lead",
-                external_id=lead_key(lead),
-                payload=lead_payload(lead),
-                workspace_key=key,
-                existing=lead_item,
-                new_rows=new_rows,
-            )
+            lead_item = record("Lead", lead_key(lead), lead_payload(lead))
         if lead.converted_at is not None:
-            conversion = outbox_record(
-                object_type="LeadConversion",
-                external_id=lead_key(lead),
-                payload=conversion_payload(lead),
-                workspace_key=key,
-                depends_on=lead_item,
-                existing=rows.get(("LeadConversion", lead_key(lead))),
-                new_rows=new_rows,
-            )
+            conversion = record("LeadConversion", lead_key(lead), conversion_payload(lead), depends_on=lead_item)
     if account is not None:
-        row = rows.get(("Account", account_key(account)))
-        outbox_record(
-            object_type="Account",
-            external_id=account_key(account),
-            payload=account_payload(account),
-            workspace_key=key,
-            depends_on=_account_made_by(account, lead, conversion) if row is None else None,
-            existing=row,
-            new_rows=new_rows,
-        )
+        maker = _account_made_by(account, lead, conversion) if ("Account", account_key(account)) not in rows else None
+        record("Account", account_key(account), account_payload(account), depends_on=maker)
     if contact is not None:
         from_conversion = conversion is not None and lead.converted_contact_id == contact.pk
-        outbox_record(
-            object_type="Contact",
-            external_id=contact_key(contact),
-            payload=contact_payload(contact),
-            workspace_key=key,
+        record(
+            "Contact",
+            contact_key(contact),
+            contact_payload(contact),
             depends_on=conversion if from_conversion else None,
-            existing=rows.get(("Contact", contact_key(contact))),
-            new_rows=new_rows,
         )
-    outbox_record(
-        object_type="Workspace__c",
-        external_id=key,
-        payload=workspace_payload(workspace),
-        workspace_key=key,
-        existing=rows.get(("Workspace__c", key)),
-        new_rows=new_rows,
-    )
+    record("Workspace__c", key, workspace_payload(workspace))
     new_rows.flush()
 
 
 def _rows_of(keys: list[tuple[str, str]]) -> dict[tuple[str, str], OutboxItem]:
-    """The outbox rows of these (type, external id), read in one query."""
-    match = Q()
+    """The outbox rows of these (type, external id), read in one query: one `external_id IN` per type,
+    so colleagues sharing an account or a lead ask for it once."""
+    by_type: dict[str, set[str]] = {}
     for object_type, external_id in keys:
-        match |= Q(object_type=object_type, external_id=external_id)
+        by_type.setdefault(object_type, set()).add(external_id)
+    match = Q()
+    for object_type, external_ids in by_type.items():
+        match |= Q(object_type=object_type, external_id__in=sorted(external_ids))
     return {(row.object_type, row.external_id): row for row in OutboxItem.objects.filter(match)}
 
 

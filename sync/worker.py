@@ -14,10 +14,10 @@ import socket
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.db.models.fields.json import KeyTextTransform, KeyTransform
 from django.utils import timezone
@@ -174,22 +174,63 @@ def _claim(object_type: str, worker: str) -> list[OutboxItem]:
     """
     now = timezone.now()
     batch = settings.SALESFORCE_BATCH_SIZE
-    candidates = (
-        _due(object_type, now)
-        .filter(Q(depends_on__isnull=True) | Q(depends_on__state__in=_done_states()))
-        .order_by("updated_at", "pk")
-    )
     live = settings.SALESFORCE_SYNC == "live"
     if live and object_type in ("LeadConversion", DELETION):
-        ids = _ready_ids(object_type, candidates, batch)
+        ids = _ready_ids(object_type, _candidates(object_type, now), batch)
     else:
-        if live and object_type in LOOKUPS:
-            candidates = _lookups_in_salesforce(object_type, candidates)
-        ids = list(candidates.values_list("pk", flat=True)[:batch])
+        ids = _ready_ids_plain(object_type, now, batch, live)
     if not ids:
         return []
     _due(object_type, now).filter(pk__in=ids).update(lease_owner=worker, lease_expires_at=now + row_lease())
     return list(OutboxItem.objects.filter(pk__in=ids, lease_owner=worker).select_related("depends_on"))
+
+
+#: Compiled statements of the plain claim query, by everything that shapes it: (database vendor, type,
+#: open states, done states, batch, live) -> (SQL, parameters, positions of "now" in the parameters).
+_PLAIN_CLAIMS: dict[tuple, tuple[str, list, list[int]]] = {}
+_PROBES = (datetime(2001, 1, 1, 1, 1, 1, 111111, tzinfo=UTC), datetime(2002, 2, 2, 2, 2, 2, 222222, tzinfo=UTC))
+
+
+def _candidates(object_type: str, now) -> QuerySet[OutboxItem]:
+    """Due rows of this type whose outbox dependency (a conversion, say) is done, oldest change first."""
+    return (
+        _due(object_type, now)
+        .filter(Q(depends_on__isnull=True) | Q(depends_on__state__in=_done_states()))
+        .order_by("updated_at", "pk")
+    )
+
+
+def _plain_candidates(object_type: str, now, batch: int, live: bool) -> QuerySet:
+    candidates = _candidates(object_type, now)
+    if live and object_type in LOOKUPS:
+        candidates = _lookups_in_salesforce(object_type, candidates)
+    return candidates.values_list("pk", flat=True)[:batch]
+
+
+def _ready_ids_plain(object_type: str, now, batch: int, live: bool) -> list[int]:
+    """The ids of up to `batch` rows of this type that may go now (_claim's query for every type but
+    conversions and deletions).
+
+    A stage asks this many times a second, and most of its cost was Django building the same statement
+    (its lookups' NOT EXISTS probes and JSON paths) again: it is compiled once per shape, with two probe
+    times to find where "now" goes in its parameters, and then only executed.
+    """
+    key = (connection.vendor, object_type, tuple(_open_states()), _done_states(), batch, live)
+    compiled = _PLAIN_CLAIMS.get(key)
+    if compiled is None:
+        first, second = (
+            _plain_candidates(object_type, probe, batch, live).query.sql_with_params() for probe in _PROBES
+        )
+        if first[0] != second[0] or len(first[1]) != len(second[1]):  # never expected: build it every time
+            return list(_plain_candidates(object_type, now, batch, live))
+        slots = [i for i, (a, b) in enumerate(zip(first[1], second[1], strict=True)) if a != b]
+        compiled = _PLAIN_CLAIMS[key] = (first[0], list(first[1]), slots)
+    sql, params, slots = compiled
+    at = connection.ops.adapt_datetimefield_value(now)
+    bound = [at if i in slots else value for i, value in enumerate(params)]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, bound)
+        return [row[0] for row in cursor.fetchall()]
 
 
 #: The lookups each type sends (external-id relationship references): the records they point at must be

@@ -1,0 +1,70 @@
+"""The drainer's claim runs a statement compiled once per shape; "now" must still be the time of each call."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+import time_machine
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from sync import worker
+from sync.models import OutboxItem
+from sync.outbox import outbox_record
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def live(settings):
+    settings.SALESFORCE_SYNC = "live"
+
+
+def lead_row(key: str = "lead_1", **fields) -> OutboxItem:
+    item = outbox_record(object_type="Lead", external_id=key, payload={"Email": f"{key}@acme.io"})
+    OutboxItem.objects.filter(pk=item.pk).update(**fields)
+    return item
+
+
+def test_a_row_not_yet_due_is_claimed_once_it_is_although_the_statement_is_reused(live):
+    start = timezone.now()
+    lead_row(state=OutboxItem.State.RETRY, next_attempt_at=start + timedelta(seconds=30))
+    with time_machine.travel(start, tick=False):
+        assert worker._claim("Lead", "w1") == []  # compiles the statement
+    with time_machine.travel(start + timedelta(seconds=31), tick=False):
+        [claimed] = worker._claim("Lead", "w1")  # the same statement, a later "now"
+    assert claimed.lease_owner == "w1"
+
+
+def test_a_lapsed_lease_is_claimed_by_the_next_drainer(live):
+    start = timezone.now()
+    lead_row(lease_owner="dead", lease_expires_at=start + timedelta(seconds=60))
+    with time_machine.travel(start, tick=False):
+        assert worker._claim("Lead", "w2") == []
+    with time_machine.travel(start + timedelta(seconds=61), tick=False):
+        assert [item.lease_owner for item in worker._claim("Lead", "w2")] == ["w2"]
+
+
+def test_a_workspace_waits_for_its_lead_with_the_compiled_statement(live):
+    lead = lead_row()
+    outbox_record(
+        object_type="Workspace__c",
+        external_id="ws_1",
+        payload={"Lead__r": {"Lifecycle_Engine_ID__c": "lead_1"}, "Name": "ws"},
+    )
+    assert worker._claim("Workspace__c", "w") == []  # its lead is not in Salesforce yet
+    OutboxItem.objects.filter(pk=lead.pk).update(state=OutboxItem.State.SYNCED, salesforce_id="00Q000000000001")
+    assert [item.external_id for item in worker._claim("Workspace__c", "w")] == ["ws_1"]
+
+
+def test_the_statement_is_built_once_per_shape(live, monkeypatch):
+    worker._PLAIN_CLAIMS.clear()
+    built = []
+    original = worker._plain_candidates
+    monkeypatch.setattr(worker, "_plain_candidates", lambda *a: built.append(a[0]) or original(*a))
+    for _ in range(3):
+        with CaptureQueriesContext(connection):
+            worker._claim("Contact", "w")
+    assert built == ["Contact", "Contact"]  # the two probes, then only executions

@@ -7,6 +7,8 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Q
 
+from alerts.tables import table
+
 ADMINS_GROUP = "Lifecycle admins"
 REPS_GROUP = "Reps"
 
@@ -23,6 +25,10 @@ def user_is_alerts_admin(user: AbstractBaseUser) -> bool:
 
 def admin_recipients() -> list[tuple[AbstractBaseUser | None, str]]:
     """(user, address) for admin alerts: active admins with an email, then ALERT_ADMIN_EMAILS."""
+    return table("admin_recipients", _admin_recipients)
+
+
+def _admin_recipients() -> list[tuple[AbstractBaseUser | None, str]]:
     users = (
         get_user_model()
         .objects.filter(Q(is_superuser=True) | Q(groups__name=ADMINS_GROUP), is_active=True)

@@ -6,45 +6,19 @@ alert landed with them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.db.models import F
 
 from alerts.models import Alert, Rep, RoutingCursor, TerritoryRule
+from alerts.tables import table
 from workspaces.models import Workspace
 
 ROUND_ROBIN = "reps"
 #: Country-code TLDs that are not the ISO code of their country.
 TLD_COUNTRY = {"uk": "GB"}
-
-
-_tables: ContextVar[dict[str, Any] | None] = ContextVar("routing_tables", default=None)
-
-
-@contextmanager
-def routing_tables_cached() -> Iterator[None]:
-    """Inside this block the territory rules and the active reps are read once, not once per alert
-    (a task's batch of evaluations: they change by an admin's hand, not within a second)."""
-    token = _tables.set({})
-    try:
-        yield
-    finally:
-        _tables.reset(token)
-
-
-def _table(name: str, read: Callable[[], list]) -> list:
-    cache = _tables.get()
-    if cache is None:
-        return read()
-    if name not in cache:
-        cache[name] = read()
-    return cache[name]
 
 
 @dataclass(frozen=True)
@@ -104,7 +78,7 @@ def _by_territory(workspace: Workspace) -> Route | None:
         return None
     country = domain_country(domain)
     rules = TerritoryRule.objects.filter(active=True, rep__active=True, rep__user__is_active=True)
-    for rule in _table("territory", lambda: list(rules.select_related("rep__user"))):
+    for rule in table("territory", lambda: list(rules.select_related("rep__user"))):
         why = _matches(rule, domain, country)
         if why:
             return Route(rule.rep.user, Alert.RoutedBy.TERRITORY, why[0].upper() + why[1:])
@@ -114,7 +88,7 @@ def _by_territory(workspace: Workspace) -> Route | None:
 def _by_round_robin() -> Route:
     """The next active rep after the last one given, by a durable counter under a row lock."""
     active = Rep.objects.filter(active=True, user__is_active=True).select_related("user").order_by("pk")
-    reps = _table("reps", lambda: list(active))
+    reps = table("reps", lambda: list(active))
     if not reps:
         return Route(None, Alert.RoutedBy.UNROUTED, "No owner, no territory match and no active rep")
     with transaction.atomic():

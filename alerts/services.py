@@ -22,8 +22,9 @@ from alerts.delivery import deliveries_plan
 from alerts.evidence import workspace_events
 from alerts.models import Alert, AlertRule, Audience, RuleKey
 from alerts.roles import user_is_alerts_admin
-from alerts.routing import routing_tables_cached, workspace_route
+from alerts.routing import workspace_route
 from alerts.rules import DEFAULT_AUDIENCE, DEFAULT_DAY_OFFSETS, WORKSPACE_RULES, Facts, Firing, rules_evaluate
+from alerts.tables import tables_cached
 from workspaces.actors import acting_as_system
 from workspaces.models import Workspace
 
@@ -258,7 +259,7 @@ def workspaces_alerts_after_processing(*, workspace_keys: Sequence[str]) -> None
     except Exception:
         logger.exception("reading the alert rules failed; the schedule evaluates these workspaces later")
         return
-    with routing_tables_cached():
+    with tables_cached():  # territory rules, reps and admin recipients: read once for the batch
         for key in workspace_keys:
             try:
                 workspace_alerts_evaluate(workspace_key=key, configs=configs)

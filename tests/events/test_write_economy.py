@@ -11,8 +11,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from alerts.models import Alert, TerritoryRule
-from alerts.routing import routing_tables_cached, workspace_route
+from alerts.routing import workspace_route
 from alerts.services import alert_raise
+from alerts.tables import tables_cached
 from events.pipeline import workspace_process
 from events.tasks import process_workspaces
 from sync.models import OutboxItem
@@ -128,7 +129,7 @@ def test_routing_tables_are_read_once_inside_a_batch():
     with CaptureQueriesContext(connection) as outside:
         for workspace in workspaces:
             workspace_route(workspace=workspace)
-    with CaptureQueriesContext(connection) as inside, routing_tables_cached():
+    with CaptureQueriesContext(connection) as inside, tables_cached():
         for workspace in workspaces:
             workspace_route(workspace=workspace)
     assert statements(outside, "SELECT", "alerts_territoryrule") == 3
@@ -143,3 +144,15 @@ def test_a_task_evaluates_alerts_for_its_workspaces_reading_the_rules_once():
         process_workspaces(["ws_1", "ws_2", "ws_3"])
     assert statements(queries, "SELECT", "alerts_alertrule") == 1
     assert Alert.objects.filter(workspace__workspace_id__in=["ws_1", "ws_2", "ws_3"]).count() >= 3
+
+
+def test_admin_recipients_are_read_once_inside_a_batch(django_user_model):
+    from alerts.roles import admin_recipients
+
+    django_user_model.objects.create_superuser("root", "root@example.com", "pw")
+    with CaptureQueriesContext(connection) as inside, tables_cached():
+        assert admin_recipients() == admin_recipients()
+    with CaptureQueriesContext(connection) as outside:
+        admin_recipients()
+        admin_recipients()
+    assert (statements(inside, "SELECT", "auth_user"), statements(outside, "SELECT", "auth_user")) == (1, 2)

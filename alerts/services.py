@@ -19,13 +19,14 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from alerts.delivery import deliveries_plan
-from alerts.evidence import workspace_events
+from alerts.evidence import workspaces_events
 from alerts.models import Alert, AlertRule, Audience, RuleKey
 from alerts.roles import user_is_alerts_admin
 from alerts.routing import workspace_route
 from alerts.rules import DEFAULT_AUDIENCE, DEFAULT_DAY_OFFSETS, WORKSPACE_RULES, Facts, Firing, rules_evaluate
 from alerts.tables import tables_cached
 from workspaces.actors import acting_as_system
+from workspaces.lifecycle import LifecycleEvent
 from workspaces.models import Workspace
 
 logger = logging.getLogger(__name__)
@@ -187,10 +188,12 @@ def _rule_configs() -> dict[str, AlertRule]:
     return {key: configured.get(key) or _default_rule(key) for key in WORKSPACE_RULES}
 
 
-def _facts(workspace: Workspace, now: datetime, configs: dict[str, AlertRule], *, with_events: bool) -> Facts:
+def _facts(
+    workspace: Workspace, now: datetime, configs: dict[str, AlertRule], events: Sequence[LifecycleEvent] = ()
+) -> Facts:
     return Facts(
         workspace=workspace,
-        events=workspace_events(workspace_key=workspace.workspace_id) if with_events else (),
+        events=events,
         now=now,
         recent=timedelta(hours=settings.ALERT_RECENT_HOURS),
         day_offsets=configs[RuleKey.TRIAL_EXPIRING].day_offsets() or DEFAULT_DAY_OFFSETS,
@@ -209,62 +212,84 @@ def _unraised(firings: list[Firing], taken: dict[str, bool]) -> list[Firing]:
 def workspace_alerts_evaluate(
     *, workspace_key: str, now: datetime | None = None, configs: dict[str, AlertRule] | None = None
 ) -> list[Alert]:
-    """Raise every alert the workspace's current state calls for; return the ones created now.
+    """Raise every alert the workspace's current state calls for; return the ones created now."""
+    return workspaces_alerts_evaluate(workspace_keys=[workspace_key], now=now, configs=configs)
 
-    Idempotent: a second call (or a concurrent one) finds the dedupe keys taken. Events are read
-    only when something is about to fire, since they are needed only as evidence.
+
+def workspaces_alerts_evaluate(
+    *, workspace_keys: Sequence[str], now: datetime | None = None, configs: dict[str, AlertRule] | None = None
+) -> list[Alert]:
+    """Raise every alert these workspaces' current states call for; return the ones created now.
+
+    Idempotent: a second call (or a concurrent one) finds the dedupe keys taken. The workspaces, the
+    taken dedupe keys and (only for workspaces about to fire: they are evidence) their events are each
+    read in one query for all of them. One workspace's failure is logged and does not stop the others.
     """
-    workspace = Workspace.objects.select_related("account__owner", "lead").filter(workspace_id=workspace_key).first()
-    if workspace is None:
-        return []
+    workspaces = list(
+        Workspace.objects.select_related("account__owner", "lead").filter(workspace_id__in=list(workspace_keys))
+    )
     now = now or timezone.now()
     configs = configs or _rule_configs()
 
     def enabled(key: str) -> bool:
         return configs[key].enabled
 
+    firings = {ws.workspace_id: rules_evaluate(_facts(ws, now, configs), enabled) for ws in workspaces}
     taken: dict[str, bool] = {}
-    if not _unraised(rules_evaluate(_facts(workspace, now, configs, with_events=False), enabled), taken):
+    _unraised([firing for found in firings.values() for firing in found], taken)  # one lookup for all
+    firing = [ws for ws in workspaces if _unraised(firings[ws.workspace_id], taken)]
+    if not firing:
         return []
+    evidence = workspaces_events(workspace_keys=[ws.workspace_id for ws in firing])
     created = []
-    with acting_as_system():  # the audit trail names the engine as the author of these alerts
-        # With the events as evidence; keys looked up above are not asked for again.
-        for firing in _unraised(rules_evaluate(_facts(workspace, now, configs, with_events=True), enabled), taken):
-            alert, new = alert_raise(
-                rule=firing.rule,
-                dedupe_key=firing.dedupe_key,
-                title=firing.title,
-                reason=firing.reason,
-                audience=configs[firing.rule].audience,
-                context=firing.context(),
-                workspace=workspace,
-                config=configs[firing.rule],
-                checked=True,
-            )
-            if new:
-                created.append(alert)
+    with acting_as_system(), tables_cached():  # the engine is the author; routing tables read once
+        for workspace in firing:
+            try:
+                created += _raise_firings(workspace, evidence.get(workspace.workspace_id, []), now, configs, taken)
+            except Exception:
+                logger.exception("evaluating alert rules for workspace %s failed", workspace.workspace_id)
+    return created
+
+
+def _raise_firings(
+    workspace: Workspace,
+    events: list[LifecycleEvent],
+    now: datetime,
+    configs: dict[str, AlertRule],
+    taken: dict[str, bool],
+) -> list[Alert]:
+    """Evaluate again with the events as evidence and raise what is not taken (keys already looked up
+    are not asked for again)."""
+    created = []
+    facts = _facts(workspace, now, configs, events)
+    for firing in _unraised(rules_evaluate(facts, lambda key: configs[key].enabled), taken):
+        alert, new = alert_raise(
+            rule=firing.rule,
+            dedupe_key=firing.dedupe_key,
+            title=firing.title,
+            reason=firing.reason,
+            audience=configs[firing.rule].audience,
+            context=firing.context(),
+            workspace=workspace,
+            config=configs[firing.rule],
+            checked=True,
+        )
+        if new:
+            created.append(alert)
     return created
 
 
 def workspaces_alerts_after_processing(*, workspace_keys: Sequence[str]) -> None:
     """The pipeline's hook, after its commits: alerts must never fail processing, so errors are logged.
 
-    The rules' configuration is read once for all of them. Whatever this misses (an error, a crash)
-    the scheduled evaluation catches up (CATCH_UP).
+    Whatever this misses (an error, a crash) the scheduled evaluation catches up (CATCH_UP).
     """
     if not workspace_keys:
         return
     try:
-        configs = _rule_configs()
+        workspaces_alerts_evaluate(workspace_keys=workspace_keys)
     except Exception:
-        logger.exception("reading the alert rules failed; the schedule evaluates these workspaces later")
-        return
-    with tables_cached():  # territory rules, reps and admin recipients: read once for the batch
-        for key in workspace_keys:
-            try:
-                workspace_alerts_evaluate(workspace_key=key, configs=configs)
-            except Exception:
-                logger.exception("evaluating alert rules for workspace %s failed", key)
+        logger.exception("evaluating alert rules for %d workspace(s) failed", len(workspace_keys))
 
 
 def alerts_evaluate_scheduled(*, now: datetime | None = None) -> dict[str, int]:
@@ -281,5 +306,9 @@ def alerts_evaluate_scheduled(*, now: datetime | None = None) -> dict[str, int]:
     keys = set(trials.values_list("workspace_id", flat=True)) | set(changed.values_list("workspace_id", flat=True))
     with acting_as_system():
         unsnoozed = alerts_unsnooze_due(now=now)
-    raised = sum(len(workspace_alerts_evaluate(workspace_key=key, now=now, configs=configs)) for key in sorted(keys))
+    ordered, chunk = sorted(keys), 200
+    raised = sum(
+        len(workspaces_alerts_evaluate(workspace_keys=ordered[start : start + chunk], now=now, configs=configs))
+        for start in range(0, len(ordered), chunk)
+    )
     return {"workspaces": len(keys), "raised": raised, "unsnoozed": unsnoozed}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from alerts.delivery import deliveries_send_due, digests_send_due
-from alerts.services import alerts_evaluate_scheduled, workspace_alerts_evaluate
+from alerts.services import alerts_evaluate_scheduled, workspaces_alerts_evaluate
 
 
 def deliver_alert(alert_id: int) -> dict:
@@ -29,4 +29,4 @@ def evaluate_scheduled() -> dict:
 
 
 def evaluate_workspaces(workspace_keys: list[str]) -> int:
-    return sum(len(workspace_alerts_evaluate(workspace_key=key)) for key in workspace_keys)
+    return len(workspaces_alerts_evaluate(workspace_keys=workspace_keys))

@@ -146,6 +146,22 @@ def test_a_task_evaluates_alerts_for_its_workspaces_reading_the_rules_once():
     assert Alert.objects.filter(workspace__workspace_id__in=["ws_1", "ws_2", "ws_3"]).count() >= 3
 
 
+def test_a_batch_of_evaluations_reads_workspaces_taken_keys_and_evidence_once_each():
+    from alerts.services import workspaces_alerts_evaluate
+
+    keys = [f"ws_{n}" for n in range(1, 5)]
+    for n, key in enumerate(keys, start=1):
+        store(lifecycle_event(f"e{n}", "trial.started", workspace_id=key, email=f"p{n}@acme.io"))
+        workspace_process(workspace_key=key, alerts=False)
+    with CaptureQueriesContext(connection) as queries:
+        created = workspaces_alerts_evaluate(workspace_keys=keys)
+    assert {alert.workspace.workspace_id for alert in created} == set(keys)
+    assert statements(queries, "SELECT", "workspaces_workspace") == 1
+    assert statements(queries, "SELECT", "alerts_alert") == 1
+    assert statements(queries, "SELECT", "events_event") == 1
+    assert workspaces_alerts_evaluate(workspace_keys=keys) == []  # idempotent
+
+
 def test_admin_recipients_are_read_once_inside_a_batch(django_user_model):
     from alerts.roles import admin_recipients
 

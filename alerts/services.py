@@ -237,32 +237,28 @@ def workspaces_alerts_evaluate(
     firings = {ws.workspace_id: rules_evaluate(_facts(ws, now, configs), enabled) for ws in workspaces}
     taken: dict[str, bool] = {}
     _unraised([firing for found in firings.values() for firing in found], taken)  # one lookup for all
-    firing = [ws for ws in workspaces if _unraised(firings[ws.workspace_id], taken)]
-    if not firing:
+    about_to_fire = [ws for ws in workspaces if _unraised(firings[ws.workspace_id], taken)]
+    if not about_to_fire:
         return []
-    evidence = workspaces_events(workspace_keys=[ws.workspace_id for ws in firing])
+    evidence = workspaces_events(workspace_keys=[ws.workspace_id for ws in about_to_fire])
     created = []
     with acting_as_system(), tables_cached():  # the engine is the author; routing tables read once
-        for workspace in firing:
+        for workspace in about_to_fire:
+            facts = _facts(workspace, now, configs, evidence.get(workspace.workspace_id, []))
             try:
-                created += _raise_firings(workspace, evidence.get(workspace.workspace_id, []), now, configs, taken)
+                created += _raise_firings(workspace, rules_evaluate(facts, enabled), configs, taken)
             except Exception:
                 logger.exception("evaluating alert rules for workspace %s failed", workspace.workspace_id)
     return created
 
 
 def _raise_firings(
-    workspace: Workspace,
-    events: list[LifecycleEvent],
-    now: datetime,
-    configs: dict[str, AlertRule],
-    taken: dict[str, bool],
+    workspace: Workspace, firings: list[Firing], configs: dict[str, AlertRule], taken: dict[str, bool]
 ) -> list[Alert]:
-    """Evaluate again with the events as evidence and raise what is not taken (keys already looked up
-    are not asked for again)."""
+    """Raise the firings (evaluated with the events as evidence) whose keys are not taken; keys already
+    looked up are not asked for again."""
     created = []
-    facts = _facts(workspace, now, configs, events)
-    for firing in _unraised(rules_evaluate(facts, lambda key: configs[key].enabled), taken):
+    for firing in _unraised(firings, taken):
         alert, new = alert_raise(
             rule=firing.rule,
             dedupe_key=firing.dedupe_key,

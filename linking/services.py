@@ -237,7 +237,7 @@ def questions_reconcile(
     A question an admin resolved is never asked again; one the engine withdrew by itself is reopened
     if the facts bring it back (a late event can), so the queue depends on the events, not their order.
     """
-    wanted_by_key = {question.key: question for question in wanted if question.kind in kinds}
+    wanted_by_key = _by_key(wanted, kinds)
     # All kinds: the review flag needs them all. A workspace inserted just now has none yet.
     items = [] if new_workspace else list(ReviewItem.objects.filter(workspace=workspace))
     existing = {item.dedupe_key: item for item in items if item.kind in kinds}
@@ -277,8 +277,12 @@ def workspace_refresh_review_flag(
 def workspace_flag_new_questions(*, workspace: Workspace, wanted: Iterable[Question]) -> None:
     """A new workspace's review flag, set before its INSERT: it has no review items yet, so the open
     ones will be exactly the wanted questions, in the order questions_reconcile creates them."""
-    by_key = {question.key: question for question in wanted if question.kind in MANAGED_KINDS}
-    _set_review_flag(workspace, [question.reason for question in by_key.values()], set())
+    _set_review_flag(workspace, [question.reason for question in _by_key(wanted, MANAGED_KINDS).values()], set())
+
+
+def _by_key(wanted: Iterable[Question], kinds: Sequence[str]) -> dict[str, Question]:
+    """The wanted questions of these kinds by key, in the order questions_reconcile creates them."""
+    return {question.key: question for question in wanted if question.kind in kinds}
 
 
 def _set_review_flag(workspace: Workspace, reasons: list[str], unsaved: set[str] | None) -> None:

@@ -585,6 +585,8 @@ def server_env(args: argparse.Namespace, secret: str) -> dict[str, str]:
         "DATABASE_URL": args.database_url,
         "Q_BROKER": args.broker,
         "LOG_LEVEL": "WARNING",
+        # Required by a system check since the privacy app (migrate refuses to run without it).
+        "PRIVACY_HASH_SALT": "bench-salt-" + secrets.token_hex(16),
     }
     for pair in args.server_env:
         key, _, value = pair.partition("=")

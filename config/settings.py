@@ -127,6 +127,14 @@ if DATABASES["default"]["ENGINE"].endswith(".sqlite3"):
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    if env.bool("DB_PREPARED_STATEMENTS", default=True):
+        # Parameters sent apart from the SQL (server-side binding) and every statement a connection runs
+        # DB_PREPARE_THRESHOLD times prepared once: PostgreSQL then skips parsing and planning it, and
+        # the client no longer renders each value into the SQL text. Off behind a transaction-mode
+        # connection pooler (PgBouncer < 1.21), which cannot keep prepared statements (docs/operations.md).
+        DATABASES["default"].setdefault("OPTIONS", {}).update(
+            server_side_binding=True, prepare_threshold=env.int("DB_PREPARE_THRESHOLD", default=2)
+        )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -223,6 +231,10 @@ EVENT_MAX_ATTEMPTS = env.int("EVENT_MAX_ATTEMPTS", default=8)
 EVENT_LEASE_SECONDS = env.int("EVENT_LEASE_SECONDS", default=120)
 EVENT_RETRY_BASE_SECONDS = env.float("EVENT_RETRY_BASE_SECONDS", default=10.0)
 EVENT_RETRY_MAX_SECONDS = env.float("EVENT_RETRY_MAX_SECONDS", default=3600.0)
+# A processing task also takes along workspaces whose new events wait for their own task, up to this many
+# workspaces in all: under a backlog tasks grow (one transaction, one claim, one commit for many
+# workspaces) instead of the queue growing. 0: a task processes only the workspaces it was given.
+PROCESSING_TASK_MAX_WORKSPACES = max(env.int("PROCESSING_TASK_MAX_WORKSPACES", default=40), 0)
 
 # --- Privacy (docs/privacy.md) -----------------------------------------------------------------
 # Payloads of settled events older than this are cut to what ordering needs (0 or empty: kept).

@@ -16,6 +16,7 @@ import os
 import random
 import socket
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -82,14 +83,41 @@ def events_claim(*, workspace_key: str, worker: str) -> list[int]:
 
     Committed on its own, before the work: if the worker dies, the lease is what tells the sweeper.
     """
+    return events_claim_many(workspace_keys=[workspace_key], worker=worker).get(workspace_key, [])
+
+
+def events_claim_many(*, workspace_keys: Sequence[str], worker: str) -> dict[str, list[int]]:
+    """events_claim for several workspaces in two statements: {workspace key: claimed event ids}."""
     now = timezone.now()
-    lifecycle = Event.objects.filter(workspace_key=workspace_key, type__in=LIFECYCLE_TYPES)
+    lifecycle = Event.objects.filter(workspace_key__in=sorted(set(workspace_keys)), type__in=LIFECYCLE_TYPES)
     lifecycle.filter(due_filter(now)).update(
         status=Event.Status.PROCESSING,
         lease_owner=worker,
         lease_expires_at=now + timedelta(seconds=settings.EVENT_LEASE_SECONDS),
     )
-    return list(lifecycle.filter(status=Event.Status.PROCESSING, lease_owner=worker).values_list("pk", flat=True))
+    claimed: dict[str, list[int]] = {}
+    mine = lifecycle.filter(status=Event.Status.PROCESSING, lease_owner=worker).order_by("pk")
+    for pk, key in mine.values_list("pk", "workspace_key"):
+        claimed.setdefault(key, []).append(pk)
+    return claimed
+
+
+def workspaces_waiting(*, besides: Sequence[str], limit: int) -> list[str]:
+    """Up to `limit` other workspaces with new lifecycle events, oldest first: their tasks are still in
+    the queue (or lost), so a task running now may as well take them along. Their own task then finds
+    nothing due. One query on the (status, received_at) index."""
+    if limit <= 0:
+        return []
+    skip = set(besides)
+    waiting: list[str] = []
+    rows = Event.objects.filter(status=Event.Status.NEW, type__in=LIFECYCLE_TYPES).order_by("received_at")
+    for key in rows.values_list("workspace_key", flat=True)[: 4 * limit]:
+        if key not in skip:
+            skip.add(key)
+            waiting.append(key)
+            if len(waiting) == limit:
+                break
+    return waiting
 
 
 def workspace_process(*, workspace_key: str, force: bool = False, alerts: bool = True) -> Outcome:
@@ -101,6 +129,43 @@ def workspace_process(*, workspace_key: str, force: bool = False, alerts: bool =
     claimed = events_claim(workspace_key=workspace_key, worker=worker)
     if not claimed and not force:
         return Outcome(workspace_key, 0)
+    outcome = _process_claimed(workspace_key, claimed, worker)
+    if outcome.applied and alerts:
+        # After the commit, outside the lock: alert rules read the new state (and never fail processing).
+        workspaces_alerts_after_processing(workspace_keys=[workspace_key])
+    return outcome
+
+
+def workspaces_process(*, workspace_keys: Sequence[str], force: bool = False) -> list[Outcome]:
+    """Claim, fold and apply several workspaces (a task's): in one transaction when they can.
+
+    Per workspace the work is the same as workspace_process, but the fixed statements are shared:
+    one claim, one lock statement, one read of their events and of their records, one completion and
+    one commit for all of them, instead of each for each. Should anything fail, the transaction is
+    rolled back and each workspace is processed alone, so one bad workspace still fails only itself.
+    The caller evaluates alert rules.
+    """
+    keys = list(dict.fromkeys(workspace_keys))
+    worker = worker_name()
+    claimed = events_claim_many(workspace_keys=keys, worker=worker)
+    todo = [key for key in keys if claimed.get(key) or force]
+    outcomes = {key: Outcome(key, 0) for key in keys if key not in todo}
+    if len(todo) > 1:
+        try:
+            with transaction.atomic(), acting_as_system():
+                applied = _fold_and_apply_many(todo)
+        except Exception:
+            logger.warning("processing %d workspaces together failed; processing each alone", len(todo), exc_info=True)
+        else:
+            outcomes.update({key: Outcome(key, len(claimed.get(key, [])), applied[key]) for key in todo})
+            todo = []
+    for key in todo:
+        outcomes[key] = _process_claimed(key, claimed.get(key, []), worker)
+    return [outcomes[key] for key in keys]
+
+
+def _process_claimed(workspace_key: str, claimed: list[int], worker: str) -> Outcome:
+    """Fold and apply one workspace whose events `worker` has claimed; failures go on the event rows."""
     try:
         with transaction.atomic(), acting_as_system():
             applied = _fold_and_apply(workspace_key)
@@ -113,9 +178,6 @@ def workspace_process(*, workspace_key: str, force: bool = False, alerts: bool =
             source="processing", kind=type(exc).__name__, message=str(exc), obj=first, workspace_key=workspace_key
         )
         return Outcome(workspace_key, len(claimed), failed=True)
-    if applied and alerts:
-        # After the commit, outside the lock: alert rules read the new state (and never fail processing).
-        workspaces_alerts_after_processing(workspace_keys=[workspace_key])
     return Outcome(workspace_key, len(claimed), applied)
 
 
@@ -128,12 +190,33 @@ def lifecycle_event(external_id: str, type_: str, occurred_at: datetime, payload
 def _lock(workspace_key: str) -> None:
     """Take the workspace's lock row, creating it on first use: one INSERT … ON CONFLICT DO UPDATE, which
     waits for (and then holds) the row lock like SELECT … FOR UPDATE, without a savepoint."""
+    _lock_many([workspace_key])
+
+
+def _lock_many(workspace_keys: Sequence[str]) -> None:
+    """_lock for several workspaces in one statement, in key order: two tasks sharing workspaces take
+    their locks in the same order, so they wait for each other instead of deadlocking."""
+    now = timezone.now()
     WorkspaceLock.objects.bulk_create(
-        [WorkspaceLock(workspace_key=workspace_key, processed_at=timezone.now())],
+        [WorkspaceLock(workspace_key=key, processed_at=now) for key in sorted(set(workspace_keys))],
         update_conflicts=True,
         unique_fields=["workspace_key"],
         update_fields=["processed_at"],
     )
+
+
+_EVENT_FIELDS = ("pk", "external_id", "type", "occurred_at", "payload", "source", "status")
+
+
+def _folded_events(workspace_keys: Sequence[str]) -> dict[str, list[Event]]:
+    """Every lifecycle event that counts towards these workspaces' state, by workspace, in one query."""
+    rows = Event.objects.filter(
+        workspace_key__in=sorted(set(workspace_keys)), type__in=LIFECYCLE_TYPES, status__in=FOLDED_STATUSES
+    ).only(*_EVENT_FIELDS, "workspace_key")
+    by_key: dict[str, list[Event]] = {key: [] for key in workspace_keys}
+    for row in rows:
+        by_key[row.workspace_key].append(row)
+    return by_key
 
 
 def _fold_and_apply(workspace_key: str) -> int:
@@ -141,9 +224,66 @@ def _fold_and_apply(workspace_key: str) -> int:
     _lock(workspace_key)
     rows = list(
         Event.objects.filter(workspace_key=workspace_key, type__in=LIFECYCLE_TYPES, status__in=FOLDED_STATUSES).only(
-            "pk", "external_id", "type", "occurred_at", "payload", "source", "status"
+            *_EVENT_FIELDS
         )
     )
+    applied, done, _ = _fold_rows(workspace_key, rows)
+    _complete(done)
+    return applied
+
+
+def _fold_and_apply_many(workspace_keys: list[str]) -> dict[str, int]:
+    """_fold_and_apply for several workspaces in the caller's transaction: {workspace key: events applied}.
+
+    Their records are read together up front. A conversion may change colleagues' records, and a
+    workspace may fill in its lead's blanks: a workspace whose lead or account an earlier one of the
+    batch touched, or any after a conversion, is read afresh instead (what was read may be stale).
+    """
+    _lock_many(workspace_keys)
+    events = _folded_events(workspace_keys)
+    loaded = {
+        workspace.workspace_id: workspace
+        for workspace in Workspace.objects.select_related("lead", "account", "contact").filter(
+            workspace_id__in=sorted(workspace_keys)
+        )
+    }
+    applied: dict[str, int] = {}
+    done: list[int] = []
+    touched: set[tuple[str, int | None]] = set()
+    stale = False
+    for key in workspace_keys:
+        workspace = loaded.get(key)
+        if stale or (workspace is not None and touched & _records_of(workspace)):
+            workspace = _UNREAD
+        applied[key], finished, record = _fold_rows(key, events[key], workspace=workspace)
+        done += finished
+        if record is not None:
+            touched |= _records_of(record.workspace)
+            stale = stale or record.converted
+    _complete(done)
+    return applied
+
+
+def _records_of(workspace: Workspace) -> set[tuple[str, int | None]]:
+    return {("lead", workspace.lead_id), ("account", workspace.account_id)} - {("lead", None), ("account", None)}
+
+
+_UNREAD: Any = object()
+
+
+@dataclass(frozen=True)
+class _Applied:
+    workspace: Workspace
+    converted: bool
+
+
+def _fold_rows(
+    workspace_key: str, rows: list[Event], *, workspace: Workspace | None = _UNREAD
+) -> tuple[int, list[int], _Applied | None]:
+    """Fold these event rows and apply the state; return (events applied, ids to complete, what was applied).
+
+    `workspace`: the workspace with its links when the caller read it (None: it has none yet).
+    """
     events, by_external_id = [], {}
     for row in rows:
         try:
@@ -153,26 +293,33 @@ def _fold_and_apply(workspace_key: str) -> int:
             continue
         by_external_id[row.external_id] = row.pk
     state = fold(workspace_key, events)
-    if state.status is not None:
-        _apply(state, by_external_id)
+    applied = _apply(state, by_external_id, workspace=workspace) if state.status is not None else None
     done = [row.pk for row in rows if row.status != Event.Status.COMPLETED and row.external_id in by_external_id]
-    Event.objects.filter(pk__in=done).update(
+    return len(events), done, applied
+
+
+def _complete(event_ids: list[int]) -> None:
+    if not event_ids:
+        return
+    Event.objects.filter(pk__in=event_ids).update(
         status=Event.Status.COMPLETED,
         completed_at=timezone.now(),
         lease_owner="",
         lease_expires_at=None,
         next_attempt_at=None,
     )
-    return len(events)
 
 
-def _apply(state: WorkspaceState, by_external_id: dict[str, int]) -> None:
+def _apply(state: WorkspaceState, by_external_id: dict[str, int], *, workspace: Workspace | None = _UNREAD) -> _Applied:
     """Persist the state, link it, settle its questions, and record what Salesforce must now hold.
 
     The workspace is written once, with its state, links and review flag: one INSERT or UPDATE and one
     audit entry (its lead, account and contact come loaded with it).
     """
-    workspace, changed = workspace_apply_state(state=state, save=False)
+    if workspace is _UNREAD:
+        workspace, changed = workspace_apply_state(state=state, save=False)
+    else:
+        workspace, changed = workspace_apply_state(state=state, save=False, workspace=workspace)
     unsaved = set(changed)
     converted_before = _lead_converted(workspace)
     questions = workspace_link(workspace=workspace, unsaved=unsaved)  # leaves the linked records on it
@@ -188,8 +335,10 @@ def _apply(state: WorkspaceState, by_external_id: dict[str, int]) -> None:
     if unsaved:
         workspace.save(update_fields=[*unsaved, "updated_at"])
     outbox_record_workspace(workspace=workspace)
-    if not converted_before and _lead_converted(workspace):
+    converted = not converted_before and _lead_converted(workspace)
+    if converted:
         _record_siblings(workspace)
+    return _Applied(workspace, converted)
 
 
 def _record_siblings(workspace: Workspace) -> None:

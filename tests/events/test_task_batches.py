@@ -1,0 +1,105 @@
+"""A processing task works on its workspaces together: one claim, one lock statement, one read of their
+events, one completion and one transaction for all of them; it takes along workspaces whose events still
+wait for their own task; and whatever goes wrong, each workspace ends as if it had been processed alone."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from events import pipeline
+from events.models import Event
+from events.tasks import process_workspaces
+from sync.models import OutboxItem
+from sync.outbox import EXTERNAL_ID, key_of
+from tests.events.helpers import T0, lifecycle_event, store
+from workspaces.models import Lead, Workspace
+from workspaces.services import workspace_apply_state
+
+pytestmark = pytest.mark.django_db
+
+
+def statements(queries: CaptureQueriesContext, start: str) -> int:
+    return sum(1 for q in queries.captured_queries if q["sql"].startswith(start))
+
+
+def trials(*keys: str) -> None:
+    for n, key in enumerate(keys):
+        store(lifecycle_event(f"t_{key}", "trial.started", workspace_id=key, email=f"owner{n}@acme.io"))
+
+
+def statuses() -> dict[str, str]:
+    return dict(Event.objects.values_list("workspace_key", "status"))
+
+
+def test_a_task_claims_locks_reads_and_completes_its_workspaces_once_for_all():
+    trials("ws_1", "ws_2", "ws_3", "ws_4")
+    with CaptureQueriesContext(connection) as queries:  # processing only: alert rules are the task's
+        outcomes = pipeline.workspaces_process(workspace_keys=["ws_1", "ws_2", "ws_3", "ws_4"])
+    assert [(o.claimed, o.applied, o.failed) for o in outcomes] == [(1, 1, False)] * 4
+    assert set(statuses().values()) == {"completed"}
+    assert statements(queries, 'INSERT INTO "events_workspacelock"') == 1  # was one per workspace
+    assert statements(queries, 'UPDATE "events_event"') == 2  # the claim and the completion
+    assert statements(queries, 'SELECT "workspaces_workspace"') == 1  # read together, with their links
+
+
+def test_one_failing_workspace_fails_alone_and_the_others_complete(monkeypatch):
+    trials("ws_1", "ws_2", "ws_3")
+
+    def apply_or_fail(*, state, **kwargs):
+        if state.workspace_id == "ws_2":
+            raise RuntimeError("simulated failure")
+        return workspace_apply_state(state=state, **kwargs)
+
+    monkeypatch.setattr(pipeline, "workspace_apply_state", apply_or_fail)
+    outcome = process_workspaces(["ws_1", "ws_2", "ws_3"])
+    assert outcome == {"workspaces": 3, "claimed": 3, "failed": 1}
+    assert statuses() == {"ws_1": "completed", "ws_2": "error", "ws_3": "completed"}
+    assert set(Workspace.objects.values_list("workspace_id", flat=True)) == {"ws_1", "ws_3"}
+    failed = Event.objects.get(workspace_key="ws_2")
+    assert failed.retry_count == 1 and "simulated failure" in failed.notes
+
+
+def test_a_conversion_earlier_in_the_task_is_seen_by_a_colleague_later_in_it(settings):
+    """ws_2 was read before ws_1's conversion gave it the owner's contact: it must not undo that."""
+    settings.SALESFORCE_SYNC = "dry_run"
+    for key in ("ws_1", "ws_2"):
+        store(lifecycle_event(f"t_{key}", "trial.started", workspace_id=key, email="dana@acme.io"))
+    process_workspaces(["ws_1", "ws_2"])
+    store(lifecycle_event("c_ws_1", "subscription.converted", workspace_id="ws_1", at=T0 + timedelta(days=3)))
+    store(
+        lifecycle_event(
+            "t2_ws_2", "trial.started", workspace_id="ws_2", email="dana@acme.io", at=T0 + timedelta(days=1)
+        )
+    )
+    process_workspaces(["ws_1", "ws_2"])
+    lead = Lead.objects.get(email="dana@acme.io")
+    assert lead.converted_contact is not None
+    first, second = Workspace.objects.get(workspace_id="ws_1"), Workspace.objects.get(workspace_id="ws_2")
+    assert first.contact_id == second.contact_id == lead.converted_contact_id
+    assert first.account_id == second.account_id == lead.converted_account_id
+    assert set(statuses().values()) == {"completed"}
+    # ... and what Salesforce is to hold for ws_2 says so too (not the state read before the conversion).
+    payload = OutboxItem.objects.get(object_type="Workspace__c", external_id="ws_2").payload
+    assert payload["Contact__r"] == {EXTERNAL_ID: key_of("Contact", lead.converted_contact_id)}
+
+
+def test_a_task_takes_along_workspaces_still_waiting_for_their_own_task(settings):
+    settings.PROCESSING_TASK_MAX_WORKSPACES = 3
+    trials("ws_1", "ws_2", "ws_3", "ws_4")
+    outcome = process_workspaces(["ws_4"])
+    assert outcome["workspaces"] == 3 and outcome["claimed"] == 3
+    assert statuses() == {"ws_1": "completed", "ws_2": "completed", "ws_3": "new", "ws_4": "completed"}
+    assert process_workspaces(["ws_1"]) == {"workspaces": 2, "claimed": 1, "failed": 0}  # ws_3, the oldest left
+    assert set(statuses().values()) == {"completed"}
+
+
+def test_a_forced_task_and_a_limit_of_zero_take_nothing_along(settings):
+    trials("ws_1", "ws_2")
+    assert process_workspaces(["ws_2"], force=True)["workspaces"] == 1
+    settings.PROCESSING_TASK_MAX_WORKSPACES = 0
+    assert process_workspaces(["ws_2"])["workspaces"] == 1
+    assert statuses() == {"ws_1": "new", "ws_2": "completed"}

@@ -67,7 +67,8 @@ def test_email_goes_out_over_smtp_with_text_html_and_the_workspace_link(smtp, se
 
 
 def test_a_temporary_smtp_refusal_is_retried_with_backoff_then_sent(smtp):
-    alert = rep_alert(make_rep("ann"))
+    with time_machine.travel(T0 - timedelta(minutes=5), tick=False):  # raised before T0, due at T0
+        alert = rep_alert(make_rep("ann"))
     smtp.refuse = (451, "4.3.0 try again later")
     with time_machine.travel(T0, tick=False):
         deliveries_send_due()
@@ -96,7 +97,8 @@ def test_a_permanent_refusal_is_dead_at_once(smtp):
 
 def test_out_of_attempts_is_dead_and_an_admin_retry_sends_it(smtp, settings):
     settings.ALERT_DELIVERY_MAX_ATTEMPTS = 3
-    alert = rep_alert(make_rep("ann"))
+    with time_machine.travel(T0 - timedelta(minutes=5), tick=False):  # raised before T0, due at T0
+        alert = rep_alert(make_rep("ann"))
     smtp.refuse = (421, "4.7.0 busy")
     moment = T0
     for _ in range(3):

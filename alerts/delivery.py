@@ -24,6 +24,7 @@ from alerts.mail import MailError, mail_send
 from alerts.messages import alert_email, alert_slack, digest_email
 from alerts.models import Alert, AlertRule, Audience, Delivery, Rep
 from alerts.roles import admin_recipients
+from alerts.routing import reps_by_user
 from alerts.slack import SlackError, slack_post
 from ops.services import error_record
 
@@ -64,15 +65,13 @@ def _email_recipients(alert: Alert) -> list[tuple[object | None, str, str]]:
     user = alert.recipient
     if user is None:
         return []
-    rep = Rep.objects.filter(user=user).first()
+    rep = reps_by_user().get(user.pk)
     address = rep.address if rep else user.email
     mode = Delivery.Mode.DIGEST if rep and rep.delivery == Rep.Delivery.DIGEST else Delivery.Mode.INSTANT
     return [(user, address.strip().lower(), mode)] if address else []
 
 
-def deliveries_plan(*, alert: Alert, rule: AlertRule) -> list[Delivery]:
-    """Create the alert's delivery rows per its rule's channels; ring the doorbell on commit."""
-    now = timezone.now()
+def _rows(alert: Alert, rule: AlertRule, now: datetime) -> list[Delivery]:
     rows = []
     if rule.send_email:
         for user, address, mode in _email_recipients(alert):
@@ -84,10 +83,23 @@ def deliveries_plan(*, alert: Alert, rule: AlertRule) -> list[Delivery]:
         rows.append(
             Delivery(alert=alert, channel="slack", recipient=SLACK_RECIPIENT, user=alert.recipient, next_attempt_at=now)
         )
+    return rows
+
+
+def deliveries_plan(*, alert: Alert, rule: AlertRule) -> list[Delivery]:
+    """Create the alert's delivery rows per its rule's channels; ring the doorbell on commit."""
+    return deliveries_plan_all(planned=[(alert, rule)])
+
+
+def deliveries_plan_all(*, planned: Sequence[tuple[Alert, AlertRule]]) -> list[Delivery]:
+    """deliveries_plan for several saved alerts: their rows in one INSERT, and on commit one task sends
+    the instant ones of all of them (a queued task costs ~15 ms of CPU of its own)."""
+    now = timezone.now()
+    rows = [row for alert, rule in planned for row in _rows(alert, rule, now)]
     Delivery.objects.bulk_create(rows)
-    if any(row.mode == Delivery.Mode.INSTANT for row in rows):
-        alert_id = alert.pk
-        transaction.on_commit(lambda: _enqueue("alerts.tasks.deliver_alert", alert_id), robust=True)
+    instant = sorted({row.alert_id for row in rows if row.mode == Delivery.Mode.INSTANT})
+    if instant:
+        transaction.on_commit(lambda: _enqueue("alerts.tasks.deliver_alerts", instant), robust=True)
     return rows
 
 
@@ -164,12 +176,20 @@ def _record(delivery: Delivery, error: DeliveryError | None, now: datetime, repo
         error_record(source="delivery", kind=kind, message=str(error), obj=delivery, workspace_key=ids["workspace_id"])
 
 
-def deliveries_send_due(*, alert_id: int | None = None, limit: int = 200, now: datetime | None = None) -> SendReport:
-    """Send the instant deliveries that are due (of one alert, or all); return what happened."""
+def deliveries_send_due(
+    *,
+    alert_id: int | None = None,
+    alert_ids: Sequence[int] | None = None,
+    limit: int = 200,
+    now: datetime | None = None,
+) -> SendReport:
+    """Send the instant deliveries that are due (of one alert, of these alerts, or all); return what happened."""
     now = now or timezone.now()
     due = Delivery.objects.filter(mode=Delivery.Mode.INSTANT, status__in=DUE_STATUSES, next_attempt_at__lte=now)
     if alert_id is not None:
         due = due.filter(alert_id=alert_id)
+    if alert_ids is not None:
+        due = due.filter(alert_id__in=list(alert_ids))
     report = SendReport()
     for delivery_id in list(due.order_by("next_attempt_at", "pk").values_list("pk", flat=True)[:limit]):
         if not _claim(delivery_id, now):

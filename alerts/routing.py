@@ -6,6 +6,7 @@ alert landed with them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -46,13 +47,26 @@ def workspace_route(*, workspace: Workspace) -> Route:
 
     Round robin takes a row lock on the cursor: call inside a transaction that commits soon.
     """
-    return _by_owner(workspace) or _by_territory(workspace) or _by_round_robin()
+    return workspaces_route(workspaces=[workspace])[0]
+
+
+def workspaces_route(*, workspaces: Sequence[Workspace]) -> list[Route]:
+    """workspace_route for each, in order. The round-robin turns are handed out in the list's order with
+    one lock and one UPDATE of the cursor, exactly the turns routing them one by one would hand out."""
+    routes = [_by_owner(workspace) or _by_territory(workspace) for workspace in workspaces]
+    turns = iter(_by_round_robin(sum(route is None for route in routes)))
+    return [route or next(turns) for route in routes]
+
+
+def reps_by_user() -> dict[int, Rep]:
+    """Every rep (active or not) with their user, by user id: one read serves routing and delivery."""
+    return table("reps", lambda: {rep.user_id: rep for rep in Rep.objects.select_related("user")})
 
 
 def _is_active_rep(user: AbstractBaseUser) -> bool:
     if not user.is_active:
         return False
-    rep = Rep.objects.filter(user=user).only("active").first()
+    rep = reps_by_user().get(user.pk)
     return rep is None or rep.active
 
 
@@ -63,8 +77,8 @@ def _by_owner(workspace: Workspace) -> Route | None:
     return Route(account.owner, Alert.RoutedBy.OWNER, f"Owner of account {account.name} ({account.domain or '—'})")
 
 
-def _matches(rule: TerritoryRule, domain: str, country: str) -> str | None:
-    for listed in rule.domain_list():
+def _matches(rule: TerritoryRule, domains: list[str], domain: str, country: str) -> str | None:
+    for listed in domains:
         if domain == listed or domain.endswith("." + listed):
             return f"domain {domain} is in territory {rule.name}"
     if rule.country and country and rule.country.upper() == country:
@@ -72,28 +86,42 @@ def _matches(rule: TerritoryRule, domain: str, country: str) -> str | None:
     return None
 
 
+def _territories() -> list[tuple[TerritoryRule, list[str]]]:
+    """Active rules of active reps, in priority order, each with its domains parsed."""
+    rules = TerritoryRule.objects.filter(active=True, rep__active=True, rep__user__is_active=True)
+    return [(rule, rule.domain_list()) for rule in rules.select_related("rep__user")]
+
+
 def _by_territory(workspace: Workspace) -> Route | None:
     domain = email_domain_of(workspace)
     if not domain:
         return None
     country = domain_country(domain)
-    rules = TerritoryRule.objects.filter(active=True, rep__active=True, rep__user__is_active=True)
-    for rule in table("territory", lambda: list(rules.select_related("rep__user"))):
-        why = _matches(rule, domain, country)
+    for rule, domains in table("territory", _territories):
+        why = _matches(rule, domains, domain, country)
         if why:
             return Route(rule.rep.user, Alert.RoutedBy.TERRITORY, why[0].upper() + why[1:])
     return None
 
 
-def _by_round_robin() -> Route:
-    """The next active rep after the last one given, by a durable counter under a row lock."""
-    active = Rep.objects.filter(active=True, user__is_active=True).select_related("user").order_by("pk")
-    reps = table("reps", lambda: list(active))
+def _by_round_robin(turns: int) -> list[Route]:
+    """The next `turns` active reps after the last one given, by a durable counter under a row lock."""
+    if not turns:
+        return []
+    reps = sorted((rep for rep in reps_by_user().values() if rep.active and rep.user.is_active), key=lambda rep: rep.pk)
     if not reps:
-        return Route(None, Alert.RoutedBy.UNROUTED, "No owner, no territory match and no active rep")
-    with transaction.atomic():
+        return [Route(None, Alert.RoutedBy.UNROUTED, "No owner, no territory match and no active rep")] * turns
+    with transaction.atomic(savepoint=False):  # the caller's transaction keeps the lock until its commit
+        position = _locked_cursor_position()
+        RoutingCursor.objects.filter(name=ROUND_ROBIN).update(position=F("position") + turns)
+    why = f"Round robin among {len(reps)} active reps"
+    return [Route(reps[(position + turn) % len(reps)].user, Alert.RoutedBy.ROUND_ROBIN, why) for turn in range(turns)]
+
+
+def _locked_cursor_position() -> int:
+    cursor = RoutingCursor.objects.select_for_update().filter(name=ROUND_ROBIN).values_list("position", flat=True)
+    position = cursor.first()
+    if position is None:  # the first turn ever: create it (a concurrent creator wins the unique name), then lock
         RoutingCursor.objects.get_or_create(name=ROUND_ROBIN)
-        cursor = RoutingCursor.objects.select_for_update().get(name=ROUND_ROBIN)
-        RoutingCursor.objects.filter(pk=cursor.pk).update(position=F("position") + 1)
-    rep = reps[cursor.position % len(reps)]
-    return Route(rep.user, Alert.RoutedBy.ROUND_ROBIN, f"Round robin among {len(reps)} active reps")
+        position = cursor.get()
+    return position

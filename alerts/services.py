@@ -18,11 +18,11 @@ from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from alerts.delivery import deliveries_plan
+from alerts.delivery import deliveries_plan_all
 from alerts.evidence import workspaces_events
 from alerts.models import Alert, AlertRule, Audience, RuleKey
 from alerts.roles import user_is_alerts_admin
-from alerts.routing import workspace_route
+from alerts.routing import workspaces_route
 from alerts.rules import DEFAULT_AUDIENCE, DEFAULT_DAY_OFFSETS, WORKSPACE_RULES, Facts, Firing, rules_evaluate
 from alerts.tables import tables_cached
 from workspaces.actors import acting_as_system
@@ -65,35 +65,48 @@ def alert_raise(
         existing = Alert.objects.filter(dedupe_key=dedupe_key).first()
         if existing is not None:
             return existing, False
+    alert = Alert(
+        rule=rule,
+        dedupe_key=dedupe_key,
+        title=title[:255],
+        reason=reason,
+        workspace_key=workspace_key or (workspace.workspace_id if workspace else ""),
+        workspace=workspace,
+        audience=audience,
+        context=context or {},
+    )
     try:
         with transaction.atomic():
-            alert = Alert(
-                rule=rule,
-                dedupe_key=dedupe_key,
-                title=title[:255],
-                reason=reason,
-                workspace_key=workspace_key or (workspace.workspace_id if workspace else ""),
-                workspace=workspace,
-                audience=audience,
-                context=context or {},
-            )
-            _route(alert, workspace)  # before the INSERT: one write and one audit entry, routing included
-            alert.save(force_insert=True)
-            config = config or alert_rule(rule)
-            if config.enabled:
-                deliveries_plan(alert=alert, rule=config)
+            _insert([(alert, config or alert_rule(rule))])
     except IntegrityError:
         return Alert.objects.get(dedupe_key=dedupe_key), False
     return alert, True
 
 
-def _route(alert: Alert, workspace: Workspace | None) -> None:
-    if alert.audience == Audience.ADMINS:
-        alert.routed_by, alert.routing = Alert.RoutedBy.ADMINS, "Admin alert: Lifecycle admins"
-    elif workspace is None:
-        alert.routed_by, alert.routing = Alert.RoutedBy.UNROUTED, "No workspace to route by"
-    else:
-        route = workspace_route(workspace=workspace)
+def _insert(planned: list[tuple[Alert, AlertRule]]) -> None:
+    """Route, insert and plan the deliveries of new alerts (with their rules), in the caller's transaction.
+
+    Routed before the INSERT: one write and one audit entry each, routing included. Deliveries follow
+    the rule's configuration; a disabled rule still records the alert, unsent.
+    """
+    with tables_cached():  # one read of the reps for the owner check, round robin and delivery
+        _route([alert for alert, _ in planned])
+        for alert, _ in planned:
+            alert.save(force_insert=True)
+        deliveries_plan_all(planned=[(alert, rule) for alert, rule in planned if rule.enabled])
+
+
+def _route(alerts: list[Alert]) -> None:
+    """Record each alert's recipient; a rep alert about a workspace is routed, in the list's order."""
+    routed = []
+    for alert in alerts:
+        if alert.audience == Audience.ADMINS:
+            alert.routed_by, alert.routing = Alert.RoutedBy.ADMINS, "Admin alert: Lifecycle admins"
+        elif alert.workspace is None:
+            alert.routed_by, alert.routing = Alert.RoutedBy.UNROUTED, "No workspace to route by"
+        else:
+            routed.append(alert)
+    for alert, route in zip(routed, workspaces_route(workspaces=[alert.workspace for alert in routed]), strict=True):
         alert.recipient, alert.routed_by, alert.routing = route.user, route.routed_by, route.why[:255]
 
 
@@ -241,37 +254,72 @@ def workspaces_alerts_evaluate(
     if not about_to_fire:
         return []
     evidence = workspaces_events(workspace_keys=[ws.workspace_id for ws in about_to_fire])
-    created = []
+    due = []
     with acting_as_system(), tables_cached():  # the engine is the author; routing tables read once
-        for workspace in about_to_fire:
+        for workspace in sorted(about_to_fire, key=lambda ws: ws.workspace_id):  # the same order in every batch
             facts = _facts(workspace, now, configs, evidence.get(workspace.workspace_id, []))
-            try:
-                created += _raise_firings(workspace, rules_evaluate(facts, enabled), configs, taken)
+            try:  # keys already looked up are not asked for again
+                due.append((workspace, _unraised(rules_evaluate(facts, enabled), taken)))
             except Exception:
                 logger.exception("evaluating alert rules for workspace %s failed", workspace.workspace_id)
-    return created
+        return _raise_together(due, configs)
 
 
-def _raise_firings(
-    workspace: Workspace, firings: list[Firing], configs: dict[str, AlertRule], taken: dict[str, bool]
-) -> list[Alert]:
-    """Raise the firings (evaluated with the events as evidence) whose keys are not taken; keys already
-    looked up are not asked for again."""
+def _raise_together(due: list[tuple[Workspace, list[Firing]]], configs: dict[str, AlertRule]) -> list[Alert]:
+    """The firings' alerts in one transaction: one commit, one round-robin lock, one INSERT of deliveries.
+
+    Their keys were just found free, so a race for one (IntegrityError) is rare: then, as on any other
+    failure, the batch is rolled back and raised one by one as before: each alert in its own transaction,
+    a lost race answered with the winner's alert, one workspace's error logged without stopping the
+    others. The order (by workspace key, then rule) is the same in every batch, so two batches wanting
+    the same keys wait for each other instead of deadlocking.
+    """
+    planned: list[tuple[Alert, AlertRule]] = []
+    try:
+        planned = [(_alert_of(ws, firing, configs), configs[firing.rule]) for ws, found in due for firing in found]
+        if not planned:
+            return []
+        with transaction.atomic():
+            _insert(planned)
+    except Exception as exc:
+        logger.info("raising %d alert(s) together failed (%r); raising them one by one", len(planned), exc)
+        return [alert for workspace, found in due for alert in _raise_one_by_one(workspace, found, configs)]
+    return [alert for alert, _ in planned]
+
+
+def _alert_of(workspace: Workspace, firing: Firing, configs: dict[str, AlertRule]) -> Alert:
+    return Alert(
+        rule=firing.rule,
+        dedupe_key=firing.dedupe_key,
+        title=firing.title[:255],
+        reason=firing.reason,
+        workspace_key=workspace.workspace_id,
+        workspace=workspace,
+        audience=configs[firing.rule].audience,
+        context=firing.context(),
+    )
+
+
+def _raise_one_by_one(workspace: Workspace, firings: list[Firing], configs: dict[str, AlertRule]) -> list[Alert]:
+    """The workspace's alerts each in its own transaction; an error is logged and ends only this workspace."""
     created = []
-    for firing in _unraised(firings, taken):
-        alert, new = alert_raise(
-            rule=firing.rule,
-            dedupe_key=firing.dedupe_key,
-            title=firing.title,
-            reason=firing.reason,
-            audience=configs[firing.rule].audience,
-            context=firing.context(),
-            workspace=workspace,
-            config=configs[firing.rule],
-            checked=True,
-        )
-        if new:
-            created.append(alert)
+    try:
+        for firing in firings:
+            alert, new = alert_raise(
+                rule=firing.rule,
+                dedupe_key=firing.dedupe_key,
+                title=firing.title,
+                reason=firing.reason,
+                audience=configs[firing.rule].audience,
+                context=firing.context(),
+                workspace=workspace,
+                config=configs[firing.rule],
+                checked=True,
+            )
+            if new:
+                created.append(alert)
+    except Exception:
+        logger.exception("evaluating alert rules for workspace %s failed", workspace.workspace_id)
     return created
 
 

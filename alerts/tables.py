@@ -2,6 +2,8 @@
 
 Territory rules, reps and admin recipients change by an admin's hand, not within the second a
 processing task takes; inside `tables_cached()` each is read at its first use and kept to the end.
+Re-entrant: inside an enclosing block the enclosing block's tables serve (one alert raised inside a
+batch reads nothing again).
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ _tables: ContextVar[dict[str, Any] | None] = ContextVar("alert_tables", default=
 
 @contextmanager
 def tables_cached() -> Iterator[None]:
+    if _tables.get() is not None:
+        yield
+        return
     token = _tables.set({})
     try:
         yield

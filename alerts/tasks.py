@@ -8,8 +8,13 @@ from alerts.delivery import deliveries_send_due, digests_send_due
 from alerts.services import alerts_evaluate_scheduled, workspaces_alerts_evaluate
 
 
+def deliver_alerts(alert_ids: list[int]) -> dict:
+    """Enqueued on commit of new alerts (one task for a batch of them): send their instant deliveries now."""
+    return asdict(deliveries_send_due(alert_ids=alert_ids))
+
+
 def deliver_alert(alert_id: int) -> dict:
-    """Enqueued on commit of a new alert: send its instant deliveries now."""
+    """One alert's instant deliveries: kept for the tasks queued before deliver_alerts replaced it."""
     return asdict(deliveries_send_due(alert_id=alert_id))
 
 

@@ -16,8 +16,8 @@ import pytest
 from django.db import connection, connections
 
 from alerts.delivery import deliveries_send_due
-from alerts.models import Alert, Delivery
-from alerts.services import alert_raise, workspace_alerts_evaluate
+from alerts.models import Alert, Delivery, TerritoryRule
+from alerts.services import alert_raise, workspace_alerts_evaluate, workspaces_alerts_evaluate
 from tests.alerts.conftest import make_rep
 from tests.factories import WorkspaceFactory
 
@@ -68,6 +68,31 @@ def test_concurrent_evaluations_of_one_workspace_raise_each_alert_once():
     WorkspaceFactory(workspace_id="ws_race", email="p@gmail.com")
     at_once(8, lambda i: workspace_alerts_evaluate(workspace_key="ws_race"))
     assert list(Alert.objects.values_list("rule", flat=True)) == ["trial_started"]
+
+
+def test_concurrent_batches_of_overlapping_workspaces_raise_each_alert_once_and_take_turns_fairly():
+    reps = [make_rep(name) for name in ("ann", "ben", "cat")]
+    keys = [WorkspaceFactory(email=f"p{i}@firm{i}.example").workspace_id for i in range(9)]
+
+    created = at_once(8, lambda i: workspaces_alerts_evaluate(workspace_keys=keys[i % 3 :] + keys[: i % 3]))
+
+    assert sum(len(alerts) for alerts in created) == 9
+    assert sorted(Alert.objects.values_list("workspace_key", flat=True)) == sorted(keys)
+    assert Delivery.objects.count() == 9
+    counts = Counter(Alert.objects.values_list("recipient__username", flat=True))
+    assert counts == {rep.user.username: 3 for rep in reps}
+
+
+def test_concurrent_batches_without_round_robin_insert_in_one_order_and_raise_each_alert_once():
+    # no cursor lock to queue them: each batch inserts in the same order, so they wait instead of deadlocking
+    TerritoryRule.objects.create(name="Acme", rep=make_rep("tess"), domains="acme.io")
+    keys = [WorkspaceFactory(email=f"p{i}@acme.io").workspace_id for i in range(12)]
+
+    created = at_once(8, lambda i: workspaces_alerts_evaluate(workspace_keys=keys[::-1] if i % 2 else keys))
+
+    assert sum(len(alerts) for alerts in created) == 12
+    assert sorted(Alert.objects.values_list("workspace_key", flat=True)) == sorted(keys)
+    assert set(Alert.objects.values_list("routed_by", flat=True)) == {"territory"}
 
 
 def test_concurrent_round_robin_hands_out_every_turn_exactly_once():

@@ -322,7 +322,8 @@ def _apply(state: WorkspaceState, by_external_id: dict[str, int], *, workspace: 
         workspace, changed = workspace_apply_state(state=state, save=False, workspace=workspace)
     unsaved = set(changed)
     converted_before = _lead_converted(workspace)
-    questions = workspace_link(workspace=workspace, unsaved=unsaved)  # leaves the linked records on it
+    relinked: set[str] = set()  # colleagues a conversion gave its contact or its new account
+    questions = workspace_link(workspace=workspace, unsaved=unsaved, relinked=relinked)  # leaves the records on it
     for review in state.reviews:
         pks = tuple(by_external_id[e] for e in review.event_ids if e in by_external_id)
         questions.append(Question(review.kind, review.key, review.reason, pks))
@@ -336,27 +337,29 @@ def _apply(state: WorkspaceState, by_external_id: dict[str, int], *, workspace: 
         workspace.save(update_fields=[*unsaved, "updated_at"])
     outbox_record_workspace(workspace=workspace)
     converted = not converted_before and _lead_converted(workspace)
-    if converted:
-        _record_siblings(workspace)
+    if relinked:
+        _record_siblings(workspace, relinked)
     return _Applied(workspace, converted)
 
 
-def _record_siblings(workspace: Workspace) -> None:
-    """A conversion may have linked other workspaces (same person, same new account): record theirs too.
+def _record_siblings(workspace: Workspace, keys: set[str]) -> None:
+    """A conversion linked these other workspaces (same person, same new account): record theirs too.
+
+    Only those: colleagues already on an account it converted onto hold what they held (re-reading them
+    all made a conversion cost as much as the account has workspaces).
 
     Each under its own lock, read after taking it: a run of that workspace committing meanwhile must not
     be overwritten with the older state read before it (found by bench/salesforce.py: a colleague's
     Workspace__c left at Trial). One being processed right now (its lock taken) is re-processed after
     this commit instead; waiting for it could deadlock with a conversion of its own.
     """
-    siblings = Workspace.objects.filter(Q(lead_id=workspace.lead_id) | Q(account_id=workspace.account_id))
-    keys = set(siblings.exclude(pk=workspace.pk).values_list("workspace_id", flat=True))
+    keys = keys - {workspace.workspace_id}
     if not keys:
         return
     locks = WorkspaceLock.objects.filter(workspace_key__in=keys)
     taken = set(locks.select_for_update(skip_locked=True).values_list("workspace_key", flat=True))
     busy = set(locks.values_list("workspace_key", flat=True)) - taken  # SQLite takes no row locks: none busy
-    free = siblings.filter(workspace_id__in=keys - busy).select_related("lead", "account", "contact")
+    free = Workspace.objects.filter(workspace_id__in=sorted(keys - busy)).select_related("lead", "account", "contact")
     outbox_record_workspaces(workspaces=list(free))
     if busy:
         transaction.on_commit(lambda: enqueue_workspaces(workspace_keys=sorted(busy), force=True), robust=True)

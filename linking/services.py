@@ -35,12 +35,15 @@ class Question:
 # --- Linking ----------------------------------------------------------------------------------
 
 
-def workspace_link(*, workspace: Workspace, unsaved: set[str] | None = None) -> list[Question]:
+def workspace_link(
+    *, workspace: Workspace, unsaved: set[str] | None = None, relinked: set[str] | None = None
+) -> list[Question]:
     """Link the workspace to its lead and account, converting the lead once it has paid.
 
     Returns the linking questions that should be open for it (no account match). With `unsaved`
     the workspace itself is not saved: the links it changed are added to that set for the caller's
-    one save (a new workspace is left unsaved altogether).
+    one save (a new workspace is left unsaved altogether). With `relinked`, the ids of other workspaces
+    a conversion re-linked are added to it (their Salesforce state changed too).
     """
     admin_lead = workspace.lead if workspace.linked_by_admin else None
     admin_account = workspace.account if workspace.linked_by_admin else None
@@ -58,7 +61,7 @@ def workspace_link(*, workspace: Workspace, unsaved: set[str] | None = None) -> 
         account = Account.objects.filter(domain=domain).first()
     contact = workspace.contact
     if workspace.converted_at is not None:
-        account, contact = lead_convert(lead=lead, account=account, workspace=workspace)
+        account, contact = lead_convert(lead=lead, account=account, workspace=workspace, relinked=relinked)
     elif lead.converted_at is not None:
         account, contact = _converted_records(lead, workspace)
     account = admin_account or account  # an admin's choice outlives conversions elsewhere
@@ -98,7 +101,9 @@ def lead_for_workspace(*, workspace: Workspace) -> Lead:
     return lead
 
 
-def lead_convert(*, lead: Lead, account: Account | None, workspace: Workspace) -> tuple[Account, Contact]:
+def lead_convert(
+    *, lead: Lead, account: Account | None, workspace: Workspace, relinked: set[str] | None = None
+) -> tuple[Account, Contact]:
     """Turn the lead into a contact, on `account` or on a new one; exactly once per lead.
 
     The lead row is locked, so two workspaces paying at once cannot both convert it. `lead` is updated in
@@ -117,7 +122,7 @@ def lead_convert(*, lead: Lead, account: Account | None, workspace: Workspace) -
         account, contact = existing.account, existing
     else:
         if account is None:
-            account = account_for_new_customer(lead=lead, workspace=workspace)
+            account = account_for_new_customer(lead=lead, workspace=workspace, relinked=relinked)
         contact = Contact.objects.create(
             email=lead.email, first_name=lead.first_name, last_name=lead.last_name, account=account
         )
@@ -125,7 +130,9 @@ def lead_convert(*, lead: Lead, account: Account | None, workspace: Workspace) -
     lead.converted_account = account
     lead.converted_contact = contact
     lead.save(update_fields=["converted_at", "converted_account", "converted_contact", "updated_at"])
-    lead_share_conversion(lead=lead, exclude=workspace)
+    shared = lead_share_conversion(lead=lead, exclude=workspace)
+    if relinked is not None:
+        relinked.update(shared)
     _copy_conversion(lead, unlocked)
     return account, contact
 
@@ -143,11 +150,11 @@ def _converted_records(lead: Lead, workspace: Workspace) -> tuple[Account, Conta
     return account, contact
 
 
-def lead_share_conversion(*, lead: Lead, exclude: Workspace | None = None) -> int:
+def lead_share_conversion(*, lead: Lead, exclude: Workspace | None = None) -> list[str]:
     """Give the lead's other workspaces its contact (and its account where they have none).
 
     The same person may own several workspaces; once they are a contact, all of them say so,
-    whichever workspace was processed first.
+    whichever workspace was processed first. Returns the ids of the workspaces it changed.
     """
     others = Workspace.objects.filter(lead=lead).exclude(contact=lead.converted_contact)
     if exclude is not None:
@@ -158,10 +165,10 @@ def lead_share_conversion(*, lead: Lead, exclude: Workspace | None = None) -> in
             workspace.account = lead.converted_account
         workspace.save(update_fields=["contact", "account", "updated_at"])
         questions_reconcile(workspace=workspace, wanted=[], kinds=[NO_ACCOUNT_MATCH])
-    return len(others)
+    return [workspace.workspace_id for workspace in others]
 
 
-def account_for_new_customer(*, lead: Lead, workspace: Workspace) -> Account:
+def account_for_new_customer(*, lead: Lead, workspace: Workspace, relinked: set[str] | None = None) -> Account:
     """A new account for a paying customer with none: by company domain, or domain-less for free-mail."""
     domain = email_domain(lead.email)
     name = workspace.company or lead.company or (domain if not is_freemail(domain) else lead.email)
@@ -169,12 +176,14 @@ def account_for_new_customer(*, lead: Lead, workspace: Workspace) -> Account:
         return Account.objects.create(name=name, domain=None)
     account, created = Account.objects.get_or_create(domain=domain, defaults={"name": name})
     if created:
-        account_adopt_workspaces(account=account, exclude=workspace)
+        adopted = account_adopt_workspaces(account=account, exclude=workspace)
+        if relinked is not None:
+            relinked.update(adopted)
     return account
 
 
-def account_adopt_workspaces(*, account: Account, exclude: Workspace | None = None) -> int:
-    """Link a new account to the other workspaces on its domain that had none; return how many.
+def account_adopt_workspaces(*, account: Account, exclude: Workspace | None = None) -> list[str]:
+    """Link a new account to the other workspaces on its domain that had none; return their ids.
 
     Without this, whether a colleague's workspace gets the account would depend on which of the two
     was processed first.
@@ -182,12 +191,12 @@ def account_adopt_workspaces(*, account: Account, exclude: Workspace | None = No
     orphans = Workspace.objects.filter(account__isnull=True, email__endswith=f"@{account.domain}")
     if exclude is not None:
         orphans = orphans.exclude(pk=exclude.pk)
-    adopted = 0
+    adopted = []
     for workspace in orphans:
         workspace.account = account
         workspace.save(update_fields=["account", "updated_at"])
         questions_reconcile(workspace=workspace, wanted=[], kinds=[NO_ACCOUNT_MATCH])
-        adopted += 1
+        adopted.append(workspace.workspace_id)
     return adopted
 
 

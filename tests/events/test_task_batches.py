@@ -16,7 +16,7 @@ from events.tasks import process_workspaces
 from sync.models import OutboxItem
 from sync.outbox import EXTERNAL_ID, key_of
 from tests.events.helpers import T0, lifecycle_event, store
-from workspaces.models import Lead, Workspace
+from workspaces.models import Account, Lead, Workspace
 from workspaces.services import workspace_apply_state
 
 pytestmark = pytest.mark.django_db
@@ -103,3 +103,23 @@ def test_a_forced_task_and_a_limit_of_zero_take_nothing_along(settings):
     settings.PROCESSING_TASK_MAX_WORKSPACES = 0
     assert process_workspaces(["ws_2"])["workspaces"] == 1
     assert statuses() == {"ws_1": "new", "ws_2": "completed"}
+
+
+@pytest.mark.parametrize("colleagues", [2, 8])
+def test_a_conversion_onto_an_existing_account_does_not_re_record_its_other_workspaces(settings, colleagues):
+    """Colleagues on the account it converts onto hold what they held: what it costs does not grow with them."""
+    settings.SALESFORCE_SYNC = "dry_run"
+    Account.objects.create(name="Acme", domain="acme.io")
+    keys = [f"ws_{n}" for n in range(colleagues + 1)]
+    trials(*keys)
+    process_workspaces(keys)
+    assert Workspace.objects.filter(account__domain="acme.io").count() == colleagues + 1
+    versions = dict(OutboxItem.objects.filter(object_type="Workspace__c").values_list("external_id", "version"))
+    store(lifecycle_event("c_ws_0", "subscription.converted", workspace_id="ws_0", at=T0 + timedelta(days=3)))
+    with CaptureQueriesContext(connection) as queries:
+        pipeline.workspaces_process(workspace_keys=["ws_0"])
+    # Its own read, the lead's other workspaces, the review questions' check: however many colleagues.
+    assert statements(queries, 'SELECT "workspaces_workspace"') == 3
+    assert statements(queries, 'SELECT "sync_outboxitem"') == 1
+    after = dict(OutboxItem.objects.filter(object_type="Workspace__c").values_list("external_id", "version"))
+    assert after.pop("ws_0") == versions.pop("ws_0") + 1 and after == versions

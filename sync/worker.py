@@ -31,6 +31,7 @@ from sync.models import OutboxItem, SyncControl
 from sync.outbox import EXTERNAL_ID, RELATIONSHIPS
 from sync.policy import Action, action_for, backoff
 from sync.salesforce import Conversion, RecordResult, SalesforceCallError, SalesforceClient, shared_client
+from sync.stamping import outbox_rows_synced, salesforce_ids_stamp, workspaces_stamp
 from workspaces.actors import acting_as_system
 from workspaces.models import Account, Contact, Lead, Workspace
 
@@ -342,14 +343,12 @@ def _handle(object_type: str, items: list[OutboxItem], client: SalesforceClient 
             _convert(live, client, report)
         elif object_type == DELETION:
             report.calls += 1
-            results = deletions_send(client, live)
-            for item in live:
-                _record(item, results[item.pk], report)
+            answers = deletions_send(client, live)
+            _record(list(zip(live, [answers[item.pk] for item in live], strict=True)), report)
         else:
             report.calls += 1
             results = client.upsert_collection(object_type, EXTERNAL_ID, [item.payload for item in live])
-            for item, result in zip(live, results, strict=True):
-                _record(item, result, report)
+            _record(list(zip(live, results, strict=True)), report)
     except SalesforceCallError as exc:
         ids = {"outbox_ids": [item.pk for item in live], "workspace_ids": sorted({i.workspace_key for i in live})}
         logger.warning("Salesforce %s batch of %d failed: %s", object_type, len(live), exc, extra=ids)
@@ -357,13 +356,59 @@ def _handle(object_type: str, items: list[OutboxItem], client: SalesforceClient 
             _fail(item, exc.code, exc.message, report)
 
 
-def _record(item: OutboxItem, result: RecordResult, report: DrainReport) -> None:
-    if result.success:
-        _succeed(item, result.salesforce_id, report)
-    else:
-        ids = {"outbox_id": item.pk, "workspace_id": item.workspace_key, "error_code": result.error_code}
-        logger.warning("Salesforce refused %s %s: %s", item.object_type, item.external_id, result.error_code, extra=ids)
-        _fail(item, result.error_code, result.error_message, report)
+def _record(outcomes: list[tuple[OutboxItem, RecordResult]], report: DrainReport) -> None:
+    """One call's results: its successes together, then each refusal (rare) on its own."""
+    _succeed_all([(item, result.salesforce_id) for item, result in outcomes if result.success], report)
+    for item, result in outcomes:
+        if not result.success:
+            ids = {"outbox_id": item.pk, "workspace_id": item.workspace_key, "error_code": result.error_code}
+            logger.warning(
+                "Salesforce refused %s %s: %s", item.object_type, item.external_id, result.error_code, extra=ids
+            )
+            _fail(item, result.error_code, result.error_message, report)
+
+
+def _succeed_all(successes: list[tuple[OutboxItem, str]], report: DrainReport) -> None:
+    """Record one call's successes in a few statements (`_succeed`'s writes, each for all rows at once):
+    the engine's records of each type, then the outbox rows.
+
+    They run in autocommit and never wait for a row lock (sync/stamping.py): a row processing holds
+    right now is left out and recorded alone afterwards by `_succeed`, which may wait for it but holds
+    nothing else meanwhile. A record whose engine row was left out keeps its outbox row out too, so
+    the outbox row is never marked synced before its record carries the Salesforce id.
+    """
+    if not successes:
+        return
+    now = timezone.now()
+    latest = {item.pk: (item, salesforce_id) for item, salesforce_id in successes}  # one row twice: the last
+    by_type: dict[str, list[tuple[OutboxItem, str]]] = {}
+    for item, salesforce_id in latest.values():
+        by_type.setdefault(item.object_type, []).append((item, salesforce_id))
+    alone, together = [], []
+    for object_type, pairs in by_type.items():
+        skipped = _stamp_locals(object_type, {item.external_id: salesforce_id for item, salesforce_id in pairs}, now)
+        for pair in pairs:
+            (alone if pair[0].external_id in skipped else together).append(pair)
+    skipped = outbox_rows_synced([(item.pk, item.version, sf_id) for item, sf_id in together], now=now)
+    for item, salesforce_id in together:
+        if item.pk in skipped:
+            with transaction.atomic():
+                _outbox_synced(item, salesforce_id, now)
+    for item, salesforce_id in alone:
+        _succeed(item, salesforce_id, report)
+    report.synced += len(successes) - len(alone)
+
+
+def _stamp_locals(object_type: str, stamps: dict[str, str], now) -> set[str]:
+    """`_stamp_local` for many records of one type (external id -> Salesforce id); returns the external
+    ids of those left alone because another transaction holds them."""
+    if object_type == "Workspace__c":
+        return workspaces_stamp(stamps, state=OutboxItem.State.SYNCED, now=now)
+    if object_type not in LOCAL_MODELS:
+        return set()
+    keys = {int(external_id.rpartition("_")[2]): external_id for external_id in stamps}
+    skipped = salesforce_ids_stamp(LOCAL_MODELS[object_type], {pk: stamps[key] for pk, key in keys.items()})
+    return {keys[pk] for pk in skipped}
 
 
 def _succeed(item: OutboxItem, salesforce_id: str, report: DrainReport) -> None:
@@ -372,23 +417,27 @@ def _succeed(item: OutboxItem, salesforce_id: str, report: DrainReport) -> None:
         # The engine's record first, then the outbox row: the order processing locks them in, so the
         # two never wait on each other in a cycle.
         _stamp_local(item.object_type, item.external_id, salesforce_id, now)
-        updated = OutboxItem.objects.filter(pk=item.pk, version=item.version).update(
-            state=OutboxItem.State.SYNCED,
-            sent_version=item.version,
-            salesforce_id=salesforce_id,
-            synced_at=now,
-            attempts=0,
-            error_code="",
-            error_message="",
-            next_attempt_at=None,
-            lease_owner="",
-            lease_expires_at=None,
-        )
-        if not updated:  # changed while in flight: the newer version goes next
-            OutboxItem.objects.filter(pk=item.pk).update(
-                salesforce_id=salesforce_id, lease_owner="", lease_expires_at=None, sent_version=item.version
-            )
+        _outbox_synced(item, salesforce_id, now)
     report.synced += 1
+
+
+def _outbox_synced(item: OutboxItem, salesforce_id: str, now) -> None:
+    updated = OutboxItem.objects.filter(pk=item.pk, version=item.version).update(
+        state=OutboxItem.State.SYNCED,
+        sent_version=item.version,
+        salesforce_id=salesforce_id,
+        synced_at=now,
+        attempts=0,
+        error_code="",
+        error_message="",
+        next_attempt_at=None,
+        lease_owner="",
+        lease_expires_at=None,
+    )
+    if not updated:  # changed while in flight: the newer version goes next
+        OutboxItem.objects.filter(pk=item.pk).update(
+            salesforce_id=salesforce_id, lease_owner="", lease_expires_at=None, sent_version=item.version
+        )
 
 
 def _stamp_local(object_type: str, external_id: str, salesforce_id: str, now) -> None:
@@ -633,15 +682,18 @@ def _stamp_converted(client: SalesforceClient, plans: list[_Plan], report: Drain
         for stamp, result in zip(chunk, results, strict=True):
             if not result.success:
                 stamp.error = (result.error_code, result.error_message)
+    stamped, converted = [], []
     for plan in plans:
         mine = [stamp for stamp in stamps if stamp.plan is plan]
         failed = next((stamp.error for stamp in mine if stamp.error), None)
         if failed:
             _fail(plan.item, *failed, report)
             continue
-        for stamp in mine:
-            _succeed(stamp.row, stamp.salesforce_id, report)
-        _succeed(plan.item, plan.result.contact_id, report)
+        stamped += [(stamp.row, stamp.salesforce_id) for stamp in mine]
+        converted.append((plan.item, plan.result.contact_id))
+    # The stamped rows before their conversions, as one by one: a synced conversion lets its dependents go.
+    _succeed_all(stamped, report)
+    _succeed_all(converted, report)
 
 
 def outbox_retry(*, item_ids: list[int]) -> int:

@@ -176,14 +176,22 @@ def _claim(object_type: str, worker: str) -> list[OutboxItem]:
     now = timezone.now()
     batch = settings.SALESFORCE_BATCH_SIZE
     live = settings.SALESFORCE_SYNC == "live"
+    checked: dict[int, int] = {}  # id -> the version whose lookups were checked
     if live and object_type in ("LeadConversion", DELETION):
         ids = _ready_ids(object_type, _candidates(object_type, now), batch)
     else:
-        ids = _ready_ids_plain(object_type, now, batch, live)
+        checked = dict(_ready_ids_plain(object_type, now, batch, live))
+        ids = list(checked)
     if not ids:
         return []
     _due(object_type, now).filter(pk__in=ids).update(lease_owner=worker, lease_expires_at=now + row_lease())
-    return list(OutboxItem.objects.filter(pk__in=ids, lease_owner=worker).select_related("depends_on"))
+    items = list(OutboxItem.objects.filter(pk__in=ids, lease_owner=worker).select_related("depends_on"))
+    # A row processing changed after its lookups were checked may point at a record not yet in Salesforce
+    # (a new contact, say: INVALID_FIELD). Let it go; the next look checks its new version.
+    changed = [item.pk for item in items if item.pk in checked and item.version != checked[item.pk]]
+    if changed:
+        OutboxItem.objects.filter(pk__in=changed, lease_owner=worker).update(lease_owner="", lease_expires_at=None)
+    return [item for item in items if item.pk not in changed]
 
 
 #: Compiled statements of the plain claim query, by everything that shapes it: (database vendor, type,
@@ -205,12 +213,12 @@ def _plain_candidates(object_type: str, now, batch: int, live: bool) -> QuerySet
     candidates = _candidates(object_type, now)
     if live and object_type in LOOKUPS:
         candidates = _lookups_in_salesforce(object_type, candidates)
-    return candidates.values_list("pk", flat=True)[:batch]
+    return candidates.values_list("pk", "version")[:batch]
 
 
-def _ready_ids_plain(object_type: str, now, batch: int, live: bool) -> list[int]:
-    """The ids of up to `batch` rows of this type that may go now (_claim's query for every type but
-    conversions and deletions).
+def _ready_ids_plain(object_type: str, now, batch: int, live: bool) -> list[tuple[int, int]]:
+    """The (id, version) of up to `batch` rows of this type that may go now (_claim's query for every
+    type but conversions and deletions).
 
     A stage asks this many times a second, and most of its cost was Django building the same statement
     (its lookups' NOT EXISTS probes and JSON paths) again: it is compiled once per shape, with two probe
@@ -231,7 +239,7 @@ def _ready_ids_plain(object_type: str, now, batch: int, live: bool) -> list[int]
     bound = [at if i in slots else value for i, value in enumerate(params)]
     with connection.cursor() as cursor:
         cursor.execute(sql, bound)
-        return [row[0] for row in cursor.fetchall()]
+        return [(row[0], row[1]) for row in cursor.fetchall()]
 
 
 #: The lookups each type sends (external-id relationship references): the records they point at must be

@@ -68,3 +68,29 @@ def test_the_statement_is_built_once_per_shape(live, monkeypatch):
         with CaptureQueriesContext(connection):
             worker._claim("Contact", "w")
     assert built == ["Contact", "Contact"]  # the two probes, then only executions
+
+
+def test_a_row_changed_after_its_lookups_were_checked_is_let_go_not_sent(live, monkeypatch):
+    """Its new version may point at a record not in Salesforce yet (INVALID_FIELD): it waits for a new look."""
+    lead = lead_row()
+    OutboxItem.objects.filter(pk=lead.pk).update(state=OutboxItem.State.SYNCED, salesforce_id="00Q000000000001")
+    payload = {"Lead__r": {"Lifecycle_Engine_ID__c": "lead_1"}, "Name": "ws"}
+    workspace = outbox_record(object_type="Workspace__c", external_id="ws_1", payload=payload)
+    checked = worker._ready_ids_plain
+
+    def then_processing_commits(*args):
+        ready = checked(*args)  # checked at version 1; now a conversion gives it a contact not yet sent
+        outbox_record(object_type="Contact", external_id="con_1", payload={"Email": "dana@acme.io"})
+        outbox_record(
+            object_type="Workspace__c",
+            external_id="ws_1",
+            payload={**payload, "Contact__r": {"Lifecycle_Engine_ID__c": "con_1"}},
+        )
+        return ready
+
+    monkeypatch.setattr(worker, "_ready_ids_plain", then_processing_commits)
+    assert worker._claim("Workspace__c", "w") == []
+    workspace.refresh_from_db()
+    assert workspace.version == 2 and workspace.lease_owner == "" and workspace.lease_expires_at is None
+    monkeypatch.setattr(worker, "_ready_ids_plain", checked)
+    assert worker._claim("Workspace__c", "w") == []  # the new version waits for its contact

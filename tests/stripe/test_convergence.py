@@ -30,10 +30,10 @@ def conversions(monkeypatch) -> list[str]:
     real = linking.services.lead_convert
     seen: list[str] = []
 
-    def spy(*, lead: Lead, account, workspace):
+    def spy(*, lead: Lead, **kwargs):
         if lead.converted_at is None:
             seen.append(lead.email)
-        return real(lead=lead, account=account, workspace=workspace)
+        return real(lead=lead, **kwargs)
 
     monkeypatch.setattr(linking.services, "lead_convert", spy)
     return seen

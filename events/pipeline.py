@@ -41,6 +41,7 @@ from linking.services import (
 from ops.services import error_record
 from sync.outbox import outbox_record_workspace, outbox_record_workspaces
 from workspaces.actors import acting_as_system
+from workspaces.auditing import audit_entries_together
 from workspaces.lifecycle import LIFECYCLE_TYPES, LifecycleEvent, WorkspaceState, fold
 from workspaces.models import Workspace
 from workspaces.services import workspace_apply_state
@@ -152,7 +153,7 @@ def workspaces_process(*, workspace_keys: Sequence[str], force: bool = False) ->
     outcomes = {key: Outcome(key, 0) for key in keys if key not in todo}
     if len(todo) > 1:
         try:
-            with transaction.atomic(), acting_as_system():
+            with transaction.atomic(), acting_as_system(), audit_entries_together():
                 applied = _fold_and_apply_many(todo)
         except Exception:
             logger.warning("processing %d workspaces together failed; processing each alone", len(todo), exc_info=True)
@@ -167,7 +168,7 @@ def workspaces_process(*, workspace_keys: Sequence[str], force: bool = False) ->
 def _process_claimed(workspace_key: str, claimed: list[int], worker: str) -> Outcome:
     """Fold and apply one workspace whose events `worker` has claimed; failures go on the event rows."""
     try:
-        with transaction.atomic(), acting_as_system():
+        with transaction.atomic(), acting_as_system(), audit_entries_together():
             applied = _fold_and_apply(workspace_key)
     except Exception as exc:
         ids = {"workspace_id": workspace_key, "event_ids": claimed}

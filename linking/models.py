@@ -6,8 +6,10 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from workspaces.auditing import AuditSnapshot
 
-class ReviewItem(models.Model):
+
+class ReviewItem(AuditSnapshot, models.Model):
     class Kind(models.TextChoices):
         NO_TRIAL_DATA = "no_trial_data", "No trial data"
         CONFLICTING_DATA = "conflicting_data", "Conflicting data"

@@ -11,12 +11,14 @@ from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Lower, Trim
 
+from workspaces.auditing import AuditSnapshot
+
 
 def _normalised(field: str) -> Q:
     return Q(**{field: Lower(Trim(field))})
 
 
-class Account(models.Model):
+class Account(AuditSnapshot, models.Model):
     """A company, matched to workspaces by its email domain."""
 
     name = models.CharField(max_length=255)
@@ -49,7 +51,7 @@ class Account(models.Model):
         return f"{self.name} ({self.domain})"
 
 
-class Contact(models.Model):
+class Contact(AuditSnapshot, models.Model):
     """A person on an account; made when a paying workspace's lead is converted."""
 
     email = models.EmailField(max_length=254, unique=True)
@@ -70,7 +72,7 @@ class Contact(models.Model):
         return self.email
 
 
-class Lead(models.Model):
+class Lead(AuditSnapshot, models.Model):
     """A prospect, one per normalised email, from a trial sign-up or from Marketo."""
 
     class Source(models.TextChoices):
@@ -114,7 +116,7 @@ class Lead(models.Model):
         return self.converted_at is not None
 
 
-class Workspace(models.Model):
+class Workspace(AuditSnapshot, models.Model):
     """A self-serve workspace; its lifecycle fields are the fold of its events."""
 
     class Status(models.TextChoices):

@@ -1,0 +1,191 @@
+"""Audit entries of one transaction written together.
+
+django-auditlog writes each entry as it happens: an INSERT per save and, before every update, a SELECT
+of the row as it was. Processing saves three or four audited records per event, so that was a third
+of its statements. Inside `audit_entries_together()` the same entries (same diff, object repr, actor
+and correlation id, made by auditlog's own functions) are collected and inserted in one statement when
+the block ends, inside its transaction: a rolled-back block leaves none, a committed one all of them.
+
+The row as it was comes from what the instance was loaded with (`AuditSnapshot.from_db`) or last saved
+as, kept on the instance; when that is missing (a record built by hand, a field deferred) it is read as
+auditlog reads it. Batched entries send no pre_log/post_log signals (nothing here listens to them).
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
+
+from auditlog import get_logentry_model
+from auditlog.context import auditlog_disabled, disable_auditlog
+from auditlog.diff import model_instance_diff
+from auditlog.models import _get_manager_from_settings
+from auditlog.registry import auditlog
+from django.conf import settings
+from django.db import models
+from django.db.models.signals import m2m_changed, post_delete, post_save, pre_save
+from django.dispatch import receiver
+
+_entries: ContextVar[list[Any] | None] = ContextVar("audit_entries_together", default=None)
+_SNAPSHOT = "_audit_snapshot"
+
+
+class AuditSnapshot:
+    """Model mixin: remember the values a row was loaded with, so its next audited update needs no
+    SELECT of the old row (the pattern of Django's "customizing model loading")."""
+
+    @classmethod
+    def from_db(cls, db, field_names, values):
+        instance = super().from_db(db, field_names, values)
+        setattr(instance, _SNAPSHOT, _frozen(dict(zip(field_names, values, strict=True))))
+        return instance
+
+    def refresh_from_db(self, *args: Any, **kwargs: Any) -> None:
+        self.__dict__.pop(_SNAPSHOT, None)  # its values change behind the snapshot: read the old row instead
+        super().refresh_from_db(*args, **kwargs)
+
+
+def _frozen(values: dict[str, Any]) -> dict[str, Any]:
+    """A copy that a later in-place change of a list or dict field cannot reach."""
+    return {name: copy.deepcopy(v) if isinstance(v, list | dict) else v for name, v in values.items()}
+
+
+@contextmanager
+def audit_entries_together() -> Iterator[None]:
+    """Collect the block's audit entries and insert them in one statement at its end (re-entrant).
+
+    Use inside a transaction: the entries are written before it commits, in the order they happened.
+    """
+    if _entries.get() is not None or auditlog_disabled.get():
+        yield
+        return
+    collected: list[Any] = []
+    token = _entries.set(collected)
+    try:
+        with disable_auditlog():
+            yield
+        _flush(collected)
+    finally:
+        _entries.reset(token)
+
+
+def _flush(entries: list[Any]) -> None:
+    if entries:
+        get_logentry_model().objects.bulk_create(entries)
+
+
+def _add(entries: list[Any], entry: Any) -> None:
+    """Keep an entry, given now what a save would give it: auditlog's set_actor context fills the actor
+    (and any extra data) from a pre_save receiver it connects on LogEntry for as long as it is active."""
+    if entry is None:
+        return
+    pre_save.send(sender=type(entry), instance=entry, raw=False, using=entry._state.db, update_fields=None)
+    entries.append(entry)
+
+
+@functools.cache
+def _unsaved() -> Any:
+    """auditlog's LogEntryManager whose create() returns the entry unsaved: its log_create and
+    log_m2m_changes fill every field exactly as they do for an entry written at once."""
+    log_entry = get_logentry_model()
+
+    class UnsavedEntries(type(log_entry.objects)):
+        def create(self, **kwargs: Any) -> Any:
+            return self.model(**kwargs)
+
+    manager = UnsavedEntries()
+    manager.model = log_entry
+    return manager
+
+
+def _collecting(sender: type[models.Model]) -> list[Any] | None:
+    entries = _entries.get()
+    return entries if entries is not None and auditlog.contains(sender) else None
+
+
+def _remember(instance: models.Model, names: Any = None) -> None:
+    snapshot = getattr(instance, _SNAPSHOT, None) if names is not None else None
+    fields = instance._meta.concrete_fields
+    current = {f.attname: getattr(instance, f.attname) for f in fields if f.attname in instance.__dict__}
+    if snapshot is not None:
+        wanted = {f.attname for f in fields if f.name in names or f.attname in names}
+        current = {**snapshot, **{name: value for name, value in current.items() if name in wanted}}
+    setattr(instance, _SNAPSHOT, _frozen(current))
+
+
+def _old_row(sender: type[models.Model], instance: models.Model, fields: Any) -> models.Model | None:
+    """The row as it is in the database, from the instance's snapshot when it covers the fields."""
+    snapshot = getattr(instance, _SNAPSHOT, None)
+    if snapshot is not None:
+        needed = [f for f in sender._meta.concrete_fields if fields is None or f.name in fields or f.attname in fields]
+        if all(f.attname in snapshot for f in needed):
+            names = list(snapshot)
+            old = sender(**{name: snapshot[name] for name in names})
+            old._state.adding, old._state.db = False, instance._state.db
+            return old
+    return _get_manager_from_settings(sender).filter(pk=instance.pk).first()
+
+
+def _log(entries: list[Any], action: int, instance: models.Model, old: Any, new: Any, fields: Any = None) -> None:
+    changes = model_instance_diff(
+        old, new, fields_to_check=fields, use_json_for_changes=settings.AUDITLOG_STORE_JSON_CHANGES
+    )
+    if changes:
+        _add(entries, _unsaved().log_create(instance, action=action, changes=changes))
+
+
+@receiver(pre_save, dispatch_uid="audit_entries_together_update")
+def _on_update(sender, instance, raw=False, update_fields=None, **kwargs):
+    entries = _collecting(sender)
+    if entries is None or instance._state.adding or instance.pk is None:
+        return
+    if raw and settings.AUDITLOG_DISABLE_ON_RAW_SAVE:
+        return
+    old = _old_row(sender, instance, update_fields)
+    _log(entries, get_logentry_model().Action.UPDATE, instance, old, instance, update_fields)
+
+
+@receiver(post_save, dispatch_uid="audit_entries_together_saved")
+def _on_saved(sender, instance, created, raw=False, update_fields=None, **kwargs):
+    if isinstance(instance, AuditSnapshot):
+        _remember(instance, None if created else update_fields)
+    entries = _collecting(sender)
+    if entries is None or not created or (raw and settings.AUDITLOG_DISABLE_ON_RAW_SAVE):
+        return
+    _log(entries, get_logentry_model().Action.CREATE, instance, None, instance)
+
+
+@receiver(post_delete, dispatch_uid="audit_entries_together_delete")
+def _on_delete(sender, instance, **kwargs):
+    entries = _collecting(sender)
+    if entries is not None and instance.pk is not None:
+        _log(entries, get_logentry_model().Action.DELETE, instance, instance, None)
+
+
+@receiver(m2m_changed, dispatch_uid="audit_entries_together_m2m")
+def _on_m2m(sender, instance, action, model, pk_set, **kwargs):
+    entries = _entries.get()
+    if entries is None or action not in ("post_add", "post_clear", "post_remove"):
+        return
+    field_name = _m2m_field(sender, type(instance))
+    if field_name is None:
+        return
+    manager = _get_manager_from_settings(model)
+    changed = manager.all() if action == "post_clear" else manager.filter(pk__in=pk_set)
+    _add(
+        entries, _unsaved().log_m2m_changes(changed, instance, "add" if action == "post_add" else "delete", field_name)
+    )
+
+
+def _m2m_field(through: type[models.Model], model: type[models.Model]) -> str | None:
+    """The audited many-to-many field of `model` whose through table is `through` (auditlog's m2m_fields)."""
+    if not auditlog.contains(model):
+        return None
+    for name in auditlog._registry[model]["m2m_fields"]:
+        if getattr(model, name).through is through:
+            return name
+    return None

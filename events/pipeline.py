@@ -39,7 +39,7 @@ from linking.services import (
     workspace_link,
 )
 from ops.services import error_record
-from sync.outbox import outbox_record_workspace, outbox_record_workspaces
+from sync.outbox import outbox_record_workspaces
 from workspaces.actors import acting_as_system
 from workspaces.auditing import audit_entries_together
 from workspaces.lifecycle import LIFECYCLE_TYPES, LifecycleEvent, WorkspaceState, fold
@@ -236,9 +236,9 @@ def _fold_and_apply(workspace_key: str) -> int:
 def _fold_and_apply_many(workspace_keys: list[str]) -> dict[str, int]:
     """_fold_and_apply for several workspaces in the caller's transaction: {workspace key: events applied}.
 
-    Their records are read together up front. A conversion may change colleagues' records, and a
-    workspace may fill in its lead's blanks: a workspace whose lead or account an earlier one of the
-    batch touched, or any after a conversion, is read afresh instead (what was read may be stale).
+    Their records are read together up front. A workspace may fill in its lead's blanks, and a conversion
+    links colleagues to its contact or its new account: a workspace whose lead or account an earlier one
+    of the batch touched, or that a conversion re-linked, is read afresh instead (what was read is stale).
     """
     _lock_many(workspace_keys)
     events = _folded_events(workspace_keys)
@@ -251,16 +251,18 @@ def _fold_and_apply_many(workspace_keys: list[str]) -> dict[str, int]:
     applied: dict[str, int] = {}
     done: list[int] = []
     touched: set[tuple[str, int | None]] = set()
-    stale = False
+    relinked: set[str] = set()
+    to_record: list[Workspace] = []  # their outbox rows, read and inserted together at the end, in order
     for key in workspace_keys:
         workspace = loaded.get(key)
-        if stale or (workspace is not None and touched & _records_of(workspace)):
+        if key in relinked or (workspace is not None and touched & _records_of(workspace)):
             workspace = _UNREAD
-        applied[key], finished, record = _fold_rows(key, events[key], workspace=workspace)
+        applied[key], finished, record = _fold_rows(key, events[key], workspace=workspace, to_record=to_record)
         done += finished
         if record is not None:
             touched |= _records_of(record.workspace)
-            stale = stale or record.converted
+            relinked |= record.relinked
+    outbox_record_workspaces(workspaces=to_record)
     _complete(done)
     return applied
 
@@ -275,15 +277,20 @@ _UNREAD: Any = object()
 @dataclass(frozen=True)
 class _Applied:
     workspace: Workspace
-    converted: bool
+    relinked: frozenset[str]  # other workspaces a conversion changed
 
 
 def _fold_rows(
-    workspace_key: str, rows: list[Event], *, workspace: Workspace | None = _UNREAD
+    workspace_key: str,
+    rows: list[Event],
+    *,
+    workspace: Workspace | None = _UNREAD,
+    to_record: list[Workspace] | None = None,
 ) -> tuple[int, list[int], _Applied | None]:
     """Fold these event rows and apply the state; return (events applied, ids to complete, what was applied).
 
     `workspace`: the workspace with its links when the caller read it (None: it has none yet).
+    `to_record`: where the workspaces whose outbox rows the caller records go (else recorded here).
     """
     events, by_external_id = [], {}
     for row in rows:
@@ -294,7 +301,9 @@ def _fold_rows(
             continue
         by_external_id[row.external_id] = row.pk
     state = fold(workspace_key, events)
-    applied = _apply(state, by_external_id, workspace=workspace) if state.status is not None else None
+    applied = (
+        _apply(state, by_external_id, workspace=workspace, to_record=to_record) if state.status is not None else None
+    )
     done = [row.pk for row in rows if row.status != Event.Status.COMPLETED and row.external_id in by_external_id]
     return len(events), done, applied
 
@@ -311,18 +320,24 @@ def _complete(event_ids: list[int]) -> None:
     )
 
 
-def _apply(state: WorkspaceState, by_external_id: dict[str, int], *, workspace: Workspace | None = _UNREAD) -> _Applied:
+def _apply(
+    state: WorkspaceState,
+    by_external_id: dict[str, int],
+    *,
+    workspace: Workspace | None = _UNREAD,
+    to_record: list[Workspace] | None = None,
+) -> _Applied:
     """Persist the state, link it, settle its questions, and record what Salesforce must now hold.
 
     The workspace is written once, with its state, links and review flag: one INSERT or UPDATE and one
-    audit entry (its lead, account and contact come loaded with it).
+    audit entry (its lead, account and contact come loaded with it). With `to_record` the outbox rows
+    are left to the caller: the workspace, then the colleagues a conversion changed, are added to it.
     """
     if workspace is _UNREAD:
         workspace, changed = workspace_apply_state(state=state, save=False)
     else:
         workspace, changed = workspace_apply_state(state=state, save=False, workspace=workspace)
     unsaved = set(changed)
-    converted_before = _lead_converted(workspace)
     relinked: set[str] = set()  # colleagues a conversion gave its contact or its new account
     questions = workspace_link(workspace=workspace, unsaved=unsaved, relinked=relinked)  # leaves the records on it
     for review in state.reviews:
@@ -336,15 +351,16 @@ def _apply(state: WorkspaceState, by_external_id: dict[str, int], *, workspace: 
     questions_reconcile(workspace=workspace, wanted=questions, unsaved=unsaved, new_workspace=new)
     if unsaved:
         workspace.save(update_fields=[*unsaved, "updated_at"])
-    outbox_record_workspace(workspace=workspace)
-    converted = not converted_before and _lead_converted(workspace)
-    if relinked:
-        _record_siblings(workspace, relinked)
-    return _Applied(workspace, converted)
+    recorded = [workspace, *(_siblings(workspace, relinked) if relinked else [])]
+    if to_record is None:
+        outbox_record_workspaces(workspaces=recorded)
+    else:
+        to_record += recorded
+    return _Applied(workspace, frozenset(relinked))
 
 
-def _record_siblings(workspace: Workspace, keys: set[str]) -> None:
-    """A conversion linked these other workspaces (same person, same new account): record theirs too.
+def _siblings(workspace: Workspace, keys: set[str]) -> list[Workspace]:
+    """A conversion linked these other workspaces (same person, same new account): theirs to record too.
 
     Only those: colleagues already on an account it converted onto hold what they held (re-reading them
     all made a conversion cost as much as the account has workspaces).
@@ -356,18 +372,14 @@ def _record_siblings(workspace: Workspace, keys: set[str]) -> None:
     """
     keys = keys - {workspace.workspace_id}
     if not keys:
-        return
+        return []
     locks = WorkspaceLock.objects.filter(workspace_key__in=keys)
     taken = set(locks.select_for_update(skip_locked=True).values_list("workspace_key", flat=True))
     busy = set(locks.values_list("workspace_key", flat=True)) - taken  # SQLite takes no row locks: none busy
     free = Workspace.objects.filter(workspace_id__in=sorted(keys - busy)).select_related("lead", "account", "contact")
-    outbox_record_workspaces(workspaces=list(free))
     if busy:
         transaction.on_commit(lambda: enqueue_workspaces(workspace_keys=sorted(busy), force=True), robust=True)
-
-
-def _lead_converted(workspace: Workspace) -> bool:
-    return workspace.lead is not None and workspace.lead.converted_at is not None
+    return list(free)
 
 
 def _park_unreadable(row: Event, exc: PayloadInvalid) -> None:

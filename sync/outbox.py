@@ -199,12 +199,15 @@ def outbox_record(
 
 
 def outbox_record_workspaces(*, workspaces: list[Workspace]) -> None:
-    """outbox_record_workspace for several workspaces, their outbox rows read in one query."""
+    """outbox_record_workspace for several workspaces, in order: their outbox rows read in one query and
+    their new rows inserted together (a task's workspaces and the colleagues they changed)."""
     if settings.SALESFORCE_SYNC == "off" or not workspaces:
         return
     rows = _rows_of([key for workspace in workspaces for key in _row_keys(workspace)])
+    new_rows = NewRows()
     for workspace in workspaces:
-        outbox_record_workspace(workspace=workspace, rows=rows)
+        outbox_record_workspace(workspace=workspace, rows=rows, new_rows=new_rows)
+    new_rows.flush()
 
 
 def _row_keys(workspace: Workspace) -> list[tuple[str, str]]:
@@ -218,11 +221,17 @@ def _row_keys(workspace: Workspace) -> list[tuple[str, str]]:
     )
 
 
-def outbox_record_workspace(*, workspace: Workspace, rows: dict[tuple[str, str], OutboxItem] | None = None) -> None:
+def outbox_record_workspace(
+    *,
+    workspace: Workspace,
+    rows: dict[tuple[str, str], OutboxItem] | None = None,
+    new_rows: NewRows | None = None,
+) -> None:
     """Record the desired Salesforce state of a workspace and of its lead, account and contact.
 
     `rows`: its outbox rows when the caller has read them (outbox_record_workspaces); rows this call
-    creates or changes are put back in it, so a colleague recorded next sees them.
+    creates or changes are put back in it, so a colleague recorded next sees them. `new_rows`: where its
+    new rows wait, inserted by the caller (else at the end of this call).
     """
     if settings.SALESFORCE_SYNC == "off":
         return
@@ -230,7 +239,7 @@ def outbox_record_workspace(*, workspace: Workspace, rows: dict[tuple[str, str],
     lead, account, contact = workspace.lead, workspace.account, workspace.contact
     if rows is None:
         rows = _rows_of(_row_keys(workspace))
-    new_rows = NewRows()
+    flush, new_rows = new_rows is None, new_rows if new_rows is not None else NewRows()
 
     def record(object_type: str, external_id: str, payload: dict[str, Any], depends_on: OutboxItem | None = None):
         item = outbox_record(
@@ -264,7 +273,8 @@ def outbox_record_workspace(*, workspace: Workspace, rows: dict[tuple[str, str],
             depends_on=conversion if from_conversion else None,
         )
     record("Workspace__c", key, workspace_payload(workspace))
-    new_rows.flush()
+    if flush:
+        new_rows.flush()
 
 
 def _rows_of(keys: list[tuple[str, str]]) -> dict[tuple[str, str], OutboxItem]:

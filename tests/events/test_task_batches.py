@@ -124,3 +124,57 @@ def test_a_conversion_onto_an_existing_account_does_not_re_record_its_other_work
     assert statements(queries, 'SELECT "sync_outboxitem"') == 1
     after = dict(OutboxItem.objects.filter(object_type="Workspace__c").values_list("external_id", "version"))
     assert after.pop("ws_0") == versions.pop("ws_0") + 1 and after == versions
+
+
+def test_a_colleague_adopted_by_a_new_account_earlier_in_the_task_keeps_it(settings):
+    """ws_1's payment creates the newco.io account and adopts ws_2, which the task read before that."""
+    settings.SALESFORCE_SYNC = "dry_run"
+    store(lifecycle_event("t_ws_1", "trial.started", workspace_id="ws_1", email="dana@newco.io"))
+    store(lifecycle_event("t_ws_2", "trial.started", workspace_id="ws_2", email="lee@newco.io"))
+    process_workspaces(["ws_1", "ws_2"])
+    assert not Account.objects.exists()
+    store(lifecycle_event("c_ws_1", "subscription.converted", workspace_id="ws_1", at=T0 + timedelta(days=3)))
+    store(lifecycle_event("x_ws_2", "workspace.churned", workspace_id="ws_2", at=T0 + timedelta(days=3)))
+    process_workspaces(["ws_1", "ws_2"])
+    account = Account.objects.get(domain="newco.io")
+    adopted = Workspace.objects.get(workspace_id="ws_2")
+    assert (adopted.account_id, adopted.status) == (account.pk, "churned")
+    payload = OutboxItem.objects.get(object_type="Workspace__c", external_id="ws_2").payload
+    assert payload["Account__r"] == {EXTERNAL_ID: key_of("Account", account.pk)}
+    assert payload["Self_Serve_Status__c"] == "Churned"
+
+
+def test_after_a_conversion_only_the_workspaces_it_changed_are_read_again(settings):
+    """A payment earlier in the task does not make unrelated workspaces after it read themselves again."""
+    settings.SALESFORCE_SYNC = "dry_run"
+    emails = {"ws_1": "dana@acme.io", "ws_2": "kim@other.io", "ws_3": "lee@third.io"}
+    for key, email in emails.items():
+        store(lifecycle_event(f"t_{key}", "trial.started", workspace_id=key, email=email))
+    process_workspaces(list(emails))
+    later = T0 + timedelta(days=3)
+    store(lifecycle_event("c_ws_1", "subscription.converted", workspace_id="ws_1", at=later))
+    for key in ("ws_2", "ws_3"):
+        store(lifecycle_event(f"x_{key}", "workspace.churned", workspace_id=key, at=later))
+    with CaptureQueriesContext(connection) as queries:
+        pipeline.workspaces_process(workspace_keys=list(emails))
+    # The task's read of all three, and the conversion's looks for the lead's other workspaces and for
+    # workspaces its new acme.io account adopts: ws_2 and ws_3 are not read again.
+    assert statements(queries, 'SELECT "workspaces_workspace"') == 3
+    assert dict(Workspace.objects.values_list("workspace_id", "status")) == {
+        "ws_1": "paid",
+        "ws_2": "churned",
+        "ws_3": "churned",
+    }
+
+
+def test_a_task_reads_and_inserts_the_outbox_rows_of_its_workspaces_together(settings):
+    settings.SALESFORCE_SYNC = "dry_run"
+    trials("ws_1", "ws_2", "ws_3", "ws_4")
+    with CaptureQueriesContext(connection) as queries:
+        pipeline.workspaces_process(workspace_keys=["ws_1", "ws_2", "ws_3", "ws_4"])
+    assert statements(queries, 'SELECT "sync_outboxitem"') == 1
+    assert statements(queries, 'INSERT INTO "sync_outboxitem"') == 1  # was one per workspace
+    rows = OutboxItem.objects.values_list("object_type", "workspace_key")
+    assert sorted(rows) == sorted(
+        [("Lead", f"ws_{n}") for n in range(1, 5)] + [("Workspace__c", f"ws_{n}") for n in range(1, 5)]
+    )

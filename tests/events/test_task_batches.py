@@ -15,7 +15,7 @@ from events.models import Event
 from events.tasks import process_workspaces
 from sync.models import OutboxItem
 from sync.outbox import EXTERNAL_ID, key_of
-from tests.events.helpers import T0, lifecycle_event, store
+from tests.events.helpers import T0, lifecycle_event, queued_tasks, store
 from workspaces.models import Account, Lead, Workspace
 from workspaces.services import workspace_apply_state
 
@@ -178,3 +178,59 @@ def test_a_task_reads_and_inserts_the_outbox_rows_of_its_workspaces_together(set
     assert sorted(rows) == sorted(
         [("Lead", f"ws_{n}") for n in range(1, 5)] + [("Workspace__c", f"ws_{n}") for n in range(1, 5)]
     )
+
+
+def test_a_trial_that_missed_a_colleagues_new_account_is_linked_after_its_commit(
+    monkeypatch, django_capture_on_commit_callbacks
+):
+    """The race: a new trial on a domain is committed while a colleague's payment creates the domain's
+    account; neither sees the other. Simulated by hiding the account from the trial's link."""
+    store(lifecycle_event("t_ws_2", "trial.started", workspace_id="ws_2", email="lee@newco.io"))
+    account = Account.objects.create(name="Newco", domain="newco.io")  # committed by the other worker
+
+    hidden = Account.objects.none()
+    real_filter = Account.objects.filter
+    monkeypatch.setattr(
+        Account.objects, "filter", lambda *a, **kw: hidden if kw == {"domain": "newco.io"} else real_filter(*a, **kw)
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        pipeline.workspaces_process(workspace_keys=["ws_2"])
+    monkeypatch.undo()
+    assert Workspace.objects.get(workspace_id="ws_2").account_id is None
+    forced = [task["args"] for task in queued_tasks("events.tasks.process_workspaces") if task["args"][1]]
+    assert forced == [(["ws_2"], True)]
+    process_workspaces(["ws_2"], force=True)
+    assert Workspace.objects.get(workspace_id="ws_2").account_id == account.pk
+
+
+def test_a_payment_whose_new_account_missed_a_colleague_re_processes_it_after_its_commit(
+    monkeypatch, django_capture_on_commit_callbacks
+):
+    """The other side of the race: the colleague's trial commits while the payment's adoption runs."""
+    from linking import services as linking
+
+    for key, email in (("ws_1", "dana@newco.io"), ("ws_2", "lee@newco.io")):
+        store(lifecycle_event(f"t_{key}", "trial.started", workspace_id=key, email=email))
+    process_workspaces(["ws_1", "ws_2"])
+    store(lifecycle_event("c_ws_1", "subscription.converted", workspace_id="ws_1", at=T0 + timedelta(days=3)))
+    monkeypatch.setattr(linking, "account_adopt_workspaces", lambda **kwargs: [])  # ws_2 not yet visible to it
+    with django_capture_on_commit_callbacks(execute=True):
+        pipeline.workspaces_process(workspace_keys=["ws_1"])
+    monkeypatch.undo()
+    assert Workspace.objects.get(workspace_id="ws_2").account_id is None
+    forced = [task["args"] for task in queued_tasks("events.tasks.process_workspaces") if task["args"][1]]
+    assert forced == [(["ws_2"], True)]
+    process_workspaces(["ws_2"], force=True)
+    assert Workspace.objects.get(workspace_id="ws_2").account == Account.objects.get(domain="newco.io")
+
+
+def test_nothing_is_re_processed_when_links_are_whole(django_capture_on_commit_callbacks):
+    for key, email in (("ws_1", "dana@newco.io"), ("ws_2", "lee@newco.io"), ("ws_3", "kim@gmail.com")):
+        store(lifecycle_event(f"t_{key}", "trial.started", workspace_id=key, email=email))
+    with django_capture_on_commit_callbacks(execute=True):
+        process_workspaces(["ws_1", "ws_2", "ws_3"])
+    store(lifecycle_event("c_ws_1", "subscription.converted", workspace_id="ws_1", at=T0 + timedelta(days=3)))
+    with django_capture_on_commit_callbacks(execute=True):
+        process_workspaces(["ws_1"])
+    assert not [task for task in queued_tasks("events.tasks.process_workspaces") if task["args"][1]]
+    assert Workspace.objects.get(workspace_id="ws_2").account is not None  # adopted in the payment's transaction

@@ -38,6 +38,7 @@ from linking.services import (
     review_item_raise,
     workspace_flag_new_questions,
     workspace_link,
+    workspaces_without_account_on,
 )
 from ops.services import error_record
 from sync.outbox import outbox_record_workspaces
@@ -391,20 +392,17 @@ def _check_links_after_commit(records: list[_Applied]) -> None:
         elif record.converted:
             converted.add(domain)
     if unlinked or converted:
-        transaction.on_commit(lambda: workspaces_relink_missed(unlinked=unlinked, converted=converted), robust=True)
+        transaction.on_commit(lambda: _relink_missed(unlinked=unlinked, converted=converted), robust=True)
 
 
-def workspaces_relink_missed(*, unlinked: dict[str, list[str]], converted: set[str]) -> list[str]:
+def _relink_missed(*, unlinked: dict[str, list[str]], converted: set[str]) -> list[str]:
     """Re-process the workspaces that an account on their domain missed (see _check_links_after_commit)."""
     keys: set[str] = set()
     if unlinked:
         have_accounts = Account.objects.filter(domain__in=sorted(unlinked)).values_list("domain", flat=True)
         keys.update(key for domain in have_accounts for key in unlinked[domain])
     if converted:
-        on_domains = Q()
-        for domain in sorted(converted):
-            on_domains |= Q(email__endswith=f"@{domain}")
-        orphans = Workspace.objects.filter(on_domains, account__isnull=True, linked_by_admin=False)
+        orphans = workspaces_without_account_on(domains=converted).filter(linked_by_admin=False)
         keys.update(orphans.values_list("workspace_id", flat=True))
     if keys:
         logger.info("re-processing %d workspace(s) an account on their domain missed", len(keys))

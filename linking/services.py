@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from linking.freemail import email_domain, is_freemail
@@ -188,7 +189,7 @@ def account_adopt_workspaces(*, account: Account, exclude: Workspace | None = No
     Without this, whether a colleague's workspace gets the account would depend on which of the two
     was processed first.
     """
-    orphans = Workspace.objects.filter(account__isnull=True, email__endswith=f"@{account.domain}")
+    orphans = workspaces_without_account_on(domains=[account.domain])
     if exclude is not None:
         orphans = orphans.exclude(pk=exclude.pk)
     adopted = []
@@ -198,6 +199,14 @@ def account_adopt_workspaces(*, account: Account, exclude: Workspace | None = No
         questions_reconcile(workspace=workspace, wanted=[], kinds=[NO_ACCOUNT_MATCH])
         adopted.append(workspace.workspace_id)
     return adopted
+
+
+def workspaces_without_account_on(*, domains: Iterable[str]) -> QuerySet[Workspace]:
+    """Workspaces whose owner's email is on one of these domains and that have no account."""
+    on_domains = Q()
+    for domain in sorted(domains):
+        on_domains |= Q(email__endswith=f"@{domain}")
+    return Workspace.objects.filter(on_domains, account__isnull=True)
 
 
 def _fill_blanks(record: Lead | Contact, **values: str) -> None:

@@ -123,8 +123,7 @@ def _old_row(sender: type[models.Model], instance: models.Model, fields: Any) ->
     if snapshot is not None:
         needed = [f for f in sender._meta.concrete_fields if fields is None or f.name in fields or f.attname in fields]
         if all(f.attname in snapshot for f in needed):
-            names = list(snapshot)
-            old = sender(**{name: snapshot[name] for name in names})
+            old = sender(**snapshot)
             old._state.adding, old._state.db = False, instance._state.db
             return old
     return _get_manager_from_settings(sender).filter(pk=instance.pk).first()

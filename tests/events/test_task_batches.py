@@ -22,6 +22,11 @@ from workspaces.services import workspace_apply_state
 pytestmark = pytest.mark.django_db
 
 
+def forced_refolds() -> list[tuple]:
+    """The arguments of the forced process_workspaces tasks waiting in the queue."""
+    return [task["args"] for task in queued_tasks("events.tasks.process_workspaces") if task["args"][1]]
+
+
 def statements(queries: CaptureQueriesContext, start: str) -> int:
     return sum(1 for q in queries.captured_queries if q["sql"].startswith(start))
 
@@ -197,8 +202,7 @@ def test_a_trial_that_missed_a_colleagues_new_account_is_linked_after_its_commit
         pipeline.workspaces_process(workspace_keys=["ws_2"])
     monkeypatch.undo()
     assert Workspace.objects.get(workspace_id="ws_2").account_id is None
-    forced = [task["args"] for task in queued_tasks("events.tasks.process_workspaces") if task["args"][1]]
-    assert forced == [(["ws_2"], True)]
+    assert forced_refolds() == [(["ws_2"], True)]
     process_workspaces(["ws_2"], force=True)
     assert Workspace.objects.get(workspace_id="ws_2").account_id == account.pk
 
@@ -218,8 +222,7 @@ def test_a_payment_whose_new_account_missed_a_colleague_re_processes_it_after_it
         pipeline.workspaces_process(workspace_keys=["ws_1"])
     monkeypatch.undo()
     assert Workspace.objects.get(workspace_id="ws_2").account_id is None
-    forced = [task["args"] for task in queued_tasks("events.tasks.process_workspaces") if task["args"][1]]
-    assert forced == [(["ws_2"], True)]
+    assert forced_refolds() == [(["ws_2"], True)]
     process_workspaces(["ws_2"], force=True)
     assert Workspace.objects.get(workspace_id="ws_2").account == Account.objects.get(domain="newco.io")
 
@@ -232,5 +235,5 @@ def test_nothing_is_re_processed_when_links_are_whole(django_capture_on_commit_c
     store(lifecycle_event("c_ws_1", "subscription.converted", workspace_id="ws_1", at=T0 + timedelta(days=3)))
     with django_capture_on_commit_callbacks(execute=True):
         process_workspaces(["ws_1"])
-    assert not [task for task in queued_tasks("events.tasks.process_workspaces") if task["args"][1]]
+    assert not forced_refolds()
     assert Workspace.objects.get(workspace_id="ws_2").account is not None  # adopted in the payment's transaction

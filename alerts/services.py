@@ -26,6 +26,7 @@ from alerts.routing import workspaces_route
 from alerts.rules import DEFAULT_AUDIENCE, DEFAULT_DAY_OFFSETS, WORKSPACE_RULES, Facts, Firing, rules_evaluate
 from alerts.tables import tables_cached
 from workspaces.actors import acting_as_system
+from workspaces.auditing import audit_entries_together
 from workspaces.lifecycle import LifecycleEvent
 from workspaces.models import Workspace
 
@@ -279,7 +280,7 @@ def _raise_together(due: list[tuple[Workspace, list[Firing]]], configs: dict[str
         planned = [(_alert_of(ws, firing, configs), configs[firing.rule]) for ws, found in due for firing in found]
         if not planned:
             return []
-        with transaction.atomic():
+        with transaction.atomic(), audit_entries_together():
             _insert(planned)
     except Exception as exc:
         logger.info("raising %d alert(s) together failed (%r); raising them one by one", len(planned), exc)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import inspect
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -22,13 +23,15 @@ from typing import Any
 
 from auditlog import get_logentry_model
 from auditlog.context import auditlog_disabled, disable_auditlog
-from auditlog.diff import model_instance_diff
+from auditlog.diff import get_field_value, get_mask_function, is_primitive, model_instance_diff, track_field
 from auditlog.models import _get_manager_from_settings
 from auditlog.registry import auditlog
 from django.conf import settings
 from django.db import models
+from django.db.models.fields.related_descriptors import ReverseManyToOneDescriptor
 from django.db.models.signals import m2m_changed, post_delete, post_save, pre_save
 from django.dispatch import receiver
+from django.utils.encoding import smart_str
 
 _entries: ContextVar[list[Any] | None] = ContextVar("audit_entries_together", default=None)
 _SNAPSHOT = "_audit_snapshot"
@@ -130,11 +133,83 @@ def _old_row(sender: type[models.Model], instance: models.Model, fields: Any) ->
 
 
 def _log(entries: list[Any], action: int, instance: models.Model, old: Any, new: Any, fields: Any = None) -> None:
-    changes = model_instance_diff(
-        old, new, fields_to_check=fields, use_json_for_changes=settings.AUDITLOG_STORE_JSON_CHANGES
-    )
+    as_json = settings.AUDITLOG_STORE_JSON_CHANGES
+    if (old is None or new is None) and not fields:
+        changes = _one_sided_diff(instance, created=old is None, as_json=as_json)
+    else:
+        changes = model_instance_diff(old, new, fields_to_check=fields, use_json_for_changes=as_json)
     if changes:
         _add(entries, _unsaved().log_create(instance, action=action, changes=changes))
+
+
+def _one_sided_diff(instance: models.Model, *, created: bool, as_json: bool) -> dict[str, Any] | None:
+    """auditlog's `model_instance_diff(None, instance)` (a create) or `(instance, None)` (a delete), the
+    same dict in the same order, without its per-entry waste: most of a create's cost was reading the
+    missing side (two caught exceptions a field, always the same answer) and building a related
+    manager for each reverse relation only to print its class. Both are constants, kept per field."""
+    model = instance._meta.model
+    model_fields = auditlog.get_model_fields(model)
+    fields: Any = _tracked_fields(model)
+    if model_fields and (model_fields["include_fields"] or model_fields["exclude_fields"]):
+        if model_fields["include_fields"]:
+            fields = [f for f in fields if f.name in model_fields["include_fields"]]
+        if model_fields["exclude_fields"]:
+            fields = [f for f in fields if f.name not in model_fields["exclude_fields"]]
+    diff = {}
+    for field in fields:
+        missing = _missing_side(model, field, as_json)
+        value = missing if created and _nothing_refers_yet(instance, field) else _field_value(instance, field, as_json)
+        old, new = (missing, value) if created else (value, missing)
+        if old == new:
+            continue
+        if model_fields and field.name in model_fields["mask_fields"]:
+            mask = get_mask_function(model_fields.get("mask_callable"))
+            diff[field.name] = (mask(smart_str(old)), mask(smart_str(new)))
+        elif not as_json:
+            diff[field.name] = (smart_str(old), smart_str(new))
+        else:
+            diff[field.name] = tuple(side if is_primitive(side) else smart_str(side) for side in (old, new))
+    return diff or None
+
+
+@functools.cache
+def _tracked_fields(model: type[models.Model]) -> set[Any]:
+    """The fields auditlog diffs, as the same set it builds (so iterated in the same order)."""
+    return set([field for field in model._meta.get_fields() if track_field(field)])
+
+
+_constants: dict[tuple[type[models.Model], str, bool, str], Any] = {}
+
+
+def _missing_side(model: type[models.Model], field: Any, as_json: bool) -> Any:
+    """What auditlog reads for a field of the absent instance: the same for every entry."""
+    key = (model, field.name, as_json, "missing")
+    if key not in _constants:
+        _constants[key] = get_field_value(None, field, as_json)
+    return _constants[key]
+
+
+def _nothing_refers_yet(instance: models.Model, field: Any) -> bool:
+    """A row inserted a moment ago is no other row's one-to-one target yet: auditlog would run a query to
+    find that out (and log the field's default, as for the absent side), one SELECT per created row."""
+    return field.one_to_one and not field.concrete and not field.is_cached(instance)
+
+
+def _field_value(instance: models.Model, field: Any, as_json: bool) -> Any:
+    """auditlog's value of one field; a reverse relation's is a constant unless the instance holds
+    something under its name (its related manager prints only the related model's label; with no
+    attribute of that name auditlog takes the field's default)."""
+    if field.concrete or field.name in instance.__dict__:
+        return get_field_value(instance, field, as_json)
+    model = type(instance)
+    key = (model, field.name, as_json, "reverse")
+    if key in _constants:
+        return _constants[key]
+    value = get_field_value(instance, field, as_json)
+    descriptor = inspect.getattr_static(model, field.name, None)
+    if descriptor is None or isinstance(descriptor, ReverseManyToOneDescriptor):
+        _constants[key] = value
+    return value
 
 
 @receiver(pre_save, dispatch_uid="audit_entries_together_update")

@@ -18,7 +18,7 @@ from linking.models import ReviewItem
 from tests.events.helpers import T0, lifecycle_event, store
 from workspaces.actors import acting_as_system, system_actor
 from workspaces.auditing import audit_entries_together
-from workspaces.models import Lead, Workspace
+from workspaces.models import Account, Contact, Lead, Workspace
 
 pytestmark = pytest.mark.django_db
 
@@ -162,3 +162,51 @@ def test_inside_disable_auditlog_nothing_is_collected():
     with transaction.atomic(), disable_auditlog(), audit_entries_together():
         Lead.objects.create(email="dana@acme.io")
     assert not LogEntry.objects.filter(content_type__model="lead").exists()
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_create_and_delete_diffs_equal_auditlog_field_for_field_and_in_order(as_json):
+    """The one-sided diff keeps auditlog's constants per field; it must give auditlog's own dict (same
+    keys in the same order, same values) for every audited model, with and without JSON changes, also
+    for instances that hold a reverse relation's objects (prefetched, or a cached one-to-one)."""
+    from auditlog.diff import model_instance_diff
+    from auditlog.registry import auditlog
+
+    from workspaces.auditing import _one_sided_diff
+
+    def compare(instances, created):
+        for obj in instances:
+            pair = (None, obj) if created else (obj, None)
+            expected = model_instance_diff(*pair, use_json_for_changes=as_json)
+            actual = _one_sided_diff(obj, created=created, as_json=as_json)
+            assert list((actual or {}).items()) == list((expected or {}).items()), (obj, created)
+
+    scenario()
+    ReviewItem.objects.first().events.add(pipeline.Event.objects.first())
+    converted = Contact.objects.select_related("converted_from").filter(converted_from__isnull=False)[:2]
+    assert converted and all(c.converted_from for c in converted)
+
+    def everything():
+        instances = [obj for model in auditlog.get_models() for obj in model._default_manager.all()[:3]]
+        instances += list(Workspace.objects.prefetch_related("alerts")[:2])
+        instances += list(Lead.objects.prefetch_related("workspaces", "review_items")[:2])
+        return instances
+
+    assert {type(obj).__name__ for obj in everything()} >= {"Workspace", "Lead", "Account", "Contact", "ReviewItem"}
+    for _ in range(2):  # the second pass reads the kept constants
+        compare([*everything(), *converted], created=False)
+        compare(converted, created=True)  # the cached lead is logged, as auditlog logs it
+    Lead.objects.update(converted_contact=None, converted_account=None, converted_at=None)  # as if just created
+    compare(everything(), created=True)
+
+
+def test_creating_a_row_reads_nothing_for_the_audit_entry():
+    account = Account.objects.create(name="Acme", domain="acme.io")
+    with CaptureQueriesContext(connection) as queries, transaction.atomic(), audit_entries_together():
+        contact = Contact.objects.create(email="dana@acme.io", account=account)
+    statements = [q["sql"].split()[0] for q in queries.captured_queries if "SAVEPOINT" not in q["sql"]]
+    assert statements == ["INSERT", "INSERT"]  # the contact, then its entry: no query for its converted lead
+    from auditlog.diff import model_instance_diff
+
+    written = LogEntry.objects.get(content_type__model="contact").changes_dict
+    assert written == {k: list(v) for k, v in model_instance_diff(None, contact).items()}

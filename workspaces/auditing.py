@@ -13,6 +13,7 @@ auditlog reads it. Batched entries send no pre_log/post_log signals (nothing her
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import inspect
@@ -27,7 +28,7 @@ from auditlog.diff import get_field_value, get_mask_function, is_primitive, mode
 from auditlog.models import _get_manager_from_settings
 from auditlog.registry import auditlog
 from django.conf import settings
-from django.db import models
+from django.db import connections, models, router
 from django.db.models.fields.related_descriptors import ReverseManyToOneDescriptor
 from django.db.models.signals import m2m_changed, post_delete, post_save, pre_save
 from django.dispatch import receiver
@@ -77,8 +78,35 @@ def audit_entries_together() -> Iterator[None]:
 
 
 def _flush(entries: list[Any]) -> None:
-    if entries:
-        get_logentry_model().objects.bulk_create(entries)
+    """Insert the entries: with COPY on PostgreSQL (bulk_create's UNNEST form escapes every quote of every
+    JSON diff in Python, a third of the audit trail's cost), with bulk_create elsewhere."""
+    if not entries:
+        return
+    log_entry = get_logentry_model()
+    connection = connections[router.db_for_write(log_entry)]
+    if connection.vendor != "postgresql":
+        log_entry.objects.bulk_create(entries)
+        return
+    fields = [f for f in log_entry._meta.concrete_fields if not (f.primary_key and f.db_returning)]
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    rows = [[f.get_db_prep_save(f.pre_save(entry, True), connection) for f in fields] for entry in entries]
+    _copy(connection, f"COPY {connection.ops.quote_name(log_entry._meta.db_table)} ({columns}) FROM STDIN", rows)
+
+
+def _copy(connection: Any, sql: str, rows: list[list[Any]]) -> None:
+    """Run COPY … FROM STDIN as Django runs a statement: through its execute wrappers (query counts,
+    metrics), its SQL log and its error translation, so it is as visible as the INSERT it replaces."""
+
+    def copy_rows(sql: str, rows: list[list[Any]], many: bool, context: dict[str, Any]) -> None:
+        connection.validate_no_broken_transaction()
+        with connection.wrap_database_errors, context["cursor"].cursor.copy(sql) as copy:
+            for row in rows:
+                copy.write_row(row)
+
+    with connection.cursor() as cursor:
+        logged = cursor.debug_sql(sql, None) if hasattr(cursor, "debug_sql") else contextlib.nullcontext()
+        with logged:
+            cursor._execute_with_wrappers(sql, rows, False, copy_rows)
 
 
 def _add(entries: list[Any], entry: Any) -> None:

@@ -118,6 +118,17 @@ def check_salesforce(app_configs, **kwargs) -> list:
                 id="lifecycle.E013",
             )
         )
+    hedge_after, call_timeout = settings.SALESFORCE_HEDGE_AFTER_SECONDS, settings.SALESFORCE_TIMEOUT_SECONDS
+    if settings.SALESFORCE_HEDGE and hedge_after >= call_timeout:
+        errors.append(
+            Warning(
+                f"SALESFORCE_HEDGE_AFTER_SECONDS={hedge_after:g} is not below SALESFORCE_TIMEOUT_SECONDS="
+                f"{call_timeout:g}: no call is ever sent a second time.",
+                hint="Leave SALESFORCE_HEDGE_AFTER_SECONDS at 0 (automatic), or set it to a few times your usual "
+                "call time; SALESFORCE_HEDGE=false turns hedging off.",
+                id="lifecycle.W014",
+            )
+        )
     return errors
 
 

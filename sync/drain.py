@@ -51,6 +51,7 @@ LEASE = timedelta(seconds=60)  # renewed while the drainer lives; a killed drain
 RENEW_SECONDS = 10.0
 POLL_SECONDS = 0.05  # how often the drainer reads the dirty flag
 RETRY_POLL_SECONDS = 0.5  # how often the drainer looks for retries that came due
+RETRY_MARGIN_SECONDS = 0.02  # a retry's wake-up comes this much after it is due (clocks, rounding)
 LANE_POLL_SECONDS = 5.0  # an idle lane looks anyway this often
 LANES = {"Lead": 3, "LeadConversion": 3, "Workspace__c": 3}
 #: Whom a stage wakes when it has sent something: the types whose records may have waited on it. (A
@@ -137,7 +138,7 @@ def drain_run(
     if not _lease_take(me):
         run.ended = "busy"
         return run
-    released = False
+    released, client = False, None
     try:
         if sync_paused(run.report):
             run.ended = "paused"
@@ -150,6 +151,7 @@ def drain_run(
             track_usage(client)
     finally:
         if not released:
+            _settle(client)
             _lease_release(me)
         run.seconds = round(time.monotonic() - t0, 3)
         run.cpu_seconds = round(time.process_time() - cpu0, 3)
@@ -202,6 +204,7 @@ class _Drainer:
             self.hold = True
             while any(self.sending.values()):
                 self.cond.wait(POLL_SECONDS)
+        _settle(self.client)
         if _lease_release(self.worker, only_if_clean=True):
             return True
         with self.cond:
@@ -289,6 +292,7 @@ class _Drainer:
                         with self.cond:
                             self.sending[object_type] -= 1
                             self.cond.notify_all()
+                    self._wake_for_retries(object_type, lane)
                     if sent:  # what waited on these records may go now; a full batch may have left more
                         full = sent >= settings.SALESFORCE_BATCH_SIZE
                         self.poke(WAKES.get(object_type, ()) + ((object_type,) if full else ()))
@@ -298,6 +302,18 @@ class _Drainer:
             self.stop.set()
         finally:
             connections.close_all()  # this thread's own connections
+
+    def _wake_for_retries(self, object_type: str, lane: int) -> None:
+        """A send that left rows to retry wakes its stage when the soonest comes due (a first retry is
+        due within a quarter second: waiting for the retry poll would cost more than the backoff)."""
+        report = self.reports[object_type, lane]
+        if report.retry_at is None:
+            return
+        delay, report.retry_at = max(0.0, report.retry_at - time.monotonic()) + RETRY_MARGIN_SECONDS, None
+        if delay < RETRY_POLL_SECONDS:
+            timer = threading.Timer(delay, self.poke, args=((object_type,),))
+            timer.daemon = True
+            timer.start()
 
     def _turns(self) -> None:
         """Every stage in order, each while it finds something to send (SQLite: in this thread)."""
@@ -335,6 +351,13 @@ class _Drainer:
             for object_type, count in report.by_type.items():
                 total.by_type[object_type] = total.by_type.get(object_type, 0) + count
         return total
+
+
+def _settle(client: SalesforceClient | None) -> None:
+    """Before the lease goes (and another process may send): wait for hedged copies still out, so no
+    drainer sends a newer version of a record while an older one may still land."""
+    if client is not None and not client.settle():
+        logger.warning("a hedged Salesforce call was still out when the drainer let go")
 
 
 def _lanes(object_type: str) -> int:

@@ -51,10 +51,16 @@ def action_for(code: str, *, previous_code: str = "") -> Action:
     return Action.RETRY
 
 
+FIRST_RETRY_SECONDS = (0.1, 0.25)
+
+
 def backoff(attempt: int, *, base: float = 1.0, factor: float = 3.0, cap: float = 1800.0) -> timedelta:
     """Capped exponential backoff with jitter: 50–100 % of base·factor^(n-1), at most `cap`.
 
-    The first retry comes within a second (a lock or a 5xx rarely outlasts it, and the record is late
-    already); then 1.5–3 s, 4.5–9 s, … so the attempts before a dead letter still span ~15 minutes.
+    The first retry comes within a quarter second (a 5xx or a lock is often gone by then, the record
+    is late already, and a retry that fails again costs one call); then 1.5–3 s, 4.5–9 s, … so the
+    attempts before a dead letter still span ~10 minutes.
     """
-    return timedelta(seconds=min(cap, base * factor ** max(0, attempt - 1)) * random.uniform(0.5, 1.0))
+    if attempt <= 1:
+        return timedelta(seconds=random.uniform(*FIRST_RETRY_SECONDS))
+    return timedelta(seconds=min(cap, base * factor ** (attempt - 1)) * random.uniform(0.5, 1.0))

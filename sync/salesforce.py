@@ -4,20 +4,34 @@ It fetches its own token (client credentials at SALESFORCE_LOGIN_URL) or uses SA
 refreshes once on INVALID_SESSION_ID, gives every call a timeout, reads API usage from
 Sforce-Limit-Info, and turns every failure into one exception type, `SalesforceCallError`, carrying
 Salesforce's errorCode. Retry decisions are made from that code, in one place (`sync/policy.py`).
+
+Hedging (SALESFORCE_HEDGE): a call that outlives the usual time of its kind is sent a second time and
+the first answer taken, so a stalled connection costs a moment instead of the whole timeout. Only calls
+that are safe to repeat are hedged: upserts by external id and updates by Id (the same state twice),
+queries, and convertLead (Salesforce refuses to convert a lead twice; the engine then re-reads it).
+Deletions are not (the second would report ENTITY_IS_DELETED). While the slower copy of a write may
+still land, `held_until` names its records, and the drainer sends no newer version of them (the same
+guarantee as a retry after a timeout: nothing newer goes while an older copy is in flight from here).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 import xml.etree.ElementTree as ET  # types only; parsing goes through defusedxml
+from collections import deque
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 from xml.sax.saxutils import escape
 
 import requests
 from defusedxml.ElementTree import fromstring as parse_xml
 from django.conf import settings
+from django.utils import timezone
+from requests.adapters import HTTPAdapter
 from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import SalesforceError
 
@@ -58,12 +72,20 @@ class Conversion:
     error_message: str = ""
 
 
+HEDGE_MIN_SECONDS = 0.5
+HEDGE_SAMPLES = 200  # answered calls of a kind the automatic hedge delay is taken from
+HEDGE_MIN_SAMPLES = 20  # fewer: no hedge yet (nothing to call "slow" against)
+
+
 class TimeoutSession(requests.Session):
     """A requests session whose every call has a timeout unless one is given."""
 
     def __init__(self, timeout: float) -> None:
         super().__init__()
         self.default_timeout = timeout
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=32)  # the drainer's lanes and their hedges
+        self.mount("https://", adapter)
+        self.mount("http://", adapter)
 
     def request(self, method: str, url: str, **kwargs: Any) -> requests.Response:  # type: ignore[override]
         kwargs.setdefault("timeout", self.default_timeout)
@@ -85,6 +107,72 @@ def _error_from(exc: SalesforceError) -> SalesforceCallError:
     return SalesforceCallError(f"HTTP_{exc.status}", str(content)[:500], status=exc.status)
 
 
+class CallTimes:
+    """How long answered calls of each kind took lately: what "slow" means for the hedge."""
+
+    def __init__(self) -> None:
+        self._seconds: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def add(self, kind: str, seconds: float) -> None:
+        with self._lock:
+            self._seconds.setdefault(kind, deque(maxlen=HEDGE_SAMPLES)).append(seconds)
+
+    def hedge_after(self, kind: str) -> float | None:
+        """Seconds after which a call of this kind is sent again; None: not hedged."""
+        if not settings.SALESFORCE_HEDGE:
+            return None
+        delay = settings.SALESFORCE_HEDGE_AFTER_SECONDS
+        if not delay:
+            with self._lock:
+                seconds = sorted(self._seconds.get(kind, ()))
+            if len(seconds) < HEDGE_MIN_SAMPLES:
+                return None
+            delay = max(HEDGE_MIN_SECONDS, 2 * seconds[int(0.95 * (len(seconds) - 1))])
+        return delay if delay < settings.SALESFORCE_TIMEOUT_SECONDS else None
+
+
+class _InFlight:
+    """Writes whose slower copy is still out: their records, and when that copy gives up at the latest."""
+
+    def __init__(self) -> None:
+        self._records: dict[tuple[str, str], list[datetime]] = {}
+        self._copies: set[Future] = set()
+        self._lock = threading.Lock()
+
+    def add(self, copy: Future, keys: list[tuple[str, str]], until: datetime) -> None:
+        with self._lock:
+            self._copies.add(copy)
+            for key in keys:
+                self._records.setdefault(key, []).append(until)
+
+        def landed(_: Future) -> None:
+            with self._lock:
+                self._copies.discard(copy)
+                for key in keys:
+                    pending = self._records.get(key, [])
+                    if until in pending:
+                        pending.remove(until)
+                    if not pending:
+                        self._records.pop(key, None)
+
+        copy.add_done_callback(landed)
+
+    def held_until(self, object_type: str, external_ids: list[str]) -> dict[str, datetime]:
+        with self._lock:
+            return {
+                external_id: max(self._records[object_type, external_id])
+                for external_id in external_ids
+                if self._records.get((object_type, external_id))
+            }
+
+    def settle(self, timeout: float) -> bool:
+        """Wait until every copy still out has answered or given up; True if none is left."""
+        with self._lock:
+            copies = list(self._copies)
+        return not wait(copies, timeout=timeout).not_done if copies else True
+
+
 class SalesforceClient:
     def __init__(self) -> None:
         self.session = TimeoutSession(settings.SALESFORCE_TIMEOUT_SECONDS)
@@ -92,6 +180,10 @@ class SalesforceClient:
         self.version = settings.SALESFORCE_API_VERSION
         self._sf: Salesforce | None = None
         self._lock = threading.Lock()  # the drainer's stages share one client (one token) across threads
+        self.call_times = CallTimes()
+        self._in_flight = _InFlight()
+        self._pool: ThreadPoolExecutor | None = None
+        self.hedged_calls = 0  # calls sent a second time (the drainer's report; tests)
 
     # --- auth ------------------------------------------------------------------------------------
 
@@ -147,6 +239,60 @@ class SalesforceClient:
                 raise SalesforceCallError("CONNECTION", str(exc)) from exc
         raise AssertionError("unreachable")
 
+    def _hedged(self, kind: str, operation, *args: Any, keys: list[tuple[str, str]] = ()) -> Any:
+        """`_call(operation, …)`, sent a second time if it outlives `hedge_after(kind)`; the first answer
+        wins (an answer from Salesforce, even an error; a copy that timed out or lost its connection
+        waits for the other). `keys` ((type, external id) of a write's records) are held while a copy is out."""
+        delay = self.call_times.hedge_after(kind)
+        if delay is None:
+            return self._timed(kind, operation, *args)
+        pool = self._executor()
+        first = pool.submit(self._timed, kind, operation, *args)
+        if not wait([first], timeout=delay).not_done:
+            return first.result()
+        with self._lock:
+            self.hedged_calls += 1
+        logger.info("Salesforce %s call slower than %.2f s: sending it again", kind, delay)
+        copies = [first, pool.submit(self._timed, kind, operation, *args)]
+        pending, winner = set(copies), None
+        while pending and winner is None:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for copy in done:
+                error = copy.exception()
+                if not (isinstance(error, SalesforceCallError) and error.code in ("TIMEOUT", "CONNECTION")):
+                    winner = copy
+                    break
+            winner = winner or (copy if not pending else None)
+        for copy in pending:  # still out: it may yet land, so its records wait for it
+            until = timezone.now() + timedelta(seconds=settings.SALESFORCE_TIMEOUT_SECONDS + 1)
+            self._in_flight.add(copy, keys, until)
+        return winner.result()
+
+    def _timed(self, kind: str, operation, *args: Any) -> Any:
+        started = time.monotonic()
+        try:
+            result = self._call(operation, *args)
+        except SalesforceCallError as exc:
+            if exc.code not in ("TIMEOUT", "CONNECTION"):
+                self.call_times.add(kind, time.monotonic() - started)
+            raise
+        self.call_times.add(kind, time.monotonic() - started)
+        return result
+
+    def _executor(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="salesforce-call")
+            return self._pool
+
+    def held_until(self, object_type: str, external_ids: list[str]) -> dict[str, datetime]:
+        """Records of this type with a copy of an earlier write still out: until when, at the latest."""
+        return self._in_flight.held_until(object_type, external_ids)
+
+    def settle(self, timeout: float | None = None) -> bool:
+        """Wait for the copies still out (at most the call timeout); True if none is left."""
+        return self._in_flight.settle(settings.SALESFORCE_TIMEOUT_SECONDS + 1 if timeout is None else timeout)
+
     @property
     def api_usage(self) -> tuple[int, int] | None:
         """(used, max) of the daily API allocation, from the last Sforce-Limit-Info header."""
@@ -158,16 +304,23 @@ class SalesforceClient:
     def upsert_collection(self, object_type: str, external_field: str, records: list[dict]) -> list[RecordResult]:
         """sObject Collections upsert (≤ 200 records, allOrNone false): one result per record, in order."""
         body = {"allOrNone": False, "records": [{"attributes": {"type": object_type}, **r} for r in records]}
-        results = self._call(
-            lambda sf: sf.restful(f"composite/sobjects/{object_type}/{external_field}", method="PATCH", json=body)
+        results = self._hedged(
+            "upsert",
+            lambda sf: sf.restful(f"composite/sobjects/{object_type}/{external_field}", method="PATCH", json=body),
+            keys=[(object_type, record[external_field]) for record in records if record.get(external_field)],
         )
         return [_record_result(result) for result in results]
 
-    def update_collection(self, records: list[tuple[str, dict]]) -> list[RecordResult]:
+    def update_collection(self, records: list[tuple[str, dict]], *, external_field: str = "") -> list[RecordResult]:
         """sObject Collections update by Id of (type, record) pairs, types mixed in one call
-        (used to stamp external ids on the records a lead conversion made)."""
+        (used to stamp external ids on the records a lead conversion made; `external_field` names them
+        while a hedged copy is out)."""
         body = {"allOrNone": False, "records": [{"attributes": {"type": t}, **r} for t, r in records]}
-        results = self._call(lambda sf: sf.restful("composite/sobjects", method="PATCH", json=body))
+        results = self._hedged(
+            "update",
+            lambda sf: sf.restful("composite/sobjects", method="PATCH", json=body),
+            keys=[(t, r[external_field]) for t, r in records if external_field and r.get(external_field)],
+        )
         return [_record_result(result) for result in results]
 
     def delete_collection(self, record_ids: list[str]) -> list[RecordResult]:
@@ -177,7 +330,7 @@ class SalesforceClient:
         return [_record_result(result) for result in results]
 
     def query(self, soql: str) -> list[dict]:
-        return self._call(lambda sf: sf.query_all(soql))["records"]
+        return self._hedged("query", lambda sf: sf.query_all(soql))["records"]
 
     def limits(self) -> dict:
         return self._call(lambda sf: sf.limits())
@@ -186,7 +339,7 @@ class SalesforceClient:
         """SOAP convertLead for [(lead id, account id or None, contact id or None)], no opportunity; ≤ 200 a
         call. Without an account id Salesforce creates the account; with a contact id it merges the lead
         into that contact instead of creating one."""
-        return self._call(self._convert, conversions)
+        return self._hedged("convert", self._convert, conversions)
 
     def _convert(self, sf: Salesforce, conversions: list[tuple[str, str | None, str | None]]) -> list[Conversion]:
         url = f"{self.instance_url}/services/Soap/u/{self.version}"

@@ -11,6 +11,7 @@ import hashlib
 import logging
 import os
 import socket
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -64,6 +65,11 @@ class DrainReport:
     calls: int = 0
     paused: str = ""
     by_type: dict[str, int] = field(default_factory=dict)
+    retry_at: float | None = None  # time.monotonic() when the soonest retry this report saw comes due
+
+    def retry_due_in(self, delay: timedelta) -> None:
+        at = time.monotonic() + delay.total_seconds()
+        self.retry_at = at if self.retry_at is None else min(self.retry_at, at)
 
 
 def sync_control() -> SyncControl:
@@ -132,6 +138,8 @@ def sync_paused(report: DrainReport) -> bool:
 def outbox_drain_step(object_type: str, client: SalesforceClient | None, worker: str, report: DrainReport) -> int:
     """Claim one batch of this type that may go now and send it; return how many rows it claimed."""
     items = _claim(object_type, worker)
+    if items and client is not None:
+        items = _without_held(items, client, worker)
     if items:
         synced = report.synced
         try:
@@ -192,6 +200,18 @@ def _claim(object_type: str, worker: str) -> list[OutboxItem]:
     if changed:
         OutboxItem.objects.filter(pk__in=changed, lease_owner=worker).update(lease_owner="", lease_expires_at=None)
     return [item for item in items if item.pk not in changed]
+
+
+def _without_held(items: list[OutboxItem], client: SalesforceClient, worker: str) -> list[OutboxItem]:
+    """Let go, until it has landed or given up, of each row whose earlier write may still land (the slower
+    copy of a hedged call): a newer version sent meanwhile could be overwritten by that older one."""
+    held = client.held_until(items[0].object_type, [item.external_id for item in items])
+    for item in items:
+        if item.external_id in held:
+            OutboxItem.objects.filter(pk=item.pk, lease_owner=worker).update(
+                lease_owner="", lease_expires_at=held[item.external_id]
+            )
+    return [item for item in items if item.external_id not in held]
 
 
 #: Compiled statements of the plain claim query, by everything that shapes it: (database vendor, type,
@@ -489,8 +509,11 @@ def _fail(item: OutboxItem, code: str, message: str, report: DrainReport) -> Non
         fields.update(state=OutboxItem.State.PENDING, next_attempt_at=None)
     elif action is Action.REREAD_ONCE:
         fields.update(state=OutboxItem.State.RETRY, next_attempt_at=now)
+        report.retry_due_in(timedelta(0))
     elif action is Action.RETRY:
-        fields.update(state=OutboxItem.State.RETRY, next_attempt_at=now + backoff(attempts))
+        delay = backoff(attempts)
+        fields.update(state=OutboxItem.State.RETRY, next_attempt_at=now + delay)
+        report.retry_due_in(delay)
     else:
         fields.update(state=OutboxItem.State.DEAD, next_attempt_at=None)
     OutboxItem.objects.filter(pk=item.pk).update(**fields)
@@ -681,7 +704,8 @@ def _stamp_converted(client: SalesforceClient, plans: list[_Plan], report: Drain
         try:
             report.calls += 1
             results = client.update_collection(
-                [(stamp.row.object_type, {**stamp.row.payload, "Id": stamp.salesforce_id}) for stamp in chunk]
+                [(stamp.row.object_type, {**stamp.row.payload, "Id": stamp.salesforce_id}) for stamp in chunk],
+                external_field=EXTERNAL_ID,
             )
         except SalesforceCallError as exc:
             for stamp in chunk:

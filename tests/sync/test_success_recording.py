@@ -33,6 +33,9 @@ class Accepting:
         self.during()
         return [RecordResult(True, sf_id(record["Name"])) for record in records]
 
+    def held_until(self, object_type: str, external_ids: list[str]) -> dict:
+        return {}  # never hedged
+
 
 def sf_id(workspace_id: str) -> str:
     return f"a0X{workspace_id}".ljust(18, "0")

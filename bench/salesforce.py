@@ -1208,6 +1208,7 @@ def run_freshness(run: Run, name: str, *, faults: bool) -> dict[str, Any]:
         "errors": sum(" ERROR " in line for line in log),
         "error_samples": [line[:300] for line in log if " ERROR " in line][:5],
         "warnings": sum(" WARNING " in line for line in log),
+        "hedged_calls": sum("sending it again" in line for line in log),  # sync/salesforce.py, logged at INFO
     }
     out["verification"] = verify_sync(dsn, emu, truth)
     emu.stop()
@@ -1660,7 +1661,8 @@ def print_summary(report: dict[str, Any], targets: dict[str, Any]) -> None:
             f"{pad}API {p['api']['calls']} calls = {p['api_calls_per_1000_events']}/1000 events (ratio to naive "
             f"{p['ratio_engine_to_naive']}), {p['api']['records_per_call_mean']} records/call; record errors "
             f"{p['api']['record_errors']}; refused calls {p['api']['call_errors']}; "
-            f"injected {p['api']['faults_injected']}"
+            f"injected {p['api']['faults_injected']}; calls sent a second time (hedged) "
+            f"{p.get('cluster_log', {}).get('hedged_calls')}"
         )
         ec = p.get("engine_cpu", {})
         print(

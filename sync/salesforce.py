@@ -72,6 +72,7 @@ class Conversion:
     error_message: str = ""
 
 
+ANSWER_LOST = ("TIMEOUT", "CONNECTION")  # codes of a call whose answer never came: it may have been applied
 HEDGE_MIN_SECONDS = 0.5
 HEDGE_SAMPLES = 200  # answered calls of a kind the automatic hedge delay is taken from
 HEDGE_MIN_SAMPLES = 20  # fewer: no hedge yet (nothing to call "slow" against)
@@ -259,7 +260,7 @@ class SalesforceClient:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for copy in done:
                 error = copy.exception()
-                if not (isinstance(error, SalesforceCallError) and error.code in ("TIMEOUT", "CONNECTION")):
+                if not (isinstance(error, SalesforceCallError) and error.code in ANSWER_LOST):
                     winner = copy
                     break
             winner = winner or (copy if not pending else None)
@@ -273,7 +274,7 @@ class SalesforceClient:
         try:
             result = self._call(operation, *args)
         except SalesforceCallError as exc:
-            if exc.code not in ("TIMEOUT", "CONNECTION"):
+            if exc.code not in ANSWER_LOST:
                 self.call_times.add(kind, time.monotonic() - started)
             raise
         self.call_times.add(kind, time.monotonic() - started)

@@ -31,7 +31,7 @@ from sync.deletion import DELETION, deletions_send
 from sync.models import OutboxItem, SyncControl
 from sync.outbox import EXTERNAL_ID, RELATIONSHIPS
 from sync.policy import Action, action_for, backoff
-from sync.salesforce import Conversion, RecordResult, SalesforceCallError, SalesforceClient, shared_client
+from sync.salesforce import ANSWER_LOST, Conversion, RecordResult, SalesforceCallError, SalesforceClient, shared_client
 from sync.stamping import outbox_rows_synced, salesforce_ids_stamp, workspaces_stamp
 from workspaces.actors import acting_as_system
 from workspaces.models import Account, Contact, Lead, Workspace
@@ -587,14 +587,17 @@ class _Plan:
 def _convert(items: list[OutboxItem], client: SalesforceClient, report: DrainReport) -> None:
     """convertLead for each item, exactly once, then stamp what it made with the engine's external ids.
 
-    A retried conversion may follow a lost answer: its lead is re-read first and not converted again.
+    A retried conversion may follow a lost answer (a timeout, a dropped connection): its lead is re-read
+    first and not converted again. After an answer (a 5xx, a lock) nothing was converted, so it converts
+    at once; were the lead converted after all, Salesforce refuses (CANNOT_UPDATE_CONVERTED_LEAD) and
+    the lead is re-read then.
     A conversion counts as synced only once its contact (and the account it made) carry their external
     ids; until then their own rows wait for it, so neither is ever upserted into a second record.
     """
     plans = _plans(items, report)
     if not plans:
         return
-    retried = [plan for plan in plans if plan.item.attempts > 0]
+    retried = [plan for plan in plans if plan.item.attempts > 0 and plan.item.error_code in ANSWER_LOST]
     already = _converted_in_salesforce(client, [plan.lead_id for plan in retried], report)
     for plan in plans:
         plan.result = already.get(plan.lead_id)

@@ -158,3 +158,19 @@ def test_a_send_that_leaves_a_retry_wakes_its_stage_when_it_comes_due():
     with drainer.cond:
         assert drainer.cond.wait_for(lambda: drainer.generation["Lead"] > before, timeout=10)
     assert drainer.generation["Workspace__c"] == 0, "only the stage with the retry"
+
+
+@pytest.mark.parametrize(
+    ("fault", "reads_first"),
+    [("server_error", False), ("timeout", True)],
+    ids=["after an answer: converts at once", "after a lost answer: reads the lead first"],
+)
+def test_a_retried_conversion_rereads_its_lead_only_when_an_answer_was_lost(salesforce, settings, fault, reads_first):
+    settings.SALESFORCE_HEDGE = False
+    process(trial(), converted())
+    getattr(salesforce.faults, fault)(kind="convert_lead", count=1)
+    drain_until_quiet(rounds=6)
+    assert salesforce.requests_log.count("convert_lead") == 2
+    assert (salesforce.requests_log.count("query") > 0) is reads_first
+    assert (salesforce.store.count("Account"), salesforce.store.count("Contact")) == (1, 1)
+    assert set(states().values()) == {"synced"}

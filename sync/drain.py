@@ -304,16 +304,16 @@ class _Drainer:
             connections.close_all()  # this thread's own connections
 
     def _wake_for_retries(self, object_type: str, lane: int) -> None:
-        """A send that left rows to retry wakes its stage when the soonest comes due (a first retry is
-        due within a quarter second: waiting for the retry poll would cost more than the backoff)."""
+        """A send that left rows to retry, or held back (sync.worker._without_held), wakes its stage when
+        the soonest comes due: a first retry is due within a quarter second, sooner than the retry poll,
+        and a held row is not in that poll at all."""
         report = self.reports[object_type, lane]
         if report.retry_at is None:
             return
         delay, report.retry_at = max(0.0, report.retry_at - time.monotonic()) + RETRY_MARGIN_SECONDS, None
-        if delay < RETRY_POLL_SECONDS:
-            timer = threading.Timer(delay, self.poke, args=((object_type,),))
-            timer.daemon = True
-            timer.start()
+        timer = threading.Timer(delay, self.poke, args=((object_type,),))
+        timer.daemon = True
+        timer.start()
 
     def _turns(self) -> None:
         """Every stage in order, each while it finds something to send (SQLite: in this thread)."""

@@ -74,6 +74,7 @@ class Conversion:
 
 ANSWER_LOST = ("TIMEOUT", "CONNECTION")  # codes of a call whose answer never came: it may have been applied
 HEDGE_MIN_SECONDS = 0.5
+HOLD_MARGIN_SECONDS = 0.25  # a copy still out is held past its timeout by this much (clocks, the answer's parsing)
 HEDGE_SAMPLES = 200  # answered calls of a kind the automatic hedge delay is taken from
 HEDGE_MIN_SAMPLES = 20  # fewer: no hedge yet (nothing to call "slow" against)
 
@@ -160,9 +161,11 @@ class _InFlight:
         copy.add_done_callback(landed)
 
     def held_until(self, object_type: str, external_ids: list[str]) -> dict[str, datetime]:
+        """Until when each record with a copy still out waits (a little longer if it should be back by now)."""
+        soon = timezone.now() + timedelta(seconds=HOLD_MARGIN_SECONDS)
         with self._lock:
             return {
-                external_id: max(self._records[object_type, external_id])
+                external_id: max(soon, *self._records[object_type, external_id])
                 for external_id in external_ids
                 if self._records.get((object_type, external_id))
             }
@@ -254,7 +257,9 @@ class SalesforceClient:
         with self._lock:
             self.hedged_calls += 1
         logger.info("Salesforce %s call slower than %.2f s: sending it again", kind, delay)
-        copies = [first, pool.submit(self._timed, kind, operation, *args)]
+        second = pool.submit(self._timed, kind, operation, *args)
+        gives_up = {first: timezone.now() - timedelta(seconds=delay), second: timezone.now()}
+        copies = [first, second]
         pending, winner = set(copies), None
         while pending and winner is None:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -264,8 +269,8 @@ class SalesforceClient:
                     winner = copy
                     break
             winner = winner or (copy if not pending else None)
-        for copy in pending:  # still out: it may yet land, so its records wait for it
-            until = timezone.now() + timedelta(seconds=settings.SALESFORCE_TIMEOUT_SECONDS + 1)
+        for copy in pending:  # still out: it may yet land, so its records wait until it gives up at the latest
+            until = gives_up[copy] + timedelta(seconds=settings.SALESFORCE_TIMEOUT_SECONDS + HOLD_MARGIN_SECONDS)
             self._in_flight.add(copy, keys, until)
         return winner.result()
 

@@ -139,7 +139,7 @@ def outbox_drain_step(object_type: str, client: SalesforceClient | None, worker:
     """Claim one batch of this type that may go now and send it; return how many rows it claimed."""
     items = _claim(object_type, worker)
     if items and client is not None:
-        items = _without_held(items, client, worker)
+        items = _without_held(items, client, worker, report)
     if items:
         synced = report.synced
         try:
@@ -202,15 +202,19 @@ def _claim(object_type: str, worker: str) -> list[OutboxItem]:
     return [item for item in items if item.pk not in changed]
 
 
-def _without_held(items: list[OutboxItem], client: SalesforceClient, worker: str) -> list[OutboxItem]:
-    """Let go, until it has landed or given up, of each row whose earlier write may still land (the slower
-    copy of a hedged call): a newer version sent meanwhile could be overwritten by that older one."""
+def _without_held(
+    items: list[OutboxItem], client: SalesforceClient, worker: str, report: DrainReport
+) -> list[OutboxItem]:
+    """Let go, until it has given up at the latest, of each row whose earlier write may still land (the
+    slower copy of a hedged call): a newer version sent meanwhile could be overwritten by that older one."""
     held = client.held_until(items[0].object_type, [item.external_id for item in items])
+    now = timezone.now()
     for item in items:
         if item.external_id in held:
             OutboxItem.objects.filter(pk=item.pk, lease_owner=worker).update(
                 lease_owner="", lease_expires_at=held[item.external_id]
             )
+            report.retry_due_in(held[item.external_id] - now)
     return [item for item in items if item.external_id not in held]
 
 

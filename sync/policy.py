@@ -59,7 +59,7 @@ def backoff(attempt: int, *, base: float = 1.0, factor: float = 3.0, cap: float 
 
     The first retry comes within a quarter second (a 5xx or a lock is often gone by then, the record
     is late already, and a retry that fails again costs one call); then 1.5–3 s, 4.5–9 s, … so the
-    attempts before a dead letter still span ~10 minutes.
+    attempts before a dead letter still span ~15 minutes (9–18).
     """
     if attempt <= 1:
         return timedelta(seconds=random.uniform(*FIRST_RETRY_SECONDS))

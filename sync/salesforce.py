@@ -94,6 +94,11 @@ class TimeoutSession(requests.Session):
         return super().request(method, url, **kwargs)
 
 
+def _answer_lost(copy: Future) -> bool:
+    error = copy.exception()
+    return isinstance(error, SalesforceCallError) and error.code in ANSWER_LOST
+
+
 def _error_from(exc: SalesforceError) -> SalesforceCallError:
     content = exc.content
     if isinstance(content, list) and content and isinstance(content[0], dict):
@@ -187,7 +192,7 @@ class SalesforceClient:
         self.call_times = CallTimes()
         self._in_flight = _InFlight()
         self._pool: ThreadPoolExecutor | None = None
-        self.hedged_calls = 0  # calls sent a second time (the drainer's report; tests)
+        self.hedged_calls = 0  # calls sent a second time, for tests (operators read the INFO log line)
 
     # --- auth ------------------------------------------------------------------------------------
 
@@ -259,16 +264,11 @@ class SalesforceClient:
         logger.info("Salesforce %s call slower than %.2f s: sending it again", kind, delay)
         second = pool.submit(self._timed, kind, operation, *args)
         gives_up = {first: timezone.now() - timedelta(seconds=delay), second: timezone.now()}
-        copies = [first, second]
-        pending, winner = set(copies), None
-        while pending and winner is None:
+        pending, winner = {first, second}, None
+        while winner is None:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for copy in done:
-                error = copy.exception()
-                if not (isinstance(error, SalesforceCallError) and error.code in ANSWER_LOST):
-                    winner = copy
-                    break
-            winner = winner or (copy if not pending else None)
+            answered = [copy for copy in done if not _answer_lost(copy)]
+            winner = answered[0] if answered else (None if pending else done.pop())
         for copy in pending:  # still out: it may yet land, so its records wait until it gives up at the latest
             until = gives_up[copy] + timedelta(seconds=settings.SALESFORCE_TIMEOUT_SECONDS + HOLD_MARGIN_SECONDS)
             self._in_flight.add(copy, keys, until)

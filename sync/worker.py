@@ -208,13 +208,14 @@ def _without_held(
     """Let go, until it has given up at the latest, of each row whose earlier write may still land (the
     slower copy of a hedged call): a newer version sent meanwhile could be overwritten by that older one."""
     held = client.held_until(items[0].object_type, [item.external_id for item in items])
-    now = timezone.now()
+    by_until: dict[datetime, list[int]] = {}
     for item in items:
         if item.external_id in held:
-            OutboxItem.objects.filter(pk=item.pk, lease_owner=worker).update(
-                lease_owner="", lease_expires_at=held[item.external_id]
-            )
-            report.retry_due_in(held[item.external_id] - now)
+            by_until.setdefault(held[item.external_id], []).append(item.pk)
+    now = timezone.now()
+    for until, pks in by_until.items():  # one UPDATE per deadline
+        OutboxItem.objects.filter(pk__in=pks, lease_owner=worker).update(lease_owner="", lease_expires_at=until)
+        report.retry_due_in(until - now)
     return [item for item in items if item.external_id not in held]
 
 

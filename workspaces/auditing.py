@@ -24,7 +24,7 @@ from typing import Any
 
 from auditlog import get_logentry_model
 from auditlog.context import auditlog_disabled, disable_auditlog
-from auditlog.diff import get_field_value, get_mask_function, is_primitive, model_instance_diff, track_field
+from auditlog.diff import get_field_value, get_fields_in_model, get_mask_function, is_primitive, model_instance_diff
 from auditlog.models import _get_manager_from_settings
 from auditlog.registry import auditlog
 from django.conf import settings
@@ -177,7 +177,7 @@ def _one_sided_diff(instance: models.Model, *, created: bool, as_json: bool) -> 
     manager for each reverse relation only to print its class. Both are constants, kept per field."""
     model = instance._meta.model
     model_fields = auditlog.get_model_fields(model)
-    fields: Any = _tracked_fields(model)
+    fields: Any = _tracked_fields(instance)
     if model_fields and (model_fields["include_fields"] or model_fields["exclude_fields"]):
         if model_fields["include_fields"]:
             fields = [f for f in fields if f.name in model_fields["include_fields"]]
@@ -200,10 +200,15 @@ def _one_sided_diff(instance: models.Model, *, created: bool, as_json: bool) -> 
     return diff or None
 
 
-@functools.cache
-def _tracked_fields(model: type[models.Model]) -> set[Any]:
-    """The fields auditlog diffs, as the same set it builds (so iterated in the same order)."""
-    return set([field for field in model._meta.get_fields() if track_field(field)])
+_fields: dict[type[models.Model], set[Any]] = {}
+
+
+def _tracked_fields(instance: models.Model) -> set[Any]:
+    """The fields auditlog diffs (its own `get_fields_in_model`), as the same set, kept per model."""
+    model = type(instance)
+    if model not in _fields:
+        _fields[model] = set(get_fields_in_model(instance))
+    return _fields[model]
 
 
 _constants: dict[tuple[type[models.Model], str, bool, str], Any] = {}

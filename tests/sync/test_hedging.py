@@ -13,8 +13,7 @@ from django.utils import timezone
 from sync.models import OutboxItem
 from sync.salesforce import CallTimes, SalesforceCallError, shared_client
 from sync.worker import outbox_drain
-from tests.sync.test_sync_live import converted, drain_until_quiet, process, states, trial
-from workspaces.models import Contact
+from tests.sync.test_sync_live import assert_converted_once, converted, drain_until_quiet, process, states, trial
 
 pytestmark = pytest.mark.django_db
 
@@ -68,11 +67,7 @@ def test_a_hedged_conversion_converts_once(hedged):
     hedged.faults.commit_then_timeout(kind="convert_lead", count=1)
     drain_until_quiet(rounds=6)
     assert hedged.requests_log.count("convert_lead") == 2
-    assert hedged.store.count("Account") == 1
-    assert hedged.store.count("Contact") == 1
-    assert set(states().values()) == {"synced"}
-    contact = Contact.objects.get()
-    assert hedged.store.find_one("Contact", Lifecycle_Engine_ID__c=f"con_{contact.pk}") is not None
+    assert_converted_once(hedged)
 
 
 def test_deletions_are_never_sent_twice(hedged):

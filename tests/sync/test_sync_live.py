@@ -171,6 +171,11 @@ def test_commit_then_timeout_on_convert_lead_converts_once(salesforce):
     process(trial(), converted())
     salesforce.faults.commit_then_timeout(kind="convert_lead", count=1)
     drain_until_quiet(rounds=6)
+    assert_converted_once(salesforce)
+
+
+def assert_converted_once(salesforce) -> None:
+    """One account and one contact in Salesforce, the contact stamped with the engine's id, all synced."""
     assert salesforce.store.count("Contact") == 1
     assert salesforce.store.count("Account") == 1
     assert set(states().values()) == {"synced"}

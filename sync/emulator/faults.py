@@ -43,6 +43,7 @@ WRITE_KINDS = {
     "collection_update",
     "collection_upsert",
     "convert_lead",
+    "composite",
 }
 
 

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
+from . import composite, soql
 from . import schema as s
-from . import soql
 from .auth import Limits
 from .errors import RequestError, SFError, not_found
 from .messages import Request, Response
@@ -69,6 +69,10 @@ class RestAPI:
             return self._sobject_route(method, seg)
         if head == "composite" and n >= 2 and seg[1] == "sobjects":
             return self._collection_route(method, seg)
+        if head == "composite" and n == 1:
+            if method != "POST":
+                return method_not_allowed(method, "POST")
+            return Route("composite", lambda r: composite.run(self, r))
         return Route("unknown", lambda _r: Response.error(not_found()))
 
     def _sobject_route(self, method: str, seg: list[str]) -> Route:

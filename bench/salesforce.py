@@ -1339,13 +1339,7 @@ def drain_report(run: TaskRun) -> dict[str, Any]:
 
 def record_errors(calls: list[tuple[float, Any]]) -> dict[str, int]:
     """Per-record error codes in the answers of collection calls (e.g. a lookup to a record not yet sent)."""
-    codes: Counter = Counter()
-    for _, entry in calls:
-        if isinstance(entry.response, list):
-            for result in entry.response:
-                if isinstance(result, dict) and not result.get("success", True):
-                    codes[(result.get("errors") or [{}])[0].get("statusCode", "?")] += 1
-    return dict(codes.most_common())
+    return dict(Counter(code for _, entry in calls for code in entry.record_errors()).most_common())
 
 
 def analyse_freshness(args, emu, deliveries, results, watcher, monitor, log_path, dsn, wall_offset, times):
@@ -1375,10 +1369,11 @@ def analyse_freshness(args, emu, deliveries, results, watcher, monitor, log_path
     by_conn: dict[int, list[float]] = defaultdict(list)
     for t, entry in calls:
         by_conn[entry.connection].append(t - entry.duration)
-        if entry.kind == "collection_upsert" and entry.object_name == "Workspace__c" and isinstance(entry.body, dict):
-            for rec in entry.body.get("records", []):
-                key = (rec.get("Workspace_ID__c"), rec.get("Self_Serve_Status__c"))
-                writes[key].append((t - entry.duration, t, entry.connection))
+        for _, records, _ in entry.collections():  # a conversion's workspace rides in its stamps' composite call
+            for rec in records:
+                if rec.get("attributes", {}).get("type") == "Workspace__c":
+                    key = (rec.get("Workspace_ID__c"), rec.get("Self_Serve_Status__c"))
+                    writes[key].append((t - entry.duration, t, entry.connection))
     stages: dict[str, list[float]] = defaultdict(list)
     sync_side: list[float] = []  # event completed (processing committed) -> record seen in the emulator
     calls_before, attempts, superseded = [], [], 0

@@ -72,6 +72,15 @@ class Conversion:
     error_message: str = ""
 
 
+@dataclass(frozen=True)
+class CollectionWrite:
+    """One sObject Collections write inside a composite call: an update by Id of (type, record) pairs,
+    types mixed, or (`upsert_type` set) an upsert of that type by the external id field."""
+
+    records: list[tuple[str, dict]]
+    upsert_type: str = ""
+
+
 ANSWER_LOST = ("TIMEOUT", "CONNECTION")  # codes of a call whose answer never came: it may have been applied
 HEDGE_MIN_SECONDS = 0.5
 HOLD_MARGIN_SECONDS = 0.25  # a copy still out is held past its timeout by this much (clocks, the answer's parsing)
@@ -329,6 +338,31 @@ class SalesforceClient:
         )
         return [_record_result(result) for result in results]
 
+    def write_collections(self, writes: list[CollectionWrite], *, external_field: str) -> list[list[RecordResult]]:
+        """Several collection writes in one Composite call (≤ 5, each ≤ 200 records), run in the order given
+        (collateSubrequests false: a later write may look up a record an earlier one stamped). Each stands
+        alone (allOrNone false); a write refused whole gives each of its records that error."""
+        base = f"/services/data/v{self.version}/composite/sobjects"
+        subrequests = [
+            {
+                "method": "PATCH",
+                "url": f"{base}/{write.upsert_type}/{external_field}" if write.upsert_type else base,
+                "referenceId": f"write{index}",
+                "body": {"allOrNone": False, "records": [{"attributes": {"type": t}, **r} for t, r in write.records]},
+            }
+            for index, write in enumerate(writes)
+        ]
+        body = {"allOrNone": False, "collateSubrequests": False, "compositeRequest": subrequests}
+        answer = self._hedged(
+            "composite",
+            lambda sf: sf.restful("composite", method="POST", json=body),
+            keys=[(t, r[external_field]) for write in writes for t, r in write.records if r.get(external_field)],
+        )
+        return [
+            _subrequest_results(part, len(write.records))
+            for part, write in zip(answer["compositeResponse"], writes, strict=True)
+        ]
+
     def delete_collection(self, record_ids: list[str]) -> list[RecordResult]:
         """sObject Collections delete by Id (≤ 200, allOrNone false): one result per id, in order."""
         params = {"ids": ",".join(record_ids), "allOrNone": "false"}
@@ -384,6 +418,14 @@ def _record_result(result: dict) -> RecordResult:
         error.get("statusCode") or error.get("errorCode", "UNKNOWN"),
         error.get("message", ""),
     )
+
+
+def _subrequest_results(part: dict, count: int) -> list[RecordResult]:
+    if part.get("httpStatusCode", 500) < 400:
+        return [_record_result(result) for result in part["body"]]
+    error = (part.get("body") or [{}])[0]
+    code = error.get("errorCode") or f"HTTP_{part.get('httpStatusCode')}"
+    return [RecordResult(False, error_code=code, error_message=error.get("message", ""))] * count
 
 
 def _conversion(result: ET.Element) -> Conversion:

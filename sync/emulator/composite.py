@@ -86,8 +86,8 @@ def run(rest: RestAPI, req: Request) -> Response:
                     halted = [SFError("PROCESSING_HALTED", ROLLED_BACK).rest_body()]
                     result.update(body=halted, httpHeaders={}, httpStatusCode=400)
     req.record_count = sum(sub.record_count for sub in ran)
-    names = {sub.object_name for sub in ran if sub.object_name}
-    req.object_name = names.pop() if len(names) == 1 else None
+    names = {sub.object_name for sub in ran}
+    req.object_name = names.pop() if len(names) == 1 else None  # one type throughout, else mixed
     return Response.json(200, {"compositeResponse": results})
 
 

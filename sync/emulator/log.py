@@ -16,7 +16,7 @@ class Entry:
     query: str
     kind: str  # token, sobject_create, sobject_get, sobject_update, sobject_upsert, sobject_delete,
     # collection_create, collection_update, collection_upsert, collection_delete, query, limits,
-    # convert_lead, soap, describe, versions, unknown
+    # composite, convert_lead, soap, describe, versions, unknown
     status: int | None = None  # None: no answer was sent (timeout / commit-then-timeout)
     duration: float = 0.0
     record_count: int = 0  # records sent in a write, returned by a query, leads in a convertLead
@@ -25,6 +25,30 @@ class Entry:
     connection: int = 0  # the TLS connection it came on (keep-alive reuse shows as repeated numbers)
     body: Any = None  # the parsed JSON body (or SOAP operation name)
     response: Any = None
+
+    def collections(self) -> list[tuple[str, list[dict], Any]]:
+        """(url or kind, records sent, answer) of each collection write in this call: the call itself, or
+        each collection subrequest of a composite call (needs the emulator's ``log_bodies``)."""
+        if self.kind.startswith("collection_") and isinstance(self.body, dict):
+            return [(self.kind, self.body.get("records") or [], self.response)]
+        if self.kind != "composite" or not isinstance(self.body, dict):
+            return []
+        answers = {a.get("referenceId"): a.get("body") for a in (self.response or {}).get("compositeResponse", [])}
+        return [
+            (sub.get("url", ""), sub["body"].get("records") or [], answers.get(sub.get("referenceId")))
+            for sub in self.body.get("compositeRequest", [])
+            if isinstance(sub, dict) and isinstance(sub.get("body"), dict) and "records" in sub["body"]
+        ]
+
+    def record_errors(self) -> list[str]:
+        """The statusCode of each record a collection write (composite subrequests included) refused."""
+        return [
+            (result.get("errors") or [{}])[0].get("statusCode", "?")
+            for _, _, answer in self.collections()
+            if isinstance(answer, list)
+            for result in answer
+            if isinstance(result, dict) and not result.get("success", True)
+        ]
 
     @property
     def is_api(self) -> bool:

@@ -50,13 +50,12 @@ def drain_until_quiet(rounds: int = 8) -> None:
 
 def record_errors(salesforce) -> list[str]:
     """Per-record error codes Salesforce answered (e.g. INVALID_FIELD: a lookup to a record not there yet)."""
-    return [
-        (result.get("errors") or [{}])[0].get("statusCode", "?")
-        for entry in salesforce.requests_log.api_calls()
-        if isinstance(entry.response, list)
-        for result in entry.response
-        if isinstance(result, dict) and not result.get("success", True)
-    ]
+    return [code for entry in salesforce.requests_log.api_calls() for code in entry.record_errors()]
+
+
+def records_per_collection(entry) -> list[int]:
+    """Records in each collection a call sent (a composite call carries several)."""
+    return [len(records) for _, records, _ in entry.collections()] or [entry.record_count]
 
 
 def assert_every_record_stamped_once(salesforce) -> None:
@@ -82,9 +81,9 @@ def test_more_conversions_than_one_stamp_call_takes_are_stamped(salesforce):
     outbox_drain()
     process(*(converted(ws, email) for ws, email in people))
     drain_until_quiet()
-    refused = [e.status for e in salesforce.requests_log.api_calls("collection_update") if e.status != 200]
-    assert refused == []
-    assert max(e.record_count for e in salesforce.requests_log.api_calls()) <= 200
+    calls = salesforce.requests_log.api_calls()
+    assert [e.status for e in calls if e.status != 200] == []
+    assert max(n for entry in calls for n in records_per_collection(entry)) <= 200
     assert salesforce.requests_log.count("convert_lead") == 1, "one convertLead call for the 101 leads"
     assert_every_record_stamped_once(salesforce)
 
@@ -95,8 +94,10 @@ def test_a_contact_whose_stamp_fails_is_stamped_later_never_created_again(salesf
     process(trial("ws_1", "dana@gmail.com"))
     outbox_drain()
     process(converted("ws_1", "dana@gmail.com"))
-    salesforce.faults.unable_to_lock_row(kind="collection_update", count=1)  # every record of the stamp call
+    # every record of the call that stamps them (and of the workspace upsert riding in it)
+    locked = salesforce.faults.unable_to_lock_row(kind="composite", count=1)
     drain_until_quiet()
+    assert locked.hits == 1
     assert salesforce.store.count("Contact") == 1
     assert salesforce.store.count("Account") == 1
     assert_every_record_stamped_once(salesforce)
@@ -184,4 +185,69 @@ def test_a_dead_conversion_leaves_its_new_account_to_the_next_colleague_then_con
     drain_until_quiet()
     assert salesforce.store.count("Account") == 1
     assert salesforce.store.count("Contact") == 2
+    assert_every_record_stamped_once(salesforce)
+
+
+# --- a converted workspace rides in the call that stamps its contact --------------------------------
+
+
+def _contact_stamps(body: dict) -> bool:
+    return body.get("attributes", {}).get("type") == "Contact"
+
+
+def test_a_failed_contact_stamp_lets_its_riding_workspace_go_without_spending_an_attempt(salesforce):
+    """The workspace upsert ran right after the stamp it looks up, which failed: Salesforce refused it
+    (INVALID_FIELD, no contact with that external id). Not the workspace's fault: it waits, unleased and
+    with no attempt counted, and goes once the retried conversion has stamped the contact."""
+    process(trial("ws_1", "dana@gmail.com"))
+    outbox_drain()
+    process(converted("ws_1", "dana@gmail.com"))
+    locked = salesforce.faults.unable_to_lock_row(kind="composite", where=_contact_stamps, count=1)
+    with time_machine.travel(timezone.now(), tick=False):  # the conversion's retry stays due later
+        outbox_drain()
+    assert locked.hits == 1
+    assert record_errors(salesforce) == ["UNABLE_TO_LOCK_ROW", "INVALID_FIELD"]
+    workspace = OutboxItem.objects.get(object_type="Workspace__c")
+    assert (workspace.state, workspace.attempts, workspace.lease_owner) == ("pending", 0, "")
+    assert OutboxItem.objects.get(object_type="LeadConversion").state == "retry"
+    drain_until_quiet()
+    assert salesforce.store.count("Contact") == 1
+    assert_every_record_stamped_once(salesforce)
+    sf_workspace = salesforce.store.find_one("Workspace__c", Workspace_ID__c="ws_1")
+    assert sf_workspace["Contact__c"] == salesforce.store.records("Contact")[0]["Id"]
+
+
+def test_a_riding_workspace_refused_for_its_own_reason_is_dead_lettered_and_the_conversion_stands(salesforce):
+    salesforce.store.add_validation_rule(
+        "Workspace__c",
+        lambda record: record.get("Self_Serve_Status__c") == "Paid",
+        "Paid workspaces need a signed order form",
+    )
+    process(trial("ws_1", "dana@gmail.com"))
+    outbox_drain()
+    process(converted("ws_1", "dana@gmail.com"))
+    drain_until_quiet()
+    states = dict(OutboxItem.objects.values_list("object_type", "state"))
+    assert states == {
+        "Lead": "synced",
+        "LeadConversion": "synced",
+        "Account": "synced",
+        "Contact": "synced",
+        "Workspace__c": "dead",
+    }
+    assert OutboxItem.objects.get(object_type="Workspace__c").error_code == "FIELD_CUSTOM_VALIDATION_EXCEPTION"
+    assert salesforce.requests_log.count("convert_lead") == 1
+
+
+def test_a_lost_answer_to_the_stamps_and_their_rider_makes_no_duplicate(salesforce):
+    """Stamps and workspace upsert applied, the answer lost: the conversion is retried (its lead re-read,
+    not converted again), the stamps and the workspace sent again by Id and external id: still one each."""
+    process(trial("ws_1", "dana@gmail.com"))
+    outbox_drain()
+    process(converted("ws_1", "dana@gmail.com"))
+    lost = salesforce.faults.commit_then_timeout(kind="composite", count=1, sleep=2.0)
+    drain_until_quiet()
+    assert lost.hits == 1
+    assert salesforce.requests_log.count("convert_lead") == 1
+    assert salesforce.store.count("Workspace__c") == 1
     assert_every_record_stamped_once(salesforce)

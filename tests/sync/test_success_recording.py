@@ -170,8 +170,10 @@ def test_recording_conversions_takes_the_same_statements_for_2_as_for_6(salesfor
         report = DrainReport()
         with CaptureQueriesContext(connection) as queries:
             outbox_drain_step("LeadConversion", shared_client(), "drainer", report)
-        # then each conversion, its account and its contact are recorded, in as many UPDATEs for 6 as for 2
-        assert report.synced == 3 * len(keys)
+        # then each conversion, its account, its contact and its workspace (sent in the stamps' call) are
+        # recorded, in as many UPDATEs for 6 as for 2
+        assert report.synced == 4 * len(keys)
+        assert report.calls == 2
         updates[len(keys)] = sum(1 for query in queries.captured_queries if "UPDATE" in query["sql"])
     assert updates[2] == updates[6], updates
 

@@ -75,9 +75,18 @@ def test_batches_are_sObject_collection_upserts_in_dependency_order(salesforce):
     assert calls == [
         ("collection_upsert", "Lead"),
         ("convert_lead", None),
-        ("collection_update", None),  # the account and contact convertLead made, stamped in one call
-        ("collection_upsert", "Workspace__c"),  # lookups as external-id references
+        # One composite call: the account and contact convertLead made, stamped (a collection update),
+        # then the workspace upserted with its lookups as external-id references to them.
+        ("composite", None),
     ]
+    composite = salesforce.requests_log.api_calls("composite")[0].body["compositeRequest"]
+    assert [sub["url"].rpartition("/composite/")[2] for sub in composite] == [
+        "sobjects",
+        "sobjects/Workspace__c/Lifecycle_Engine_ID__c",
+    ]
+    assert composite[1]["body"]["records"][0]["Contact__r"] == {
+        "Lifecycle_Engine_ID__c": f"con_{Contact.objects.get().pk}"
+    }
 
 
 def test_conversion_without_account_makes_account_and_contact_once_and_stamps_them(salesforce):

@@ -1211,6 +1211,8 @@ def run_freshness(run: Run, name: str, *, faults: bool) -> dict[str, Any]:
         "hedged_calls": sum("sending it again" in line for line in log),  # sync/salesforce.py, logged at INFO
     }
     out["verification"] = verify_sync(dsn, emu, truth)
+    if args.dump_calls:
+        dump_calls(args.dump_calls.with_suffix(f".{name}.jsonl"), emu.api_calls(), results[0][0] if results else 0.0)
     emu.stop()
     lat = out["latency_ms"]
     say(
@@ -1342,6 +1344,84 @@ def record_errors(calls: list[tuple[float, Any]]) -> dict[str, int]:
     return dict(Counter(code for _, entry in calls for code in entry.record_errors()).most_common())
 
 
+EXTERNAL_ID = "Lifecycle_Engine_ID__c"
+
+
+def dump_calls(path: Path, calls: list[tuple[float, Any]], t0: float) -> None:
+    """Every API call of a phase, one JSON line each (start in ms from the first send, what it carried,
+    how it ended): to follow one record through faults and retries by hand."""
+    with path.open("w") as out:
+        for t, entry in calls:
+            records = [rec for _, recs, _ in entry.collections() for rec in recs]
+            carried = [rec.get(EXTERNAL_ID) or rec.get("Id") for rec in records]
+            if entry.kind == "convert_lead" and isinstance(entry.body, list):
+                carried = [c.get("lead_id") for c in entry.body if isinstance(c, dict)]
+            line = {
+                "at_ms": round(1000 * (t - entry.duration - t0)),
+                "ms": round(1000 * entry.duration),
+                "call": entry.kind,
+                "object": entry.object_name,
+                "status": entry.status,
+                "faults": [f for f in entry.faults if f != "latency"],
+                "records": carried,
+                "record_errors": entry.record_errors(),
+                "query": entry.query[:300] if entry.kind == "query" else "",
+                "connection": entry.connection,
+            }
+            out.write(json.dumps(line) + "\n")
+    print(f"API calls written to {path}", file=sys.stderr)
+
+
+def slowest_timelines(dsn: str, emu: StampedEmulator, deliveries, results, watcher, calls, count: int = 10) -> list:
+    """The `count` slowest events, each with the API calls that touched its workspace, lead, contact or
+    account between its 202 and its record showing (offsets in ms from the 202): what the tail is made of."""
+    seen = [(watcher.appeared[i] - results[i][2], i) for i in watcher.appeared if results[i]]
+    slowest = sorted(seen, reverse=True)[:count]
+    if not slowest:
+        return []
+    spaces = sorted({deliveries[i].workspace for _, i in slowest})
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT workspace_id, lead_id, contact_id, account_id FROM workspaces_workspace"
+            " WHERE workspace_id = ANY(%s)",
+            (spaces,),
+        ).fetchall()
+    store = emu.emu.store
+    timelines = []
+    for latency, i in slowest:
+        d, answered = deliveries[i], results[i][2]
+        row = next((r for r in rows if r[0] == d.workspace), (d.workspace, None, None, None))
+        keys = {d.workspace} | {f"{p}_{pk}" for p, pk in zip(("lead", "con", "acc"), row[1:], strict=True) if pk}
+        ids = {
+            r["Id"] for name in ("Lead", "Contact", "Account") for r in store.find(name) if r.get(EXTERNAL_ID) in keys
+        }
+        touched = []
+        for t, entry in calls:
+            start = t - entry.duration
+            if not answered - 0.05 <= start <= answered + latency + 0.05:
+                continue
+            records = [rec for _, recs, _ in entry.collections() for rec in recs]
+            if entry.kind == "convert_lead" and isinstance(entry.body, list):
+                records = [{"Id": c.get("lead_id")} for c in entry.body if isinstance(c, dict)]
+            hit = any(rec.get(EXTERNAL_ID) in keys or rec.get("Id") in ids for rec in records)
+            hit = hit or (entry.kind == "query" and any(sf_id in entry.query for sf_id in ids))
+            if hit:
+                touched.append(
+                    {
+                        "at_ms": round(1000 * (start - answered)),
+                        "ms": round(1000 * entry.duration),
+                        "call": entry.kind,
+                        "status": entry.status,
+                        "faults": [f for f in entry.faults if f != "latency"],
+                        "record_errors": entry.record_errors(),
+                    }
+                )
+        timelines.append(
+            {"workspace": d.workspace, "type": d.type, "latency_ms": round(1000 * latency), "calls": touched}
+        )
+    return timelines
+
+
 def analyse_freshness(args, emu, deliveries, results, watcher, monitor, log_path, dsn, wall_offset, times):
     """Latency per accepted event, split into stages, with the tasks and API calls that explain it."""
     t_start, t_sent, t_end = times
@@ -1445,6 +1525,7 @@ def analyse_freshness(args, emu, deliveries, results, watcher, monitor, log_path
         },
         "api_calls_in_the_drain_before_the_workspace_upsert": plain_stats([float(c) for c in calls_before]),
         "workspace_upsert_attempts_per_event": dict(sorted(Counter(attempts).items())),
+        "slowest_events": slowest_timelines(dsn, emu, deliveries, results, watcher, calls),
         "events_first_seen_under_a_later_status": superseded,
         "process_tasks": {
             "count": len(processes),
@@ -1757,6 +1838,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--output", type=Path, default=RESULTS_DIR / "salesforce.json", help="where to write the JSON")
     parser.add_argument("--keep-database", action="store_true", help="do not drop the databases at the end")
     parser.add_argument("--keep-logs", action="store_true", help="keep the gunicorn and qcluster logs")
+    parser.add_argument(
+        "--dump-calls",
+        type=Path,
+        metavar="FILE",
+        help="freshness/faults: also write every API call as JSON lines to FILE.<phase>.jsonl",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress lines on stderr")
     parser.add_argument("--child", choices=("setup", "economy"), help=argparse.SUPPRESS)
     parser.add_argument("--work-file", help=argparse.SUPPRESS)

@@ -601,16 +601,21 @@ def _convert(items: list[OutboxItem], client: SalesforceClient, report: DrainRep
     """convertLead for each item, exactly once, then stamp what it made with the engine's external ids.
 
     A retried conversion may follow a lost answer (a timeout, a dropped connection): its lead is re-read
-    first and not converted again. After an answer (a 5xx, a lock) nothing was converted, so it converts
-    at once; were the lead converted after all, Salesforce refuses (CANNOT_UPDATE_CONVERTED_LEAD) and
-    the lead is re-read then.
+    first and not converted again. So is one known converted (its stamps failed: the row keeps the contact
+    convertLead made), which resumes at the stamps. After an answer to convertLead (a 5xx, a lock) nothing
+    was converted, so it converts at once; were the lead converted after all, Salesforce refuses
+    (CANNOT_UPDATE_CONVERTED_LEAD) and the lead is re-read then.
     A conversion counts as synced only once its contact (and the account it made) carry their external
     ids; until then their own rows wait for it, so neither is ever upserted into a second record.
     """
     plans = _plans(items, report)
     if not plans:
         return
-    retried = [plan for plan in plans if plan.item.attempts > 0 and plan.item.error_code in ANSWER_LOST]
+    retried = [
+        plan
+        for plan in plans
+        if plan.item.salesforce_id or (plan.item.attempts > 0 and plan.item.error_code in ANSWER_LOST)
+    ]
     already = _converted_in_salesforce(client, [plan.lead_id for plan in retried], report)
     for plan in plans:
         plan.result = already.get(plan.lead_id)
@@ -747,7 +752,8 @@ def _stamp_converted(client: SalesforceClient, plans: list[_Plan], report: Drain
     for plan in plans:
         mine = [stamp for stamp in stamps if stamp.plan is plan]
         failed = next((stamp.error for stamp in mine if stamp.error), None)
-        if failed:
+        if failed:  # converted all the same: its retry re-reads the lead (one call), never converts again
+            OutboxItem.objects.filter(pk=plan.item.pk).update(salesforce_id=plan.result.contact_id)
             _fail(plan.item, *failed, report)
             continue
         stamped += [(stamp.row, stamp.salesforce_id) for stamp in mine]

@@ -8,6 +8,7 @@ child process runs with; process-tree memory readings from /proc; a progress lin
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -507,3 +508,12 @@ def wait_for_other_benchmarks(limit: float, *, poll: float = 30.0) -> dict[str, 
 
 def type_mix(counts: dict[str, dict[str, int]]) -> dict[str, int]:
     return dict(Counter({kind: sum(by_status.values()) for kind, by_status in counts.items()}))
+
+
+def log_level(line: str) -> str:
+    """The level of one engine log line, in either LOG_FORMAT (json: the production default; plain)."""
+    if line.startswith("{"):
+        with contextlib.suppress(ValueError):
+            return str(json.loads(line).get("level", ""))
+    parts = line.split(" ", 3)
+    return parts[2] if len(parts) > 2 else ""

@@ -55,6 +55,7 @@ from common import (
     insert_accounts,
     libpq_dsn,
     lifecycle_rows,
+    log_level,
     machine_info,
     migrate,
     other_benchmarks,
@@ -350,7 +351,7 @@ def run_phase(run: Run, name: str) -> dict[str, Any]:
         out["cluster_stop_seconds"] = stop_cluster(run.cluster)
         run.cluster = None
         log = log_path.read_text(errors="replace").splitlines()
-        errors = [line for line in log if " ERROR " in line]
+        errors = [line for line in log if log_level(line) in ("ERROR", "CRITICAL")]
         out["cluster_log"] = {"processed": sum(" Processed " in line for line in log), "errors": len(errors),
                               "error_samples": errors[:5]}  # fmt: skip
         if broker != "orm":

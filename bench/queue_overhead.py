@@ -52,6 +52,7 @@ from common import (
     find_cpu_roots,
     flush_broker,
     libpq_dsn,
+    log_level,
     machine_info,
     migrate,
     other_benchmarks,
@@ -386,7 +387,7 @@ def run_phase(run: Run, phase: str, keys: list[str]) -> dict[str, Any]:
         out["cluster_stop_seconds"] = stop_cluster(run.cluster)
         run.cluster = None
         log = log_path.read_text(errors="replace").splitlines()
-        errors = [line for line in log if " ERROR " in line]
+        errors = [line for line in log if log_level(line) in ("ERROR", "CRITICAL")]
         out["cluster_log"] = {"errors": len(errors), "error_samples": errors[:5]}
         out["left_in_broker"] = left_in_broker(run.dsn, broker)
         if phase == "redis":

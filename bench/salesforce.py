@@ -64,6 +64,7 @@ from common import (
     find_cpu_roots,
     flush_broker,
     libpq_dsn,
+    log_level,
     machine_info,
     migrate,
     other_benchmarks,
@@ -1204,10 +1205,11 @@ def run_freshness(run: Run, name: str, *, faults: bool) -> dict[str, Any]:
     out["cpu_seconds"] = {k: round(v, 1) for k, v in cpu.items() if not k.endswith("_sys")}
     out["engine_cpu"] = engine_cpu(cpu, out, len(deliveries), args.rate)
     log = (run.tmp / f"{name}-qcluster.log").read_text(errors="replace").splitlines()
+    errors = [line for line in log if log_level(line) in ("ERROR", "CRITICAL")]
     out["cluster_log"] = {
-        "errors": sum(" ERROR " in line for line in log),
-        "error_samples": [line[:300] for line in log if " ERROR " in line][:5],
-        "warnings": sum(" WARNING " in line for line in log),
+        "errors": len(errors),
+        "error_samples": [line[:2000] for line in errors][:5],
+        "warnings": sum(log_level(line) == "WARNING" for line in log),
         "hedged_calls": sum("sending it again" in line for line in log),  # sync/salesforce.py, logged at INFO
     }
     out["verification"] = verify_sync(dsn, emu, truth)

@@ -796,7 +796,11 @@ def _riders(stamps: list[_Stamp], client: SalesforceClient, report: DrainReport)
     }
     if not ready:
         return []
-    _due("Workspace__c", now).filter(pk__in=list(ready)).update(lease_owner=worker, lease_expires_at=now + row_lease())
+    with transaction.atomic():  # only rows free right now: one processing holds goes on its own lane
+        free = _due("Workspace__c", now).filter(pk__in=list(ready)).select_for_update(skip_locked=True)
+        OutboxItem.objects.filter(pk__in=list(free.values_list("pk", flat=True))).update(
+            lease_owner=worker, lease_expires_at=now + row_lease()
+        )
     riders = list(OutboxItem.objects.filter(pk__in=list(ready), lease_owner=worker))
     changed = [rider for rider in riders if rider.version != ready[rider.pk]]  # its lookups were not checked
     _let_go(changed)
@@ -831,9 +835,13 @@ def _unsent(keys: set[tuple[str, str]]) -> set[tuple[str, str]]:
 
 
 def _let_go(items: list[OutboxItem]) -> None:
-    """Release rows claimed but not sent (or not theirs to answer for), without spending an attempt."""
-    for owner in {item.lease_owner for item in items}:
-        OutboxItem.objects.filter(pk__in=[i.pk for i in items if i.lease_owner == owner], lease_owner=owner).update(
+    """Release rows claimed but not sent (or not theirs to answer for), without spending an attempt.
+
+    One row a statement: processing may hold some of them, and a statement holding one row while it
+    waits for another could close a cycle with it (see sync/stamping.py). They are few (a call's riders).
+    """
+    for item in items:
+        OutboxItem.objects.filter(pk=item.pk, lease_owner=item.lease_owner).update(
             lease_owner="", lease_expires_at=None
         )
 

@@ -2,7 +2,7 @@
 
 It speaks what the engine uses, over real HTTPS on 127.0.0.1, to the real client (simple-salesforce
 over ``requests``): the OAuth client-credentials token endpoint, REST sobjects and upsert by external
-id, sObject Collections, a SOQL subset, limits with ``Sforce-Limit-Info``, and the SOAP partner API's
+id, sObject Collections, Composite, a SOQL subset, limits with ``Sforce-Limit-Info``, and the SOAP partner API's
 ``convertLead`` — with Salesforce's status codes and error bodies, fault injection and a request log.
 No Django inside; ``python manage.py salesforce_emulator`` wraps it for the demo.
 """

@@ -19,7 +19,7 @@ from sync.salesforce import RecordResult, shared_client
 from sync.worker import DrainReport, outbox_drain_step
 from tests.events.helpers import T0, lifecycle_event
 from tests.factories import WorkspaceFactory
-from tests.sync.test_sync_live import drain_until_quiet, process
+from tests.sync.test_sync_live import converted, drain_until_quiet, process, trial
 from workspaces.models import Account, Contact, Lead, Workspace
 
 
@@ -284,3 +284,42 @@ def test_an_outbox_row_held_by_processing_is_recorded_after_it_with_its_newer_ve
     held_row = OutboxItem.objects.get(pk=middle.pk)
     assert (held_row.state, held_row.version, held_row.sent_version) == ("pending", 2, 1)
     assert (held_row.salesforce_id, held_row.lease_owner) == (sf_id(held_row.external_id), "")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_converted_workspace_held_by_processing_does_not_ride_and_is_not_waited_for(salesforce):
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks between connections: PostgreSQL")
+    # given a converted workspace whose lead is in Salesforce, and processing holding its Workspace__c row
+    process(trial(), converted())
+    outbox_drain_step("Lead", shared_client(), "drainer", DrainReport())
+    row = OutboxItem.objects.get(object_type="Workspace__c")
+    held, go, errors = threading.Event(), threading.Event(), []
+
+    def processing() -> None:
+        with transaction.atomic():
+            OutboxItem.objects.select_for_update().get(pk=row.pk)
+            held.set()
+            assert go.wait(30)
+
+    holder = _in_thread(processing, errors)
+    assert held.wait(10)
+    # when the conversion is sent
+    converting = _in_thread(
+        lambda: outbox_drain_step("LeadConversion", shared_client(), "drainer", DrainReport()), errors
+    )
+    try:
+        # then it stamps without waiting for the held row, which stays out of the call
+        converting.join(10)
+        assert not converting.is_alive(), "the conversion waited for a row processing holds"
+        assert [e.kind for e in salesforce.requests_log.api_calls()][-1] == "collection_update"
+        assert OutboxItem.objects.get(object_type="LeadConversion").state == "synced"
+    finally:
+        go.set()
+        holder.join(10)
+    assert errors == []
+    row.refresh_from_db()
+    assert (row.state, row.lease_owner, row.attempts) == ("pending", "", 0)
+    # and it goes on its own lane once free
+    outbox_drain_step("Workspace__c", shared_client(), "drainer", DrainReport())
+    assert OutboxItem.objects.get(pk=row.pk).state == "synced"

@@ -8,6 +8,7 @@ keep-alive, and ``stop()`` wakes every stalled handler and closes every open con
 from __future__ import annotations
 
 import contextlib
+import json
 import socket
 import ssl
 import sys
@@ -85,11 +86,23 @@ class Dispatcher:
         entry.record_count = req.record_count
         entry.object_name = req.object_name
         if self.emu.log_bodies:
-            entry.body = req.parsed_body if req.parsed_body is not None else (kind if kind != "token" else None)
+            entry.body = self._logged_body(req, kind)
             entry.response = response.data
         entry.duration = time.monotonic() - started
         self.emu.requests_log.append(entry)
         return response
+
+    @staticmethod
+    def _logged_body(req: Request, kind: str) -> Any:
+        """What the call carried, for the log, also when a fault stopped it before its handler read it."""
+        if req.parsed_body is not None or kind == "token" or not req.body:
+            return req.parsed_body if req.parsed_body is not None else (kind if kind != "token" else None)
+        if kind == "convert_lead":
+            with contextlib.suppress(soap.SoapParseError):
+                return soap.parse_request(req.body).lead_converts
+        with contextlib.suppress(ValueError):
+            return json.loads(req.body)
+        return kind
 
     @staticmethod
     def _soap_kind(body: bytes) -> str:

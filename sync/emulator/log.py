@@ -33,7 +33,8 @@ class Entry:
             return [(self.kind, self.body.get("records") or [], self.response)]
         if self.kind != "composite" or not isinstance(self.body, dict):
             return []
-        answers = {a.get("referenceId"): a.get("body") for a in (self.response or {}).get("compositeResponse", [])}
+        parts = self.response.get("compositeResponse", []) if isinstance(self.response, dict) else []  # else refused
+        answers = {a.get("referenceId"): a.get("body") for a in parts}
         return [
             (sub.get("url", ""), sub["body"].get("records") or [], answers.get(sub.get("referenceId")))
             for sub in self.body.get("compositeRequest", [])

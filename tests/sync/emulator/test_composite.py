@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from simple_salesforce import Salesforce
-from simple_salesforce.exceptions import SalesforceMalformedRequest
+from simple_salesforce.exceptions import SalesforceError, SalesforceMalformedRequest
 
 from sync.emulator import Emulator
 
@@ -54,6 +54,8 @@ def test_a_stamp_then_an_upsert_that_looks_it_up_by_external_id_in_one_call(emul
     assert emulator.store.find_one("Workspace__c", Workspace_ID__c="ws_1")["Contact__c"] == contact_id
     entry = emulator.requests_log.api_calls("composite")[0]
     assert (entry.status, entry.record_count) == (200, 2)
+    assert [len(records) for _, records, _ in entry.collections()] == [1, 1]
+    assert entry.record_errors() == []
     assert emulator.limits.used == 1, "a composite call counts once against the API limit"
 
 
@@ -103,6 +105,8 @@ def test_all_or_none_rolls_every_write_back(emulator: Emulator, sf: Salesforce):
     assert [a["httpStatusCode"] for a in answers] == [400, 200, 400]
     assert answers[0]["body"][0]["errorCode"] == answers[2]["body"][0]["errorCode"] == "PROCESSING_HALTED"
     assert [r["success"] for r in answers[1]["body"]] == [False, False]
+    errors = emulator.requests_log.api_calls("composite")[0].record_errors()
+    assert errors == ["ALL_OR_NONE_OPERATION_ROLLED_BACK", "REQUIRED_FIELD_MISSING"]
     assert emulator.store.count("Account") == emulator.store.count("Contact") == 0
 
 
@@ -142,3 +146,15 @@ def test_a_malformed_composite_is_refused_whole_and_changes_nothing(
         composite(sf, *subrequests)
     assert message in refused.value.content[0]["message"]
     assert emulator.requests_log.api_calls("composite")[0].status == 400
+
+
+def test_a_composite_refused_whole_by_a_fault_still_logs_what_it_carried(emulator: Emulator, sf: Salesforce):
+    emulator.faults.server_error(503, kind="composite")
+    collection = {"allOrNone": False, "records": [{"attributes": {"type": "Account"}, "Name": "Acme"}]}
+    with pytest.raises(SalesforceError):
+        composite(sf, {"method": "POST", "url": f"{V}/composite/sobjects", "referenceId": "one", "body": collection})
+    entry = emulator.requests_log.api_calls("composite")[0]
+    assert entry.status == 503
+    assert [records[0]["Name"] for _, records, _ in entry.collections()] == ["Acme"]
+    assert entry.record_errors() == []
+    assert emulator.store.count("Account") == 0

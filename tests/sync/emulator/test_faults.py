@@ -56,7 +56,7 @@ def test_server_errors_for_the_next_n_calls(emulator: Emulator, sf: Salesforce, 
     statuses = [e.status for e in emulator.requests_log.api_calls("collection_upsert")]
     assert statuses == [status, status, 200]
     refused = emulator.requests_log.api_calls("collection_upsert")[0]
-    assert [records for _, records, _ in refused.collections()][0][0]["Lifecycle_Engine_ID__c"] == "c1", (
+    assert next(records for _, records, _ in refused.collections())[0]["Lifecycle_Engine_ID__c"] == "c1", (
         "a call stopped before its handler still shows what it carried"
     )
 

@@ -768,23 +768,29 @@ def _stamp_converted(client: SalesforceClient, plans: list[_Plan], report: Drain
 
 
 def _riders(stamps: list[_Stamp], client: SalesforceClient, report: DrainReport) -> list[OutboxItem]:
-    """Claim the converted workspaces' Workspace__c rows that wait for nothing but these stamps: they are
-    upserted in the same call, right after them, instead of one call later (a paying customer's
-    workspace shows in Salesforce a round trip sooner).
+    """Claim the Workspace__c rows that wait for nothing but these stamps: they are upserted in the same
+    call, right after them, instead of one call later (a paying customer's workspace shows in Salesforce
+    a round trip sooner; so does a colleague's trial that waited for the account the conversion made).
 
+    Candidates are the converted workspaces and the other workspaces of the contacts and accounts stamped.
     A rider is due, each of its lookups is in Salesforce or among these stamps, it is in the pilot, and no
-    earlier copy of it is still in flight. (Another workspace of the same person goes on its own lane.)
+    earlier copy of it is still in flight.
     """
     worker = stamps[0].plan.item.lease_owner if stamps else ""
     stamped = {(stamp.row.object_type, stamp.row.external_id) for stamp in stamps}
     if not worker:
         return []
     now = timezone.now()
-    workspaces = {stamp.plan.item.workspace_key for stamp in stamps}
+    pks = {
+        object_type: [int(key.rpartition("_")[2]) for t, key in stamped if t == object_type]
+        for object_type in ("Account", "Contact")
+    }
+    theirs = Workspace.objects.filter(Q(account_id__in=pks["Account"]) | Q(contact_id__in=pks["Contact"]))
+    converted = [stamp.plan.item.workspace_key for stamp in stamps]
     rows = list(
         _candidates("Workspace__c", now)
-        .filter(external_id__in=workspaces)
-        .values_list("pk", "version", "external_id", "workspace_key", "payload")
+        .filter(Q(external_id__in=converted) | Q(external_id__in=theirs.values("workspace_id")))
+        .values_list("pk", "version", "external_id", "workspace_key", "payload")[: settings.SALESFORCE_BATCH_SIZE]
     )
     looked_up = {key for *_, payload in rows for key in _lookup_keys_of(payload)}
     unsent = _unsent(looked_up - stamped)

@@ -251,3 +251,23 @@ def test_a_lost_answer_to_the_stamps_and_their_rider_makes_no_duplicate(salesfor
     assert salesforce.requests_log.count("convert_lead") == 1
     assert salesforce.store.count("Workspace__c") == 1
     assert_every_record_stamped_once(salesforce)
+
+
+def test_a_colleague_waiting_for_the_account_a_conversion_makes_rides_in_its_stamps_call(salesforce):
+    process(trial("ws_1", "dana@acme.io"), trial("ws_2", "lee@acme.io"))
+    outbox_drain()
+    process(converted("ws_1", "dana@acme.io"))
+    colleague = OutboxItem.objects.get(object_type="Workspace__c", external_id="ws_2")
+    account = Account.objects.get()
+    assert (
+        colleague.state == "pending"
+        and colleague.payload["Account__r"]["Lifecycle_Engine_ID__c"] == f"acc_{account.pk}"
+    )
+    salesforce.requests_log.clear()
+    outbox_drain()
+    assert [e.kind for e in salesforce.requests_log.api_calls()] == ["convert_lead", "composite"]
+    riders = salesforce.requests_log.api_calls("composite")[0].collections()[1][1]
+    assert sorted(r["Workspace_ID__c"] for r in riders) == ["ws_1", "ws_2"]
+    assert set(OutboxItem.objects.values_list("state", flat=True)) == {"synced"}
+    sf_account = salesforce.store.find_one("Account", Lifecycle_Engine_ID__c=f"acc_{account.pk}")
+    assert salesforce.store.find_one("Workspace__c", Workspace_ID__c="ws_2")["Account__c"] == sf_account["Id"]

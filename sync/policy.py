@@ -54,13 +54,18 @@ def action_for(code: str, *, previous_code: str = "") -> Action:
 FIRST_RETRY_SECONDS = (0.1, 0.25)
 
 
-def backoff(attempt: int, *, base: float = 1.0, factor: float = 3.0, cap: float = 1800.0) -> timedelta:
+def backoff(
+    attempt: int, *, base: float = 1.0, factor: float = 3.0, cap: float = 1800.0, jitter: float | None = None
+) -> timedelta:
     """Capped exponential backoff with jitter: 50–100 % of base·factor^(n-1), at most `cap`.
 
     The first retry comes within a quarter second (a 5xx or a lock is often gone by then, the record
     is late already, and a retry that fails again costs one call); then 1.5–3 s, 4.5–9 s, … so the
-    attempts before a dead letter still span ~15 minutes (9–18).
+    attempts before a dead letter still span ~15 minutes (9–18). `jitter` (0–1) places the delay in its
+    range; rows that failed in one call share it, so they are retried together, in one call again.
     """
+    share = random.random() if jitter is None else jitter
     if attempt <= 1:
-        return timedelta(seconds=random.uniform(*FIRST_RETRY_SECONDS))
-    return timedelta(seconds=min(cap, base * factor ** (attempt - 1)) * random.uniform(0.5, 1.0))
+        low, high = FIRST_RETRY_SECONDS
+        return timedelta(seconds=low + (high - low) * share)
+    return timedelta(seconds=min(cap, base * factor ** (attempt - 1)) * (0.5 + 0.5 * share))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import random
 import socket
 import time
 import uuid
@@ -74,6 +75,7 @@ class DrainReport:
     paused: str = ""
     by_type: dict[str, int] = field(default_factory=dict)
     retry_at: float | None = None  # time.monotonic() when the soonest retry this report saw comes due
+    jitter: float = field(default_factory=random.random)  # this step's place in each backoff range (policy)
 
     def retry_due_in(self, delay: timedelta) -> None:
         at = time.monotonic() + delay.total_seconds()
@@ -145,6 +147,7 @@ def sync_paused(report: DrainReport) -> bool:
 
 def outbox_drain_step(object_type: str, client: SalesforceClient | None, worker: str, report: DrainReport) -> int:
     """Claim one batch of this type that may go now and send it; return how many rows it claimed."""
+    report.jitter = random.random()  # one for the batch: what failed together is retried together
     items = _claim(object_type, worker)
     if items and client is not None:
         items = _without_held(items, client, worker, report)
@@ -524,7 +527,7 @@ def _fail(item: OutboxItem, code: str, message: str, report: DrainReport) -> Non
         fields.update(state=OutboxItem.State.RETRY, next_attempt_at=now)
         report.retry_due_in(timedelta(0))
     elif action is Action.RETRY:
-        delay = backoff(attempts)
+        delay = backoff(attempts, jitter=report.jitter)
         fields.update(state=OutboxItem.State.RETRY, next_attempt_at=now + delay)
         report.retry_due_in(delay)
     else:

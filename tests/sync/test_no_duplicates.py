@@ -271,3 +271,21 @@ def test_a_colleague_waiting_for_the_account_a_conversion_makes_rides_in_its_sta
     assert set(OutboxItem.objects.values_list("state", flat=True)) == {"synced"}
     sf_account = salesforce.store.find_one("Account", Lifecycle_Engine_ID__c=f"acc_{account.pk}")
     assert salesforce.store.find_one("Workspace__c", Workspace_ID__c="ws_2")["Account__c"] == sf_account["Id"]
+
+
+def test_conversions_whose_stamps_failed_in_one_call_are_retried_together(salesforce):
+    people = [(f"ws_{n}", f"person{n}@gmail.com") for n in range(3)]
+    process(*(trial(ws, email) for ws, email in people))
+    outbox_drain()
+    process(*(converted(ws, email) for ws, email in people))
+    salesforce.faults.server_error(503, kind="composite", count=1)
+    with time_machine.travel(timezone.now(), tick=False):
+        outbox_drain()
+    conversions = OutboxItem.objects.filter(object_type="LeadConversion")
+    assert set(conversions.values_list("state", flat=True)) == {"retry"}
+    assert len(set(conversions.values_list("next_attempt_at", flat=True))) == 1, "one retry, not three"
+    salesforce.requests_log.clear()
+    with time_machine.travel(timezone.now() + timedelta(seconds=0.3), tick=False):
+        outbox_drain()
+    assert [e.kind for e in salesforce.requests_log.api_calls()] == ["query", "composite"]
+    assert_every_record_stamped_once(salesforce)

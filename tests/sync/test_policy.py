@@ -17,3 +17,10 @@ def test_retries_before_a_dead_letter_span_minutes_not_seconds(settings):
 
 def test_backoff_is_capped():
     assert backoff(50).total_seconds() <= 1800
+
+
+def test_rows_that_failed_together_share_their_delay():
+    assert backoff(1, jitter=0.0).total_seconds() == 0.1
+    assert backoff(1, jitter=1.0).total_seconds() == 0.25
+    assert backoff(2, jitter=0.5) == backoff(2, jitter=0.5) == backoff(2, jitter=0.5)
+    assert backoff(3, jitter=0.0).total_seconds() == 4.5

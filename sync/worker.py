@@ -325,12 +325,9 @@ def _being_sent(targets: set[tuple[str, str]]) -> set[tuple[str, str]]:
     or the upsert could land after it (the drainer's stages run side by side)."""
     if not targets:
         return set()
-    match = Q()
-    for object_type, key in targets:
-        match |= Q(object_type=object_type, external_id=key)
     now = timezone.now()
     return set(
-        OutboxItem.objects.filter(match)
+        OutboxItem.objects.filter(_keyed(targets))
         .filter(Q(state__in=_open_states()) | Q(lease_expires_at__gt=now))
         .values_list("object_type", "external_id")
     )
@@ -765,7 +762,7 @@ def _stamp_converted(client: SalesforceClient, plans: list[_Plan], report: Drain
     _succeed_all(stamped, report)
     _succeed_all(converted, report)
     # A rider refused because a stamp it looks up failed goes again once that stamp is in: no attempt spent.
-    waiting = [rider for rider, result, failed in rode if not result.success and _lookup_keys(rider) & failed]
+    waiting = [rider for rider, result, lost in rode if not result.success and _lookup_keys_of(rider.payload) & lost]
     _let_go(waiting)
     _record([(rider, result) for rider, result, _ in rode if rider not in waiting], report)
 
@@ -828,19 +825,20 @@ def _lookup_keys_of(payload: dict) -> set[tuple[str, str]]:
     }
 
 
-def _lookup_keys(item: OutboxItem) -> set[tuple[str, str]]:
-    return _lookup_keys_of(item.payload)
-
-
 def _unsent(keys: set[tuple[str, str]]) -> set[tuple[str, str]]:
     """Of these (type, external id), the records the outbox has yet to send a first time."""
     if not keys:
         return set()
+    rows = OutboxItem.objects.filter(_keyed(keys), salesforce_id="", state__in=_open_states())
+    return set(rows.values_list("object_type", "external_id"))
+
+
+def _keyed(keys: set[tuple[str, str]]) -> Q:
+    """Outbox rows by (type, external id): each an equality pair on the unique index."""
     match = Q()
     for object_type, key in keys:
         match |= Q(object_type=object_type, external_id=key)
-    rows = OutboxItem.objects.filter(match, salesforce_id="", state__in=_open_states())
-    return set(rows.values_list("object_type", "external_id"))
+    return match
 
 
 def _let_go(items: list[OutboxItem]) -> None:

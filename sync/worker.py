@@ -190,7 +190,7 @@ def _claim(object_type: str, worker: str) -> list[OutboxItem]:
     """Lease up to a batch of due rows whose dependencies are in Salesforce (oldest change first).
 
     The lease is taken by one UPDATE that re-checks state, due time and lease on each row, so a row
-    another drainer finished meanwhile is never sent again.
+    another drainer finished meanwhile is never sent again (`_lease`).
     """
     now = timezone.now()
     batch = settings.SALESFORCE_BATCH_SIZE
@@ -203,7 +203,7 @@ def _claim(object_type: str, worker: str) -> list[OutboxItem]:
         ids = list(checked)
     if not ids:
         return []
-    _due(object_type, now).filter(pk__in=ids).update(lease_owner=worker, lease_expires_at=now + row_lease())
+    _lease(object_type, ids, worker, now)
     items = list(OutboxItem.objects.filter(pk__in=ids, lease_owner=worker).select_related("depends_on"))
     # A row processing changed after its lookups were checked may point at a record not yet in Salesforce
     # (a new contact, say: INVALID_FIELD). Let it go; the next look checks its new version.
@@ -211,6 +211,18 @@ def _claim(object_type: str, worker: str) -> list[OutboxItem]:
     if changed:
         OutboxItem.objects.filter(pk__in=changed, lease_owner=worker).update(lease_owner="", lease_expires_at=None)
     return [item for item in items if item.pk not in changed]
+
+
+def _lease(object_type: str, ids: list[int], worker: str, now) -> None:
+    """Lease those of these rows that are still due and free right now, in one UPDATE.
+
+    Only rows it can lock at once (FOR UPDATE SKIP LOCKED, PostgreSQL): processing holds outbox rows in
+    long transactions, and a statement holding one row while it waits for another could close a cycle
+    with it (see sync/stamping.py). A row skipped is being changed; the next look takes its new version.
+    """
+    with transaction.atomic():
+        free = _due(object_type, now).filter(pk__in=ids).select_for_update(skip_locked=True).values("pk")
+        OutboxItem.objects.filter(pk__in=free).update(lease_owner=worker, lease_expires_at=now + row_lease())
 
 
 def _without_held(
@@ -802,11 +814,7 @@ def _riders(stamps: list[_Stamp], client: SalesforceClient, report: DrainReport)
     }
     if not ready:
         return []
-    with transaction.atomic():  # only rows free right now: one processing holds goes on its own lane
-        free = _due("Workspace__c", now).filter(pk__in=list(ready)).select_for_update(skip_locked=True)
-        OutboxItem.objects.filter(pk__in=list(free.values_list("pk", flat=True))).update(
-            lease_owner=worker, lease_expires_at=now + row_lease()
-        )
+    _lease("Workspace__c", list(ready), worker, now)  # one processing holds goes on its own lane
     riders = list(OutboxItem.objects.filter(pk__in=list(ready), lease_owner=worker))
     changed = [rider for rider in riders if rider.version != ready[rider.pk]]  # its lookups were not checked
     _let_go(changed)

@@ -261,7 +261,7 @@ def test_an_outbox_row_held_by_processing_is_recorded_after_it_with_its_newer_ve
             OutboxItem.objects.filter(pk=middle.pk).update(version=F("version") + 1)
 
     # when the drainer records the call's successes while the row is held (taken once the call is in
-    # flight: the drainer's claim waits for a held row, and is not what is under test here)
+    # flight: the claim skips a row that is held already, see the test below)
     in_flight = threading.Event()
 
     def call() -> None:
@@ -323,3 +323,38 @@ def test_a_converted_workspace_held_by_processing_does_not_ride_and_is_not_waite
     # and it goes on its own lane once free
     outbox_drain_step("Workspace__c", shared_client(), "drainer", DrainReport())
     assert OutboxItem.objects.get(pk=row.pk).state == "synced"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_claim_skips_a_row_processing_holds_instead_of_waiting_for_it(live):
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks between connections: PostgreSQL")
+    # given processing holds one of five due rows
+    rows = workspace_rows(5)
+    middle = rows[2]
+    held, go, errors = threading.Event(), threading.Event(), []
+
+    def processing() -> None:
+        with transaction.atomic():
+            OutboxItem.objects.select_for_update().get(pk=middle.pk)
+            held.set()
+            assert go.wait(30)
+
+    holder = _in_thread(processing, errors)
+    assert held.wait(10)
+    # when the drainer claims and sends them
+    drainer = _in_thread(lambda: drain_workspaces(Accepting()), errors)
+    try:
+        # then it does not wait: the other four are sent and recorded, the held one left for later
+        drainer.join(10)
+        assert not drainer.is_alive(), "the claim waited for a row processing holds"
+        assert synced(rows) == {row.external_id for row in rows if row is not middle}
+    finally:
+        go.set()
+        holder.join(10)
+        drainer.join(10)
+    assert errors == []
+    middle.refresh_from_db()
+    assert (middle.state, middle.lease_owner) == ("pending", "")
+    drain_workspaces(Accepting())
+    assert synced(rows) == {row.external_id for row in rows}

@@ -1389,14 +1389,19 @@ def slowest_timelines(dsn: str, emu: StampedEmulator, deliveries, results, watch
             (spaces,),
         ).fetchall()
     store = emu.emu.store
+    salesforce_ids = {  # external id -> Salesforce id, read once for every event below
+        record[EXTERNAL_ID]: record["Id"]
+        for name in ("Lead", "Contact", "Account")
+        for record in store.find(name)
+        if record.get(EXTERNAL_ID)
+    }
+    by_workspace = {r[0]: r for r in rows}
     timelines = []
     for latency, i in slowest:
         d, answered = deliveries[i], results[i][2]
-        row = next((r for r in rows if r[0] == d.workspace), (d.workspace, None, None, None))
+        row = by_workspace.get(d.workspace, (d.workspace, None, None, None))
         keys = {d.workspace} | {f"{p}_{pk}" for p, pk in zip(("lead", "con", "acc"), row[1:], strict=True) if pk}
-        ids = {
-            r["Id"] for name in ("Lead", "Contact", "Account") for r in store.find(name) if r.get(EXTERNAL_ID) in keys
-        }
+        ids = {salesforce_ids[key] for key in keys if key in salesforce_ids}
         touched = []
         for t, entry in calls:
             start = t - entry.duration

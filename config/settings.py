@@ -256,9 +256,10 @@ SALESFORCE_API_VERSION = env.str("SALESFORCE_API_VERSION", default="62.0")
 # Every call has a timeout (simple-salesforce has none by default: PITFALLS.md); at most 30 s.
 SALESFORCE_TIMEOUT_SECONDS = min(env.float("SALESFORCE_TIMEOUT_SECONDS", default=20.0), 30.0)
 SALESFORCE_BATCH_SIZE = min(env.int("SALESFORCE_BATCH_SIZE", default=200), 200)
-# A call that outlives this (0: twice the 95th percentile of the last 200 answered calls of its kind,
-# at least 0.5 s) is sent a second time, and the first answer is taken: a stalled connection costs
-# that, not the timeout. Only calls that are safe to repeat (sync/salesforce.py); off with 'false'.
+# A call that outlives this (0: twice the 95th percentile of the last 200 answered calls of its kind, of
+# every call while its kind has fewer than 20, at least 0.5 s) is sent a second time, and the first
+# answer is taken: a stalled connection costs that, not the timeout. Only calls that are safe to repeat
+# (sync/salesforce.py); off with 'false'.
 SALESFORCE_HEDGE = env.bool("SALESFORCE_HEDGE", default=True)
 SALESFORCE_HEDGE_AFTER_SECONDS = max(env.float("SALESFORCE_HEDGE_AFTER_SECONDS", default=0.0), 0.0)
 SALESFORCE_MAX_ATTEMPTS = env.int("SALESFORCE_MAX_ATTEMPTS", default=8)

@@ -41,6 +41,11 @@ def key_of(object_type: str, pk: int) -> str:
     return f"{KEY_PREFIXES[object_type]}_{pk}"
 
 
+def pk_of(key: str) -> int:
+    """The primary key of the engine record behind an external id (`key_of`'s inverse)."""
+    return int(key.rpartition("_")[2])
+
+
 #: Lookups sent as external-ID relationship references, and the object each one points at (a record goes
 #: only once those are in Salesforce: sync/worker.py).
 RELATIONSHIPS = {"Lead__r": "Lead", "Account__r": "Account", "Contact__r": "Contact", "Account": "Account"}

@@ -321,11 +321,12 @@ class SalesforceClient:
 
     def upsert_collection(self, object_type: str, external_field: str, records: list[dict]) -> list[RecordResult]:
         """sObject Collections upsert (≤ 200 records, allOrNone false): one result per record, in order."""
-        body = {"allOrNone": False, "records": [{"attributes": {"type": object_type}, **r} for r in records]}
+        typed = [(object_type, record) for record in records]
+        body = {"allOrNone": False, "records": _with_types(typed)}
         results = self._hedged(
             "upsert",
             lambda sf: sf.restful(f"composite/sobjects/{object_type}/{external_field}", method="PATCH", json=body),
-            keys=[(object_type, record[external_field]) for record in records if record.get(external_field)],
+            keys=_keys(typed, external_field),
         )
         return [_record_result(result) for result in results]
 
@@ -333,11 +334,11 @@ class SalesforceClient:
         """sObject Collections update by Id of (type, record) pairs, types mixed in one call
         (used to stamp external ids on the records a lead conversion made; `external_field` names them
         while a hedged copy is out)."""
-        body = {"allOrNone": False, "records": [{"attributes": {"type": t}, **r} for t, r in records]}
+        body = {"allOrNone": False, "records": _with_types(records)}
         results = self._hedged(
             "update",
             lambda sf: sf.restful("composite/sobjects", method="PATCH", json=body),
-            keys=[(t, r[external_field]) for t, r in records if external_field and r.get(external_field)],
+            keys=_keys(records, external_field),
         )
         return [_record_result(result) for result in results]
 
@@ -351,7 +352,7 @@ class SalesforceClient:
                 "method": "PATCH",
                 "url": f"{base}/{write.upsert_type}/{external_field}" if write.upsert_type else base,
                 "referenceId": f"write{index}",
-                "body": {"allOrNone": False, "records": [{"attributes": {"type": t}, **r} for t, r in write.records]},
+                "body": {"allOrNone": False, "records": _with_types(write.records)},
             }
             for index, write in enumerate(writes)
         ]
@@ -359,7 +360,7 @@ class SalesforceClient:
         answer = self._hedged(
             "composite",
             lambda sf: sf.restful("composite", method="POST", json=body),
-            keys=[(t, r[external_field]) for write in writes for t, r in write.records if r.get(external_field)],
+            keys=[key for write in writes for key in _keys(write.records, external_field)],
         )
         return [
             _subrequest_results(part, len(write.records))
@@ -421,6 +422,16 @@ def _record_result(result: dict) -> RecordResult:
         error.get("statusCode") or error.get("errorCode", "UNKNOWN"),
         error.get("message", ""),
     )
+
+
+def _with_types(records: list[tuple[str, dict]]) -> list[dict]:
+    """(type, record) pairs as sObject Collections records: each carries its type in `attributes`."""
+    return [{"attributes": {"type": object_type}, **record} for object_type, record in records]
+
+
+def _keys(records: list[tuple[str, dict]], external_field: str) -> list[tuple[str, str]]:
+    """(type, external id) of the records that carry one: what a hedged write holds while a copy is out."""
+    return [(t, record[external_field]) for t, record in records if external_field and record.get(external_field)]
 
 
 def _subrequest_results(part: dict, count: int) -> list[RecordResult]:

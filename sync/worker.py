@@ -30,7 +30,7 @@ from linking.services import review_item_raise
 from ops.services import error_record
 from sync.deletion import DELETION, deletions_send
 from sync.models import OutboxItem, SyncControl
-from sync.outbox import EXTERNAL_ID, RELATIONSHIPS
+from sync.outbox import EXTERNAL_ID, RELATIONSHIPS, pk_of
 from sync.policy import Action, action_for, backoff
 from sync.salesforce import (
     ANSWER_LOST,
@@ -195,34 +195,31 @@ def _claim(object_type: str, worker: str) -> list[OutboxItem]:
     now = timezone.now()
     batch = settings.SALESFORCE_BATCH_SIZE
     live = settings.SALESFORCE_SYNC == "live"
-    checked: dict[int, int] = {}  # id -> the version whose lookups were checked
+    checked: dict[int, int | None]  # id -> the version whose lookups were checked (None: not by version)
     if live and object_type in ("LeadConversion", DELETION):
-        ids = _ready_ids(object_type, _candidates(object_type, now), batch)
+        checked = dict.fromkeys(_ready_ids(object_type, _candidates(object_type, now), batch))
     else:
         checked = dict(_ready_ids_plain(object_type, now, batch, live))
-        ids = list(checked)
-    if not ids:
-        return []
-    _lease(object_type, ids, worker, now)
-    items = list(OutboxItem.objects.filter(pk__in=ids, lease_owner=worker).select_related("depends_on"))
-    # A row processing changed after its lookups were checked may point at a record not yet in Salesforce
-    # (a new contact, say: INVALID_FIELD). Let it go; the next look checks its new version.
-    changed = [item.pk for item in items if item.pk in checked and item.version != checked[item.pk]]
-    if changed:
-        OutboxItem.objects.filter(pk__in=changed, lease_owner=worker).update(lease_owner="", lease_expires_at=None)
-    return [item for item in items if item.pk not in changed]
+    return _lease(object_type, checked, worker, now) if checked else []
 
 
-def _lease(object_type: str, ids: list[int], worker: str, now) -> None:
-    """Lease those of these rows that are still due and free right now, in one UPDATE.
+def _lease(object_type: str, checked: dict[int, int | None], worker: str, now) -> list[OutboxItem]:
+    """Lease those of these rows (id -> the version whose lookups were checked; None: nothing checked) that
+    are still due and free right now, in one UPDATE; return the rows leased.
 
     Only rows it can lock at once (FOR UPDATE SKIP LOCKED, PostgreSQL): processing holds outbox rows in
     long transactions, and a statement holding one row while it waits for another could close a cycle
     with it (see sync/stamping.py). A row skipped is being changed; the next look takes its new version.
+    So does a row processing changed after its lookups were checked: it may point at a record not yet in
+    Salesforce (a new contact, say: INVALID_FIELD), so it is let go.
     """
     with transaction.atomic():
-        free = _due(object_type, now).filter(pk__in=ids).select_for_update(skip_locked=True).values("pk")
+        free = _due(object_type, now).filter(pk__in=list(checked)).select_for_update(skip_locked=True).values("pk")
         OutboxItem.objects.filter(pk__in=free).update(lease_owner=worker, lease_expires_at=now + row_lease())
+    items = list(OutboxItem.objects.filter(pk__in=list(checked), lease_owner=worker).select_related("depends_on"))
+    changed = [item for item in items if checked[item.pk] not in (None, item.version)]
+    _let_go(changed)
+    return [item for item in items if item not in changed]
 
 
 def _without_held(
@@ -459,7 +456,7 @@ def _stamp_locals(object_type: str, stamps: dict[str, str], now) -> set[str]:
         return workspaces_stamp(stamps, state=OutboxItem.State.SYNCED, now=now)
     if object_type not in LOCAL_MODELS:
         return set()
-    keys = {int(external_id.rpartition("_")[2]): external_id for external_id in stamps}
+    keys = {pk_of(external_id): external_id for external_id in stamps}
     skipped = salesforce_ids_stamp(LOCAL_MODELS[object_type], {pk: stamps[key] for pk, key in keys.items()})
     return {keys[pk] for pk in skipped}
 
@@ -500,7 +497,7 @@ def _stamp_local(object_type: str, external_id: str, salesforce_id: str, now) ->
             salesforce_id=salesforce_id, salesforce_state=OutboxItem.State.SYNCED, salesforce_synced_at=now
         )
     elif object_type in LOCAL_MODELS:
-        pk = external_id.rpartition("_")[2]
+        pk = pk_of(external_id)
         LOCAL_MODELS[object_type].objects.filter(pk=pk).exclude(salesforce_id=salesforce_id).update(
             salesforce_id=salesforce_id
         )
@@ -661,9 +658,7 @@ def _plans(items: list[OutboxItem], report: DrainReport) -> list[_Plan]:
             taken = OutboxItem.objects.filter(pk=row.pk, depends_on_id=row.depends_on_id, salesforce_id="")
             roles[item.pk] = MAKE if taken.update(depends_on=item) else WAIT
         if roles[item.pk] == WAIT:
-            OutboxItem.objects.filter(pk=item.pk, lease_owner=item.lease_owner).update(
-                lease_owner="", lease_expires_at=None
-            )
+            _let_go([item])
             continue
         if not lead_id:
             _fail(item, "LEAD_NOT_IN_SALESFORCE", "The lead to convert has no Salesforce id.", report)
@@ -788,14 +783,10 @@ def _riders(stamps: list[_Stamp], client: SalesforceClient, report: DrainReport)
     A rider is due, each of its lookups is in Salesforce or among these stamps, it is in the pilot, and no
     earlier copy of it is still in flight.
     """
-    worker = stamps[0].plan.item.lease_owner if stamps else ""
     stamped = {(stamp.row.object_type, stamp.row.external_id) for stamp in stamps}
-    if not worker:
-        return []
     now = timezone.now()
     pks = {
-        object_type: [int(key.rpartition("_")[2]) for t, key in stamped if t == object_type]
-        for object_type in ("Account", "Contact")
+        object_type: [pk_of(key) for t, key in stamped if t == object_type] for object_type in ("Account", "Contact")
     }
     theirs = Workspace.objects.filter(Q(account_id__in=pks["Account"]) | Q(contact_id__in=pks["Contact"]))
     converted = [stamp.plan.item.workspace_key for stamp in stamps]
@@ -814,11 +805,7 @@ def _riders(stamps: list[_Stamp], client: SalesforceClient, report: DrainReport)
     }
     if not ready:
         return []
-    _lease("Workspace__c", list(ready), worker, now)  # one processing holds goes on its own lane
-    riders = list(OutboxItem.objects.filter(pk__in=list(ready), lease_owner=worker))
-    changed = [rider for rider in riders if rider.version != ready[rider.pk]]  # its lookups were not checked
-    _let_go(changed)
-    riders = [rider for rider in riders if rider not in changed]
+    riders = _lease("Workspace__c", ready, stamps[0].plan.item.lease_owner, now)  # its conversion's lane
     report.sent += len(riders)
     report.by_type["Workspace__c"] = report.by_type.get("Workspace__c", 0) + len(riders)
     return riders
@@ -853,7 +840,8 @@ def _let_go(items: list[OutboxItem]) -> None:
     """Release rows claimed but not sent (or not theirs to answer for), without spending an attempt.
 
     One row a statement: processing may hold some of them, and a statement holding one row while it
-    waits for another could close a cycle with it (see sync/stamping.py). They are few (a call's riders).
+    waits for another could close a cycle with it (see sync/stamping.py). They are few (riders, a
+    conversion that waits, a row changed since its claim was checked).
     """
     for item in items:
         OutboxItem.objects.filter(pk=item.pk, lease_owner=item.lease_owner).update(

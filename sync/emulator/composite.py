@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -45,6 +46,19 @@ def _invalid(message: str) -> RequestError:
     return RequestError(400, SFError("INVALID_INPUT", message))
 
 
+@dataclass
+class _Sub:
+    """One subrequest as sent: its reference, route, version, path, query string, method and body."""
+
+    ref: str
+    route: Any
+    version: str
+    path: str
+    query_string: str
+    method: str
+    body: Any
+
+
 def run(rest: RestAPI, req: Request) -> Response:
     body = req.json()
     if not isinstance(body, dict) or not isinstance(body.get("compositeRequest"), list):
@@ -54,9 +68,9 @@ def run(rest: RestAPI, req: Request) -> Response:
         raise _invalid(f"A composite request takes 1 to {MAX_SUBREQUESTS} subrequests, not {len(subrequests)}")
     all_or_none = bool(body.get("allOrNone", False))
     planned = [_plan(rest, index, sub) for index, sub in enumerate(subrequests)]
-    if len({ref for ref, *_ in planned}) != len(planned):
+    if len({sub.ref for sub in planned}) != len(planned):
         raise _invalid("Duplicate referenceId in compositeRequest: each subrequest needs its own")
-    heavy = sum(route.kind in HEAVY_KINDS for _, route, *_ in planned)
+    heavy = sum(sub.route.kind in HEAVY_KINDS for sub in planned)
     if heavy > MAX_COLLECTIONS_OR_QUERIES:
         raise _invalid(
             f"A composite request takes at most {MAX_COLLECTIONS_OR_QUERIES} sObject Collections or query "
@@ -65,33 +79,29 @@ def run(rest: RestAPI, req: Request) -> Response:
     answers: dict[str, tuple[int, Any]] = {}
     results: list[dict[str, Any]] = []
     ran: list[Request] = []
-    store = rest.store
-    with store.lock:
-        try:
-            with store.atomic():
-                for ref, route, version, path, query_string, method, sub_body in planned:
-                    sub, status, data, headers = _run_one(
-                        rest, req, route, version, path, query_string, method, sub_body, answers, all_or_none
-                    )
-                    ran.append(sub)
-                    answers[ref] = (status, data)
-                    results.append({"body": data, "httpHeaders": headers, "httpStatusCode": status, "referenceId": ref})
-                    if all_or_none and _failed(status, data):
-                        raise _Halted
-        except _Halted:
-            failed_ref = results[-1]["referenceId"]
-            results += [{"referenceId": ref} for ref, *_ in planned[len(results) :]]
-            for result in results:
-                if result["referenceId"] != failed_ref:
-                    halted = [SFError("PROCESSING_HALTED", ROLLED_BACK).rest_body()]
-                    result.update(body=halted, httpHeaders={}, httpStatusCode=400)
-    req.record_count = sum(sub.record_count for sub in ran)
-    names = {sub.object_name for sub in ran}
+    try:
+        with rest.store.atomic():  # holds the store's lock: the subrequests run as one call
+            for sub in planned:
+                sent, status, data, headers = _run_one(rest, req, sub, answers, all_or_none)
+                ran.append(sent)
+                answers[sub.ref] = (status, data)
+                results.append({"body": data, "httpHeaders": headers, "httpStatusCode": status, "referenceId": sub.ref})
+                if all_or_none and _failed(status, data):
+                    raise _Halted
+    except _Halted:
+        failed_ref = results[-1]["referenceId"]
+        results += [{"referenceId": sub.ref} for sub in planned[len(results) :]]
+        for result in results:
+            if result["referenceId"] != failed_ref:
+                halted = [SFError("PROCESSING_HALTED", ROLLED_BACK).rest_body()]
+                result.update(body=halted, httpHeaders={}, httpStatusCode=400)
+    req.record_count = sum(sent.record_count for sent in ran)
+    names = {sent.object_name for sent in ran}
     req.object_name = names.pop() if len(names) == 1 else None  # one type throughout, else mixed
     return Response.json(200, {"compositeResponse": results})
 
 
-def _plan(rest: RestAPI, index: int, sub: Any) -> tuple:
+def _plan(rest: RestAPI, index: int, sub: Any) -> _Sub:
     if not isinstance(sub, dict):
         raise _invalid(f"compositeRequest[{index}] must be an object")
     ref, method, url = sub.get("referenceId"), sub.get("method"), sub.get("url")
@@ -109,50 +119,42 @@ def _plan(rest: RestAPI, index: int, sub: Any) -> tuple:
         raise _invalid(f"compositeRequest[{index}]: {url} cannot be a composite subrequest")
     version = parts[3][1:]
     route = rest.route(method.upper(), version, parts[4:])
-    return ref, route, version, split.path, split.query, method.upper(), sub.get("body")
+    return _Sub(ref, route, version, split.path, split.query, method.upper(), sub.get("body"))
 
 
 def _run_one(
-    rest: RestAPI,
-    parent: Request,
-    route: Any,
-    version: str,
-    path: str,
-    query_string: str,
-    method: str,
-    body: Any,
-    answers: dict[str, tuple[int, Any]],
-    all_or_none: bool,
+    rest: RestAPI, parent: Request, sub: _Sub, answers: dict[str, tuple[int, Any]], all_or_none: bool
 ) -> tuple[Request, int, Any, dict[str, str]]:
     """Run one subrequest as its own REST call; returns it (its record count, its object) and its answer."""
+    route, path = sub.route, sub.path
     try:
-        resolved, query_string = _resolve(path, answers), _resolve(query_string, answers)
-        body = _resolve(body, answers)
+        resolved, query_string = _resolve(path, answers), _resolve(sub.query_string, answers)
+        body = _resolve(sub.body, answers)
     except _Unresolved as missing:
-        skipped = Request(method, path, query_string, parent.headers, api_version=version)
+        skipped = Request(sub.method, path, sub.query_string, parent.headers, api_version=sub.version)
         return skipped, 400, [SFError("PROCESSING_HALTED", str(missing)).rest_body()], {}
     if resolved != path:  # a reference in the URL (an id): route what it names
-        path, route = resolved, rest.route(method, version, resolved.split("/")[4:])
+        path, route = resolved, rest.route(sub.method, sub.version, resolved.split("/")[4:])
     if all_or_none and isinstance(body, dict) and "records" in body:
         body = {**body, "allOrNone": True}  # the composite's allOrNone overrides its collections'
-    sub = Request(
-        method,
+    sent = Request(
+        sub.method,
         path,
         query_string,
         parent.headers,
         json.dumps(body).encode() if body is not None else b"",
-        api_version=version,
+        api_version=sub.version,
         plan=parent.plan,  # per-record faults reach the records of each subrequest
     )
     try:
-        response = route.handler(sub)
+        response = route.handler(sent)
     except RequestError as err:
         response = Response.error(err)
     except SFError as err:
         response = Response.error(RequestError.of(err))
-    sub.object_name = sub.object_name or route.object_name
+    sent.object_name = sent.object_name or route.object_name
     headers = {name: value for name, value in response.headers.items() if name.lower() == "location"}
-    return sub, response.status, response.data, headers
+    return sent, response.status, response.data, headers
 
 
 def _failed(status: int, data: Any) -> bool:

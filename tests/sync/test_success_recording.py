@@ -286,6 +286,21 @@ def test_an_outbox_row_held_by_processing_is_recorded_after_it_with_its_newer_ve
     assert (held_row.salesforce_id, held_row.lease_owner) == (sf_id(held_row.external_id), "")
 
 
+def _processing_holds(pk: int, go: threading.Event, errors: list[BaseException]) -> threading.Thread:
+    """A thread holding this outbox row in a transaction, as processing does, until `go` is set."""
+    held = threading.Event()
+
+    def processing() -> None:
+        with transaction.atomic():
+            OutboxItem.objects.select_for_update().get(pk=pk)
+            held.set()
+            assert go.wait(30)
+
+    holder = _in_thread(processing, errors)
+    assert held.wait(10)
+    return holder
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_converted_workspace_held_by_processing_does_not_ride_and_is_not_waited_for(salesforce):
     if connection.vendor != "postgresql":
@@ -294,16 +309,8 @@ def test_a_converted_workspace_held_by_processing_does_not_ride_and_is_not_waite
     process(trial(), converted())
     outbox_drain_step("Lead", shared_client(), "drainer", DrainReport())
     row = OutboxItem.objects.get(object_type="Workspace__c")
-    held, go, errors = threading.Event(), threading.Event(), []
-
-    def processing() -> None:
-        with transaction.atomic():
-            OutboxItem.objects.select_for_update().get(pk=row.pk)
-            held.set()
-            assert go.wait(30)
-
-    holder = _in_thread(processing, errors)
-    assert held.wait(10)
+    go, errors = threading.Event(), []
+    holder = _processing_holds(row.pk, go, errors)
     # when the conversion is sent
     converting = _in_thread(
         lambda: outbox_drain_step("LeadConversion", shared_client(), "drainer", DrainReport()), errors
@@ -332,16 +339,8 @@ def test_the_claim_skips_a_row_processing_holds_instead_of_waiting_for_it(live):
     # given processing holds one of five due rows
     rows = workspace_rows(5)
     middle = rows[2]
-    held, go, errors = threading.Event(), threading.Event(), []
-
-    def processing() -> None:
-        with transaction.atomic():
-            OutboxItem.objects.select_for_update().get(pk=middle.pk)
-            held.set()
-            assert go.wait(30)
-
-    holder = _in_thread(processing, errors)
-    assert held.wait(10)
+    go, errors = threading.Event(), []
+    holder = _processing_holds(middle.pk, go, errors)
     # when the drainer claims and sends them
     drainer = _in_thread(lambda: drain_workspaces(Accepting()), errors)
     try:

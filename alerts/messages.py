@@ -93,4 +93,6 @@ def alert_slack(alert: Alert, *, mention: str = "") -> tuple[str, list[dict[str,
     ]
     if alert.routing:
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": _mrkdwn(alert.routing)}]})
-    return f"{alert.title} — {link}", blocks
+    # The fallback text is mrkdwn too (notifications, clients without blocks): a title carrying `<!channel>`
+    # must reach Slack as text, not as a mention.
+    return f"{_mrkdwn(alert.title)} — {link}", blocks

@@ -277,3 +277,17 @@ def test_admin_retry_action_and_pages(admin_client: Client, smtp):
     admin_client.post("/admin/alerts/alert/", {"action": "resolve_alerts", "_selected_action": [alert.pk]})
     alert.refresh_from_db()
     assert alert.status == "resolved" and alert.resolved_at is not None
+
+
+def test_slack_fallback_text_escapes_the_title(slack):
+    """A title from hostile input (`<!channel>`, a disguised link) reaches Slack as text in every part."""
+    alert = rep_alert(make_rep("ann"))
+    Alert.objects.filter(pk=alert.pk).update(title="Acme <!channel> & <https://evil.example|click>")
+
+    deliveries_send_due()
+
+    [post] = slack.posts
+    text = post["body"]["text"]
+    assert text.startswith("Acme &lt;!channel&gt; &amp; &lt;https://evil.example|click&gt; — ")
+    assert "<!channel>" not in text and "<https://evil" not in text
+    assert row(alert, "slack").status == "sent"

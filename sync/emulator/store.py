@@ -23,6 +23,8 @@ from .errors import ROLLED_BACK, RequestError, SFError, not_found
 from .values import EMAIL_RE, Parsed, parse_body, sf_now
 
 Record = dict[str, Any]
+#: Deleting an account deletes these (their AccountId) with it, as Salesforce does.
+CASCADE = ("Contact", "Opportunity")
 RecordFault = Callable[[int, dict[str, Any]], SFError | None]
 
 
@@ -398,13 +400,33 @@ class Store:
         return fdef
 
     def delete(self, object_name: str, record_id: str) -> None:
+        """Move a record to the recycle bin as Salesforce does: an account takes its contacts and
+        opportunities with it, and custom lookups (`…__c`) pointing at anything deleted are cleared."""
         obj = self._obj(object_name)
-        with self.lock:
+        with self.lock, self.atomic():
             old = self.existing(obj, record_id)
-            record = copy.deepcopy(old)
-            record["IsDeleted"] = True
-            record["SystemModstamp"] = sf_now()
-            self._put(obj.name, record["Id"], record)
+            gone = [(obj.name, old["Id"])]
+            if obj.name == "Account":
+                gone += [
+                    (child, r["Id"]) for child in CASCADE for r in self.all_live(child) if r["AccountId"] == old["Id"]
+                ]
+            now = sf_now()
+            for name, rid in gone:
+                record = copy.deepcopy(self._records[name][rid])
+                record.update(IsDeleted=True, SystemModstamp=now)
+                self._put(name, rid, record)
+            self._clear_lookups_to({rid for _, rid in gone}, now)
+
+    def _clear_lookups_to(self, gone: set[str], now: Any) -> None:
+        """Clear custom lookups to these deleted ids (their default: "clear the value of this field")."""
+        for target in self.schema.objects.values():
+            lookups = [
+                f.name for f in target.fields.values() if f.reference_to and f.name.endswith("__c") and not f.readonly
+            ]
+            for record in self.all_live(target.name) if lookups else []:
+                cleared = {name: None for name in lookups if record.get(name) in gone}
+                if cleared:
+                    self._put(target.name, record["Id"], {**record, **cleared, "SystemModstamp": now})
 
     # ------------------------------------------------------------------ sObject Collections
     def collection(

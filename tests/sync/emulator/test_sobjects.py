@@ -259,3 +259,21 @@ def test_text_lengths_are_enforced(sf: Salesforce) -> None:
     assert error_of(info)["errorCode"] == "STRING_TOO_LONG"
     assert error_of(info)["fields"] == ["LastName"]
     assert sf.Lead.create({"LastName": "x" * 80, "Company": "C"})["success"]
+
+
+def test_deleting_an_account_takes_its_contacts_and_clears_custom_lookups(emulator: Emulator) -> None:
+    # given an account, its contact, and a workspace looking both up
+    store = emulator.store
+    account = store.create("Account", {"Name": "Acme"})
+    contact = store.create("Contact", {"LastName": "Dana", "AccountId": account})
+    other = store.create("Contact", {"LastName": "Lee"})
+    workspace = store.create("Workspace__c", {"Account__c": account, "Contact__c": other})
+    # when the account is deleted
+    store.delete("Account", account)
+    # then its contact went with it, the other did not, and the workspace no longer points at the account
+    assert store.get(contact) is None
+    assert store.get(other) is not None
+    assert (store.get(workspace)["Account__c"], store.get(workspace)["Contact__c"]) == (None, other)
+    # when the other contact is deleted, the workspace's lookup to it is cleared too
+    store.delete("Contact", other)
+    assert store.get(workspace)["Contact__c"] is None

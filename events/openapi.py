@@ -153,7 +153,8 @@ UNKNOWN_ENVELOPE = _object(
 SCHEMAS: Schema = {
     **{"".join(part.title() for part in name.split(".")) + "Data": schema for name, schema in DATA_SCHEMAS.items()},
     "ProvisioningWebhook": {
-        "description": "CONTRACT §2. `timestamp` orders events; the `webhook-id` header deduplicates them.",
+        "description": "Wire contract (docs/contract.md) §2. "
+        "`timestamp` orders events; the `webhook-id` header deduplicates them.",
         "oneOf": [*(_envelope(event_type) for event_type in DATA_SCHEMAS), UNKNOWN_ENVELOPE],
     },
     "MarketoLead": _object(
@@ -166,7 +167,7 @@ SCHEMAS: Schema = {
             "created_at": RFC3339,
         },
         ["lead_id", "email"],
-        description="CONTRACT §5: a lead created in Marketo.",
+        description="Wire contract (docs/contract.md) §5: a lead created in Marketo.",
     ),
     "StripeEvent": _object(
         {
@@ -189,7 +190,7 @@ SCHEMAS: Schema = {
             ),
         },
         ["id", "type", "created", "data"],
-        description="CONTRACT §4: a Stripe event, as Stripe sends it.",
+        description="Wire contract (docs/contract.md) §4: a Stripe event, as Stripe sends it.",
     ),
     "StripeSubscription": _object(
         {
@@ -341,7 +342,8 @@ PATHS: Schema = {
         "post": {
             "operationId": "webhooks_provisioning",
             "summary": "Provisioning webhook (Standard Webhooks)",
-            "description": "CONTRACT §2. Signed per Standard Webhooks v1: `webhook-signature` is "
+            "description": "Wire contract (docs/contract.md) §2. "
+            "Signed per Standard Webhooks v1: `webhook-signature` is "
             "`v1,<base64 HMAC-SHA256>` of `{webhook-id}.{webhook-timestamp}.{raw body}` (several space-separated "
             "signatures allowed); timestamps more than 300 s from the server clock are refused. " + METHODS_NOTE,
             "tags": [TAG],
@@ -373,7 +375,8 @@ PATHS: Schema = {
         "post": {
             "operationId": "webhooks_marketo",
             "summary": "Marketo lead webhook",
-            "description": "CONTRACT §5. Authenticated by `Authorization: Bearer <MARKETO_WEBHOOK_TOKEN>`; "
+            "description": "Wire contract (docs/contract.md) §5. "
+            "Authenticated by `Authorization: Bearer <MARKETO_WEBHOOK_TOKEN>`; "
             "`lead_id` is the idempotency key. " + METHODS_NOTE,
             "tags": [TAG],
             "security": [{"marketoBearer": []}],
@@ -388,7 +391,8 @@ PATHS: Schema = {
         "post": {
             "operationId": "webhooks_stripe",
             "summary": "Stripe webhook",
-            "description": "CONTRACT §4. Verified by the stripe library's `Webhook.construct_event` with "
+            "description": "Wire contract (docs/contract.md) §4. "
+            "Verified by the stripe library's `Webhook.construct_event` with "
             "`Stripe-Signature`; `id` is the idempotency key. Handled: customer.subscription.created, "
             "customer.subscription.updated, customer.subscription.deleted, customer.subscription.trial_will_end, "
             "invoice.paid, invoice.payment_failed; other types are stored and answered 202 ignored. " + METHODS_NOTE,

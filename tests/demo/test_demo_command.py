@@ -61,6 +61,9 @@ def group_exists(pid: int) -> bool:
     return True
 
 
+PRINT_DATABASE = "from django.conf import settings; print(settings.DATABASES['default']['NAME'])"
+
+
 def test_demo_starts_everything_sends_traffic_and_stops_all_children_on_ctrl_c(tmp_path: Path):
     web, smtp, mail, salesforce = (free_port() for _ in range(4))
     env = {**os.environ, "ENV_FILE": "", "DEBUG": "on", "DEMO_PASSWORD": DEMO_PASSWORD}
@@ -98,6 +101,17 @@ def test_demo_starts_everything_sends_traffic_and_stops_all_children_on_ctrl_c(t
             owners = db.execute("SELECT count(*) FROM workspaces_account WHERE owner_id IS NOT NULL").fetchone()[0]
         assert stored == 4
         assert owners > 0, "demo_seed gave the pre-existing accounts their reps"
+        # a command in another terminal, with nothing exported, acts on the demo's database
+        beside = subprocess.run(
+            [sys.executable, "manage.py", "shell", "--no-imports", "-c", PRINT_DATABASE],
+            cwd=REPO,
+            env={**env, "DEMO_DATA_DIR": str(tmp_path)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert beside.stdout.strip() == str(tmp_path / "demo.sqlite3"), beside.stdout + beside.stderr
+        assert "Using the running demo's database" in beside.stderr
 
         demo.send_signal(signal.SIGINT)
         assert demo.wait(timeout=60) == 0
@@ -111,6 +125,7 @@ def test_demo_starts_everything_sends_traffic_and_stops_all_children_on_ctrl_c(t
     leftovers = [name for name, pid in children.items() if group_exists(pid)]
     assert not leftovers, f"{leftovers} outlived the demo"
     assert (tmp_path / "logs" / "web.log").exists()
+    assert not (tmp_path / "running.env").exists(), "a stopped demo leaves no settings for commands to pick up"
 
 
 def test_a_busy_port_is_named_before_anything_starts(tmp_path: Path):

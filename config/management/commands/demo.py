@@ -26,6 +26,7 @@ from typing import IO
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from config.devenv import DEMO_DIR, demo_env_write
 from sync.emulator import Emulator
 
 STOP_SECONDS = 10
@@ -70,7 +71,9 @@ class Command(BaseCommand):
         "REQUESTS_CA_BUNDLE), a mail sink whose mails you read in the browser, the web server and the task "
         "cluster on a separate SQLite database (.demo/demo.sqlite3, fresh each start unless --keep-data), "
         "demo users and accounts, then `simulate_provisioning --workspaces 300 --rate 20` against it. "
-        "Prints the URLs and the logins; logs go to .demo/logs/. Ctrl-C stops everything. Development only."
+        "Prints the URLs and the logins; logs go to .demo/logs/. While it runs, manage.py commands started "
+        "in another terminal use the demo's database and keys (.demo/running.env). Ctrl-C stops everything. "
+        "Development only."
     )
 
     def add_arguments(self, parser) -> None:
@@ -84,8 +87,8 @@ class Command(BaseCommand):
         parser.add_argument("--no-traffic", action="store_true", help="Start everything but send no traffic.")
         parser.add_argument(
             "--data-dir",
-            default=str(settings.BASE_DIR / ".demo"),
-            help="Folder of the demo's database, logs and CA bundle (default .demo/, git-ignored).",
+            default=os.environ.get("DEMO_DATA_DIR", str(DEMO_DIR)),
+            help="Folder of the demo's database, logs and CA bundle (default $DEMO_DATA_DIR or .demo/, git-ignored).",
         )
         parser.add_argument("--keep-data", action="store_true", help="Keep the demo database of the last run.")
         parser.add_argument("--startup-timeout", type=float, default=120.0, help="Seconds to wait for the services.")
@@ -105,6 +108,7 @@ class Command(BaseCommand):
                 path.unlink()
         self.children: list[Child] = []
         self.stopping = False
+        running: Path | None = None
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         emulator = Emulator(
             "127.0.0.1",
@@ -119,12 +123,15 @@ class Command(BaseCommand):
             except OSError as exc:
                 raise CommandError(f"The Salesforce emulator cannot listen on {ports.salesforce}: {exc}") from exc
             env = self._environment(ports, database, emulator)
+            running = demo_env_write(data, self._overrides(env), pid=os.getpid())
             self._prepare(env, data)
             if not self.stopping:
                 self._serve(env, ports, data, opts, emulator)
         finally:
             self._stop_children()
             emulator.stop()
+            if running is not None:
+                running.unlink(missing_ok=True)
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             self.stdout.write("Demo stopped.")
@@ -149,6 +156,12 @@ class Command(BaseCommand):
             "DEMO_PASSWORD": self.password,
             "PYTHONUNBUFFERED": "1",
         }
+
+    @staticmethod
+    def _overrides(env: dict[str, str]) -> dict[str, str]:
+        """What the demo sets on top of the developer's environment, for commands run beside it."""
+        private = {"DEMO_PASSWORD", "PYTHONUNBUFFERED"}
+        return {key: value for key, value in env.items() if key not in private and os.environ.get(key) != value}
 
     def _manage(self, *args: str) -> list[str]:
         return [sys.executable, str(settings.BASE_DIR / "manage.py"), *args]

@@ -170,7 +170,7 @@ class _World:
         people: list[_Person] = []
         while len(people) < count:
             if self.rng.random() < 0.18:
-                people.append(self.person(self.rng.choice(("", "", "Freelance")), None))
+                people.append(self.person("", None))  # a person, not a company: their account bears their name
                 continue
             name, domain = self.company()
             colleagues = self.rng.choices((1, 2, 3, 4), weights=(55, 25, 12, 8))[0]
@@ -208,7 +208,8 @@ def _workspace_events(world: _World, owner: _Person, profile: str, now: datetime
     """A workspace's history as bodies, earliest first; the first is always its trial.started."""
     rng, when = world.rng, _timeline(world.rng, profile, now)
     workspace_id = world.unique_id("ws_", 40)
-    team = rng.choice(TEAMS)
+    # "Redwood Design Design" is no name a customer gives a workspace: a team the company is not named after.
+    team = rng.choice([team for team in TEAMS if team not in owner.company.split()])
     name = f"{owner.company} {team}" if owner.company else f"{owner.first_name}'s workspace"
     trial = {
         "workspace_id": workspace_id,

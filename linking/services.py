@@ -172,7 +172,10 @@ def lead_share_conversion(*, lead: Lead, exclude: Workspace | None = None) -> li
 def account_for_new_customer(*, lead: Lead, workspace: Workspace, relinked: set[str] | None = None) -> Account:
     """A new account for a paying customer with none: by company domain, or domain-less for free-mail."""
     domain = email_domain(lead.email)
-    name = workspace.company or lead.company or (domain if not is_freemail(domain) else lead.email)
+    person = " ".join(part for part in (lead.first_name, lead.last_name) if part)
+    # A free-mail customer with no company is a person: the account bears their name (as a rep would
+    # name it), falling back to the address only when the name is unknown too.
+    name = workspace.company or lead.company or (domain if not is_freemail(domain) else person or lead.email)
     if is_freemail(domain):
         return Account.objects.create(name=name, domain=None)
     account, created = Account.objects.get_or_create(domain=domain, defaults={"name": name})

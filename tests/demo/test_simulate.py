@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from itertools import pairwise
 
 import pytest
 
@@ -120,6 +121,16 @@ def test_owners_are_colleagues_free_mail_users_and_existing_customers(traffic):
     assert len(company) - len(set(company)) > 20, "colleagues share their company's domain"
     emails = [data["email"] for data in trials(traffic)]
     assert len(emails) == len(set(emails))
+
+
+def test_names_are_ones_a_rep_would_believe(traffic):
+    """No "Redwood Design Design" workspace, no company called "Freelance" shared by strangers."""
+    for data in trials(traffic):
+        words = data["workspace_name"].split()
+        assert all(a != b for a, b in pairwise(words)), data["workspace_name"]
+        if data["email"].split("@")[1] in FREE_MAIL:
+            assert "company" not in data, "a free-mail user is a person, not a company"
+            assert data["workspace_name"] == f"{data['first_name']}'s workspace"
 
 
 def test_bad_arguments_are_refused_by_name():

@@ -194,9 +194,17 @@ def test_freemail_conversion_creates_a_domainless_account():
     # then
     account = workspace.account
     assert account.domain is None
-    assert account.name == "dana@gmail.com"
+    assert account.name == "Dana Reyes", "a person's account bears their name, not their address"
     assert workspace.contact.account == account
     assert Account.objects.count() == 2
+
+
+def test_freemail_conversion_without_a_name_falls_back_to_the_address():
+    process(trial("kim@gmail.com", company="", first_name="", last_name=""))
+
+    workspace = process(converted("kim@gmail.com"))
+
+    assert workspace.account.name == "kim@gmail.com"
 
 
 def _one_conversion(workspace) -> None:

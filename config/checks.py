@@ -6,74 +6,64 @@ when the engine refuses to start or an endpoint answers 503.
 
 from __future__ import annotations
 
-import base64
-import binascii
 from urllib.parse import urlparse
 
 from django.conf import settings
 from django.core.checks import Error, Warning, register
 
+from config.optional_secrets import secret_problem, whsec_problem
+
+__all__ = ["whsec_problem"]
+
 SYNC_MODES = ("off", "dry_run", "live")
 
+#: Optional secrets (CONTRACT §1) and what happens without them: a weak or malformed one counts as none.
+OPTIONAL_SECRETS = {
+    "PROVISIONING_WEBHOOK_SECRET": "the provisioning webhook answers 503 not_configured",
+    "STRIPE_WEBHOOK_SECRET": "the Stripe webhook answers 503 not_configured",
+    "MARKETO_WEBHOOK_TOKEN": "the Marketo endpoint answers 503 not_configured",
+    "METRICS_TOKEN": "/metrics answers scrapers 404 (admins still see it logged in)",
+}
+SECRET_HINTS = {
+    "PROVISIONING_WEBHOOK_SECRET": "Copy the signing secret exactly as issued: whsec_ and 24-64 random bytes, base64.",
+    "STRIPE_WEBHOOK_SECRET": "Copy the endpoint's signing secret (whsec_…) from Stripe's dashboard.",
+    "MARKETO_WEBHOOK_TOKEN": "Generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'",
+    "METRICS_TOKEN": "Use python -c 'import secrets; print(secrets.token_urlsafe(32))' and give it to Prometheus.",
+}
 
-def whsec_problem(value: str) -> str | None:
-    """Why a `whsec_…` key list is unusable, or None when every key decodes."""
-    for key in value.split():
-        if not key.startswith("whsec_"):
-            return f"key {key[:4]}… does not start with 'whsec_'"
-        try:
-            decoded = base64.b64decode(key.removeprefix("whsec_"), validate=True)
-        except (binascii.Error, ValueError):
-            return "the part after 'whsec_' is not valid base64"
-        if len(decoded) < 16:
-            return "the key is shorter than 16 bytes (use 24 to 64 random bytes)"
-    return None
+
+def _ignored_secret(name: str) -> str | None:
+    """Why (part of) this optional secret is not used: dropped when settings were read, or weak as set now."""
+    return settings.OPTIONAL_SECRETS_IGNORED.get(name) or secret_problem(name, getattr(settings, name))
 
 
 @register()
 def check_webhook_secrets(app_configs, **kwargs) -> list:
-    errors = []
-    for name in ("PROVISIONING_WEBHOOK_SECRET", "STRIPE_WEBHOOK_SECRET"):
-        value = getattr(settings, name)
-        if not value:
-            errors.append(
-                Warning(
-                    f"{name} is not set: its webhook endpoint answers 503 not_configured.",
-                    hint=f"Set {name}=whsec_<base64 key> in the environment.",
-                    id="lifecycle.W001",
-                )
-            )
-            continue
-        problem = (
-            whsec_problem(value)
-            if name == "PROVISIONING_WEBHOOK_SECRET"
-            else (None if value.startswith("whsec_") else "it does not start with 'whsec_'")
-        )
+    """Optional secrets only ever warn: a missing, weak or malformed one turns its endpoint off (503), and
+    an error would stop migrate, qcluster and every command for the sake of an optional integration."""
+    warnings = []
+    for name, without in OPTIONAL_SECRETS.items():
+        problem = _ignored_secret(name)
         if problem:
-            errors.append(
-                Error(
-                    f"{name} is malformed: {problem}.",
-                    hint="Copy the signing secret exactly as issued, e.g. whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw.",
-                    id="lifecycle.E001",
+            value = getattr(settings, name)
+            usable = bool(value) and secret_problem(name, value) is None  # rotated keys: the good ones stay
+            effect = "that key is ignored, the others are used" if usable else f"it counts as unset: {without}"
+            warnings.append(
+                Warning(
+                    f"{name}: {problem}; {effect}.",
+                    hint=SECRET_HINTS[name],
+                    id="lifecycle.W003",
                 )
             )
-    if not settings.MARKETO_WEBHOOK_TOKEN:
-        errors.append(
-            Warning(
-                "MARKETO_WEBHOOK_TOKEN is not set: the Marketo endpoint answers 503 not_configured.",
-                hint="Set MARKETO_WEBHOOK_TOKEN to the bearer token Marketo's webhook sends.",
-                id="lifecycle.W002",
+        elif not getattr(settings, name) and name != "METRICS_TOKEN":
+            warnings.append(
+                Warning(
+                    f"{name} is not set: {without}.",
+                    hint=SECRET_HINTS[name],
+                    id="lifecycle.W002" if name == "MARKETO_WEBHOOK_TOKEN" else "lifecycle.W001",
+                )
             )
-        )
-    elif len(settings.MARKETO_WEBHOOK_TOKEN) < 24:
-        errors.append(
-            Error(
-                "MARKETO_WEBHOOK_TOKEN is shorter than 24 characters and can be guessed.",
-                hint="Generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'",
-                id="lifecycle.E002",
-            )
-        )
-    return errors
+    return warnings
 
 
 @register()
@@ -156,11 +146,12 @@ def check_slack_url(app_configs, **kwargs) -> list:
         return []
     if settings.SLACK_ALLOW_LOOPBACK and parsed.hostname in ("127.0.0.1", "localhost", "::1"):
         return []
+    # Slack is optional: a refused address turns the channel off (alerts/delivery.py), it does not stop the engine.
     return [
-        Error(
-            "SLACK_WEBHOOK_URL is not an https://hooks.slack.com/ address.",
+        Warning(
+            "SLACK_WEBHOOK_URL is not an https://hooks.slack.com/ address: Slack delivery is off.",
             hint="Paste the incoming-webhook URL Slack gave you; other hosts are refused.",
-            id="lifecycle.E030",
+            id="lifecycle.W030",
         )
     ]
 
@@ -200,16 +191,7 @@ def check_privacy(app_configs, **kwargs) -> list:
 @register()
 def check_ops(app_configs, **kwargs) -> list:
     """Monitoring settings that would report a healthy engine as broken, or expose /metrics cheaply."""
-    errors = []
-    token = settings.METRICS_TOKEN
-    if token and len(token) < 24:
-        errors.append(
-            Error(
-                "METRICS_TOKEN is shorter than 24 characters: /metrics could be guessed into.",
-                hint="Use python -c 'import secrets; print(secrets.token_urlsafe(32))' and give it to Prometheus.",
-                id="lifecycle.E050",
-            )
-        )
+    errors = []  # a short METRICS_TOKEN counts as none: check_webhook_secrets warns (lifecycle.W003)
     for name in ("HEALTH_QUEUE_HEARTBEAT_MAX_AGE_SECONDS", "HEALTH_SWEEPER_HEARTBEAT_MAX_AGE_SECONDS"):
         if getattr(settings, name) < 90:
             errors.append(

@@ -14,6 +14,8 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from config.optional_secrets import optional_secret
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -201,11 +203,21 @@ OTP_TOTP_ISSUER = "Lifecycle Engine"
 CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://lifecycle")}
 
 # --- Webhooks (CONTRACT §2, §4, §5) --------------------------------------------------------------
-PROVISIONING_WEBHOOK_SECRET = env.str("PROVISIONING_WEBHOOK_SECRET", default="")
-STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", default="")
+# Optional secrets: a weak or malformed one counts as none (CONTRACT §1) — its endpoint answers 503
+# not_configured and `manage.py check` warns with the reason kept here; it never stops the engine.
+OPTIONAL_SECRETS_IGNORED: dict[str, str] = {}
+PROVISIONING_WEBHOOK_SECRET = optional_secret(
+    "PROVISIONING_WEBHOOK_SECRET", env.str("PROVISIONING_WEBHOOK_SECRET", default=""), OPTIONAL_SECRETS_IGNORED
+)
+STRIPE_WEBHOOK_SECRET = optional_secret(
+    "STRIPE_WEBHOOK_SECRET", env.str("STRIPE_WEBHOOK_SECRET", default=""), OPTIONAL_SECRETS_IGNORED
+)
 STRIPE_API_KEY = env.str("STRIPE_API_KEY", default="")
 STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="https://api.stripe.com")
-MARKETO_WEBHOOK_TOKEN = env.str("MARKETO_WEBHOOK_TOKEN", default="")
+# Shorter than 24 characters: none.
+MARKETO_WEBHOOK_TOKEN = optional_secret(
+    "MARKETO_WEBHOOK_TOKEN", env.str("MARKETO_WEBHOOK_TOKEN", default=""), OPTIONAL_SECRETS_IGNORED
+)
 WEBHOOK_MAX_BODY_BYTES = 1024 * 1024
 WEBHOOK_TOLERANCE_SECONDS = 300
 # Group commit: concurrent webhook requests share one transaction (each answered after that commit),
@@ -242,8 +254,14 @@ PROCESSING_TASK_MAX_WORKSPACES = max(env.int("PROCESSING_TASK_MAX_WORKSPACES", d
 # Payloads of settled events older than this are cut to what ordering needs (0 or empty: kept).
 EVENT_PAYLOAD_RETENTION_DAYS = int(env.str("EVENT_PAYLOAD_RETENTION_DAYS", default="90") or 0)
 # Salt of the email hashes that erasure tombstones and data requests are filed under. Set once, keep:
-# a new salt makes every tombstone unrecognisable. Required in production (config/checks.py).
+# a new salt makes every tombstone unrecognisable. Required when DEBUG is off, like SECRET_KEY (CONTRACT
+# §1): no process starts without it; with DEBUG on, privacy/identity.py falls back to a development value.
 PRIVACY_HASH_SALT = env.str("PRIVACY_HASH_SALT", default="")
+if not PRIVACY_HASH_SALT and not (DEBUG or TESTING):
+    raise ImproperlyConfigured(
+        "Set the PRIVACY_HASH_SALT environment variable (required when DEBUG is off): set it once and keep it, "
+        "e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+    )
 
 # --- Salesforce (CONTRACT §1, §7) ---------------------------------------------------------------
 SALESFORCE_SYNC = env.str("SALESFORCE_SYNC", default="off")
@@ -320,7 +338,8 @@ SLA_SOURCE_MIN_EVENTS = env.int("SLA_SOURCE_MIN_EVENTS", default=20)
 # The ops page's recent window (lag percentiles, error rate).
 OPS_WINDOW_MINUTES = env.int("OPS_WINDOW_MINUTES", default=60)
 # /metrics answers a scraper sending `Authorization: Bearer <METRICS_TOKEN>` (or a staff login).
-METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# Shorter than 24 characters: none (scrapers get 404; `manage.py check` warns).
+METRICS_TOKEN = optional_secret("METRICS_TOKEN", env.str("METRICS_TOKEN", default=""), OPTIONAL_SECRETS_IGNORED)
 
 # --- Task queue (django-q2) -------------------------------------------------------------------
 Q_BROKER = env.str("Q_BROKER", default="orm")

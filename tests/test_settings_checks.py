@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from config import checks
+from config.optional_secrets import optional_secret
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -18,24 +19,43 @@ def ids(messages) -> set[str]:
     return {message.id for message in messages}
 
 
+def levels(messages) -> set[str]:
+    return {type(message).__name__ for message in messages}
+
+
 def test_good_secret_passes(settings):
-    assert ids(checks.check_webhook_secrets(None)) & {"lifecycle.E001"} == set()
+    assert ids(checks.check_webhook_secrets(None)) & {"lifecycle.W003"} == set()
+
+
+# Optional secrets (CONTRACT §1): a weak or malformed one counts as none and only ever warns, so it never
+# stops migrate, qcluster or any other command.
 
 
 @pytest.mark.parametrize("secret", ["MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "whsec_***not-base64***", "whsec_c2hvcnQ="])
-def test_malformed_provisioning_secret_is_an_error(settings, secret):
+def test_malformed_provisioning_secret_is_a_warning(settings, secret):
     settings.PROVISIONING_WEBHOOK_SECRET = secret
-    assert "lifecycle.E001" in ids(checks.check_webhook_secrets(None))
+    messages = checks.check_webhook_secrets(None)
+    assert "lifecycle.W003" in ids(messages) and levels(messages) == {"Warning"}
+    assert optional_secret("PROVISIONING_WEBHOOK_SECRET", secret, ignored := {}) == ""
+    assert "PROVISIONING_WEBHOOK_SECRET" in ignored
 
 
-def test_one_bad_key_among_rotated_keys_is_an_error(settings):
-    settings.PROVISIONING_WEBHOOK_SECRET = settings.PROVISIONING_WEBHOOK_SECRET + " nope"
-    assert "lifecycle.E001" in ids(checks.check_webhook_secrets(None))
+def test_one_bad_key_among_rotated_keys_is_dropped_and_the_others_kept(settings):
+    good = settings.PROVISIONING_WEBHOOK_SECRET
+    settings.PROVISIONING_WEBHOOK_SECRET = good + " nope"
+    [warning] = [m for m in checks.check_webhook_secrets(None) if m.id == "lifecycle.W003"]
+    assert "the others are used" not in warning.msg  # as set here (no settings load), nothing was dropped yet
+    ignored: dict[str, str] = {}
+    assert optional_secret("PROVISIONING_WEBHOOK_SECRET", good + " nope", ignored) == good
+    settings.PROVISIONING_WEBHOOK_SECRET, settings.OPTIONAL_SECRETS_IGNORED = good, ignored
+    [warning] = [m for m in checks.check_webhook_secrets(None) if m.id == "lifecycle.W003"]
+    assert "does not start with 'whsec_'; that key is ignored, the others are used" in warning.msg
 
 
-def test_stripe_secret_without_prefix_is_an_error(settings):
+def test_stripe_secret_without_prefix_is_a_warning(settings):
     settings.STRIPE_WEBHOOK_SECRET = "sk_test_123"
-    assert "lifecycle.E001" in ids(checks.check_webhook_secrets(None))
+    assert "lifecycle.W003" in ids(checks.check_webhook_secrets(None))
+    assert optional_secret("STRIPE_WEBHOOK_SECRET", "sk_test_123", {}) == ""
 
 
 def test_missing_secrets_are_warnings(settings):
@@ -43,9 +63,19 @@ def test_missing_secrets_are_warnings(settings):
     assert "lifecycle.W001" in ids(checks.check_webhook_secrets(None))
 
 
-def test_short_marketo_token_is_an_error(settings):
+def test_short_marketo_token_is_a_warning_and_counts_as_none(settings):
     settings.MARKETO_WEBHOOK_TOKEN = "abc"
-    assert "lifecycle.E002" in ids(checks.check_webhook_secrets(None))
+    messages = checks.check_webhook_secrets(None)
+    assert levels(messages) == {"Warning"}
+    [warning] = [m for m in messages if m.id == "lifecycle.W003"]
+    assert warning.msg == (
+        "MARKETO_WEBHOOK_TOKEN: it is shorter than 24 characters and could be guessed; it counts as unset: "
+        "the Marketo endpoint answers 503 not_configured."
+    )
+    ignored: dict[str, str] = {}
+    assert optional_secret("MARKETO_WEBHOOK_TOKEN", "x" * 23, ignored) == ""
+    assert optional_secret("MARKETO_WEBHOOK_TOKEN", "x" * 24, ignored) == "x" * 24
+    assert list(ignored) == ["MARKETO_WEBHOOK_TOKEN"]
 
 
 def test_unknown_sync_mode_is_an_error(settings):
@@ -82,7 +112,7 @@ def test_broker_values(settings, broker, ok):
 
 def test_slack_url_must_be_slack(settings):
     settings.SLACK_WEBHOOK_URL = "https://evil.example/hook"
-    assert ids(checks.check_slack_url(None)) == {"lifecycle.E030"}
+    assert ids(checks.check_slack_url(None)) == {"lifecycle.W030"}  # Slack is optional: it warns
     settings.SLACK_WEBHOOK_URL = "https://hooks.slack.com/services/T000/B000/XXXX"
     assert checks.check_slack_url(None) == []
 
@@ -97,8 +127,8 @@ def production_env(**extra: str) -> dict[str, str]:
         STRIPE_WEBHOOK_SECRET="whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
         MARKETO_WEBHOOK_TOKEN="marketo-token-0123456789abcdef",
         PRIVACY_HASH_SALT="privacy-salt-0123456789abcdef-0123",
-        **extra,
     )
+    env.update(extra)
     return env
 
 
@@ -120,3 +150,38 @@ def test_production_refuses_to_start_without_secret_key():
     result = run_manage("check", env=env)
     assert result.returncode != 0
     assert "SECRET_KEY" in result.stderr
+
+
+def test_a_short_marketo_token_does_not_stop_the_engine_and_the_endpoint_answers_503():
+    """Before: lifecycle.E002, an error, so `check`, `migrate` and `qcluster` refused to run."""
+    env = production_env(MARKETO_WEBHOOK_TOKEN="short-marketo-token")
+    result = run_manage("check", env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "lifecycle.W003" in result.stderr and "MARKETO_WEBHOOK_TOKEN" in result.stderr
+    assert "short-marketo-token" not in result.stderr + result.stdout  # a secret is never printed
+
+    code = (
+        "from django.test import Client; "
+        "r = Client().post('/webhooks/marketo/', b'{}', content_type='application/json', secure=True, "
+        "HTTP_HOST='engine.example.com', HTTP_AUTHORIZATION='Bearer short-marketo-token'); "
+        "print(r.status_code, r.content.decode())"
+    )
+    result = run_manage("shell", "-v", "0", "-c", code, env=env)
+    assert result.stdout.split(maxsplit=1) == ["503", '{"error": "not_configured"}\n'], result.stderr
+
+
+def test_production_refuses_to_start_without_a_privacy_salt_like_without_secret_key():
+    """CONTRACT §1: required when DEBUG is off. Before: only a system check, which gunicorn never runs."""
+    env = production_env()
+    del env["PRIVACY_HASH_SALT"]
+    result = subprocess.run(
+        [sys.executable, "-c", "from config.wsgi import application"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert "ImproperlyConfigured: Set the PRIVACY_HASH_SALT environment variable" in result.stderr
+    assert run_manage("check", env=production_env(DEBUG="on", PRIVACY_HASH_SALT="")).returncode == 0

@@ -80,7 +80,7 @@ def test_a_processing_failure_is_logged_with_its_workspace_and_events(monkeypatc
 )
 def test_log_format_defaults_to_json_in_production_and_plain_in_debug(debug, fmt, expected):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LOG_", "DJANGO_"))}
-    env.update(DEBUG=debug, SECRET_KEY="x" * 50, ALLOWED_HOSTS="example.com", ENV_FILE="")
+    env.update(DEBUG=debug, SECRET_KEY="x" * 50, ALLOWED_HOSTS="example.com", PRIVACY_HASH_SALT="s" * 32, ENV_FILE="")
     if fmt:
         env["LOG_FORMAT"] = fmt
     code = "import config.settings as s; print(s.LOG_FORMAT, s.LOGGING['handlers']['console']['formatter'])"

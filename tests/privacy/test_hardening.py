@@ -4,7 +4,6 @@ but the signed webhooks, an append-only audit trail without client addresses, pr
 from __future__ import annotations
 
 import json
-import re
 import uuid
 from datetime import timedelta
 from io import StringIO
@@ -274,12 +273,12 @@ def test_production_settings_have_secure_cookies_and_hsts():
     assert result.stdout.split() == ["True", "True", "True", "31536000", "True", "True", "True", "True"], result.stderr
 
 
-def test_production_without_a_privacy_salt_fails_the_check():
+def test_production_without_a_privacy_salt_refuses_to_start():
     env = production_env()
     del env["PRIVACY_HASH_SALT"]
     result = run_manage("check", "--deploy", env=env)
     assert result.returncode != 0
-    assert re.search(r"lifecycle\.E040.*PRIVACY_HASH_SALT", result.stderr + result.stdout)
+    assert "Set the PRIVACY_HASH_SALT environment variable" in result.stderr
 
 
 def test_counters_shared_through_redis_when_configured(limits, send_webhook, settings):

@@ -27,8 +27,9 @@ def test_drift_finds_a_changed_field_and_a_deleted_record_and_repairs(salesforce
     out = io.StringIO()
     call_command("salesforce_drift", stdout=out, stderr=io.StringIO())
     text = out.getvalue()
-    assert "2 drifted" in text
+    assert "3 drifted" in text, "ws_2 too: deleting the lead cleared its Lead__c, as Salesforce does"
     assert "Workspace__c.Plan__c: 1 differ, e.g. ws_1" in text
+    assert "Workspace__c.Lead__c: 1 differ, e.g. ws_2" in text
     assert "Lead: 1 missing in Salesforce" in text
 
     repaired = io.StringIO()
@@ -37,7 +38,7 @@ def test_drift_finds_a_changed_field_and_a_deleted_record_and_repairs(salesforce
     outbox_drain()
     out = io.StringIO()
     call_command("salesforce_drift", stdout=out, stderr=io.StringIO())
-    assert "0 drifted" in out.getvalue()
+    assert "Salesforce should hold 6 records: 6 in sync, 0 drifted" in out.getvalue()
 
 
 def test_drift_explains_an_unreachable_salesforce(settings):

@@ -15,7 +15,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from alerts.delivery import deliveries_plan_all
@@ -23,7 +23,15 @@ from alerts.evidence import workspaces_events
 from alerts.models import Alert, AlertRule, Audience, RuleKey
 from alerts.roles import user_is_alerts_admin
 from alerts.routing import workspaces_route
-from alerts.rules import DEFAULT_AUDIENCE, DEFAULT_DAY_OFFSETS, WORKSPACE_RULES, Facts, Firing, rules_evaluate
+from alerts.rules import (
+    DEFAULT_AUDIENCE,
+    DEFAULT_DAY_OFFSETS,
+    WORKSPACE_RULES,
+    Facts,
+    Firing,
+    needs_review,
+    rules_evaluate,
+)
 from alerts.tables import tables_cached
 from workspaces.actors import acting_as_system
 from workspaces.auditing import audit_entries_together
@@ -249,8 +257,7 @@ def workspaces_alerts_evaluate(
         return configs[key].enabled
 
     firings = {ws.workspace_id: rules_evaluate(_facts(ws, now, configs), enabled) for ws in workspaces}
-    taken: dict[str, bool] = {}
-    _unraised([firing for found in firings.values() for firing in found], taken)  # one lookup for all
+    taken = _reviews_answered(workspaces, firings, now, configs)  # one lookup for all taken keys too
     about_to_fire = [ws for ws in workspaces if _unraised(firings[ws.workspace_id], taken)]
     if not about_to_fire:
         return []
@@ -264,6 +271,48 @@ def workspaces_alerts_evaluate(
             except Exception:
                 logger.exception("evaluating alert rules for workspace %s failed", workspace.workspace_id)
         return _raise_together(due, configs)
+
+
+_UNRESOLVED = (Alert.Status.OPEN, Alert.Status.ACKNOWLEDGED, Alert.Status.SNOOZED)
+
+
+def _reviews_answered(
+    workspaces: Sequence[Workspace], firings: dict[str, list[Firing]], now: datetime, configs: dict[str, AlertRule]
+) -> dict[str, bool]:
+    """Resolve the review alerts whose questions are gone; return which wanted dedupe keys are taken.
+
+    Review items are often resolved by the engine itself (a conversion makes the account a free-mail
+    question was waiting for): the admin's alert about them must not stay open after that. The same
+    query finds the taken keys, so a batch still reads the alerts table once.
+    """
+    current = {}
+    for ws in workspaces:
+        firing = needs_review(_facts(ws, now, configs))
+        current[ws.workspace_id] = firing.dedupe_key if firing else None
+    wanted = [firing.dedupe_key for found in firings.values() for firing in found]
+    found = Alert.objects.filter(
+        Q(dedupe_key__in=wanted) | Q(rule=RuleKey.NEEDS_REVIEW, workspace_key__in=list(current), status__in=_UNRESOLVED)
+    ).only("pk", "dedupe_key", "rule", "workspace_key", "status", "context")
+    taken = dict.fromkeys(wanted, False)
+    stale = []
+    for alert in found:
+        if alert.dedupe_key in taken:
+            taken[alert.dedupe_key] = True
+        unresolved_review = alert.rule == RuleKey.NEEDS_REVIEW and alert.status in _UNRESOLVED
+        if unresolved_review and alert.dedupe_key != current.get(alert.workspace_key):
+            stale.append(alert)
+    with acting_as_system():
+        for alert in stale:  # one by one, not update(): the audit log records each change
+            answered = current.get(alert.workspace_key) is None
+            alert.status, alert.snoozed_until, alert.resolved_at = Alert.Status.RESOLVED, None, now
+            alert.context = {
+                **(alert.context or {}),
+                "resolved_because": "The workspace no longer needs review: its questions were answered."
+                if answered
+                else "Its review questions changed: a newer review alert replaces this one.",
+            }
+            alert.save(update_fields=["status", "snoozed_until", "resolved_at", "context", "updated_at"])
+    return taken
 
 
 def _raise_together(due: list[tuple[Workspace, list[Firing]]], configs: dict[str, AlertRule]) -> list[Alert]:

@@ -202,6 +202,14 @@ def check_ops(app_configs, **kwargs) -> list:
                     id="lifecycle.E051",
                 )
             )
+    if settings.HEALTH_STARTUP_GRACE_SECONDS < 0:
+        errors.append(
+            Error(
+                f"HEALTH_STARTUP_GRACE_SECONDS={settings.HEALTH_STARTUP_GRACE_SECONDS} is negative.",
+                hint="Use the seconds a fresh start needs for its first heartbeats (default 180), or 0 for none.",
+                id="lifecycle.E054",
+            )
+        )
     positive = (
         "ERROR_ALERT_WINDOW_MINUTES",
         "SLA_EVENT_SECONDS",

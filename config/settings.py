@@ -322,6 +322,9 @@ ALERT_ADMIN_EMAILS = env.list("ALERT_ADMIN_EMAILS", default=[])
 HEALTH_CHECK_HEARTBEATS = env.bool("HEALTH_CHECK_HEARTBEATS", default=True)
 HEALTH_QUEUE_HEARTBEAT_MAX_AGE_SECONDS = env.int("HEALTH_QUEUE_HEARTBEAT_MAX_AGE_SECONDS", default=180)
 HEALTH_SWEEPER_HEARTBEAT_MAX_AGE_SECONDS = env.int("HEALTH_SWEEPER_HEARTBEAT_MAX_AGE_SECONDS", default=300)
+# For this long after a process starts, a missing or stale heartbeat does not fail its /healthz (the first
+# beat comes about a minute after a clean start); the database and the queue count at once. 0: no grace.
+HEALTH_STARTUP_GRACE_SECONDS = env.int("HEALTH_STARTUP_GRACE_SECONDS", default=180)
 # Admins are alerted when one kind of error happens this often within one window (0: never).
 ERROR_ALERT_RATE = env.int("ERROR_ALERT_RATE", default=20)
 ERROR_ALERT_WINDOW_MINUTES = env.int("ERROR_ALERT_WINDOW_MINUTES", default=10)

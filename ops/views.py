@@ -26,7 +26,10 @@ DASHBOARD_PERMISSION = "ops.view_dashboard"
 def healthz(request: HttpRequest) -> JsonResponse:
     """No login: load balancers and monitors call it. 503 tells them to take this instance out."""
     report = health_report()
-    return JsonResponse(report, status=200 if report["status"] == "ok" else 503)
+    response = JsonResponse(report, status=200 if report["status"] == "ok" else 503)
+    # health_report logs each change of state once; Django would log every 503 probe at ERROR besides.
+    response._has_been_logged = True  # the mark django.utils.log.log_response skips
+    return response
 
 
 def may_see_ops(user) -> bool:

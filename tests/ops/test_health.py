@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from datetime import timedelta
 from unittest import mock
 
@@ -28,6 +30,10 @@ def fresh_heartbeats():
     """Both heartbeats as a running cluster leaves them: stamped by the real tasks just now."""
     ops_tasks.heartbeat()
     event_tasks.sweep()
+
+
+def just_started(monkeypatch, seconds_ago: float = 5) -> None:
+    monkeypatch.setattr(health, "process_started_at", time.monotonic() - seconds_ago)
 
 
 def aged(name: str, seconds: float) -> None:
@@ -256,3 +262,64 @@ def test_read_only(client):
 )
 def test_broker_display_drops_passwords(url, shown):
     assert broker_display(url) == shown
+
+
+# --- start-up grace and logging (issue 18 item 10) -------------------------------------------------------
+
+
+def test_a_fresh_start_without_heartbeats_is_200_starting_then_503_after_the_grace(client, monkeypatch, settings):
+    """Before: 503 for the first ~45 s of a clean start (no beat yet), so a balancer kept the instance out."""
+    Heartbeat.objects.all().delete()  # a clean start: the cluster has not run its first scheduled beat yet
+    just_started(monkeypatch, seconds_ago=5)
+
+    response = client.get("/healthz")
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ok" and body["failed"] == []
+    assert body["heartbeats"]["queue"]["status"] == "missing"  # reported as it is
+    assert body["starting"]["waived"] == ["queue_heartbeat", "sweeper_heartbeat"]
+    assert 170 <= body["starting"]["grace_remaining_seconds"] <= settings.HEALTH_STARTUP_GRACE_SECONDS
+
+    just_started(monkeypatch, seconds_ago=settings.HEALTH_STARTUP_GRACE_SECONDS + 1)
+    response = client.get("/healthz")
+    assert response.status_code == 503
+    assert response.json()["failed"] == ["queue_heartbeat", "sweeper_heartbeat"]
+    assert "starting" not in response.json()
+
+
+def test_the_grace_also_covers_heartbeats_left_stale_by_downtime_and_is_configurable(client, monkeypatch, settings):
+    aged("queue", 7200)  # the engine was stopped for two hours and starts again
+    just_started(monkeypatch, seconds_ago=30)
+    assert client.get("/healthz").status_code == 200
+
+    settings.HEALTH_STARTUP_GRACE_SECONDS = 0
+    assert client.get("/healthz").status_code == 503
+
+
+def test_the_grace_never_hides_a_database_failure(client, monkeypatch):
+    just_started(monkeypatch)
+
+    def broken(*args, **kwargs):
+        raise OperationalError("database is locked")
+
+    monkeypatch.setattr(health, "event_status_counts", broken)
+    response = client.get("/healthz")
+    assert response.status_code == 503 and response.json()["failed"] == ["database"]
+
+
+def test_a_state_change_is_logged_once_not_every_probe(client, caplog):
+    """Before: every 503 probe logged at ERROR (django.request), every few seconds."""
+    aged("queue", 240)
+    with caplog.at_level(logging.INFO):
+        codes = [client.get("/healthz").status_code for _ in range(5)]
+        ops_tasks.heartbeat()  # the cluster beats again
+        codes += [client.get("/healthz").status_code for _ in range(3)]
+
+    assert codes == [503] * 5 + [200] * 3
+    records = [(r.name, r.levelname, r.getMessage()) for r in caplog.records if "health" in r.getMessage().lower()
+               or r.name == "django.request"]  # fmt: skip
+    assert [(name, level) for name, level, _ in records] == [("ops.health", "ERROR"), ("ops.health", "INFO")]
+    assert records[0][2].startswith("health: degraded (503), failing: queue_heartbeat; ")
+    assert "queue heartbeat stale" in records[0][2]
+    assert records[1][2] == "health: ok again (was degraded: queue_heartbeat)"

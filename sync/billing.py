@@ -35,7 +35,9 @@ PAID_FIELDS = ("plan", "mrr", "currency", "subscription_id", "billing_interval")
 LIVE = ("trial", "paid")
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
-Progress = Callable[[int, int], None]
+#: (stage, done, total): stage READ counts Stripe subscriptions against an estimate, COMPARE workspaces.
+Progress = Callable[[str, int, int], None]
+READ, COMPARE = "read", "compare"
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,12 @@ class BillingReport:
     @property
     def drifted_workspaces(self) -> list[str]:
         return sorted({drift.workspace_id for drift in self.drifts})
+
+    @property
+    def wrong(self) -> int:
+        """Everything that needs a correction or a person: drifted and missing workspaces, and subscriptions
+        the engine cannot tie to one of its workspaces."""
+        return len(self.drifted_workspaces) + len(self.missing) + len(self.unknown) + len(self.unlabelled)
 
     def by_field(self) -> dict[str, list[FieldDrift]]:
         grouped: dict[str, list[FieldDrift]] = {}
@@ -107,12 +115,17 @@ def billing_reconcile(*, repair: bool, progress: Progress | None = None) -> Bill
     by_workspace, by_id = _read_stripe(report, progress)
     known: set[str] = set()
     corrections: list[tuple[str, str, Correction]] = []
+    total = Workspace.objects.count()
+    if progress:
+        progress(COMPARE, 0, total)
     # One pass over every workspace (no IN list of Stripe's workspace ids: it can outgrow SQLite's limits).
-    for workspace in Workspace.objects.order_by("workspace_id").iterator(chunk_size=1000):
+    for done, workspace in enumerate(Workspace.objects.order_by("workspace_id").iterator(chunk_size=1000), 1):
         known.add(workspace.workspace_id)
         subs = by_workspace.get(workspace.workspace_id, [])
         if workspace.subscription_id or subs:
             corrections.extend(_check(workspace, subs, by_id, report))
+        if progress:
+            progress(COMPARE, done, max(total, done))
     report.unknown = [
         (sub.id, workspace_id, sub.status)
         for workspace_id, subs in sorted(by_workspace.items())
@@ -131,6 +144,8 @@ def _read_stripe(
     estimate = Workspace.objects.exclude(subscription_id="").count()
     by_workspace: dict[str, list[Subscription]] = {}
     by_id: dict[str, Subscription] = {}
+    if progress:
+        progress(READ, 0, estimate)
     for sub in subscriptions_list():
         report.subscriptions += 1
         by_id[sub.id] = sub
@@ -139,7 +154,7 @@ def _read_stripe(
         else:
             report.unlabelled.append(sub.id)
         if progress:
-            progress(report.subscriptions, max(estimate, report.subscriptions))
+            progress(READ, report.subscriptions, max(estimate, report.subscriptions))
     return by_workspace, by_id
 
 

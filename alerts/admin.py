@@ -108,7 +108,7 @@ class DeliveryAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    @admin.action(description="Retry selected failed or dead deliveries (fresh attempts, now)")
+    @admin.action(description="Retry selected failed, dead or skipped deliveries (fresh attempts, now)")
     def retry_deliveries(self, request: HttpRequest, queryset: QuerySet[Delivery]) -> None:
         count = deliveries_retry(delivery_ids=list(queryset.values_list("pk", flat=True)))
         self.message_user(request, f"Queued {count} delivery(ies) to be sent again.", messages.SUCCESS)

@@ -6,6 +6,9 @@ worker that dies mid-send leaves a row that is simply due again once the lease i
 Failures are retried with capped exponential backoff; after ALERT_DELIVERY_MAX_ATTEMPTS, or at
 once for a permanent refusal, the row is `dead` and waits in the admin for a person to retry it.
 Digest rows wait for the rep's daily digest, which sends all of a recipient's due rows in one email.
+A channel that is off (no EMAIL_URL in production, no SLACK_WEBHOOK_URL) sends nothing: its rows are
+`skipped` with the reason in `last_error`, never `sent`, never retried; an admin retry sends them once
+the channel is configured.
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ logger = logging.getLogger(__name__)
 LEASE = timedelta(minutes=5)
 SLACK_RECIPIENT = "webhook"
 DUE_STATUSES = (Delivery.Status.PENDING, Delivery.Status.FAILED)
+EMAIL_OFF = "email channel off: EMAIL_URL not set"
+SLACK_OFF = "Slack channel off: SLACK_WEBHOOK_URL not set"
 
 
 class DeliveryError(Exception):
@@ -41,11 +46,19 @@ class DeliveryError(Exception):
         self.retryable = retryable
 
 
+class ChannelOff(DeliveryError):
+    """Nothing was sent because the channel is not configured: the row is `skipped`, not failed."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=False)
+
+
 @dataclass
 class SendReport:
     sent: int = 0
     failed: int = 0
     dead: int = 0
+    skipped: int = 0
     errors: list[str] = field(default_factory=list)
 
 
@@ -75,10 +88,12 @@ def _rows(alert: Alert, rule: AlertRule, now: datetime) -> list[Delivery]:
     rows = []
     if rule.send_email:
         for user, address, mode in _email_recipients(alert):
-            due = now if mode == Delivery.Mode.INSTANT else next_digest_at(now)
-            rows.append(
-                Delivery(alert=alert, channel="email", recipient=address, user=user, mode=mode, next_attempt_at=due)
-            )
+            row = Delivery(alert=alert, channel="email", recipient=address, user=user, mode=mode)
+            if not settings.EMAIL_CHANNEL_ENABLED:
+                row.status, row.last_error = Delivery.Status.SKIPPED, EMAIL_OFF
+            else:
+                row.next_attempt_at = now if mode == Delivery.Mode.INSTANT else next_digest_at(now)
+            rows.append(row)
     if rule.send_slack and settings.SLACK_WEBHOOK_URL:
         rows.append(
             Delivery(alert=alert, channel="slack", recipient=SLACK_RECIPIENT, user=alert.recipient, next_attempt_at=now)
@@ -97,7 +112,9 @@ def deliveries_plan_all(*, planned: Sequence[tuple[Alert, AlertRule]]) -> list[D
     now = timezone.now()
     rows = [row for alert, rule in planned for row in _rows(alert, rule, now)]
     Delivery.objects.bulk_create(rows)
-    instant = sorted({row.alert_id for row in rows if row.mode == Delivery.Mode.INSTANT})
+    instant = sorted(
+        {row.alert_id for row in rows if row.mode == Delivery.Mode.INSTANT and row.status == Delivery.Status.PENDING}
+    )
     if instant:
         transaction.on_commit(lambda: _enqueue("alerts.tasks.deliver_alerts", instant), robust=True)
     return rows
@@ -132,10 +149,12 @@ def delivery_send(delivery: Delivery) -> None:
     alert = delivery.alert
     try:
         if delivery.channel == Delivery.Channel.EMAIL:
+            if not settings.EMAIL_CHANNEL_ENABLED:  # planned while it was on
+                raise ChannelOff(EMAIL_OFF)
             subject, text, html = alert_email(alert)
             mail_send(to=delivery.recipient, subject=subject, text=text, html=html)
         elif not settings.SLACK_WEBHOOK_URL:
-            raise DeliveryError("SLACK_WEBHOOK_URL is not set: Slack delivery is off", retryable=False)
+            raise ChannelOff(SLACK_OFF)
         else:
             rep = Rep.objects.filter(user_id=alert.recipient_id).first() if alert.recipient_id else None
             text, blocks = alert_slack(alert, mention=rep.slack_member_id if rep else "")
@@ -145,6 +164,12 @@ def delivery_send(delivery: Delivery) -> None:
 
 
 def _record(delivery: Delivery, error: DeliveryError | None, now: datetime, report: SendReport) -> None:
+    if isinstance(error, ChannelOff):  # no attempt was made, and it is no failure to track or alert about
+        Delivery.objects.filter(pk=delivery.pk).update(
+            status=Delivery.Status.SKIPPED, next_attempt_at=None, last_error=str(error), updated_at=now
+        )
+        report.skipped += 1
+        return
     attempts = delivery.attempts + 1
     fields: dict[str, object] = {"attempts": attempts, "updated_at": now}
     if error is None:
@@ -215,12 +240,15 @@ def digests_send_due(*, now: datetime | None = None) -> SendReport:
         if not mine:
             continue
         rows = list(Delivery.objects.filter(pk__in=mine).select_related("alert").order_by("alert__created_at", "pk"))
-        subject, text, html = digest_email([row.alert for row in rows])
-        error = None
-        try:
-            mail_send(to=recipient, subject=subject, text=text, html=html)
-        except MailError as exc:
-            error = DeliveryError(str(exc), retryable=exc.retryable)
+        error: DeliveryError | None = None
+        if not settings.EMAIL_CHANNEL_ENABLED:
+            error = ChannelOff(EMAIL_OFF)
+        else:
+            subject, text, html = digest_email([row.alert for row in rows])
+            try:
+                mail_send(to=recipient, subject=subject, text=text, html=html)
+            except MailError as exc:
+                error = DeliveryError(str(exc), retryable=exc.retryable)
         finished = timezone.now()
         for row in rows:
             _record(row, error, finished, report)
@@ -231,10 +259,10 @@ def digests_send_due(*, now: datetime | None = None) -> SendReport:
 
 
 def deliveries_retry(*, delivery_ids: Sequence[int]) -> int:
-    """Give failed or dead deliveries a fresh set of attempts, due now; return how many."""
+    """Give failed, dead or skipped deliveries a fresh set of attempts, due now; return how many."""
     now = timezone.now()
     retry = Delivery.objects.filter(pk__in=delivery_ids).filter(
-        Q(status=Delivery.Status.DEAD) | Q(status=Delivery.Status.FAILED)
+        Q(status=Delivery.Status.DEAD) | Q(status=Delivery.Status.FAILED) | Q(status=Delivery.Status.SKIPPED)
     )
     count = retry.update(status=Delivery.Status.PENDING, attempts=0, next_attempt_at=now, updated_at=now)
     if count:

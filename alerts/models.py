@@ -226,6 +226,8 @@ class Delivery(models.Model):
         SENT = "sent"
         FAILED = "failed", "Failed (will retry)"
         DEAD = "dead", "Dead (out of attempts)"
+        # The channel is off (no EMAIL_URL in production, no SLACK_WEBHOOK_URL): nothing went out; last_error says why.
+        SKIPPED = "skipped", "Skipped (channel off)"
 
     alert = models.ForeignKey(Alert, on_delete=models.CASCADE, related_name="deliveries")
     channel = models.CharField(max_length=8, choices=Channel.choices)

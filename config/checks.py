@@ -157,6 +157,20 @@ def check_slack_url(app_configs, **kwargs) -> list:
 
 
 @register()
+def check_email_channel(app_configs, **kwargs) -> list:
+    """CONTRACT §1: without EMAIL_URL (and DEBUG off) the email channel is off; say so before alerts pile up."""
+    if settings.EMAIL_CHANNEL_ENABLED:
+        return []
+    return [
+        Warning(
+            "EMAIL_URL is not set: the email channel is off; alert emails are recorded as skipped, not sent.",
+            hint="Set EMAIL_URL=smtp://user:password@mail.example.com:587/?tls=True (or smtp+tls://…).",
+            id="lifecycle.W060",
+        )
+    ]
+
+
+@register()
 def check_privacy(app_configs, **kwargs) -> list:
     """Erasure tombstones need a secret salt in production; retention needs a sane number of days."""
     errors = []

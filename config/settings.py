@@ -295,10 +295,16 @@ SALESFORCE_PILOT_PERCENT = env.int("SALESFORCE_PILOT_PERCENT", default=100)
 
 # --- Alerts -----------------------------------------------------------------------------------
 SLACK_WEBHOOK_URL = env.str("SLACK_WEBHOOK_URL", default="")
-if "EMAIL_URL" in env:
+# EMAIL_URL (CONTRACT §1): SMTP. Without it the console backend when DEBUG is on; otherwise the email channel
+# is off: alert emails are recorded as `skipped` with the reason (alerts/delivery.py), nothing is printed (names
+# and addresses would land in the log) and `manage.py check` warns. The test suite keeps the channel on.
+EMAIL_CHANNEL_ENABLED = bool(env.str("EMAIL_URL", default="")) or DEBUG or TESTING
+if env.str("EMAIL_URL", default=""):
     vars().update(env.email_url("EMAIL_URL"))
-else:
+elif DEBUG:
     EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+else:
+    EMAIL_BACKEND = "django.core.mail.backends.dummy.EmailBackend"
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="lifecycle-engine@localhost")
 # Absolute links in emails and Slack messages point here (the rep pages live under /reps/).
 PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="http://127.0.0.1:8000").rstrip("/")

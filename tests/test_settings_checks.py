@@ -127,6 +127,7 @@ def production_env(**extra: str) -> dict[str, str]:
         STRIPE_WEBHOOK_SECRET="whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
         MARKETO_WEBHOOK_TOKEN="marketo-token-0123456789abcdef",
         PRIVACY_HASH_SALT="privacy-salt-0123456789abcdef-0123",
+        EMAIL_URL="smtp://mail.example.com:587/?tls=True",
     )
     env.update(extra)
     return env
@@ -185,3 +186,19 @@ def test_production_refuses_to_start_without_a_privacy_salt_like_without_secret_
     assert result.returncode != 0
     assert "ImproperlyConfigured: Set the PRIVACY_HASH_SALT environment variable" in result.stderr
     assert run_manage("check", env=production_env(DEBUG="on", PRIVACY_HASH_SALT="")).returncode == 0
+
+
+def test_without_email_url_in_production_the_email_channel_is_off_and_check_warns():
+    """CONTRACT §1. Before: the console backend, so alert mail (names, addresses) went to the log as `sent`."""
+    env = production_env()
+    env.pop("EMAIL_URL", None)
+    code = "from django.conf import settings as s; print(s.EMAIL_CHANNEL_ENABLED, s.EMAIL_BACKEND)"
+    result = run_manage("shell", "-v", "0", "-c", code, env=env)
+    assert result.stdout.split() == ["False", "django.core.mail.backends.dummy.EmailBackend"], result.stderr
+    check = run_manage("check", env=env)
+    assert check.returncode == 0 and "lifecycle.W060" in check.stderr and "EMAIL_URL is not set" in check.stderr
+
+    result = run_manage("shell", "-v", "0", "-c", code, env={**env, "EMAIL_URL": "smtp://127.0.0.1:1025"})
+    assert result.stdout.split() == ["True", "django.core.mail.backends.smtp.EmailBackend"], result.stderr
+    result = run_manage("shell", "-v", "0", "-c", code, env={**env, "DEBUG": "on"})
+    assert result.stdout.split() == ["True", "django.core.mail.backends.console.EmailBackend"], result.stderr

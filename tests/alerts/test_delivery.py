@@ -15,6 +15,7 @@ from alerts.delivery import backoff, deliveries_retry, deliveries_send_due, dige
 from alerts.models import Alert, Delivery, Rep
 from alerts.services import alert_raise
 from alerts.slack import SlackError, slack_post, slack_url_problem
+from ops.models import ErrorKind
 from tests.alerts.conftest import make_rep
 from tests.factories import WorkspaceFactory
 
@@ -291,3 +292,54 @@ def test_slack_fallback_text_escapes_the_title(slack):
     assert text.startswith("Acme &lt;!channel&gt; &amp; &lt;https://evil.example|click&gt; — ")
     assert "<!channel>" not in text and "<https://evil" not in text
     assert row(alert, "slack").status == "sent"
+
+
+# --- a channel that is off (CONTRACT §1: no EMAIL_URL with DEBUG off) ---------------------------------------
+
+
+def test_with_the_email_channel_off_deliveries_are_skipped_with_the_reason_and_nothing_is_sent(smtp, slack, settings):
+    """Before: the console backend printed names and addresses to the log and the rows were marked `sent`."""
+    settings.EMAIL_CHANNEL_ENABLED = False
+    alert = rep_alert(make_rep("ann"))
+    delivery = row(alert, "email")
+    assert (delivery.status, delivery.last_error, delivery.next_attempt_at) == (
+        "skipped",
+        "email channel off: EMAIL_URL not set",
+        None,
+    )
+
+    report = deliveries_send_due()
+
+    assert smtp.messages == []
+    assert (report.sent, report.skipped) == (1, 0)  # Slack still goes; the email row is not even due
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts, delivery.sent_at) == ("skipped", 0, None)
+    assert row(alert, "slack").status == "sent"
+    assert not ErrorKind.objects.exists(), "an unconfigured channel is not an error to alert about"
+
+
+def test_rows_planned_while_the_channel_was_on_are_skipped_not_sent_or_retried(smtp, settings):
+    with time_machine.travel(T0 - timedelta(minutes=5), tick=False):
+        instant = rep_alert(make_rep("ann"), key="k1")
+        digest = rep_alert(make_rep("bob", delivery=Rep.Delivery.DIGEST), key="k2")
+    settings.EMAIL_CHANNEL_ENABLED = False
+
+    with time_machine.travel(T0 + timedelta(days=1), tick=False):
+        assert deliveries_send_due().skipped == 1
+        assert digests_send_due().skipped == 1
+        assert deliveries_send_due().skipped == digests_send_due().skipped == 0, "never retried"
+
+    assert smtp.messages == []
+    for alert in (instant, digest):
+        delivery = row(alert, "email")
+        assert (delivery.status, delivery.last_error, delivery.attempts) == (
+            "skipped",
+            "email channel off: EMAIL_URL not set",
+            0,
+        )
+
+    # once EMAIL_URL is set, an admin's retry sends them
+    settings.EMAIL_CHANNEL_ENABLED = True
+    assert deliveries_retry(delivery_ids=[row(instant, "email").pk]) == 1
+    assert deliveries_send_due().sent == 1
+    assert row(instant, "email").status == "sent" and len(smtp.messages) == 1

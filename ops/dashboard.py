@@ -168,7 +168,20 @@ def _salesforce(now: datetime) -> Section:
                 "Paused until", f"{control.paused_until:%Y-%m-%d %H:%M} UTC", control_url, True, control.pause_reason
             )
         )
+    section.figures += _pilot()
     return section
+
+
+def _pilot() -> list[Figure]:
+    """Who the pilot covers, how much it holds, and how far the release after a widening has got."""
+    pilot = selectors.salesforce_pilot()
+    held_url = admin_list_url(OutboxItem, state__exact=OutboxItem.State.HELD)
+    applied = "" if pilot.mode == "live" else f"not applied: the sync is {pilot.mode}"
+    return [
+        Figure("Pilot", pilot.pilot.describe(), note=applied or "SALESFORCE_PILOT_REPS / _PERCENT; takes a restart"),
+        Figure("Held outside the pilot", f"{pilot.held_rows} ({pilot.held_workspaces} workspaces)", held_url),
+        Figure("Release after a widening", "under way" if pilot.passing else "done", held_url, note=pilot.progress),
+    ]
 
 
 def _alerts() -> Section:

@@ -19,6 +19,7 @@ from events.models import Event
 from linking.models import ReviewItem
 from ops.models import ErrorKind
 from sync.models import OutboxItem, SyncControl
+from sync.pilot import PilotStatus, pilot_status
 
 #: Everything but `completed`, which only grows (counted over the window instead).
 BACKLOG_STATUSES = tuple(status for status in Event.Status.values if status != Event.Status.COMPLETED)
@@ -118,6 +119,11 @@ def oldest_waiting_write() -> datetime | None:
 
 def sync_control_row() -> SyncControl | None:
     return SyncControl.objects.filter(pk=1).first()
+
+
+def salesforce_pilot() -> PilotStatus:
+    """The pilot in force, what it holds, and the release after a widening."""
+    return pilot_status()
 
 
 def delivery_counts_by_status() -> dict[str, int]:

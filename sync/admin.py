@@ -10,6 +10,7 @@ from django.http import HttpRequest
 from django.utils.html import format_html
 
 from sync.models import OutboxItem, SyncControl
+from sync.pilot import pilot_status
 from sync.worker import outbox_dead_letter, outbox_retry
 
 
@@ -49,10 +50,11 @@ class OutboxItemAdmin(admin.ModelAdmin):
         return False
 
     def changelist_view(self, request, extra_context=None):
-        """The sync health summary above the list."""
+        """The sync health summary above the list, and the pilot in force (who, what share, what is held)."""
         control = SyncControl.objects.filter(pk=1).first()
         counts = dict(OutboxItem.objects.values_list("state").annotate(n=Count("pk")).values_list("state", "n"))
-        extra_context = {**(extra_context or {}), "sync_health": {"control": control, "counts": counts}}
+        pilot = pilot_status()
+        extra_context = {**(extra_context or {}), "sync_health": {"control": control, "counts": counts}, "pilot": pilot}
         if control and control.pause_reason and control.paused_until:
             self.message_user(
                 request,
@@ -67,6 +69,8 @@ class OutboxItemAdmin(admin.ModelAdmin):
             else ""
         )
         self.message_user(request, f"Outbox — {summary}{usage}{last}", messages.INFO)
+        if not pilot.pilot.everyone or pilot.held_rows:
+            self.message_user(request, pilot.summary, messages.INFO)
         return super().changelist_view(request, extra_context)
 
     @admin.display(description="Payload (what is or would be sent)")

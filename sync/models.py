@@ -76,7 +76,8 @@ class OutboxItem(models.Model):
 
 
 class SyncControl(models.Model):
-    """The sync's own switchboard (a single row): pause, API usage, last success, and the drain trigger.
+    """The sync's own switchboard (a single row): pause, API usage, last success, the drain trigger, and
+    the progress of releasing held rows after the pilot widened.
 
     The trigger fields make the drain prompt and single: `drain_dirty` says outbox rows were recorded
     since the drainer last looked; the drainer holds a lease (`drain_owner`, `drain_lease_expires_at`)
@@ -93,6 +94,20 @@ class SyncControl(models.Model):
     drain_owner = models.CharField(max_length=64, blank=True, help_text="The drainer holding the lease.")
     drain_lease_expires_at = models.DateTimeField(null=True, blank=True)
     drain_enqueued_at = models.DateTimeField(null=True, blank=True, help_text="A drain task waits in the queue.")
+    # The release of held rows after the pilot widened or ended (sync/pilot.py): one pass over them.
+    pilot_key = models.CharField(
+        max_length=255, blank=True, help_text="The pilot the held rows were last gone over against."
+    )
+    pilot_cursor = models.BigIntegerField(
+        null=True, blank=True, help_text="The pass goes on after this held row's id; empty: the pass is done."
+    )
+    pilot_started_at = models.DateTimeField(null=True, blank=True)
+    pilot_finished_at = models.DateTimeField(null=True, blank=True)
+    pilot_total = models.PositiveIntegerField(default=0, help_text="Rows held when the pass began.")
+    pilot_looked = models.PositiveIntegerField(default=0, help_text="Held rows the pass has gone over.")
+    pilot_released = models.PositiveIntegerField(
+        default=0, help_text="Rows the pass released (now in the pilot, or a pilot record depends on them)."
+    )
 
     class Meta:
         verbose_name = "Salesforce sync control"

@@ -49,6 +49,26 @@ def pk_of(key: str) -> int:
 #: Lookups sent as external-ID relationship references, and the object each one points at (a record goes
 #: only once those are in Salesforce: sync/worker.py).
 RELATIONSHIPS = {"Lead__r": "Lead", "Account__r": "Account", "Contact__r": "Contact", "Account": "Account"}
+#: The lookups each type sends (external-id relationship references): the records they point at must be
+#: in Salesforce first, or Salesforce refuses the record (INVALID_FIELD: foreign key external id not found).
+LOOKUPS = {"Workspace__c": ("Lead__r", "Account__r", "Contact__r"), "Contact": ("Account",)}
+
+
+def lookup_keys(object_type: str, payload: dict[str, Any]) -> set[tuple[str, str]]:
+    """(type, external id) of each record a payload of this type looks up."""
+    return {
+        (RELATIONSHIPS[relationship], payload[relationship][EXTERNAL_ID])
+        for relationship in LOOKUPS.get(object_type, ())
+        if isinstance(payload.get(relationship), dict)
+    }
+
+
+def keyed(keys: set[tuple[str, str]]) -> Q:
+    """Outbox rows by (type, external id): each an equality pair on the unique index."""
+    match = Q()
+    for object_type, key in keys:
+        match |= Q(object_type=object_type, external_id=key)
+    return match
 
 
 def lookup(relationship: str, key: str | None) -> dict[str, Any]:

@@ -9,13 +9,23 @@ from django.utils import timezone
 
 from alerts.services import alert_raise
 from sync.billing import billing_reconcile
-from sync.drain import drain_run
+from sync.drain import drain_request, drain_run
+from sync.pilot import pilot_release
 
 
 def drain_outbox() -> dict:
     """Send everything due, as the one drainer, until idle (sync/drain.py). Enqueued by `drain_request()`
     after processing commits outbox rows, and every minute by schedule as a safety net."""
     return asdict(drain_run())
+
+
+def release_pilot() -> dict:
+    """Every minute, by schedule: release the held rows a widened or ended pilot now takes in, at most
+    SALESFORCE_PILOT_RELEASE_PER_MINUTE (sync/pilot.py), and ring the drainer to send them."""
+    report = pilot_release()
+    if report.released:
+        drain_request()
+    return asdict(report)
 
 
 def reconcile_billing() -> dict:

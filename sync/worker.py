@@ -7,7 +7,6 @@ conversion (not idempotent in Salesforce) re-reads the lead before any retry, so
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import random
@@ -30,7 +29,8 @@ from linking.services import review_item_raise
 from ops.services import error_record
 from sync.deletion import DELETION, deletions_send
 from sync.models import OutboxItem, SyncControl
-from sync.outbox import EXTERNAL_ID, RELATIONSHIPS, pk_of
+from sync.outbox import EXTERNAL_ID, LOOKUPS, RELATIONSHIPS, keyed, lookup_keys, pk_of
+from sync.pilot import held_dependencies, pilot_in_force, rows_in_pilot, rows_release, workspaces_in_pilot
 from sync.policy import Action, action_for, backoff
 from sync.salesforce import (
     ANSWER_LOST,
@@ -71,6 +71,8 @@ class DrainReport:
     synced: int = 0
     failed: int = 0
     recorded: int = 0
+    released: int = 0  # held rows a pilot record depends on, released to go first (`_pilot_gate`)
+    released_types: set[str] = field(default_factory=set)
     calls: int = 0
     paused: str = ""
     by_type: dict[str, int] = field(default_factory=dict)
@@ -85,22 +87,6 @@ class DrainReport:
 def sync_control() -> SyncControl:
     control, _ = SyncControl.objects.get_or_create(pk=1)
     return control
-
-
-def in_pilot(workspace_key: str) -> bool:
-    """Live for this workspace? Reps' accounts when SALESFORCE_PILOT_REPS is set, else a stable share."""
-    if settings.SALESFORCE_PILOT_REPS:
-        owner = (
-            Workspace.objects.filter(workspace_id=workspace_key)
-            .values_list("account__owner__username", flat=True)
-            .first()
-        )
-        return owner in settings.SALESFORCE_PILOT_REPS
-    percent = settings.SALESFORCE_PILOT_PERCENT
-    if percent >= 100:
-        return True
-    bucket = int(hashlib.sha256(workspace_key.encode()).hexdigest()[:8], 16) % 100
-    return bucket < percent
 
 
 def outbox_drain(
@@ -118,14 +104,14 @@ def outbox_drain(
     worker = drainer_name()
     with acting_as_system():
         for _ in range(3):
-            before = report.sent + report.recorded
+            before = report.sent + report.recorded + report.released
             for object_type in ORDER:
                 for _ in range(max_rounds):
                     if not outbox_drain_step(object_type, client, worker, report):
                         break
                     if report.paused:
                         return report
-            if report.sent + report.recorded == before:
+            if report.sent + report.recorded + report.released == before:
                 break
     if client is not None:
         track_usage(client)
@@ -148,7 +134,9 @@ def sync_paused(report: DrainReport) -> bool:
 def outbox_drain_step(object_type: str, client: SalesforceClient | None, worker: str, report: DrainReport) -> int:
     """Claim one batch of this type that may go now and send it; return how many rows it claimed."""
     report.jitter = random.random()  # one for the batch: what failed together is retried together
-    items = _claim(object_type, worker)
+    items = claimed = _claim(object_type, worker)
+    if items and client is not None:
+        items = _pilot_gate(items, report)
     if items and client is not None:
         items = _without_held(items, client, worker, report)
     if items:
@@ -162,7 +150,30 @@ def outbox_drain_step(object_type: str, client: SalesforceClient | None, worker:
             raise
         if report.synced > synced:  # once a batch: processing rings the drain through the same row
             SyncControl.objects.filter(pk=1).update(last_success_at=timezone.now())
-    return len(items)
+    return len(claimed)
+
+
+def _pilot_gate(items: list[OutboxItem], report: DrainReport) -> list[OutboxItem]:
+    """Of rows claimed to be sent, hold those outside the pilot (sync/pilot.py) and return those to send.
+
+    A pilot record that depends on a held record (a shared account a colleague outside the pilot made, the
+    lead of a conversion) takes it with it: the held record is released and the row let go until it is in
+    Salesforce. The claim lets rows go past held dependencies because a row outside the pilot must be
+    claimed to be held itself.
+    """
+    live = rows_in_pilot(items, pilot=pilot_in_force())
+    for item in items:
+        if item.pk not in live:
+            _finish(item, state=OutboxItem.State.HELD)
+            report.recorded += 1
+    going = [item for item in items if item.pk in live]
+    waiting = held_dependencies(going)
+    if waiting:
+        released = rows_release([row for rows in waiting.values() for row in rows])
+        report.released += len(released)
+        report.released_types.update(row.object_type for row in released)
+        _let_go([item for item in going if item.pk in waiting])
+    return [item for item in going if item.pk not in waiting]
 
 
 def _open_states() -> list[str]:
@@ -287,11 +298,6 @@ def _ready_ids_plain(object_type: str, now, batch: int, live: bool) -> list[tupl
         return [(row[0], row[1]) for row in cursor.fetchall()]
 
 
-#: The lookups each type sends (external-id relationship references): the records they point at must be
-#: in Salesforce first, or Salesforce refuses the record (INVALID_FIELD: foreign key external id not found).
-LOOKUPS = {"Workspace__c": ("Lead__r", "Account__r", "Contact__r"), "Contact": ("Account",)}
-
-
 def _lookups_in_salesforce(object_type: str, candidates: QuerySet[OutboxItem]) -> QuerySet[OutboxItem]:
     """Only candidates none of whose lookups points at a record the outbox has yet to send a first time.
 
@@ -336,7 +342,7 @@ def _being_sent(targets: set[tuple[str, str]]) -> set[tuple[str, str]]:
         return set()
     now = timezone.now()
     return set(
-        OutboxItem.objects.filter(_keyed(targets))
+        OutboxItem.objects.filter(keyed(targets))
         .filter(Q(state__in=_open_states()) | Q(lease_expires_at__gt=now))
         .values_list("object_type", "external_id")
     )
@@ -377,15 +383,13 @@ def _account_roles(conversions: list[tuple[int, str]]) -> dict[int, str]:
 
 
 def _handle(object_type: str, items: list[OutboxItem], client: SalesforceClient | None, report: DrainReport) -> None:
-    live, recorded = [], []
-    for item in items:
-        (live if client is not None and in_pilot(item.workspace_key) else recorded).append(item)
-    for item in recorded:
-        state = OutboxItem.State.DRY_RUN if client is None else OutboxItem.State.HELD
-        _finish(item, state=state)
-        report.recorded += 1
-    if not live:
+    """Send the rows (the pilot's gate has passed them), or record them as a dry run's."""
+    if client is None:
+        for item in items:
+            _finish(item, state=OutboxItem.State.DRY_RUN)
+        report.recorded += len(items)
         return
+    live = items
     report.sent += len(live)
     report.by_type[object_type] = report.by_type.get(object_type, 0) + len(live)
     try:
@@ -798,10 +802,11 @@ def _riders(stamps: list[_Stamp], client: SalesforceClient, report: DrainReport)
     looked_up = {key for *_, payload in rows for key in _lookup_keys_of(payload)}
     unsent = _unsent(looked_up - stamped)
     held = client.held_until("Workspace__c", [external_id for _, _, external_id, _, _ in rows])
+    pilot = workspaces_in_pilot({workspace_key for _, _, _, workspace_key, _ in rows})
     ready = {
         pk: version
         for pk, version, external_id, workspace_key, payload in rows
-        if not (_lookup_keys_of(payload) & unsent) and external_id not in held and in_pilot(workspace_key)
+        if not (_lookup_keys_of(payload) & unsent) and external_id not in held and workspace_key in pilot
     }
     if not ready:
         return []
@@ -813,27 +818,17 @@ def _riders(stamps: list[_Stamp], client: SalesforceClient, report: DrainReport)
 
 def _lookup_keys_of(payload: dict) -> set[tuple[str, str]]:
     """(type, external id) of each record a Workspace__c payload looks up."""
-    return {
-        (RELATIONSHIPS[relationship], payload[relationship][EXTERNAL_ID])
-        for relationship in LOOKUPS["Workspace__c"]
-        if isinstance(payload.get(relationship), dict)
-    }
+    return lookup_keys("Workspace__c", payload)
 
 
 def _unsent(keys: set[tuple[str, str]]) -> set[tuple[str, str]]:
-    """Of these (type, external id), the records the outbox has yet to send a first time."""
+    """Of these (type, external id), the records the outbox has yet to send a first time (held ones too:
+    a rider pointing at one waits for its own claim, which releases it)."""
     if not keys:
         return set()
-    rows = OutboxItem.objects.filter(_keyed(keys), salesforce_id="", state__in=_open_states())
+    states = [*_open_states(), OutboxItem.State.HELD]
+    rows = OutboxItem.objects.filter(keyed(keys), salesforce_id="", state__in=states)
     return set(rows.values_list("object_type", "external_id"))
-
-
-def _keyed(keys: set[tuple[str, str]]) -> Q:
-    """Outbox rows by (type, external id): each an equality pair on the unique index."""
-    match = Q()
-    for object_type, key in keys:
-        match |= Q(object_type=object_type, external_id=key)
-    return match
 
 
 def _let_go(items: list[OutboxItem]) -> None:

@@ -289,9 +289,13 @@ SALESFORCE_DRAIN_SECONDS = min(max(env.float("SALESFORCE_DRAIN_SECONDS", default
 # Throttle below this share of the daily API allocation (from Sforce-Limit-Info).
 SALESFORCE_MAX_API_SHARE = env.float("SALESFORCE_MAX_API_SHARE", default=0.8)
 SALESFORCE_LIMIT_PAUSE_MINUTES = env.int("SALESFORCE_LIMIT_PAUSE_MINUTES", default=15)
-# Pilot: live only for accounts owned by these reps (usernames), or this share of workspaces (0-100).
+# Pilot (sync/pilot.py): live only for the customers these reps own (usernames: a workspace's account
+# owner, else the rep its alerts were routed to), or else this stable share of workspaces (0-100); the rest
+# is held. After a restart with a wider pilot (or none), held rows it now takes in are released, at most
+# this many a minute (with what they depend on).
 SALESFORCE_PILOT_REPS = env.list("SALESFORCE_PILOT_REPS", default=[])
 SALESFORCE_PILOT_PERCENT = env.int("SALESFORCE_PILOT_PERCENT", default=100)
+SALESFORCE_PILOT_RELEASE_PER_MINUTE = max(env.int("SALESFORCE_PILOT_RELEASE_PER_MINUTE", default=1000), 1)
 
 # --- Alerts -----------------------------------------------------------------------------------
 SLACK_WEBHOOK_URL = env.str("SLACK_WEBHOOK_URL", default="")

@@ -1,7 +1,7 @@
 """Read API for alerts (CONTRACT §6): what fired, for whom, why, and how its deliveries went.
 
-Like the rest of the read API, an API client (a token user who is not a rep) reads every alert; a rep
-reads only the alerts routed to them, as on the rep pages.
+A rep reads only the alerts routed to them and an admin every alert, as on the rep pages; auditors and
+API service accounts read every alert; anyone else is refused (alerts/selectors.py decides).
 """
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import generics, serializers
 
-from alerts.models import Alert, Delivery, Rep, RuleKey
-from alerts.roles import REPS_GROUP, user_is_alerts_admin
-from alerts.services import alerts_visible_to
+from alerts.models import Alert, Delivery, RuleKey
+from alerts.selectors import api_alerts
 from workspaces.api import (
     ERROR_RESPONSE,
+    FORBIDDEN,
     INVALID_FILTER_RESPONSE,
     PAGE_NOT_FOUND,
     ApiModelSerializer,
@@ -28,7 +28,7 @@ def alert_list(
     *, user: AbstractBaseUser, workspace_id: str | None = None, rule: str | None = None, status: str | None = None
 ) -> QuerySet[Alert]:
     """The user's visible alerts matching every filter given, newest first, deliveries prefetched."""
-    alerts = alerts_visible_to(user) if _is_rep(user) else Alert.objects.select_related("recipient")
+    alerts = api_alerts(user)
     if workspace_id is not None:
         alerts = alerts.filter(workspace_key=workspace_id)
     if rule is not None:
@@ -36,12 +36,6 @@ def alert_list(
     if status is not None:
         alerts = alerts.filter(status=status)
     return alerts.prefetch_related("deliveries").order_by("-created_at", "-id")
-
-
-def _is_rep(user: AbstractBaseUser) -> bool:
-    if user_is_alerts_admin(user):
-        return False
-    return Rep.objects.filter(user=user).exists() or user.groups.filter(name=REPS_GROUP).exists()
 
 
 class DeliverySummarySerializer(ApiModelSerializer):
@@ -85,6 +79,7 @@ class AlertFilterSerializer(serializers.Serializer):
             200: AlertSerializer(many=True),
             400: INVALID_FILTER_RESPONSE,
             401: ERROR_RESPONSE,
+            403: FORBIDDEN,
             404: PAGE_NOT_FOUND,
         },
     )

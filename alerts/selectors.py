@@ -1,8 +1,8 @@
-"""Reads behind the rep pages: who may see what, the dashboard, a workspace's timeline.
+"""Reads behind the rep pages and the read API: who may see what, the dashboard, a workspace's timeline.
 
-One rule decides what a rep sees (`workspaces_visible_to`); every page and count goes through it, so
-a page cannot show a rep something another page would hide. Payloads never leave this module: the
-timeline carries only the few named values of each event type.
+One rule decides what a rep sees (`workspaces_visible_to`); every page, count and API answer goes
+through it, so neither a page nor a token can show a rep something another page would hide. Payloads
+never leave this module: the timeline carries only the few named values of each event type.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from django.db.models import Count, Q, QuerySet, Sum
 from django.utils import timezone
 
 from alerts.models import Alert, Rep
-from alerts.roles import REPS_GROUP, user_is_alerts_admin
+from alerts.roles import REPS_GROUP, user_group_names, user_is_alerts_admin, user_is_api_service, user_is_auditor
 from alerts.services import alerts_visible_to
 from events.models import Event
 from linking.models import ReviewItem
@@ -47,7 +47,7 @@ def user_is_rep(user: AbstractBaseUser) -> bool:
         return False
     if Rep.objects.filter(user=user, active=True).exists():
         return True
-    return user.groups.filter(name=REPS_GROUP).exists()
+    return REPS_GROUP in user_group_names(user)
 
 
 def user_may_use_rep_pages(user: AbstractBaseUser) -> bool:
@@ -90,6 +90,47 @@ def alerts_for_inbox(
     if workspace:
         alerts = alerts.filter(workspace_key=workspace)
     return alerts.order_by("-created_at", "-pk")
+
+
+def timeline_events() -> QuerySet[Event]:
+    """The events a workspace page lists: lifecycle and billing types (usage only as a count)."""
+    return Event.objects.filter(type__in=LIFECYCLE_TYPES)
+
+
+# --- The read API (CONTRACT §6): a token sees what its user's rep pages show -------------------
+
+
+def user_reads_whole_api(user: AbstractBaseUser) -> bool:
+    """Auditors and API service accounts: no rep pages, but every record through the read API (auditors
+    read every one of them in the admin already)."""
+    return user_is_api_service(user) or user_is_auditor(user)
+
+
+def user_may_read_api(user: AbstractBaseUser) -> bool:
+    """Reps and admins (as on the rep pages), auditors and service accounts; anyone else gets 403."""
+    return user_reads_whole_api(user) or user_may_use_rep_pages(user)
+
+
+def api_workspaces(user: AbstractBaseUser) -> QuerySet[Workspace]:
+    if user_reads_whole_api(user):
+        return Workspace.objects.select_related("account", "lead", "contact")
+    return workspaces_visible_to(user)
+
+
+def api_alerts(user: AbstractBaseUser) -> QuerySet[Alert]:
+    if user_reads_whole_api(user):
+        return Alert.objects.select_related("workspace", "recipient")
+    return alerts_visible_to(user)
+
+
+def api_events(user: AbstractBaseUser) -> QuerySet[Event]:
+    """Every event for admins and whole-API readers; for a rep, the timeline events of the workspaces they
+    may see (what their workspace pages list); none for anyone else."""
+    if user_reads_whole_api(user) or user_is_alerts_admin(user):
+        return Event.objects.all()
+    if not user_is_rep(user):
+        return Event.objects.none()
+    return timeline_events().filter(workspace_key__in=workspaces_visible_to(user).values("workspace_id"))
 
 
 def workspaces_for_list(user: AbstractBaseUser, *, status: str = "", q: str = "") -> QuerySet[Workspace]:
@@ -171,7 +212,8 @@ class TimelineEntry:
 def workspace_timeline(workspace: Workspace, *, limit: int = TIMELINE_LIMIT) -> list[TimelineEntry]:
     """Its lifecycle and billing events, oldest first, each with only its whitelisted values."""
     rows = (
-        Event.objects.filter(workspace_key=workspace.workspace_id, type__in=LIFECYCLE_TYPES)
+        timeline_events()
+        .filter(workspace_key=workspace.workspace_id)
         .only("pk", "type", "source", "occurred_at", "status", "payload")
         .order_by("-occurred_at", "-pk")[:limit]
     )

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import generics, serializers
 
+from alerts.selectors import api_events
 from events.models import Event
 from workspaces.api import (
     ERROR_RESPONSE,
+    FORBIDDEN,
     INVALID_FILTER_RESPONSE,
     PAGE_NOT_FOUND,
     ApiModelSerializer,
@@ -18,9 +21,11 @@ from workspaces.api import (
 )
 
 
-def event_list(*, workspace_id: str | None = None, status: str | None = None) -> QuerySet[Event]:
-    """Events matching every filter given, newest first."""
-    events = Event.objects.all()
+def event_list(
+    *, user: AbstractBaseUser, workspace_id: str | None = None, status: str | None = None
+) -> QuerySet[Event]:
+    """The events the user may see (a rep: their workspaces' timelines) matching every filter given, newest first."""
+    events = api_events(user)
     if workspace_id is not None:
         events = events.filter(workspace_key=workspace_id)
     if status is not None:
@@ -58,14 +63,16 @@ class EventFilterSerializer(serializers.Serializer):
             200: EventSerializer(many=True),
             400: INVALID_FILTER_RESPONSE,
             401: ERROR_RESPONSE,
+            403: FORBIDDEN,
             404: PAGE_NOT_FOUND,
         },
     )
 )
 class EventListView(ReadApiView, generics.ListAPIView):
-    """Received events, newest first, with their processing status; payloads are never shown."""
+    """Received events, newest first, with their processing status; payloads are never shown. A rep sees
+    the lifecycle and billing events of their own workspaces, as on their workspace pages."""
 
     serializer_class = EventSerializer
 
     def get_queryset(self) -> QuerySet[Event]:
-        return event_list(**parse_filters(EventFilterSerializer, self.request))
+        return event_list(user=self.request.user, **parse_filters(EventFilterSerializer, self.request))

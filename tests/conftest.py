@@ -43,6 +43,17 @@ def lifecycle_body(event_type: str, data: dict[str, Any], timestamp: str = "2026
     return json.dumps({"type": event_type, "timestamp": timestamp, "data": data})
 
 
+def api_service_user(username: str = "api-reader"):
+    """An API service account (alerts/roles.py): reads the whole read API by token, nothing else."""
+    from django.contrib.auth.models import Group, User
+
+    from alerts.roles import API_SERVICES_GROUP
+
+    user = User.objects.create_user(username)  # no password: no slow hashing
+    user.groups.add(Group.objects.get_or_create(name=API_SERVICES_GROUP)[0])
+    return user
+
+
 SendWebhook = Callable[..., Any]
 
 

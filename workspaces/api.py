@@ -30,18 +30,23 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
+from alerts.selectors import api_workspaces, user_may_read_api
 from workspaces.models import Account, Contact, Lead, Workspace
-from workspaces.selectors import workspace_get, workspace_list
+from workspaces.selectors import workspace_list
 
 # --- Shared by every read API view --------------------------------------------------------------
 
 
 class CanReadApi(BasePermission):
-    """Who may read the API. For now any active user with a token or a session; roles tighten it here."""
+    """Who may read the API (CONTRACT §6): reps and admins, who see what their rep pages show them, and
+    auditors and API service accounts, who see everything (alerts/selectors.py). Any other user: 403."""
+
+    message = "This account has no role that may read the API (a rep, an admin, an auditor or a service account)."
+    code = "no_api_role"
 
     def has_permission(self, request: Request, view: Any) -> bool:
         user = request.user
-        return bool(user and user.is_authenticated and user.is_active)
+        return bool(user and user.is_authenticated and user.is_active and user_may_read_api(user))
 
 
 class UTCDateTimeField(serializers.DateTimeField):
@@ -78,9 +83,24 @@ def parse_filters(serializer_class: type[serializers.Serializer], request: Reque
     return dict(serializer.validated_data)
 
 
+MAX_PAGE_SIZE = 200
+
+
 class ApiPagination(PageNumberPagination):
     """DRF's page numbers, with a bad `page` named like any other filter (400 invalid_filter); a page
-    past the last one stays DRF's 404 (PAGE_NOT_FOUND in every list's schema)."""
+    past the last one stays DRF's 404 (PAGE_NOT_FOUND in every list's schema). `page_size` picks 1 to
+    MAX_PAGE_SIZE rows a page (default PAGE_SIZE); anything else is a 400 naming it."""
+
+    page_size_query_param = "page_size"
+    max_page_size = MAX_PAGE_SIZE
+
+    def get_page_size(self, request: Request) -> int | None:
+        given = request.query_params.get(self.page_size_query_param, "")
+        if given == "":
+            return self.page_size
+        if not (given.isascii() and given.isdigit() and 1 <= int(given) <= self.max_page_size):
+            raise InvalidFilter({self.page_size_query_param: [f"A whole number from 1 to {self.max_page_size}."]})
+        return int(given)
 
     def get_page_number(self, request: Request, paginator: Paginator) -> int:
         number = super().get_page_number(request, paginator)
@@ -94,7 +114,10 @@ class ApiPagination(PageNumberPagination):
 
     def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
         parameters = super().get_schema_operation_parameters(view)
-        parameters[0]["schema"]["minimum"] = 1
+        for parameter in parameters:
+            parameter["schema"]["minimum"] = 1
+            if parameter["name"] == self.page_size_query_param:
+                parameter["schema"]["maximum"] = self.max_page_size
         return parameters
 
 
@@ -140,6 +163,9 @@ ERROR_RESPONSE = inline_serializer(
     name="Error", fields={"error": serializers.CharField(), "detail": serializers.CharField()}
 )
 PAGE_NOT_FOUND = OpenApiResponse(ERROR_RESPONSE, description="A page past the last one.")
+FORBIDDEN = OpenApiResponse(
+    ERROR_RESPONSE, description="The account has no role that may read the API (`no_api_role`)."
+)
 INVALID_FILTER_RESPONSE = inline_serializer(
     name="InvalidFilter",
     fields={
@@ -242,17 +268,20 @@ class WorkspaceFilterSerializer(serializers.Serializer):
             200: WorkspaceSerializer(many=True),
             400: INVALID_FILTER_RESPONSE,
             401: ERROR_RESPONSE,
+            403: FORBIDDEN,
             404: PAGE_NOT_FOUND,
         },
     )
 )
 class WorkspaceListView(ReadApiView, generics.ListAPIView):
-    """Workspaces in workspace_id order, paginated; every filter given must match."""
+    """Workspaces in workspace_id order, paginated; every filter given must match; a rep's own only."""
 
     serializer_class = WorkspaceSerializer
 
     def get_queryset(self) -> models.QuerySet[Workspace]:
-        return workspace_list(**parse_filters(WorkspaceFilterSerializer, self.request))
+        return workspace_list(**parse_filters(WorkspaceFilterSerializer, self.request)) & api_workspaces(
+            self.request.user
+        )
 
 
 @extend_schema_view(
@@ -267,18 +296,20 @@ class WorkspaceListView(ReadApiView, generics.ListAPIView):
                 examples=[OpenApiExample("A workspace", value="ws_8812")],
             )
         ],
-        responses={200: WorkspaceSerializer, 401: ERROR_RESPONSE, 404: ERROR_RESPONSE},
+        responses={200: WorkspaceSerializer, 401: ERROR_RESPONSE, 403: FORBIDDEN, 404: ERROR_RESPONSE},
     )
 )
 class WorkspaceDetailView(ReadApiView, generics.RetrieveAPIView):
-    """One workspace with its lifecycle state and the lead, account and contact it is linked to."""
+    """One workspace with its lifecycle state and the lead, account and contact it is linked to; a rep's
+    own only."""
 
     serializer_class = WorkspaceSerializer
     queryset = Workspace.objects.all()  # names the model for the schema; reads go through the selector
     lookup_field = "workspace_id"
 
     def get_object(self) -> Workspace:
+        # One outside the reader's scope is a 404 like one that does not exist (as on the rep pages).
         try:
-            return workspace_get(workspace_id=self.kwargs["workspace_id"])
+            return api_workspaces(self.request.user).get(workspace_id=self.kwargs["workspace_id"])
         except Workspace.DoesNotExist:
             raise NotFound("No workspace with this workspace_id.") from None

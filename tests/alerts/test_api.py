@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth import get_user_model
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from alerts.models import Alert, Delivery
 from alerts.services import alert_raise
 from tests.alerts.conftest import make_rep
+from tests.conftest import api_service_user
 from tests.factories import WorkspaceFactory
 
 pytestmark = pytest.mark.django_db
@@ -39,7 +39,7 @@ def alerts(settings):
 
 
 def test_fields_are_exactly_the_contract(alerts):
-    api_user = get_user_model().objects.create_user("reporting")
+    api_user = api_service_user("reporting")
     response = client_for(api_user).get("/api/alerts/", {"workspace_id": "ws_a"})
     assert response.status_code == 200
     [item] = response.json()["results"]
@@ -59,7 +59,7 @@ def test_fields_are_exactly_the_contract(alerts):
 
 
 def test_filters_by_rule_and_status(alerts):
-    client = client_for(get_user_model().objects.create_user("reporting"))
+    client = client_for(api_service_user("reporting"))
     Alert.objects.filter(pk=alerts["ws_b"].pk).update(status="resolved")
     by_rule = client.get("/api/alerts/", {"rule": "converted"}).json()["results"]
     assert [item["workspace_id"] for item in by_rule] == ["ws_b"]
@@ -70,7 +70,7 @@ def test_filters_by_rule_and_status(alerts):
 
 
 def test_a_bad_filter_names_the_field(alerts):
-    client = client_for(get_user_model().objects.create_user("reporting"))
+    client = client_for(api_service_user("reporting"))
     response = client.get("/api/alerts/", {"rule": "nope", "status": "gone"})
     assert response.status_code == 400
     body = response.json()

@@ -9,7 +9,6 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
 from django.utils import timezone
@@ -17,6 +16,7 @@ from rest_framework.authtoken.models import Token
 
 from alerts.services import alert_raise
 from events.models import Event
+from tests.conftest import api_service_user
 from tests.factories import AccountFactory, ContactFactory, EventFactory, LeadFactory, WorkspaceFactory
 from workspaces.models import Workspace
 
@@ -47,8 +47,8 @@ def keep_the_test_connection() -> Iterator[None]:
 
 @pytest.fixture
 def reader_token(db) -> str:
-    """A token of a user CanReadApi admits (any active user), made the way tests/test_api.py makes them."""
-    reader = get_user_model().objects.create_user("fuzz-reader")
+    """A token of an API service account (reads everything), made the way tests/test_api.py makes them."""
+    reader = api_service_user("fuzz-reader")
     return Token.objects.create(user=reader).key
 
 

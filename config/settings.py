@@ -219,6 +219,8 @@ MARKETO_WEBHOOK_TOKEN = optional_secret(
     "MARKETO_WEBHOOK_TOKEN", env.str("MARKETO_WEBHOOK_TOKEN", default=""), OPTIONAL_SECRETS_IGNORED
 )
 WEBHOOK_MAX_BODY_BYTES = 1024 * 1024
+# A webhook body that stops arriving this long is answered 408 and its thread freed (events/views.py).
+WEBHOOK_BODY_READ_TIMEOUT_SECONDS = max(env.float("WEBHOOK_BODY_READ_TIMEOUT_SECONDS", default=10.0), 0.1)
 WEBHOOK_TOLERANCE_SECONDS = 300
 # Group commit: concurrent webhook requests share one transaction (each answered after that commit),
 # which is what lets one small machine take bursts at the webhook without weakening durability.

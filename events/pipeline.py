@@ -28,7 +28,7 @@ from django.utils import timezone
 
 from alerts.services import alert_raise, workspaces_alerts_after_processing
 from events.models import Event, WorkspaceLock
-from events.schemas import PayloadInvalid, validate_data
+from events.schemas import PayloadInvalid, instant_in_range, validate_data
 from events.services import enqueue_workspaces
 from linking.freemail import email_domain, is_freemail
 from linking.models import ReviewItem
@@ -185,7 +185,10 @@ def _process_claimed(workspace_key: str, claimed: list[int], worker: str) -> Out
 
 
 def lifecycle_event(external_id: str, type_: str, occurred_at: datetime, payload: Any, source: str) -> LifecycleEvent:
-    """A stored event as the fold sees it, its data re-validated (raises PayloadInvalid)."""
+    """A stored event as the fold sees it, its time and data re-validated (raises PayloadInvalid): one stored
+    before the door refused dates outside 1970–2999 is held back here too."""
+    if not instant_in_range(occurred_at):
+        raise PayloadInvalid({"timestamp": [f"{occurred_at.isoformat()} is outside 1970–2999."]})
     data = payload.get("data") if isinstance(payload, dict) else None
     return LifecycleEvent(external_id, type_, occurred_at, validate_data(type_, data or {}), source)
 
@@ -304,15 +307,20 @@ def _fold_rows(
         try:
             events.append(lifecycle_event(row.external_id, row.type, row.occurred_at, row.payload, row.source))
         except PayloadInvalid as exc:
-            _park_unreadable(row, exc)
+            _park(row, "PayloadInvalid", f"Stored payload no longer validates: {exc.fields}")
             continue
         by_external_id[row.external_id] = row.pk
     state = fold(workspace_key, events)
+    for unapplied in state.unapplied:  # left out by the fold: to review, the other events apply
+        del by_external_id[unapplied.external_id]
+        for row in rows:
+            if row.external_id == unapplied.external_id:
+                _park(row, "Unapplied", f"Cannot be applied ({unapplied.reason}); the workspace's other events were.")
     applied = (
         _apply(state, by_external_id, workspace=workspace, to_record=to_record) if state.status is not None else None
     )
     done = [row.pk for row in rows if row.status != Event.Status.COMPLETED and row.external_id in by_external_id]
-    return len(events), done, applied
+    return len(events) - len(state.unapplied), done, applied
 
 
 def _complete(event_ids: list[int]) -> None:
@@ -433,17 +441,17 @@ def _siblings(workspace: Workspace, keys: set[str]) -> list[Workspace]:
     return list(free)
 
 
-def _park_unreadable(row: Event, exc: PayloadInvalid) -> None:
-    """A stored payload this version cannot read goes to review instead of blocking its workspace."""
-    row.status = Event.Status.REVIEW
-    row.notes = f"Stored payload no longer validates: {exc.fields}"
+def _park(row: Event, kind: str, note: str) -> None:
+    """An event this version cannot read or apply goes to review with `note` instead of blocking its
+    workspace. Re-folds find it parked already: nothing is written or recorded again."""
+    if row.status == Event.Status.REVIEW and row.notes == note:
+        return
+    row.status, row.notes = Event.Status.REVIEW, note
     row.lease_owner, row.lease_expires_at = "", None
     row.save(update_fields=["status", "notes", "lease_owner", "lease_expires_at"])
     ids = {"event_id": row.pk, "external_id": row.external_id, "workspace_id": row.workspace_key}
-    logger.warning("event %s parked for review: stored payload no longer validates", row.pk, extra=ids)
-    error_record(
-        source="processing", kind="PayloadInvalid", message=row.notes, obj=row, workspace_key=row.workspace_key
-    )
+    logger.warning("event %s parked for review (%s)", row.pk, kind, extra=ids)
+    error_record(source="processing", kind=kind, message=note, obj=row, workspace_key=row.workspace_key)
 
 
 def retry_delay(attempt: int) -> timedelta:

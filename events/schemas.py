@@ -7,6 +7,8 @@ with errors keyed the way the 422 body names them (`data.workspace_id`).
 from __future__ import annotations
 
 import json
+import math
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -22,12 +24,24 @@ class PayloadInvalid(Exception):
         self.body = body
 
 
+#: Instants the engine applies (CONTRACT §2): a date outside these is refused at the door, not stored to
+#: overflow date arithmetic later (a trial dated 9999 made every later fold of its workspace fail).
+EARLIEST_INSTANT = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_INSTANT = datetime(2999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
+
+
+def instant_in_range(value: datetime) -> bool:
+    """Whether an aware instant lies in 1970–2999 (UTC), the span the engine can apply."""
+    return EARLIEST_INSTANT <= value <= LATEST_INSTANT
+
+
 class RFC3339Field(serializers.Field):
-    """An instant with an explicit offset; naive times are refused rather than guessed."""
+    """An instant with an explicit offset, in 1970–2999; naive times are refused rather than guessed."""
 
     default_error_messages = {
         "invalid": "Enter an RFC 3339 timestamp such as 2026-11-20T14:03:11Z.",
         "naive": "The timestamp needs a UTC offset (Z or +hh:mm).",
+        "range": "Enter an instant from 1970-01-01T00:00:00Z to 2999-12-31T23:59:59Z.",
     }
 
     def to_internal_value(self, data: Any) -> datetime:
@@ -41,10 +55,101 @@ class RFC3339Field(serializers.Field):
             self.fail("invalid")
         if value.tzinfo is None:
             self.fail("naive")
+        # Compared before converting: 9999-12-31T23:59:59-14:00 has no UTC datetime (OverflowError).
+        if not instant_in_range(value):
+            self.fail("range")
         return value.astimezone(UTC)
 
     def to_representation(self, value: datetime) -> str:
         return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+#: Deepest nesting a body may have (CONTRACT §2): deeper ones are refused before parsing, so neither the
+#: parser nor anything walking the body later can run out of stack (RecursionError).
+MAX_JSON_DEPTH = 64
+#: Largest integer a body may carry: what a signed 64-bit integer holds (Stripe's amounts, a database bigint).
+#: Beyond it are numbers no field takes; at 4,300 digits Python refuses to convert them at all.
+MAX_JSON_INT = 2**63 - 1
+TOO_DEEP = f"Nested deeper than {MAX_JSON_DEPTH} levels."
+INT_OUT_OF_RANGE = f"Integers must lie between -{MAX_JSON_INT} and {MAX_JSON_INT}."
+NOT_FINITE = "NaN, Infinity and numbers beyond a double's range are not JSON numbers."
+
+_STRUCTURE = re.compile(rb'[\[\]{}"]')
+_STRING_REST = re.compile(rb'[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+
+
+class _OutOfRange(str):
+    """An integer too long to convert, as parsed: never leaves load_json (number_errors names it)."""
+
+
+def _bounded_int(text: str) -> int | _OutOfRange:
+    if len(text) > 20:  # 20 characters hold every 64-bit integer and its sign: refused unconverted
+        return _OutOfRange(text)
+    value = int(text)
+    return value if abs(value) <= MAX_JSON_INT else _OutOfRange(text)
+
+
+def json_nesting_exceeds(raw: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether the JSON text nests arrays and objects deeper than `limit`, found without parsing it.
+
+    Strings are skipped whole, so brackets inside them do not count. A body with no more brackets than
+    `limit` needs no scan (nearly every body). Malformed text may be misjudged; the parser refuses it anyway.
+    """
+    if raw.count(b"[") + raw.count(b"{") <= limit:
+        return False
+    depth, position = 0, 0
+    while (found := _STRUCTURE.search(raw, position)) is not None:
+        char = raw[found.start()]
+        if char == ord('"'):
+            rest = _STRING_REST.match(raw, found.end())
+            if rest is None:
+                return False  # an unterminated string: malformed
+            position = rest.end()
+            continue
+        depth += 1 if char in b"[{" else -1
+        if depth > limit:
+            return True
+        position = found.end()
+    return False
+
+
+def number_errors(value: Any) -> dict[str, list[str]]:
+    """The numbers in a parsed body that no field takes, by path (`data.count`, `data.items.0`): integers
+    beyond 64 bits, NaN, ±Infinity (also what 1e999 parses to). Neither the fold nor the databases' JSON
+    can hold them (SQLite's JSON_VALID refuses NaN: the row was refused with an IntegrityError)."""
+    errors: dict[str, list[str]] = {}
+    stack: list[tuple[str, Any]] = [("", value)]
+    while stack:
+        path, item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend((f"{path}.{key}" if path else str(key), child) for key, child in item.items())
+        elif isinstance(item, list):
+            stack.extend((f"{path}.{index}" if path else str(index), child) for index, child in enumerate(item))
+        elif isinstance(item, _OutOfRange) or (
+            isinstance(item, int) and not isinstance(item, bool) and abs(item) > MAX_JSON_INT
+        ):
+            errors[path or "body"] = [INT_OUT_OF_RANGE]
+        elif isinstance(item, float) and not math.isfinite(item):
+            errors[path or "body"] = [NOT_FINITE]
+    return dict(sorted(errors.items()))
+
+
+def load_json(raw: bytes) -> Any:
+    """Parse a webhook body, refusing what the engine cannot hold: malformed JSON, nesting deeper than
+    MAX_JSON_DEPTH, numbers beyond number_errors' limits. PayloadInvalid keeps the body as text then, which
+    is always storable (the parsed body may not be)."""
+    text = raw.decode("utf-8", "replace")
+    if json_nesting_exceeds(raw):
+        raise PayloadInvalid({"body": [TOO_DEEP]}, body=text)
+    try:
+        body = json.loads(raw, parse_int=_bounded_int)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PayloadInvalid({"body": [f"Malformed JSON: {exc}"]}, body=text) from exc
+    except RecursionError as exc:  # only if the scan misjudged an encoding other than UTF-8
+        raise PayloadInvalid({"body": [TOO_DEEP]}, body=text) from exc
+    if errors := number_errors(body):
+        raise PayloadInvalid(errors, body=text)
+    return body
 
 
 def _text(max_length: int, *, required: bool = False) -> serializers.CharField:
@@ -215,10 +320,7 @@ def validate_data(event_type: str, data: dict[str, Any]) -> dict[str, Any]:
 
 def parse_provisioning_body(raw: bytes) -> ParsedWebhook:
     """Parse and validate a body; every wrong field is reported at once, envelope and data alike."""
-    try:
-        body = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise PayloadInvalid({"body": [f"Malformed JSON: {exc}"]}, body=raw.decode("utf-8", "replace")) from exc
+    body = load_json(raw)
     if not isinstance(body, dict):
         raise PayloadInvalid({"body": ["Expected a JSON object with type, timestamp and data."]}, body=body)
     envelope, errors = run_schema(EnvelopeSerializer, body)
@@ -253,10 +355,7 @@ class MarketoLeadSerializer(serializers.Serializer):
 
 
 def parse_marketo_body(raw: bytes) -> dict[str, Any]:
-    try:
-        body = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise PayloadInvalid({"body": [f"Malformed JSON: {exc}"]}, body=raw.decode("utf-8", "replace")) from exc
+    body = load_json(raw)
     if not isinstance(body, dict):
         raise PayloadInvalid({"body": ["Expected a JSON object."]}, body=body)
     lead, errors = run_schema(MarketoLeadSerializer, body)

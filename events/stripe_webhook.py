@@ -23,7 +23,6 @@ A handled event that means nothing for the lifecycle (a zero invoice at a trial'
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Callable, Mapping
 from concurrent.futures import TimeoutError as StoreTimeout
@@ -39,10 +38,18 @@ from django.views.decorators.csrf import csrf_exempt
 
 from events.models import Event
 from events.ratelimit import webhook_refusal, webhook_throttle
-from events.schemas import PayloadInvalid, validate_data
-from events.services import event_receive, events_store
+from events.schemas import (
+    TOO_DEEP,
+    PayloadInvalid,
+    instant_in_range,
+    json_nesting_exceeds,
+    load_json,
+    number_errors,
+    validate_data,
+)
+from events.services import event_receive
 from events.store import NewEvent
-from events.views import error_response, method_not_allowed, read_limited_body
+from events.views import body_key, claimed_type, error_response, method_not_allowed, read_webhook_body, reject
 from sync.stripe_billing import (
     Invoice,
     Subscription,
@@ -79,8 +86,11 @@ class StripeEvent:
             errors["id"] = ["A Stripe event id (evt_…) of at most 255 characters is required."]
         if not isinstance(body.get("type"), str) or not body["type"]:
             errors["type"] = ["This field is required."]
-        if instant(body.get("created")) is None:
+        created = instant(body.get("created"))
+        if created is None:
             errors["created"] = ["Unix seconds are required."]
+        elif not instant_in_range(created):
+            errors["created"] = ["Unix seconds from 0 to 32503679999 (1970 to 2999) are required."]
         if not isinstance(obj, Mapping):
             errors["data.object"] = ["This field is required."]
         if errors:
@@ -113,6 +123,22 @@ class NoWorkspace(Exception):
         self.field = field
 
 
+class AmountOutOfRange(Exception):
+    """Amounts or quantities whose MRR no decimal holds (a unit_amount of 1e30): the field to name."""
+
+    def __init__(self, field: str) -> None:
+        super().__init__(field)
+        self.field = field
+
+
+def _mrr(billed: Subscription | Invoice, field: str) -> Decimal | None:
+    """The object's MRR; its arithmetic overflowing (decimal.InvalidOperation) is an out-of-range `field`."""
+    try:
+        return billed.mrr
+    except ArithmeticError as exc:
+        raise AmountOutOfRange(field) from exc
+
+
 def _rfc3339(value: datetime | None) -> str | None:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value else None
 
@@ -138,12 +164,13 @@ def _invoice(event: StripeEvent) -> Invoice:
 
 
 def _converted(sub: Subscription) -> Mapped:
-    if sub.mrr is None:
+    mrr = _mrr(sub, "data.object.items")
+    if mrr is None:
         raise Skip(f"Subscription {sub.id} has no per-unit price to derive MRR from (tiered or metered).")
     data = {
         "workspace_id": sub.workspace_id,
         "plan": sub.plan,
-        "mrr": _money(sub.mrr),
+        "mrr": _money(mrr),
         "currency": sub.currency_code or "USD",
         "subscription_id": sub.id,
         "billing_interval": sub.billing_interval,
@@ -229,7 +256,8 @@ def on_invoice_paid(event: StripeEvent) -> Mapped:
             f"Invoice {invoice.id} ({invoice.billing_reason or 'no billing_reason'}, amount_paid "
             f"{invoice.amount_paid}) pays no subscription period: nothing to apply."
         )
-    if not invoice.plan or invoice.mrr is None:
+    mrr = _mrr(invoice, "data.object.lines")
+    if not invoice.plan or mrr is None:
         raise Skip(
             f"Invoice {invoice.id} cannot name its plan the way subscription events do (set metadata.plan on the "
             "subscription, or rely on customer.subscription.updated): not applied."
@@ -237,7 +265,7 @@ def on_invoice_paid(event: StripeEvent) -> Mapped:
     data = {
         "workspace_id": invoice.workspace_id,
         "plan": invoice.plan,
-        "mrr": _money(invoice.mrr),
+        "mrr": _money(mrr),
         "currency": invoice.currency or "USD",
         "subscription_id": invoice.subscription_id,
         "billing_interval": invoice.billing_interval,
@@ -280,26 +308,29 @@ def stripe_webhook(request: HttpRequest) -> JsonResponse:
     secret = settings.STRIPE_WEBHOOK_SECRET.strip()
     if not secret:
         return error_response(503, "not_configured")
-    body = read_limited_body(request, settings.WEBHOOK_MAX_BODY_BYTES)
-    if body is None:
-        return error_response(413, "payload_too_large")
+    body = read_webhook_body(request)
+    if isinstance(body, JsonResponse):
+        return body
     try:
         raw = construct_event(
             body, request.headers.get("Stripe-Signature"), secret, tolerance=settings.WEBHOOK_TOLERANCE_SECONDS
         )
-        event = StripeEvent.parse(raw)
+        event = StripeEvent.parse(_held(raw, body))
     except WebhookRefused as exc:
         # Never log the body of a request we could not authenticate.
         logger.warning(
             "stripe webhook refused: %s (%s); remote=%s", exc.code, exc.detail, request.META.get("REMOTE_ADDR")
         )
         return webhook_refusal(Event.Source.STRIPE, 401, exc.code)
+    except RecursionError:
+        # The library parses only once the signature holds: an authentic body nested past the parser's stack.
+        return reject(Event.Source.STRIPE, body_key(body), "", PayloadInvalid({"body": [TOO_DEEP]}, body=_text(body)))
     except WebhookMalformed as exc:
-        return _reject(_body_key(body), "", PayloadInvalid({"body": [exc.detail]}, body=exc.text))
+        return reject(Event.Source.STRIPE, body_key(body), "", _malformed(body, exc))
     except PayloadInvalid as exc:
         claimed = exc.body.get("id") if isinstance(exc.body, dict) else None
-        external_id = claimed if isinstance(claimed, str) and 0 < len(claimed) <= 255 else _body_key(body)
-        return _reject(external_id, _claimed_type(exc.body), exc)
+        external_id = claimed if isinstance(claimed, str) and 0 < len(claimed) <= 255 else body_key(body)
+        return reject(Event.Source.STRIPE, external_id, claimed_type(exc.body), exc)
     if (throttled := webhook_throttle(Event.Source.STRIPE)) is not None:
         return throttled
     handler = HANDLERS.get(event.type)
@@ -312,10 +343,13 @@ def stripe_webhook(request: HttpRequest) -> JsonResponse:
         return _store(event, _ignored(event, raw, str(exc)))
     except NoWorkspace as exc:
         fields = {exc.field: ["Set metadata.workspace_id on the subscription (or its customer)."]}
-        return _reject(event.id, event.type, PayloadInvalid(fields, body=raw))
+        return reject(Event.Source.STRIPE, event.id, event.type, PayloadInvalid(fields, body=raw))
+    except AmountOutOfRange as exc:
+        fields = {exc.field: ["The amounts and quantities give an MRR out of range."]}
+        return reject(Event.Source.STRIPE, event.id, event.type, PayloadInvalid(fields, body=raw))
     except PayloadInvalid as exc:
         fields = {f"mapped.{name}": messages for name, messages in exc.fields.items()}
-        return _reject(event.id, event.type, PayloadInvalid(fields, body=raw))
+        return reject(Event.Source.STRIPE, event.id, event.type, PayloadInvalid(fields, body=raw))
     return _store(event, _accepted(event, mapped))
 
 
@@ -362,30 +396,23 @@ def _store(event: StripeEvent, new: NewEvent) -> JsonResponse:
     return JsonResponse({"id": event.id, "status": status}, status=202)
 
 
-def _reject(external_id: str, claimed_type: str, exc: PayloadInvalid) -> JsonResponse:
-    """Keep an authentic but unusable event as `rejected` (never applied) and say which fields are wrong."""
-    events_store(
-        [
-            NewEvent(
-                source=Event.Source.STRIPE,
-                external_id=external_id,
-                type=claimed_type[:64],
-                occurred_at=None,
-                workspace_key="",
-                payload=exc.body,
-                status=Event.Status.REJECTED,
-                notes="; ".join(f"{field}: {' '.join(msgs)}" for field, msgs in exc.fields.items()),
-            )
-        ]
-    )
-    return error_response(422, "invalid_payload", fields=exc.fields)
+def _held(raw: dict[str, Any], body: bytes) -> dict[str, Any]:
+    """The parsed event, if the engine can hold it (CONTRACT §2: nesting, numbers); else PayloadInvalid."""
+    if json_nesting_exceeds(body):
+        raise PayloadInvalid({"body": [TOO_DEEP]}, body=_text(body))
+    if errors := number_errors(raw):
+        raise PayloadInvalid(errors, body=_text(body))
+    return raw
 
 
-def _body_key(body: bytes) -> str:
-    """An idempotency key for a body without a usable event id: the same bytes are one rejected event."""
-    return f"unparsed:{hashlib.sha256(body).hexdigest()}"
+def _malformed(body: bytes, exc: WebhookMalformed) -> PayloadInvalid:
+    """What is wrong with an authentic body that is no JSON object, named as load_json names it."""
+    try:
+        load_json(body)
+    except PayloadInvalid as invalid:
+        return invalid
+    return PayloadInvalid({"body": [exc.detail]}, body=exc.text)
 
 
-def _claimed_type(body: object) -> str:
-    claimed = body.get("type") if isinstance(body, dict) else None
-    return claimed if isinstance(claimed, str) else ""
+def _text(body: bytes) -> str:
+    return body.decode("utf-8", "replace")

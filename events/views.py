@@ -1,16 +1,18 @@
 """Signed webhook endpoints. Each view runs the same steps, in this order (STYLE habit 2):
-configured? → size limit → verify signature → rate limit (429, events/ratelimit.py) → validate payload →
-store with the idempotency key (processing enqueued on commit) → answer."""
+configured? → size limit (411/413/408: read_webhook_body) → verify signature → rate limit (429,
+events/ratelimit.py) → validate payload → store with the idempotency key (processing enqueued on commit)
+→ answer. Marketo's bearer token is a header, so it is checked before the body is read."""
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import logging
 from concurrent.futures import TimeoutError as StoreTimeout
 
 from django.conf import settings
 from django.db import DatabaseError
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, JsonResponse, UnreadablePostError
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
@@ -35,16 +37,46 @@ def method_not_allowed() -> JsonResponse:
     return response
 
 
-def read_limited_body(request: HttpRequest, limit: int) -> bytes | None:
-    """The body, or None when it exceeds `limit`: refused from the header before reading when possible."""
+def read_webhook_body(request: HttpRequest) -> bytes | JsonResponse:
+    """The body, or the answer that refuses it before or while reading (the size-limit step).
+
+    - 411 `length_required`: chunked, without Content-Length. The body would read as empty (WSGI offers no
+      length) and the request be refused as unsigned; a sender or a buffering proxy can always send a length.
+    - 413 `payload_too_large`: over WEBHOOK_MAX_BODY_BYTES, from the header when possible, before reading.
+    - 408 `request_timeout`: the body stopped arriving for WEBHOOK_BODY_READ_TIMEOUT_SECONDS. Under gunicorn
+      the read is bounded on its socket so a stalled client frees its thread (gunicorn then closes the
+      connection: the body was not read to its end). A client trickling bytes is the fronting proxy's to
+      absorb (deploy/nginx.conf).
+    """
+    if "CONTENT_LENGTH" not in request.META and "HTTP_TRANSFER_ENCODING" in request.META:
+        return error_response(411, "length_required")
+    limit = settings.WEBHOOK_MAX_BODY_BYTES
     try:
         declared = int(request.META.get("CONTENT_LENGTH") or 0)
     except ValueError:
         declared = 0
     if declared > limit:
-        return None
-    body = request.read(limit + 1)
-    return None if len(body) > limit else body
+        return error_response(413, "payload_too_large")
+    try:
+        body = _read_bounded(request, limit + 1)
+    except UnreadablePostError:
+        logger.warning("webhook body not received in time; remote=%s", request.META.get("REMOTE_ADDR"))
+        return error_response(408, "request_timeout")
+    return error_response(413, "payload_too_large") if len(body) > limit else body
+
+
+def _read_bounded(request: HttpRequest, size: int) -> bytes:
+    """request.read(size), each wait for data bounded by WEBHOOK_BODY_READ_TIMEOUT_SECONDS on gunicorn's
+    socket (Django wraps the timeout in UnreadablePostError). Other servers have no socket to bound."""
+    sock = request.META.get("gunicorn.socket")
+    if sock is None:
+        return request.read(size)
+    previous = sock.gettimeout()
+    sock.settimeout(settings.WEBHOOK_BODY_READ_TIMEOUT_SECONDS)
+    try:
+        return request.read(size)
+    finally:
+        sock.settimeout(previous)
 
 
 @csrf_exempt
@@ -54,9 +86,9 @@ def provisioning_webhook(request: HttpRequest) -> JsonResponse:
     secrets = settings.PROVISIONING_WEBHOOK_SECRET.split()
     if not secrets:
         return error_response(503, "not_configured")
-    body = read_limited_body(request, settings.WEBHOOK_MAX_BODY_BYTES)
-    if body is None:
-        return error_response(413, "payload_too_large")
+    body = read_webhook_body(request)
+    if isinstance(body, JsonResponse):
+        return body
     try:
         verify_standard_webhook(body=body, headers=request.headers, secrets=secrets)
     except SignatureError as exc:
@@ -77,7 +109,7 @@ def provisioning_webhook(request: HttpRequest) -> JsonResponse:
     try:
         parsed = parse_provisioning_body(body)
     except PayloadInvalid as exc:
-        return _reject(webhook_id, exc)
+        return reject(Event.Source.PROVISIONING, webhook_id, claimed_type(exc.body), exc)
     event = NewEvent(
         source=Event.Source.PROVISIONING,
         external_id=webhook_id,
@@ -106,19 +138,22 @@ def marketo_webhook(request: HttpRequest) -> JsonResponse:
     token = settings.MARKETO_WEBHOOK_TOKEN
     if not token:
         return error_response(503, "not_configured")
-    body = read_limited_body(request, settings.WEBHOOK_MAX_BODY_BYTES)
-    if body is None:
-        return error_response(413, "payload_too_large")
+    # The token is a header: checked before reading a body, so an unauthenticated sender holds no thread
+    # while its body (slowly) arrives.
     scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(presented.encode(), token.encode()):
         logger.warning("marketo webhook refused: bad bearer token; remote=%s", request.META.get("REMOTE_ADDR"))
         return webhook_refusal(Event.Source.MARKETO, 401, "invalid_token")
+    body = read_webhook_body(request)
+    if isinstance(body, JsonResponse):
+        return body
     if (throttled := webhook_throttle(Event.Source.MARKETO)) is not None:
         return throttled
     try:
         lead = parse_marketo_body(body)
     except PayloadInvalid as exc:
-        return error_response(422, "invalid_payload", fields=exc.fields)
+        # Keyed by the bytes, not lead_id: a corrected lead with the same id must not be its duplicate.
+        return reject(Event.Source.MARKETO, body_key(body), "", exc)
     lead_id = lead["lead_id"]
     event = NewEvent(
         source=Event.Source.MARKETO,
@@ -136,14 +171,18 @@ def marketo_webhook(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"id": lead_id, "status": "accepted" if is_new else "duplicate"}, status=202 if is_new else 200)
 
 
-def _reject(webhook_id: str, exc: PayloadInvalid) -> JsonResponse:
-    """Keep a signed but malformed event as `rejected` (never applied), and say which fields are wrong."""
+def reject(source: str, external_id: str, claimed_type: str, exc: PayloadInvalid) -> JsonResponse:
+    """Keep a signed but malformed event as `rejected` (never applied), and say which fields are wrong.
+
+    Its payload is what PayloadInvalid kept: the parsed body, or the text when the body is not JSON the
+    engine can hold (load_json), so storing it cannot fail the way the body did.
+    """
     events_store(
         [
             NewEvent(
-                source=Event.Source.PROVISIONING,
-                external_id=webhook_id,
-                type=_claimed_type(exc.body),
+                source=source,
+                external_id=external_id,
+                type=claimed_type[:64],
                 occurred_at=None,
                 workspace_key="",
                 payload=exc.body,
@@ -155,6 +194,11 @@ def _reject(webhook_id: str, exc: PayloadInvalid) -> JsonResponse:
     return error_response(422, "invalid_payload", fields=exc.fields)
 
 
-def _claimed_type(body: object) -> str:
+def body_key(body: bytes) -> str:
+    """An idempotency key for a rejected body without a usable id: the same bytes are one rejected event."""
+    return f"unparsed:{hashlib.sha256(body).hexdigest()}"
+
+
+def claimed_type(body: object) -> str:
     claimed = body.get("type") if isinstance(body, dict) else None
-    return claimed[:64] if isinstance(claimed, str) else ""
+    return claimed if isinstance(claimed, str) else ""

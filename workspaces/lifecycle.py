@@ -73,6 +73,14 @@ class Review:
 
 
 @dataclass(frozen=True)
+class Unapplied:
+    """An event the fold could not apply, and why: left out, so the workspace's other events still apply."""
+
+    external_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class WorkspaceState:
     workspace_id: str
     status: str | None = None
@@ -97,6 +105,7 @@ class WorkspaceState:
     at_risk_since: datetime | None = None
     renews_at: datetime | None = None
     reviews: tuple[Review, ...] = ()
+    unapplied: tuple[Unapplied, ...] = ()
     email_source: str = field(default="", compare=False)
 
     def fields(self) -> dict[str, Any]:
@@ -131,13 +140,26 @@ def normalise_email(value: str | None) -> str:
 
 
 def fold(workspace_id: str, events: Iterable[LifecycleEvent]) -> WorkspaceState:
-    """Apply the events in contract order; duplicates (same external id) count once."""
+    """Apply the events in contract order; duplicates (same external id) count once.
+
+    An event that cannot be applied (a date whose arithmetic overflows, say) is skipped and listed in
+    `unapplied` with the reason, instead of failing the fold: one bad event must not stop a workspace.
+    """
     unique = {event.external_id: event for event in events if event.type in FOLD_RANK}
     state = WorkspaceState(workspace_id=workspace_id)
     for event in sorted(unique.values(), key=lambda e: e.sort_key):
-        state = APPLY[event.type](state, event)
-        state = replace(state, last_event_at=event.occurred_at)
+        try:
+            applied = APPLY[event.type](state, event)
+        # The apply functions are pure: whatever one raises is about this event's data, nothing else.
+        except Exception as exc:
+            state = replace(state, unapplied=(*state.unapplied, Unapplied(event.external_id, _reason(exc))))
+            continue
+        state = replace(applied, last_event_at=event.occurred_at)
     return state
+
+
+def _reason(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc}"[:300]
 
 
 def _flag(state: WorkspaceState, review: Review) -> WorkspaceState:

@@ -5,7 +5,8 @@ Order matters:
    (`privacy.suppression`) while the rest runs;
 2. in one transaction their lead, contact and owned workspaces get the placeholder address
    (`erased-<n>@domain`) and lose their names, and every row mentioning the address is scrubbed
-   (event payloads and notes, review items, alerts, outbox rows, audit entries, usage rows);
+   (event payloads and notes, review items, alerts, outbox rows, audit entries, usage rows) — the rows
+   `privacy.records.person_holdings` finds, the same finder the export uses;
 3. their workspaces are re-folded from the scrubbed events, so the stored state is exactly what the
    events now say and a later re-fold or replay changes nothing;
 4. Salesforce is told through the outbox: unconverted leads and contacts are upserted anonymised, a
@@ -21,30 +22,26 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from auditlog.models import LogEntry
 from django.conf import settings
-from django.contrib.admin.models import LogEntry as AdminLogEntry
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import transaction
-from django.db.models import F, Model, Q, QuerySet
+from django.db.models import F, Model, QuerySet
 from django.utils import timezone
 
-from alerts.models import Alert, Delivery
 from events.models import Event
 from events.pipeline import workspace_process
 from events.services import async_task
-from linking.models import ReviewItem
 from privacy.identity import email_hash, normalise_email, placeholder_email
 from privacy.models import Tombstone
-from privacy.records import TEXT_FIELDS, Subject, mentioning, object_entries
+from privacy.records import TEXT_FIELDS, Subject, mentioning, person_holdings
 from privacy.scrub import Person, names_in, scrub_json, scrub_text
 from sync.deletion import outbox_record_deletion
 from sync.models import OutboxItem
 from sync.outbox import contact_key, contact_payload, lead_key, lead_payload, outbox_record
 from triggers.models import UsageDailyUser
 from workspaces.actors import acting_as_system
-from workspaces.models import Account, Contact, Lead, Workspace
+from workspaces.models import Contact, Lead, Workspace
 
 logger = logging.getLogger(__name__)
 
@@ -123,32 +120,15 @@ def _anonymise_records(subject: Subject, person: Person, report: ErasureReport) 
     report.add("usage", UsageDailyUser.objects.filter(user_email=subject.email).update(user_email=person.replacement))
 
 
-def _about(subject: Subject) -> dict[type[Model], set[int]]:
-    """Rows that are about the person, by model: their names are scrubbed there too, not only the address.
-
-    Audit and admin-history entries are about the person when their object is.
-    """
-    queries: dict[type[Model], Q] = {
-        Event: mentioning(("payload",), subject.email),
-        ReviewItem: Q(workspace__in=subject.workspace_pks) | Q(lead__in=subject.lead_pks),
-        Alert: Q(workspace__in=subject.workspace_pks) | Q(workspace_key__in=subject.workspace_keys),
-        Delivery: Q(alert__workspace__in=subject.workspace_pks) | Q(alert__workspace_key__in=subject.workspace_keys),
-        OutboxItem: subject.outbox_rows(),
-        Account: Q(pk__in=[]),
-        Workspace: Q(pk__in=subject.workspace_pks),
-    }
-    about = {model: set(model.objects.filter(query).values_list("pk", flat=True)) for model, query in queries.items()}
-    objects = {Lead: subject.lead_pks, Contact: subject.contact_pks, **about}
-    for log in (LogEntry, AdminLogEntry):
-        about[log] = set(log.objects.filter(object_entries(log, objects)).values_list("pk", flat=True))
-    return about
-
-
 def _scrub_mentions(subject: Subject, person: Person, report: ErasureReport) -> None:
+    """Scrub every row the export would list (person_holdings), names too where the row is about them."""
     now = timezone.now()
-    for model, about_pks in _about(subject).items():
-        fields = TEXT_FIELDS[model]
-        rows: QuerySet = model.objects.filter(Q(pk__in=about_pks) | mentioning(fields, subject.email))
+    holdings = person_holdings(email=subject.email, subject=subject)
+    # Every section's rows are fixed before the first is changed: scrubbing one changes what finds the next.
+    found = {model: list(rows.values_list("pk", flat=True)) for model, rows in holdings.with_text().items()}
+    for model, pks in found.items():
+        fields, about_pks = TEXT_FIELDS[model], holdings.about[model]
+        rows: QuerySet = model.objects.filter(pk__in=pks)
         changed = 0
         for row in rows.only("pk", *fields, *EXTRA_FIELDS.get(model, ())):
             values = _scrubbed_values(row, fields, person, names=row.pk in about_pks)

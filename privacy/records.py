@@ -1,9 +1,11 @@
 """Everything the engine holds about one person, found by their email (read-only selectors).
 
-Export shows these rows; erasure changes them. A row is *about* the person when it is their lead,
-contact or workspace or hangs off those (review items, alerts, audit entries of those objects); it
-*mentions* them when their address appears in its text or JSON. Text searches scan whole tables:
-fine for a rare, admin-run request, and the only way to find an address inside free text.
+The one finder of both data requests: export shows exactly these rows and erasure scrubs exactly these
+rows, so an export lists everything an erasure would change. A row is *about* the person when it is
+their lead, contact or workspace or hangs off those (review items, alerts, audit entries of those
+objects); it *mentions* them when their address appears in its text or JSON (another workspace's name,
+say). Text searches scan whole tables: fine for a rare, admin-run request, and the only way to find an
+address inside free text.
 """
 
 from __future__ import annotations
@@ -64,6 +66,22 @@ class Holdings:
     outbox: QuerySet[OutboxItem]
     audit_log: QuerySet[LogEntry]
     admin_log: QuerySet[AdminLogEntry]
+    #: Primary keys of the rows *about* the person, per model of TEXT_FIELDS (erasure removes their names there).
+    about: dict[type[Model], set[int]]
+
+    def with_text(self) -> dict[type[Model], QuerySet]:
+        """The sections whose rows can name the person in free text or JSON (what erasure scrubs), by model."""
+        return {
+            Event: self.events,
+            ReviewItem: self.review_items,
+            Alert: self.alerts,
+            Delivery: self.deliveries,
+            OutboxItem: self.outbox,
+            Account: self.accounts,
+            Workspace: self.workspaces,
+            LogEntry: self.audit_log,
+            AdminLogEntry: self.admin_log,
+        }
 
 
 def object_entries(log: type[Model], objects: dict[type[Model], Iterable[int]]) -> Q:
@@ -112,15 +130,35 @@ class Subject:
             | Q(object_type="Workspace__c", external_id__in=self.workspace_keys)
         )
 
-    def entries(self, log: type[Model]) -> Q:
-        return object_entries(log, {Lead: self.lead_pks, Contact: self.contact_pks, Workspace: self.workspace_pks})
+
+def about_person(subject: Subject) -> dict[type[Model], set[int]]:
+    """Rows that are about the person, by model: their names count there too, not only the address.
+
+    Audit and admin-history entries are about the person when their object is. Evaluated at once, so
+    an erasure that scrubs the events first still finds the audit entries of those events.
+    """
+    queries: dict[type[Model], Q] = {
+        Event: mentioning(("payload",), subject.email),
+        ReviewItem: Q(workspace__in=subject.workspace_pks) | Q(lead__in=subject.lead_pks),
+        Alert: Q(workspace__in=subject.workspace_pks) | Q(workspace_key__in=subject.workspace_keys),
+        Delivery: Q(alert__workspace__in=subject.workspace_pks) | Q(alert__workspace_key__in=subject.workspace_keys),
+        OutboxItem: subject.outbox_rows(),
+        Account: Q(pk__in=[]),
+        Workspace: Q(pk__in=subject.workspace_pks),
+    }
+    about = {model: set(model.objects.filter(query).values_list("pk", flat=True)) for model, query in queries.items()}
+    objects = {Lead: subject.lead_pks, Contact: subject.contact_pks, **about}
+    for log in (LogEntry, AdminLogEntry):
+        about[log] = set(log.objects.filter(object_entries(log, objects)).values_list("pk", flat=True))
+    return about
 
 
-def person_holdings(*, email: str) -> Holdings:
-    """Every row about or mentioning the (normalised) address."""
-    subject = Subject.find(email)
-    workspaces = Workspace.objects.filter(pk__in=subject.workspace_pks)
-    account_pks = {pk for pk in workspaces.values_list("account", flat=True) if pk}
+def person_holdings(*, email: str, subject: Subject | None = None) -> Holdings:
+    """Every row about or mentioning the (normalised) address; `subject` as found before an erasure began."""
+    subject = subject or Subject.find(email)
+    about = about_person(subject)
+    own_workspaces = Workspace.objects.filter(pk__in=subject.workspace_pks)
+    account_pks = {pk for pk in own_workspaces.values_list("account", flat=True) if pk}
     account_pks |= set(Contact.objects.filter(pk__in=subject.contact_pks).values_list("account", flat=True))
     # Their workspaces' lifecycle events; usage events only where they are the user (not colleagues').
     events = Q(workspace_key__in=subject.workspace_keys, type__in=LIFECYCLE_TYPES)
@@ -133,7 +171,10 @@ def person_holdings(*, email: str) -> Holdings:
         email=email,
         leads=Lead.objects.filter(pk__in=subject.lead_pks),
         contacts=Contact.objects.filter(pk__in=subject.contact_pks),
-        workspaces=workspaces,
+        # Theirs, and others whose name or review reasons mention them (erasure scrubs those too).
+        workspaces=Workspace.objects.filter(
+            Q(pk__in=subject.workspace_pks) | mentioning(TEXT_FIELDS[Workspace], email)
+        ),
         accounts=Account.objects.filter(Q(pk__in=account_pks) | mentioning(TEXT_FIELDS[Account], email)),
         events=Event.objects.filter(events | mentioning(TEXT_FIELDS[Event], email)),
         review_items=ReviewItem.objects.filter(
@@ -145,8 +186,9 @@ def person_holdings(*, email: str) -> Holdings:
         deliveries=Delivery.objects.filter(Q(alert__in=alerts) | mentioning(TEXT_FIELDS[Delivery], email)),
         usage=UsageDailyUser.objects.filter(user_email=email),
         outbox=OutboxItem.objects.filter(subject.outbox_rows() | mentioning(TEXT_FIELDS[OutboxItem], email)),
-        audit_log=LogEntry.objects.filter(subject.entries(LogEntry) | mentioning(TEXT_FIELDS[LogEntry], email)),
+        audit_log=LogEntry.objects.filter(Q(pk__in=about[LogEntry]) | mentioning(TEXT_FIELDS[LogEntry], email)),
         admin_log=AdminLogEntry.objects.filter(
-            subject.entries(AdminLogEntry) | mentioning(TEXT_FIELDS[AdminLogEntry], email)
+            Q(pk__in=about[AdminLogEntry]) | mentioning(TEXT_FIELDS[AdminLogEntry], email)
         ),
+        about=about,
     )

@@ -15,6 +15,7 @@ from events.marketo import marketo_events_apply
 from events.models import Event
 from events.pipeline import workspace_process
 from events.replay import replay
+from privacy.export import person_export
 from privacy.identity import email_hash
 from privacy.models import DataRequest, Tombstone
 from privacy.services import data_request_carry_out, data_request_create
@@ -217,6 +218,39 @@ def test_export_contains_every_row_that_names_them(canary, salesforce, tmp_path)
     assert (request.kind, request.status, request.email) == ("export", "done", "")
     assert request.summary["found"]["events"] == len(document["events"])
     assert "wrote" in err.getvalue()
+
+
+def database_rows() -> dict[tuple[str, int], str]:
+    """(model label, pk) → the row serialised, lower-cased, for every row in the database."""
+    from django.apps import apps
+    from django.core import serializers
+
+    return {
+        (row["model"], row["pk"]): json.dumps(row, cls=DjangoJSONEncoder).lower()
+        for model in apps.get_models()
+        for row in serializers.serialize("python", model.objects.all())
+    }
+
+
+def test_export_and_erasure_find_the_same_records(canary, salesforce):
+    """One finder for both: a colleague's workspace whose name mentions them was scrubbed but not exported."""
+    colleague = Workspace.objects.get(workspace_id="ws_other")
+    Workspace.objects.filter(pk=colleague.pk).update(name=f"Onboarding call with {CANARY_NORMALISED}")
+    before = database_rows()
+    document = person_export(email=CANARY_NORMALISED)
+    exported = {(row["model"], row["pk"]) for section in document.values() if isinstance(section, list)
+                for row in section}  # fmt: skip
+    assert ("workspaces.workspace", colleague.pk) in exported
+
+    erase(canary)
+
+    after = database_rows()
+    naming = {key for key, text in before.items() if names_in(text)}
+    scrubbed = {key for key in naming if key in after and after[key] != before[key]}
+    assert ("workspaces.workspace", colleague.pk) in scrubbed
+    assert CANARY_NORMALISED not in Workspace.objects.get(pk=colleague.pk).name
+    assert scrubbed - exported == set(), "erasure changed rows the export did not show"
+    assert naming - exported == set()
 
 
 def test_export_after_erasure_finds_nothing_but_says_erased(canary, salesforce):

@@ -293,6 +293,7 @@ class _Drainer:
                             self.sending[object_type] -= 1
                             self.cond.notify_all()
                     self._wake_for_retries(object_type, lane)
+                    self._wake_released(object_type, lane)
                     if sent:  # what waited on these records may go now; a full batch may have left more
                         full = sent >= settings.SALESFORCE_BATCH_SIZE
                         self.poke(WAKES.get(object_type, ()) + ((object_type,) if full else ()))
@@ -314,6 +315,14 @@ class _Drainer:
         timer = threading.Timer(delay, self.poke, args=((object_type,),))
         timer.daemon = True
         timer.start()
+
+    def _wake_released(self, object_type: str, lane: int) -> None:
+        """A send that released held records a pilot record depends on (sync.worker._pilot_gate) wakes
+        their stages: they go first, then the record."""
+        report = self.reports[object_type, lane]
+        if report.released_types:
+            released, report.released_types = tuple(report.released_types), set()
+            self.poke(released)
 
     def _turns(self) -> None:
         """Every stage in order, each while it finds something to send (SQLite: in this thread)."""
@@ -346,6 +355,7 @@ class _Drainer:
             total.synced += report.synced
             total.failed += report.failed
             total.recorded += report.recorded
+            total.released += report.released
             total.calls += report.calls
             total.paused = total.paused or report.paused
             for object_type, count in report.by_type.items():

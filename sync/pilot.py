@@ -112,10 +112,11 @@ def workspaces_in_pilot(keys: Collection[str], *, pilot: Pilot | None = None) ->
 
 #: Per type: the workspaces whose records depend on a record of that type, as (filter on a record's
 #: primary key, the value it is matched by). A Contact is used by a workspace on it and by the one whose
-#: lead was converted into it; an Account by the workspaces on it and on its contacts; a conversion by
-#: the workspaces of its lead and of the contact it made.
+#: lead was converted into it; an Account by the workspaces on it and on its contacts; a lead and its
+#: conversion by the workspaces of the lead and of the contact it was converted into. Whatever a pilot
+#: record depends on (`held_dependencies`) is so used by the same workspace, so it is in the pilot too.
 _USED_BY = {
-    "Lead": (("lead_id__in", "lead_id"),),
+    "Lead": (("lead_id__in", "lead_id"), ("contact__converted_from__in", "contact__converted_from")),
     "LeadConversion": (("lead_id__in", "lead_id"), ("contact__converted_from__in", "contact__converted_from")),
     "Contact": (("contact_id__in", "contact_id"), ("lead__converted_contact_id__in", "lead__converted_contact_id")),
     "Account": (

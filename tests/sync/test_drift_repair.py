@@ -14,7 +14,7 @@ from sync.drift import DriftReport
 from sync.models import OutboxItem
 from sync.repair import drift_repair
 from tests.sync.test_sync_live import converted, drain_until_quiet, process, trial
-from workspaces.models import Account, Contact
+from workspaces.models import Account, Contact, Lead
 
 pytestmark = pytest.mark.django_db
 
@@ -35,6 +35,12 @@ def converted_workspaces(salesforce) -> None:
     assert set(OutboxItem.objects.values_list("state", flat=True)) == {"synced"}
 
 
+def key_of(model, **match) -> str:
+    """The external id of the engine's record (ids differ between databases: PostgreSQL keeps its sequences)."""
+    prefix = {Lead: "lead", Account: "acc", Contact: "con"}[model]
+    return f"{prefix}_{model.objects.get(**match).pk}"
+
+
 def sf_id(object_type: str, key: str, salesforce) -> str:
     return salesforce.store.find_one(object_type, Lifecycle_Engine_ID__c=key)["Id"]
 
@@ -43,8 +49,8 @@ def test_repair_after_deleting_a_contact_an_account_and_a_workspace_of_converted
     # given three converted workspaces in Salesforce, then an admin deletes ws_1's contact (and edits its MRR),
     # ws_2's account (which takes its contact with it) and ws_3's Workspace__c
     converted_workspaces(salesforce)
-    contact_1 = f"con_{Contact.objects.get(email=EMAILS['ws_1']).pk}"
-    account_2 = f"acc_{Account.objects.get(domain='beta.io').pk}"
+    contact_1 = key_of(Contact, email=EMAILS["ws_1"])
+    account_2 = key_of(Account, domain="beta.io")
     salesforce.store.delete("Contact", sf_id("Contact", contact_1, salesforce))
     salesforce.store.update("Workspace__c", sf_id("Workspace__c", "ws_1", salesforce), {"MRR__c": 1})
     salesforce.store.delete("Account", sf_id("Account", account_2, salesforce))
@@ -79,23 +85,24 @@ def test_repair_after_deleting_a_contact_an_account_and_a_workspace_of_converted
 def test_a_deleted_converted_lead_is_reported_and_left_alone(salesforce):
     # given a converted workspace whose converted lead an admin deleted in Salesforce
     converted_workspaces(salesforce)
-    salesforce.store.delete("Lead", sf_id("Lead", "lead_1", salesforce))
+    lead = key_of(Lead, email=EMAILS["ws_1"])
+    salesforce.store.delete("Lead", sf_id("Lead", lead, salesforce))
     # when repaired
     repaired = drift("--repair")
     drain_until_quiet()
     # then the lead is not re-sent (Salesforce would refuse it, or make an unconverted copy)
-    assert "Lead: 1 missing in Salesforce, e.g. lead_1" in repaired
-    assert "Left alone: 1 converted lead(s), e.g. Lead lead_1." in repaired
-    assert OutboxItem.objects.get(object_type="Lead", external_id="lead_1").state == "synced"
+    assert f"Lead: 1 missing in Salesforce, e.g. {lead}" in repaired
+    assert f"Left alone: 1 converted lead(s), e.g. Lead {lead}." in repaired
+    assert OutboxItem.objects.get(object_type="Lead", external_id=lead).state == "synced"
     assert not OutboxItem.objects.filter(state="dead").exists()
-    assert salesforce.store.find_one("Lead", Lifecycle_Engine_ID__c="lead_1") is None
+    assert salesforce.store.find_one("Lead", Lifecycle_Engine_ID__c=lead) is None
     assert "1 drifted" in drift(), "still reported: only a person can restore it"
 
 
 def test_the_report_counts_rows_the_repair_left_unsynced(salesforce):
     # given a deleted contact, queued by a repair but not sent yet
     converted_workspaces(salesforce)
-    salesforce.store.delete("Contact", sf_id("Contact", "con_1", salesforce))
+    salesforce.store.delete("Contact", sf_id("Contact", key_of(Contact, email=EMAILS["ws_1"]), salesforce))
     drift("--repair")
     # when the report runs before the drainer
     text = drift()
@@ -135,14 +142,15 @@ def test_values_are_shown_engine_against_salesforce(salesforce):
     converted_workspaces(salesforce)
     workspace = sf_id("Workspace__c", "ws_1", salesforce)
     salesforce.store.update("Workspace__c", workspace, {"MRR__c": 1, "Plan__c": "tampered"})
-    contact = sf_id("Contact", "con_1", salesforce)
+    key = key_of(Contact, email=EMAILS["ws_1"])
+    contact = sf_id("Contact", key, salesforce)
     salesforce.store.delete("Contact", contact)
     # when
     text = drift()
     # then
     assert "Workspace__c.MRR__c: 1 differ, e.g. ws_1 (engine 49.00, Salesforce 1" in text
     assert "Workspace__c.Plan__c: 1 differ, e.g. ws_1 (engine team, Salesforce tampered)" in text
-    assert f"Workspace__c.Contact__c: 1 differ, e.g. ws_1 (engine con_1 ({contact}), Salesforce -)" in text
+    assert f"Workspace__c.Contact__c: 1 differ, e.g. ws_1 (engine {key} ({contact}), Salesforce -)" in text
 
 
 def test_repair_queues_what_looks_up_a_record_being_recreated_and_says_why():
@@ -170,3 +178,12 @@ def test_repair_queues_what_looks_up_a_record_being_recreated_and_says_why():
     old.refresh_from_db()
     assert (lead.state, lead.salesforce_id) == ("pending", ""), "the workspace waits for the new lead's id"
     assert (old.state, old.salesforce_id) == ("synced", "00Qold")
+
+
+def test_help_says_what_the_report_counts_and_what_a_repair_does(capsys):
+    with pytest.raises(SystemExit):
+        call_command("salesforce_drift", "--help")
+    text = " ".join(capsys.readouterr().out.split())
+    assert "held outside the pilot, pending or failed" in text
+    assert "converted leads are left alone" in text
+    assert "--show" in text and "--repair" in text

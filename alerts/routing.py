@@ -1,7 +1,11 @@
-"""Who gets a workspace's alert: the account's owner, else a territory rule, else the next rep in turn.
+"""Who gets a workspace's alert: the account's owner, else the customer's kept owner, else a territory
+rule, else the next rep in turn.
 
-The answer is recorded on the alert with the reason in words, so a rep (or an admin) can see why an
-alert landed with them.
+One owner per customer: the first time a workspace is routed without an account owner, the rep chosen
+(territory or round robin) becomes its owner and stays so (`Workspace.owner`); its colleagues on the same
+account share that owner. Only the account's owner in Salesforce, or an owner who is no longer an
+active rep, changes it. The answer is recorded on the alert with the reason in words, so a rep (or an
+admin) can see why an alert landed with them.
 """
 
 from __future__ import annotations
@@ -11,7 +15,8 @@ from dataclasses import dataclass
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
-from django.db.models import F
+from django.db.models import Case, F, Q, Value, When
+from django.utils import timezone
 
 from alerts.models import Alert, Rep, RoutingCursor, TerritoryRule
 from alerts.tables import table
@@ -52,10 +57,25 @@ def workspace_route(*, workspace: Workspace) -> Route:
 
 def workspaces_route(*, workspaces: Sequence[Workspace]) -> list[Route]:
     """workspace_route for each, in order. The round-robin turns are handed out in the list's order with
-    one lock and one UPDATE of the cursor, exactly the turns routing them one by one would hand out."""
-    routes = [_by_owner(workspace) or _by_territory(workspace) for workspace in workspaces]
+    one lock and one UPDATE of the cursor, exactly the turns routing them one by one would hand out.
+
+    A workspace routed without an account owner keeps the rep chosen as its owner (one conditional UPDATE
+    for the batch, in the caller's transaction); a workspace in the batch that shares an account with
+    another gets the same rep.
+    """
+    kept = _kept_owners(workspaces)
+    routes = [
+        _by_owner(workspace) or _by_kept_owner(workspace, kept) or _by_territory(workspace) for workspace in workspaces
+    ]
     turns = iter(_by_round_robin(sum(route is None for route in routes)))
-    return [route or next(turns) for route in routes]
+    chosen: list[Route] = []
+    assigned: list[tuple[Workspace, Route]] = []
+    for workspace, route in zip(workspaces, routes, strict=True):
+        if route is None:
+            route = _by_kept_owner(workspace, kept) or next(turns)  # a colleague earlier in this batch
+        chosen.append(_keep(workspace, route, kept, assigned))
+    _keep_all(assigned)
+    return chosen
 
 
 def reps_by_user() -> dict[int, Rep]:
@@ -75,6 +95,76 @@ def _by_owner(workspace: Workspace) -> Route | None:
     if account is None or account.owner is None or not _is_active_rep(account.owner):
         return None
     return Route(account.owner, Alert.RoutedBy.OWNER, f"Owner of account {account.name} ({account.domain or '—'})")
+
+
+#: How a route becomes the customer's owner: owners, territories and round robin assign; nothing else.
+_ASSIGNING = (Alert.RoutedBy.TERRITORY, Alert.RoutedBy.ROUND_ROBIN)
+
+
+def _kept_owners(workspaces: Sequence[Workspace]) -> dict[tuple[str, int], tuple[AbstractBaseUser, str]]:
+    """The kept owner of each workspace and of each account (its earliest-assigned workspace's), read in
+    one query: ("workspace", pk) and ("account", pk) → (rep, since-when in words)."""
+    accounts = {ws.account_id for ws in workspaces if ws.account_id is not None}
+    kept: dict[tuple[str, int], tuple[AbstractBaseUser, str]] = {}
+    if not accounts and all(ws.owner_id is None for ws in workspaces):
+        return kept
+    owned = (
+        Workspace.objects.filter(Q(pk__in=[ws.pk for ws in workspaces if ws.pk]) | Q(account_id__in=accounts))
+        .filter(owner__isnull=False)
+        .select_related("owner")
+        .order_by("owner_since", "pk")
+    )
+    for ws in owned:
+        kept[("workspace", ws.pk)] = (ws.owner, f"since {ws.owner_since:%Y-%m-%d}" if ws.owner_since else "")
+        if ws.account_id is not None:
+            kept.setdefault(("account", ws.account_id), (ws.owner, f"owner of {ws.workspace_id}"))
+    return kept
+
+
+def _by_kept_owner(workspace: Workspace, kept: dict[tuple[str, int], tuple[AbstractBaseUser, str]]) -> Route | None:
+    """The customer's owner, if still an active rep: the workspace's own, else its account's."""
+    for scope, key in (("workspace", workspace.pk), ("account", workspace.account_id)):
+        found = kept.get((scope, key)) if key is not None else None
+        if found is not None and _is_active_rep(found[0]):
+            user, since = found
+            where = "this customer" if scope == "workspace" else "this account's other workspaces"
+            return Route(user, Alert.RoutedBy.OWNER, f"Owner of {where} ({since})" if since else f"Owner of {where}")
+    return None
+
+
+def _keep(
+    workspace: Workspace,
+    route: Route,
+    kept: dict[tuple[str, int], tuple[AbstractBaseUser, str]],
+    assigned: list[tuple[Workspace, Route]],
+) -> Route:
+    """A territory or round-robin choice becomes the customer's owner (written by `_keep_all`)."""
+    if route.routed_by not in _ASSIGNING or route.user is None or workspace.pk is None:
+        return route
+    assigned.append((workspace, route))
+    kept[("workspace", workspace.pk)] = (route.user, "assigned now")
+    if workspace.account_id is not None:
+        kept.setdefault(("account", workspace.account_id), (route.user, f"owner of {workspace.workspace_id}"))
+    return route
+
+
+def _keep_all(assigned: list[tuple[Workspace, Route]]) -> None:
+    """One UPDATE for the batch's new owners, each only over the owner its routing saw (none, or one who
+    is no longer an active rep): an owner another worker assigned meanwhile stays the owner, and every
+    later alert goes to them."""
+    if not assigned:
+        return
+    now = timezone.now()
+    seen = Q()
+    for workspace, _ in assigned:
+        seen |= Q(pk=workspace.pk, owner_id=workspace.owner_id)
+    Workspace.objects.filter(seen).update(
+        owner=Case(*(When(pk=ws.pk, then=Value(route.user.pk)) for ws, route in assigned)),
+        owner_since=now,
+        owner_why=Case(*(When(pk=ws.pk, then=Value(route.why[:255])) for ws, route in assigned)),
+    )
+    for workspace, route in assigned:
+        workspace.owner, workspace.owner_since, workspace.owner_why = route.user, now, route.why[:255]
 
 
 def _matches(rule: TerritoryRule, domains: list[str], domain: str, country: str) -> str | None:

@@ -290,3 +290,19 @@ def test_alert_and_lock_admins_render(admin_client):
     page = admin_client.get(f"/admin/alerts/alert/{alert.pk}/change/")
     assert b"m1" in page.content
     assert admin_client.get("/admin/events/workspacelock/").status_code == 200
+
+
+def test_an_admin_hands_a_customer_over_to_another_rep(
+    admin_client: Client, admin_user: AbstractBaseUser, records: Records, django_user_model
+) -> None:
+    ws = records.workspace
+    bo = django_user_model.objects.create_user("bo")
+    form = {"name": ws.name, "company": ws.company, "email": ws.email, "first_name": "", "last_name": "",
+            "lead": ws.lead_id, "account": ws.account_id, "contact": ws.contact_id, "owner": bo.pk}  # fmt: skip
+
+    saved = admin_client.post(reverse("admin:workspaces_workspace_change", args=[ws.pk]), form)
+
+    assert saved.status_code == 302
+    ws.refresh_from_db()
+    assert ws.owner == bo and ws.owner_since is not None
+    assert ws.owner_why == f"Assigned by {admin_user.get_username()} in the admin"

@@ -14,6 +14,7 @@ from django.apps import apps
 from django.contrib import admin
 from django.http import HttpRequest
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
@@ -86,17 +87,25 @@ class WorkspaceAdmin(AuditlogHistoryAdminMixin, admin.ModelAdmin):
         "account",
         "last_event_at",
     )
-    list_filter = ("status", "needs_review", "plan")
+    list_filter = ("status", "needs_review", "plan", ("owner", admin.RelatedOnlyFieldListFilter))
     search_fields = ("workspace_id", "email", "name", "company")
     list_select_related = ("lead", "account")
     date_hierarchy = "created_at"
     ordering = ("-last_event_at", "workspace_id")
     autocomplete_fields = ("lead", "account", "contact")
-    readonly_fields = (*_LIFECYCLE_FIELDS, "created_at", "updated_at", "recent_events")
+    readonly_fields = (*_LIFECYCLE_FIELDS, "owner_since", "owner_why", "created_at", "updated_at", "recent_events")
     fieldsets = (
         (None, {"fields": ("workspace_id", "name", "company", "email", "first_name", "last_name")}),
         ("Lifecycle (derived from events)", {"fields": _LIFECYCLE_FIELDS[1:]}),
         ("CRM links", {"fields": ("lead", "account", "contact")}),
+        (
+            "Owner rep",
+            {
+                "fields": ("owner", "owner_since", "owner_why"),
+                "description": "Kept once assigned: every alert about this customer goes to this rep, unless the "
+                "account has an owner in Salesforce. Choose another rep here to hand the customer over.",
+            },
+        ),
         ("Recent events", {"fields": ("recent_events",)}),
         ("Record", {"fields": ("created_at", "updated_at")}),
     )
@@ -104,6 +113,13 @@ class WorkspaceAdmin(AuditlogHistoryAdminMixin, admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         """Workspaces are made by their first event, never by hand."""
         return False
+
+    def save_model(self, request: HttpRequest, obj: Workspace, form, change: bool) -> None:
+        """A hand-over by an admin is kept like any assignment, with who made it."""
+        if "owner" in form.changed_data:
+            obj.owner_since = timezone.now() if obj.owner_id else None
+            obj.owner_why = f"Assigned by {request.user.get_username()} in the admin" if obj.owner_id else ""
+        super().save_model(request, obj, form, change)
 
     @admin.display(description=f"Latest {RECENT_EVENTS_LIMIT} events")
     def recent_events(self, obj: Workspace) -> SafeString | str:

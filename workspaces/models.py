@@ -159,6 +159,18 @@ class Workspace(AuditSnapshot, models.Model):
         default=False, help_text="Lead/account were chosen by an admin: the matching rules leave them alone."
     )
     last_event_at = models.DateTimeField(null=True, blank=True, help_text="Latest applied event time.")
+    # The customer's rep: assigned once (the first time one of its alerts is routed without an account
+    # owner) and kept, so every alert about this customer reaches the same person (alerts/routing.py).
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="owned_workspaces",
+        help_text="The rep who owns this customer when its account has no owner in Salesforce; kept once assigned.",
+    )
+    owner_since = models.DateTimeField(null=True, blank=True)
+    owner_why = models.CharField(max_length=255, blank=True, help_text="How the owner was chosen, in words.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

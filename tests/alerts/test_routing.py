@@ -80,10 +80,68 @@ def test_the_route_is_recorded_on_the_alert():
 
 def test_a_duplicate_alert_does_not_advance_the_round_robin():
     reps = [make_rep(name) for name in ("ann", "ben")]
-    workspace = WorkspaceFactory(email="p@gmail.com")
-    for key in ("k1", "k1", "k1", "k2"):
+    first, second = WorkspaceFactory(email="p@gmail.com"), WorkspaceFactory(email="q@gmail.com")
+    for key, workspace in (("k1", first), ("k1", first), ("k1", first), ("k2", second)):
         alert_raise(rule="trial_started", dedupe_key=key, title="t", reason="r", audience="rep", workspace=workspace)
     assert Counter(Alert.objects.values_list("recipient__username", flat=True)) == {
         reps[0].user.username: 1,
         reps[1].user.username: 1,
     }
+
+
+def raise_for(workspace, key: str) -> Alert:
+    alert, _ = alert_raise(
+        rule="trial_started", dedupe_key=key, title="t", reason="r", audience="rep", workspace=workspace
+    )
+    alert.refresh_from_db()
+    return alert
+
+
+def test_ownership_is_sticky_every_alert_of_a_customer_goes_to_its_owner():
+    """Round robin chose ann for the trial; the conversion went to cy. Now one customer, one owner."""
+    ann, _, _ = (make_rep(name) for name in ("ann", "bo", "cy"))
+    workspace = WorkspaceFactory(email="kenji@gmail.com")
+
+    trial, conversion, churn = (raise_for(workspace, key) for key in ("trial", "converted", "churned"))
+
+    assert {trial.recipient, conversion.recipient, churn.recipient} == {ann.user}
+    assert (trial.routed_by, conversion.routed_by) == ("round_robin", "owner")
+    assert conversion.routing.startswith("Owner of this customer")
+    workspace.refresh_from_db()
+    assert workspace.owner == ann.user and workspace.owner_since is not None
+    assert workspace.owner_why == "Round robin among 3 active reps"
+
+
+def test_colleagues_on_one_account_share_its_owner():
+    make_rep("ann")
+    bo = make_rep("bo")
+    account = AccountFactory(name="Acme", domain="acme.io")
+    raise_for(WorkspaceFactory(email="a@gmail.com"), "other")  # ann's turn goes elsewhere
+    first = raise_for(WorkspaceFactory(email="dana@acme.io", account=account), "first")
+    colleague = raise_for(WorkspaceFactory(email="lee@acme.io", account=account), "colleague")
+    assert first.recipient == colleague.recipient == bo.user
+    assert colleague.routing.startswith("Owner of this account's other workspaces")
+
+
+def test_the_account_owner_in_salesforce_overrides_the_kept_owner():
+    ann, olga = make_rep("ann"), make_rep("olga")
+    account = AccountFactory(name="Acme", domain="acme.io")
+    workspace = WorkspaceFactory(email="dana@acme.io", account=account)
+    assert raise_for(workspace, "k1").recipient == ann.user
+    account.owner = olga.user
+    account.save()
+    workspace.refresh_from_db()
+    assert raise_for(workspace, "k2").recipient == olga.user
+
+
+def test_an_owner_who_left_is_replaced_once_and_the_new_one_kept():
+    ann, bo = make_rep("ann"), make_rep("bo")
+    workspace = WorkspaceFactory(email="kenji@gmail.com")
+    assert raise_for(workspace, "k1").recipient == ann.user
+    ann.active = False
+    ann.save()
+    workspace.refresh_from_db()
+    assert raise_for(workspace, "k2").recipient == bo.user
+    workspace.refresh_from_db()
+    assert raise_for(workspace, "k3").recipient == bo.user
+    assert workspace.owner == bo.user

@@ -10,7 +10,10 @@ Order matters:
 3. their workspaces are re-folded from the scrubbed events, so the stored state is exactly what the
    events now say and a later re-fold or replay changes nothing;
 4. Salesforce is told through the outbox: unconverted leads and contacts are upserted anonymised, a
-   converted lead (which Salesforce will not update) is deleted.
+   converted lead (which Salesforce will not update) is deleted;
+5. on SQLite the write-ahead log is checkpointed and truncated: until then the old pages, address and
+   all, stay in the `-wal` file beside the database (`sqlite_wal_checkpoint`; docs/privacy.md says what
+   PostgreSQL needs instead).
 
 Anonymised rows are updated with `QuerySet.update()`, which the audit trail does not record: a
 history entry would copy the address it is removing. The request itself (`DataRequest`) is the record.
@@ -25,7 +28,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, Model, QuerySet
 from django.utils import timezone
 
@@ -93,8 +96,28 @@ def person_erase(*, email: str) -> ErasureReport:
         report.refolded += 1
     with transaction.atomic(), acting_as_system():
         _scrub_mentions(subject, person, report)  # whatever the re-fold wrote (review reasons, alerts)
+    sqlite_wal_checkpoint()
     logger.info("erasure done: tombstone #%s, %s", tombstone.pk, report.changed)
     return report
+
+
+def sqlite_wal_checkpoint() -> bool | None:
+    """SQLite: write the WAL back into the database file and truncate it to zero bytes.
+
+    In WAL mode an UPDATE leaves the page it replaced in the `-wal` file until a checkpoint, so an erased
+    address would stay readable on disk (and in a copy of the file) for a while. TRUNCATE waits, up to
+    the busy timeout, for readers in other processes to finish with the log. True when done; False when
+    a reader still held it (the next automatic checkpoint finishes the job); None on other databases, or
+    inside a transaction (the caller checkpoints after its commit).
+    """
+    if connection.vendor != "sqlite" or connection.in_atomic_block:
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        busy, _, _ = cursor.fetchone()
+    if busy:
+        logger.warning("erasure: the SQLite WAL checkpoint was blocked by a reader; old pages stay until the next one")
+    return not busy
 
 
 def _person(subject: Subject, replacement: str) -> Person:

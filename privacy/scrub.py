@@ -59,7 +59,11 @@ def scrub_text(text: str, person: Person, *, names: bool = False) -> str:
         return text
     text = person.email_pattern().sub(person.replacement, text)
     pattern = person.name_pattern() if names else None
-    return pattern.sub(ERASED_NAME, text) if pattern else text
+    if pattern is None:
+        return text
+    # The placeholder keeps a company domain, which can hold their name (dana@lowell.io): it stays whole,
+    # or the stored address would no longer be one and the re-fold would refuse the event.
+    return person.replacement.join(pattern.sub(ERASED_NAME, part) for part in text.split(person.replacement))
 
 
 def _names_the_person(obj: dict, person: Person) -> bool:

@@ -14,7 +14,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
-from privacy.erasure import ErasureInvalid, clean_email, person_erase
+from privacy.erasure import ErasureInvalid, clean_email, person_erase, sqlite_wal_checkpoint
 from privacy.export import SECTIONS, person_export
 from privacy.identity import email_hash
 from privacy.models import DataRequest
@@ -72,6 +72,8 @@ def data_request_carry_out(*, data_request: DataRequest) -> dict[str, Any] | Non
         data_request.email = ""
         data_request.error = ""
         data_request.save(update_fields=["status", "completed_at", "summary", "email", "error"])
+    if data_request.kind == DataRequest.Kind.ERASE:
+        sqlite_wal_checkpoint()  # the request itself held the address until the save above
     logger.info("data request #%s (%s) done", data_request.pk, data_request.kind)
     return document
 

@@ -15,6 +15,7 @@ from events.marketo import marketo_events_apply
 from events.models import Event
 from events.pipeline import workspace_process
 from events.replay import replay
+from privacy.erasure import person_erase
 from privacy.export import person_export
 from privacy.identity import email_hash
 from privacy.models import DataRequest, Tombstone
@@ -273,3 +274,22 @@ def test_erase_without_a_terminal_needs_yes(canary, salesforce, monkeypatch):
     with pytest.raises(CommandError, match="pass --yes"):
         call_command("privacy", "erase", CANARY)
     assert not Tombstone.objects.exists()
+
+
+def test_a_surname_in_the_email_domain_leaves_the_placeholder_a_valid_address(canary, salesforce, send_webhook):
+    """dana@lowell-freight.io, surname Lowell: the placeholder keeps the company domain, and name scrubbing
+    must not cut it (before: erased-2@[erased]-freight.io, so the re-fold put the events in review)."""
+    for body in canary_events("dana@lowell-freight.io", "ws_lowell", ("Dana", "Lowell")):
+        assert send_webhook(body).status_code == 202
+    workspace_process(workspace_key="ws_lowell")
+
+    person_erase(email="dana@lowell-freight.io")
+
+    events = Event.objects.filter(workspace_key="ws_lowell", type__in=("trial.started", "subscription.converted"))
+    assert set(events.values_list("status", flat=True)) == {"completed"}, list(events.values_list("notes", flat=True))
+    started = events.get(type="trial.started")
+    placeholder = started.payload["data"]["email"]
+    assert placeholder.startswith("erased-") and placeholder.endswith("@lowell-freight.io")
+    assert started.payload["data"]["workspace_name"] == "[erased]'s workspace"
+    workspace = Workspace.objects.get(workspace_id="ws_lowell")
+    assert (workspace.email, workspace.status, workspace.needs_review) == (placeholder, "paid", False)

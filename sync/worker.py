@@ -59,7 +59,9 @@ def row_lease() -> timedelta:
 
 
 def _done_states() -> tuple[str, ...]:
-    """States of a dependency that let its dependents go: only really synced ones when live."""
+    """States of a dependency that let its dependents be claimed: only really synced ones when live, and
+    held ones (a dependent outside the pilot is claimed to be held too; one in it releases the held
+    dependency and waits for it: `_pilot_gate`)."""
     if settings.SALESFORCE_SYNC == "live":
         return (OutboxItem.State.SYNCED, OutboxItem.State.HELD)
     return (OutboxItem.State.SYNCED, OutboxItem.State.DRY_RUN, OutboxItem.State.HELD)
@@ -135,21 +137,23 @@ def outbox_drain_step(object_type: str, client: SalesforceClient | None, worker:
     """Claim one batch of this type that may go now and send it; return how many rows it claimed."""
     report.jitter = random.random()  # one for the batch: what failed together is retried together
     items = claimed = _claim(object_type, worker)
-    if items and client is not None:
-        items = _pilot_gate(items, report)
-    if items and client is not None:
-        items = _without_held(items, client, worker, report)
-    if items:
-        synced = report.synced
-        try:
+    if not claimed:
+        return 0
+    synced = report.synced
+    try:
+        if client is not None:
+            items = _pilot_gate(items, report)
+        if items and client is not None:
+            items = _without_held(items, client, worker, report)
+        if items:
             _handle(object_type, items, client, report)
-        except Exception:  # a database error, say: let go of what this step still holds, then fail loudly
-            OutboxItem.objects.filter(pk__in=[item.pk for item in items], lease_owner=worker).update(
-                lease_owner="", lease_expires_at=None
-            )
-            raise
-        if report.synced > synced:  # once a batch: processing rings the drain through the same row
-            SyncControl.objects.filter(pk=1).update(last_success_at=timezone.now())
+    except Exception:  # a database error, say: let go of what this step still holds, then fail loudly
+        OutboxItem.objects.filter(pk__in=[item.pk for item in claimed], lease_owner=worker).update(
+            lease_owner="", lease_expires_at=None
+        )
+        raise
+    if report.synced > synced:  # once a batch: processing rings the drain through the same row
+        SyncControl.objects.filter(pk=1).update(last_success_at=timezone.now())
     return len(claimed)
 
 
@@ -389,24 +393,23 @@ def _handle(object_type: str, items: list[OutboxItem], client: SalesforceClient 
             _finish(item, state=OutboxItem.State.DRY_RUN)
         report.recorded += len(items)
         return
-    live = items
-    report.sent += len(live)
-    report.by_type[object_type] = report.by_type.get(object_type, 0) + len(live)
+    report.sent += len(items)
+    report.by_type[object_type] = report.by_type.get(object_type, 0) + len(items)
     try:
         if object_type == "LeadConversion":
-            _convert(live, client, report)
+            _convert(items, client, report)
         elif object_type == DELETION:
             report.calls += 1
-            answers = deletions_send(client, live)
-            _record(list(zip(live, [answers[item.pk] for item in live], strict=True)), report)
+            answers = deletions_send(client, items)
+            _record(list(zip(items, [answers[item.pk] for item in items], strict=True)), report)
         else:
             report.calls += 1
-            results = client.upsert_collection(object_type, EXTERNAL_ID, [item.payload for item in live])
-            _record(list(zip(live, results, strict=True)), report)
+            results = client.upsert_collection(object_type, EXTERNAL_ID, [item.payload for item in items])
+            _record(list(zip(items, results, strict=True)), report)
     except SalesforceCallError as exc:
-        ids = {"outbox_ids": [item.pk for item in live], "workspace_ids": sorted({i.workspace_key for i in live})}
-        logger.warning("Salesforce %s batch of %d failed: %s", object_type, len(live), exc, extra=ids)
-        for item in live:
+        ids = {"outbox_ids": [item.pk for item in items], "workspace_ids": sorted({i.workspace_key for i in items})}
+        logger.warning("Salesforce %s batch of %d failed: %s", object_type, len(items), exc, extra=ids)
+        for item in items:
             _fail(item, exc.code, exc.message, report)
 
 

@@ -1,8 +1,9 @@
 """The pilot: while one is in force, only its workspaces' records go to Salesforce; the rest wait, `held`.
 
 The unit is the workspace. With SALESFORCE_PILOT_REPS it is the customers those reps own: a workspace's
-owner rep is its account's owner, else the rep its alerts were first routed to (owner, territory, round
-robin: alerts/routing.py), so accounts made at conversion (which have no owner) still belong to a rep.
+owner rep is its account's owner, else the rep kept as the customer's owner, whom its alerts go to (the
+first one routing chose, by territory or round robin: alerts/routing.py). So a trial without an account
+and an account made at conversion (which has no owner) still belong to a rep.
 Without reps, a stable share of workspaces (SALESFORCE_PILOT_PERCENT, by a hash of the workspace id).
 
 A record several workspaces use (a lead, a shared account, a contact) goes as soon as one of them is in
@@ -82,12 +83,28 @@ def _chunks(values: Collection, size: int = IN_CHUNK) -> Iterable[list]:
 
 
 def workspace_owner_reps(keys: Collection[str]) -> dict[str, str]:
-    """The username of each workspace's owner rep, where it has one: its account's owner, else the rep its
-    first rep alert went to (the alerts' routing chose them; an account made at conversion has no owner)."""
+    """The username of each workspace's owner rep, where it has one, as the alerts' routing sees it
+    (alerts/routing.py): its account's owner; else the rep kept as the customer's owner (its own, else its
+    account's earliest-assigned colleague's); else the rep its first rep alert went to (customers routed
+    before owners were kept). An account made at conversion has no owner: the customer's kept one counts."""
     owners: dict[str, str] = {}
     for chunk in _chunks(keys):
-        owned = Workspace.objects.filter(workspace_id__in=chunk, account__owner__isnull=False)
-        owners.update(owned.values_list("workspace_id", "account__owner__username"))
+        by_account: dict[int, list[str]] = {}
+        rows = Workspace.objects.filter(workspace_id__in=chunk).values_list(
+            "workspace_id", "account_id", "account__owner__username", "owner__username"
+        )
+        for key, account_id, account_owner, owner in rows:
+            if account_owner or owner:
+                owners[key] = account_owner or owner
+            elif account_id is not None:
+                by_account.setdefault(account_id, []).append(key)
+        colleagues = (
+            Workspace.objects.filter(account_id__in=list(by_account), owner__isnull=False)
+            .order_by("-owner_since", "-pk")
+            .values_list("account_id", "owner__username")
+        )
+        for account_id, owner in colleagues:  # earliest last: it wins
+            owners.update(dict.fromkeys(by_account[account_id], owner))
         rest = [key for key in chunk if key not in owners]
         routed = (
             Alert.objects.filter(workspace_key__in=rest, audience=Audience.REP, recipient__isnull=False)

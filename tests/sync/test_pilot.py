@@ -21,11 +21,12 @@ from sync.deletion import outbox_record_deletion
 from sync.emulator import Emulator
 from sync.models import OutboxItem, SyncControl
 from sync.outbox import EXTERNAL_ID
-from sync.pilot import pilot_release, pilot_status, share_bucket, workspaces_in_pilot
+from sync.pilot import pilot_release, pilot_status, share_bucket, workspace_owner_reps, workspaces_in_pilot
 from sync.worker import outbox_drain
 from tests.events.helpers import lifecycle_event
+from tests.factories import AccountFactory, WorkspaceFactory
 from tests.sync.test_sync_live import converted, drain_until_quiet, process, trial
-from workspaces.models import Account, Lead
+from workspaces.models import Account, Lead, Workspace
 
 pytestmark = pytest.mark.django_db
 
@@ -239,7 +240,7 @@ def test_a_rep_pilot_covers_the_customers_their_alerts_go_to_converted_ones_too(
     Rep.objects.create(user=User.objects.create_user("bo"))
     settings.SALESFORCE_PILOT_REPS = ["ann"]
     process(*recent_trials(4))
-    owners = dict(Alert.objects.filter(rule="trial_started").values_list("workspace_key", "recipient__username"))
+    owners = dict(Workspace.objects.values_list("workspace_id", "owner__username"))
     anns = {key for key, owner in owners.items() if owner == "ann"}
     assert len(anns) == 2
 
@@ -254,6 +255,26 @@ def test_a_rep_pilot_covers_the_customers_their_alerts_go_to_converted_ones_too(
     assert Account.objects.get().owner is None
     assert salesforce.store.count("Account") == salesforce.store.count("Contact") == 1
     assert salesforce.store.find_one("Workspace__c", Workspace_ID__c=first)["Self_Serve_Status__c"] == "Paid"
+
+
+def test_the_owner_rep_is_the_accounts_else_the_customers_kept_one_else_whom_its_alerts_went_to():
+    ann, bo, cy = (User.objects.create_user(name) for name in ("ann", "bo", "cy"))
+    owned, shared = AccountFactory(owner=bo), AccountFactory()
+    WorkspaceFactory(workspace_id="ws_owned", account=owned, owner=ann)  # the account's owner wins
+    WorkspaceFactory(workspace_id="ws_kept", owner=ann)
+    WorkspaceFactory(workspace_id="ws_colleague", account=shared)  # its colleague's kept owner
+    WorkspaceFactory(workspace_id="ws_first", account=shared, owner=cy, owner_since=timezone.now())
+    WorkspaceFactory(workspace_id="ws_alerted")  # routed before owners were kept: its first rep alert's
+    for recipient in (bo, ann):
+        Alert.objects.create(
+            rule="trial_expiring", dedupe_key=f"x:{recipient}", audience="rep", workspace_key="ws_alerted",
+            title="t", reason="r", recipient=recipient,
+        )  # fmt: skip
+    WorkspaceFactory(workspace_id="ws_nobody")
+
+    owners = workspace_owner_reps(["ws_owned", "ws_kept", "ws_colleague", "ws_first", "ws_alerted", "ws_nobody"])
+
+    assert owners == {"ws_owned": "bo", "ws_kept": "ann", "ws_colleague": "cy", "ws_first": "cy", "ws_alerted": "bo"}
 
 
 # --- what the admin sees ------------------------------------------------------------------------------

@@ -179,7 +179,7 @@ def _pilot() -> list[Figure]:
     applied = "" if pilot.mode == "live" else f"not applied: the sync is {pilot.mode}"
     return [
         Figure("Pilot", pilot.pilot.describe(), note=applied or "SALESFORCE_PILOT_REPS / _PERCENT; takes a restart"),
-        Figure("Held outside the pilot", f"{pilot.held_rows} ({pilot.held_workspaces} workspaces)", held_url),
+        Figure("Held outside the pilot", pilot.held, held_url),
         Figure("Release after a widening", "under way" if pilot.passing else "done", held_url, note=pilot.progress),
     ]
 

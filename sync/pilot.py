@@ -338,8 +338,14 @@ class PilotStatus:
     @property
     def summary(self) -> str:
         """One line: who, what share, how much is held, and the release after a widening."""
-        held = f"{self.held_rows} records held ({self.held_workspaces} workspaces)"
+        held = f"{self.held} held"
         return f"Pilot: {self.pilot.describe()} — {held}. {self.progress}"
+
+    @property
+    def held(self) -> str:
+        """'2 records (1 workspace)'."""
+        records, workspaces = self.held_rows, self.held_workspaces
+        return f"{records} record{'s' * (records != 1)} ({workspaces} workspace{'s' * (workspaces != 1)})"
 
     @property
     def progress(self) -> str:

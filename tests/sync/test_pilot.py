@@ -297,9 +297,9 @@ def test_the_outbox_page_and_the_ops_dashboard_show_the_pilot_in_force(admin_cli
     ops = admin_client.get("/ops/")
 
     # then both say who the pilot covers, and how much it holds
-    assert "Pilot: 0 % of workspaces — 2 records held (1 workspaces)" in outbox
+    assert "Pilot: 0 % of workspaces — 2 records (1 workspace) held" in outbox
     assert "?state__exact=held" in outbox
     shown = {figure.label: figure for section in ops.context["sections"] for figure in section.figures}
     assert shown["Pilot"].value == "0 % of workspaces"
-    assert shown["Held outside the pilot"].value == "2 (1 workspaces)"
+    assert shown["Held outside the pilot"].value == "2 records (1 workspace)"
     assert shown["Release after a widening"].note == "No release pass yet."

@@ -10,7 +10,7 @@ class ConfigAppConfig(AppConfig):
     verbose_name = "Configuration"
 
     def ready(self) -> None:
-        from config import checks  # noqa: F401  (registers the checks)
+        from config import checks, security  # noqa: F401  (registers the checks and the login stamp)
 
 
 class EngineAdminConfig(admin_apps.AdminConfig):

@@ -3,10 +3,11 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
-from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from django.urls import include, path, reverse_lazy
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from alerts.api import AlertListView
+from config.staff_otp import EngineLoginView
 from events.api import EventListView
 from ops.views import dashboard, healthz, metrics
 from workspaces.api import CanReadApi, WorkspaceDetailView, WorkspaceListView
@@ -16,11 +17,15 @@ api_urlpatterns = [
     path("workspaces/<str:workspace_id>/", WorkspaceDetailView.as_view(), name="api-workspace-detail"),
     path("events/", EventListView.as_view(), name="api-event-list"),
     path("alerts/", AlertListView.as_view(), name="api-alert-list"),
-    # The schema and the docs need a login or a token like everything else.
+    # The schema and the docs need a login or a token like everything else. Swagger UI's own script is
+    # served as a file (the split view), so the docs need no inline script (config/security.py).
     path("schema/", SpectacularAPIView.as_view(permission_classes=[CanReadApi]), name="api-schema"),
     path(
         "docs/",
-        login_required(SpectacularSwaggerView.as_view(url_name="api-schema", permission_classes=[CanReadApi])),
+        login_required(
+            SpectacularSwaggerSplitView.as_view(url_name="api-schema", permission_classes=[CanReadApi]),
+            login_url=reverse_lazy("login"),
+        ),
         name="api-docs",
     ),
 ]
@@ -30,14 +35,9 @@ urlpatterns = [
     path("webhooks/", include("events.urls")),
     path("api/", include(api_urlpatterns)),
     path("reps/", include("alerts.urls")),
-    # The rep pages' own login: the admin's login page turns away users who are not staff.
-    path(
-        "accounts/login/",
-        auth_views.LoginView.as_view(
-            template_name="reps/login.html", next_page="reps:dashboard", redirect_authenticated_user=True
-        ),
-        name="login",
-    ),
+    # The rep pages' own login (the admin's turns away users who are not staff); it asks staff for their
+    # TOTP code when STAFF_TOTP_REQUIRED is on (config/staff_otp.py).
+    path("accounts/login/", EngineLoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(next_page="login"), name="logout"),
     # Exactly "/healthz": settings.SECURE_REDIRECT_EXEMPT matches it, and it needs no trailing slash.
     path("healthz", healthz, name="healthz"),

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from django.conf import settings
 from django.core.paginator import Paginator
 from django.db import models
 from drf_spectacular.utils import (
@@ -22,7 +23,8 @@ from drf_spectacular.utils import (
     inline_serializer,
 )
 from rest_framework import generics, serializers
-from rest_framework.authentication import SessionAuthentication, TokenAuthentication
+from rest_framework.authentication import SessionAuthentication
+from rest_framework.authtoken.models import Token
 from rest_framework.exceptions import APIException, NotFound
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import BasePermission
@@ -30,7 +32,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
+from alerts.roles import user_has_staff_powers
 from alerts.selectors import api_workspaces, user_may_read_api
+from config.tokens import ExpiringTokenAuthentication
 from workspaces.models import Account, Contact, Lead, Workspace
 from workspaces.selectors import workspace_list
 
@@ -46,7 +50,19 @@ class CanReadApi(BasePermission):
 
     def has_permission(self, request: Request, view: Any) -> bool:
         user = request.user
-        return bool(user and user.is_authenticated and user.is_active and user_may_read_api(user))
+        if not (user and user.is_authenticated and user.is_active):
+            return False
+        if isinstance(request.auth, Token) and settings.STAFF_TOTP_REQUIRED and user_has_staff_powers(user):
+            # A token cannot pass the second factor staff powers need (config/staff_otp.py).
+            self.message, self.code = REFUSED_FOR_STAFF, "staff_token_refused"
+            return False
+        return user_may_read_api(user)
+
+
+REFUSED_FOR_STAFF = (
+    "Tokens of staff and Lifecycle admins are refused while STAFF_TOTP_REQUIRED is on: log in with your "
+    "authenticator code, or read through an API service account."
+)
 
 
 class UTCDateTimeField(serializers.DateTimeField):
@@ -148,9 +164,10 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
 
 
 class ReadApiView(generics.GenericAPIView):
-    """Base of every read API view: token (answering 401 with WWW-Authenticate) or session, read-only."""
+    """Base of every read API view: token (answering 401 with WWW-Authenticate; refused once past
+    API_TOKEN_LIFETIME_DAYS) or session, read-only."""
 
-    authentication_classes = [TokenAuthentication, SessionAuthentication]
+    authentication_classes = [ExpiringTokenAuthentication, SessionAuthentication]
     permission_classes = [CanReadApi]
     pagination_class = ApiPagination
     http_method_names = ["get", "head", "options"]
@@ -164,7 +181,9 @@ ERROR_RESPONSE = inline_serializer(
 )
 PAGE_NOT_FOUND = OpenApiResponse(ERROR_RESPONSE, description="A page past the last one.")
 FORBIDDEN = OpenApiResponse(
-    ERROR_RESPONSE, description="The account has no role that may read the API (`no_api_role`)."
+    ERROR_RESPONSE,
+    description="The account has no role that may read the API (`no_api_role`), or it is a staff account's "
+    "token while STAFF_TOTP_REQUIRED is on (`staff_token_refused`).",
 )
 INVALID_FILTER_RESPONSE = inline_serializer(
     name="InvalidFilter",

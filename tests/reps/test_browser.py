@@ -17,7 +17,7 @@ from django.test import override_settings
 from pytest_django.live_server_helper import LiveServer
 
 from alerts.models import Alert
-from tests.reps.conftest import PASSWORD, PAYLOAD_SECRET
+from tests.reps.conftest import PASSWORD, PAYLOAD_SECRET, make_user
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
@@ -45,6 +45,8 @@ def browser() -> Iterator[webdriver.Chrome]:
     options.binary_location = CHROMIUM
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,900"):
         options.add_argument(argument)
+    # The console log: a page the Content-Security-Policy breaks says so there.
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     # The driver's path is given, so Selenium Manager never looks for (or downloads) one.
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     driver.implicitly_wait(0)
@@ -164,3 +166,49 @@ def test_keyboard_skip_link_and_acknowledge_without_a_mouse(browser, site, world
     wait(browser, ec.text_to_be_present_in_element((By.CSS_SELECTOR, "ul.messages"), "Acknowledged"))
     world.alert_ann.refresh_from_db()
     assert world.alert_ann.status == Alert.Status.ACKNOWLEDGED
+
+
+def csp_violations(driver) -> list[str]:
+    return [entry["message"] for entry in driver.get_log("browser") if "Content Security Policy" in entry["message"]]
+
+
+def test_every_page_works_under_the_content_security_policy(browser, site, world):
+    # given: a superuser logged in at the admin login
+    make_user("root", is_staff=True, is_superuser=True)
+    browser.get(f"{site}/admin/login/")
+    wait(browser, ec.presence_of_element_located((By.ID, "id_username"))).send_keys("root")
+    browser.find_element(By.ID, "id_password").send_keys(PASSWORD + Keys.ENTER)
+    wait(browser, ec.presence_of_element_located((By.ID, "user-tools")))
+
+    # when / then: the admin's scripts run (a change form's related-object widgets, the sidebar filter)
+    browser.get(f"{site}/admin/workspaces/workspace/{world.ws_ann.pk}/change/")
+    wait(browser, ec.presence_of_element_located((By.ID, "workspace_form")))
+    assert browser.execute_script("return typeof django !== 'undefined' && typeof django.jQuery === 'function'")
+    browser.save_screenshot(str(ARTIFACTS / "csp-admin.png"))
+
+    # the ops page with its own stylesheet (a grid of sections)
+    browser.get(f"{site}/ops/")
+    sections = wait(browser, ec.presence_of_element_located((By.CLASS_NAME, "ops-sections")))
+    assert sections.value_of_css_property("display") == "grid"
+
+    # the rep pages with theirs (the skip link is off screen until focused)
+    browser.get(f"{site}/reps/workspaces/ws_ann/")
+    skip = wait(browser, ec.presence_of_element_located((By.CLASS_NAME, "skip-link")))
+    assert skip.value_of_css_property("position") == "absolute" and skip.location["x"] < 0
+
+    # Swagger UI: its script is a file, it fetches the schema and renders the operations
+    browser.get(f"{site}/api/docs/")
+    wait(browser, ec.presence_of_element_located((By.CSS_SELECTOR, ".opblock-summary-path")), timeout=30)
+    assert "/api/workspaces/" in browser.find_element(By.ID, "swagger-ui").text
+    browser.save_screenshot(str(ARTIFACTS / "csp-docs.png"))
+
+    assert csp_violations(browser) == []
+
+
+def test_a_rep_login_page_breaks_nothing_under_the_policy(browser, site, world):
+    log_in(browser, site, "ann")
+    for path in ("/reps/", "/reps/alerts/", "/reps/workspaces/"):
+        browser.get(f"{site}{path}")
+        wait(browser, ec.presence_of_element_located((By.TAG_NAME, "h1")))
+
+    assert csp_violations(browser) == []

@@ -7,6 +7,7 @@ when DEBUG is on. Misconfigurations a user can make are reported by the system c
 
 from __future__ import annotations
 
+import os
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from config.devenv import DEMO_DIR, running_demo_env
 from config.optional_secrets import optional_secret
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -23,6 +25,16 @@ env = environ.Env()
 # A local `.env` (written by `make run` on first start) supplies development values. It is never read
 # under pytest, so a developer's file cannot change what the suite sees.
 _env_file = env.str("ENV_FILE", default=str(BASE_DIR / ".env"))
+# Beside a running `make demo`, commands use the demo's database and keys (its children set their own
+# DATABASE_URL, so they are unaffected); a DATABASE_URL of your own always wins.
+_demo = (
+    None
+    if "pytest" in sys.modules or "DATABASE_URL" in os.environ
+    else running_demo_env(Path(env.str("DEMO_DATA_DIR", default=str(DEMO_DIR))))
+)
+if _demo is not None:
+    environ.Env.read_env(str(_demo[0]), overwrite=False)
+    print(f"Using the running demo's database and settings ({_demo[0]}, demo pid {_demo[1]}).", file=sys.stderr)
 if _env_file and "pytest" not in sys.modules and Path(_env_file).is_file():
     environ.Env.read_env(_env_file, overwrite=False)
 
@@ -61,6 +73,7 @@ INSTALLED_APPS = [
     "events",
     "linking",
     "triggers",
+    "usage",
     "sync",
     "alerts",
     "ops",
@@ -195,6 +208,8 @@ AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=15
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "security/lockout.html"
+# Quiet: axes otherwise prints "AXES: BEGIN version …" to stderr at every start of every command.
+AXES_VERBOSE = False
 # Successful logins are not logged with their address (privacy); failures are, until the cool-off ends.
 AXES_DISABLE_ACCESS_LOG = True
 # The client address is REMOTE_ADDR unless the engine sits behind that many trusted proxies.
@@ -334,6 +349,10 @@ ALERT_DIGEST_HOUR = env.int("ALERT_DIGEST_HOUR", default=8)
 ALERT_RECENT_HOURS = env.int("ALERT_RECENT_HOURS", default=72)
 # Admin alerts go to active members of "Lifecycle admins" and superusers with an email, plus these.
 ALERT_ADMIN_EMAILS = env.list("ALERT_ADMIN_EMAILS", default=[])
+
+# --- Usage profile (usage/metrics.py, docs/metrics.md) -------------------------------------------
+# One depth_<product>_30d metric per product named here (lower-case names, as usage events send them).
+USAGE_PRODUCTS = env.list("USAGE_PRODUCTS", default=["esign", "admin", "api", "sdk"])
 
 # --- Operations: health, SLAs, error alerts, metrics -----------------------------------------------
 # /healthz answers 503 when a heartbeat is older than this: the queue's is stamped every minute by a

@@ -159,6 +159,11 @@ class Workspace(AuditSnapshot, models.Model):
         default=False, help_text="Lead/account were chosen by an admin: the matching rules leave them alone."
     )
     last_event_at = models.DateTimeField(null=True, blank=True, help_text="Latest applied event time.")
+    timezone = models.CharField(
+        max_length=64, blank=True, help_text="IANA zone from trial.started (e.g. Europe/Berlin); empty: UTC."
+    )
+    acquisition_channel = models.CharField(max_length=64, blank=True, help_text="From trial.started.")
+    campaign = models.CharField(max_length=128, blank=True, help_text="From trial.started.")
     # The customer's rep: assigned once (the first time one of its alerts is routed without an account
     # owner) and kept, so every alert about this customer reaches the same person (alerts/routing.py).
     owner = models.ForeignKey(

@@ -1,0 +1,189 @@
+"""Cohorts and stages on the event and as time passes: entered and left with the values that decided it,
+stage periods with the previous stage, a sweep that visits only what is due, and the admin's preview."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import time_machine
+from django.test import Client
+from django.urls import reverse
+
+from events.models import Event
+from tests.factories import EventFactory, WorkspaceFactory
+from triggers.services import usage_rollup
+from usage.models import Cohort, CohortMembership, Profile, StagePeriod
+from usage.services import behaviour_refresh, behaviour_sweep
+
+pytestmark = pytest.mark.django_db
+
+T0 = datetime(2026, 11, 20, 15, 0, tzinfo=UTC)
+FEATURES = ("envelope.send", "template.create", "team.invite", "report.export", "signer.remind", "bulk.send")
+
+
+def usage(workspace: str, at: datetime, feature: str = "envelope.send", **data: Any) -> Event:
+    data = {"workspace_id": workspace, "feature": feature, "product": "esign", "user_email": "dana@acme.io", **data}
+    return EventFactory(
+        type="usage.recorded",
+        occurred_at=at,
+        workspace_key=workspace,
+        payload={"type": "usage.recorded", "timestamp": at.isoformat(), "data": data},
+    )
+
+
+def active(workspace: str, days: int, features: int = 2, *, end: datetime = T0) -> None:
+    """Usage on each of the `days` days before `end`, spreading `features` features."""
+    for day in range(days):
+        usage(workspace, end - timedelta(days=day, hours=1), FEATURES[day % features])
+    usage_rollup()
+
+
+def stage_of(workspace: str) -> str | None:
+    profile = Profile.objects.select_related("stage").get(workspace_key=workspace)
+    return profile.stage.key if profile.stage else None
+
+
+def cohorts_of(workspace: str) -> set[str]:
+    return set(
+        CohortMembership.objects.filter(workspace_key=workspace, exited_at__isnull=True).values_list(
+            "cohort__key", flat=True
+        )
+    )
+
+
+def test_frequent_shallow_use_enters_the_cohort_with_its_why():
+    WorkspaceFactory(workspace_id="ws_1", status="trial", trial_started_at=T0 - timedelta(days=6))
+    active("ws_1", days=5, features=2)
+
+    changes = behaviour_refresh(workspace_keys=["ws_1"], now=T0)
+
+    assert "feature_shallow_frequent" in cohorts_of("ws_1")
+    [change] = changes
+    assert "feature_shallow_frequent" in change.entered
+    membership = CohortMembership.objects.get(workspace_key="ws_1", cohort__key="feature_shallow_frequent")
+    assert membership.entered_version == 1
+    leaves = membership.entered_why["condition"]["all"]
+    assert leaves[0] == {"metric": "active_days_7d", "op": ">=", "value": 4, "actual": 5, "result": True}
+    assert leaves[1]["actual"] == 2 and leaves[1]["result"] is True
+    assert stage_of("ws_1") == "activated"
+
+
+def test_evaluating_again_changes_nothing():
+    WorkspaceFactory(workspace_id="ws_1")
+    active("ws_1", days=5)
+    behaviour_refresh(workspace_keys=["ws_1"], now=T0)
+    assert behaviour_refresh(workspace_keys=["ws_1"], now=T0) == []
+    assert CohortMembership.objects.count() == len(cohorts_of("ws_1"))
+    assert StagePeriod.objects.count() == 1
+
+
+def test_time_alone_takes_a_silent_workspace_out_and_into_dormant():
+    WorkspaceFactory(workspace_id="ws_1", status="paid", trial_started_at=T0 - timedelta(days=40))
+    active("ws_1", days=5)
+    behaviour_refresh(workspace_keys=["ws_1"], now=T0)
+    assert "feature_shallow_frequent" in cohorts_of("ws_1")
+
+    later = T0 + timedelta(days=15)
+    with time_machine.travel(later, tick=False):
+        result = behaviour_sweep()
+
+    assert result.visited == 1 and result.changed == 1
+    assert cohorts_of("ws_1") == set()
+    assert stage_of("ws_1") == "dormant"
+    left = CohortMembership.objects.get(workspace_key="ws_1", cohort__key="feature_shallow_frequent")
+    assert left.exited_at == later and left.exited_why["condition"]["result"] is False
+    period = StagePeriod.objects.get(workspace_key="ws_1", exited_at__isnull=True)
+    assert (period.stage.key, period.previous.key) == ("dormant", "activated")
+
+
+def test_the_sweep_visits_only_profiles_whose_windows_can_move():
+    WorkspaceFactory(workspace_id="ws_recent")
+    WorkspaceFactory(workspace_id="ws_gone", trial_started_at=T0 - timedelta(days=400))
+    active("ws_recent", days=2)
+    active("ws_gone", days=1, end=T0 - timedelta(days=200))
+    behaviour_refresh(workspace_keys=["ws_recent", "ws_gone"], now=T0)
+    gone = Profile.objects.get(workspace_key="ws_gone")
+    assert stage_of("ws_gone") == "dormant"
+    assert gone.next_due_at is None, "silent longer than every window, every threshold behind it"
+    recent = Profile.objects.get(workspace_key="ws_recent")
+    assert recent.next_due_at == datetime(2026, 11, 21, tzinfo=UTC)
+
+    with time_machine.travel(T0 + timedelta(days=1), tick=False):
+        assert behaviour_sweep().visited == 1
+
+
+def test_a_local_midnight_is_the_due_time_in_the_workspace_zone():
+    WorkspaceFactory(workspace_id="ws_1", timezone="Asia/Tokyo")
+    active("ws_1", days=1)
+    behaviour_refresh(workspace_keys=["ws_1"], now=T0)  # 15:00 UTC is 00:00 in Tokyo the next day
+    profile = Profile.objects.get(workspace_key="ws_1")
+    assert profile.timezone == "Asia/Tokyo"
+    assert profile.next_due_at == datetime(2026, 11, 21, 15, 0, tzinfo=UTC)
+
+
+def test_workspaces_never_evaluated_are_picked_up_once_by_the_sweep():
+    WorkspaceFactory(workspace_id="ws_old")
+    with time_machine.travel(T0, tick=False):
+        assert behaviour_sweep().visited == 1
+        assert Profile.objects.filter(workspace_key="ws_old").exists()
+        assert behaviour_sweep().visited == 0
+
+
+def test_a_disabled_cohort_is_not_evaluated():
+    WorkspaceFactory(workspace_id="ws_1")
+    active("ws_1", days=5)
+    Cohort.objects.filter(key="feature_shallow_frequent").update(enabled=False)
+    behaviour_refresh(workspace_keys=["ws_1"], now=T0)
+    assert "feature_shallow_frequent" not in cohorts_of("ws_1")
+
+
+def test_a_payment_problem_puts_any_stage_at_risk():
+    WorkspaceFactory(workspace_id="ws_1", status="paid", at_risk=True)
+    active("ws_1", days=5)
+    behaviour_refresh(workspace_keys=["ws_1"], now=T0)
+    period = StagePeriod.objects.get(workspace_key="ws_1")
+    assert period.stage.key == "at_risk"
+    assert period.entered_why["condition"]["any"][0]["result"] is True
+
+
+# --- the admin -----------------------------------------------------------------------------------------------
+
+
+def test_the_admin_preview_counts_samples_and_explains(admin_client: Client):
+    WorkspaceFactory(workspace_id="ws_1")
+    WorkspaceFactory(workspace_id="ws_2")
+    active("ws_1", days=5)
+    active("ws_2", days=1)
+    behaviour_refresh(workspace_keys=["ws_1", "ws_2"], now=T0)
+    cohort = Cohort.objects.get(key="feature_shallow_frequent")
+    url = reverse("admin:usage_cohort_preview", args=[cohort.pk])
+
+    page = admin_client.get(url, {"workspace": "ws_2"})
+    assert page.status_code == 200
+    assert "Matches now: 1 of 2 evaluated workspaces" in page.text
+    assert "<code>ws_1</code>" in page.text
+    assert "Why, for ws_2" in page.text and "&quot;actual&quot;: 1" in page.text
+
+    edited = admin_client.post(url, {"condition": '{"metric": "active_days_7d", "op": ">=", "value": 1}'})
+    assert "Matches now: 2 of 2" in edited.text
+    assert Cohort.objects.get(pk=cohort.pk).version == 1, "a preview saves nothing"
+    broken = admin_client.post(url, {"condition": '{"metric": "active_days_7d", "op": "~", "value": 1}'})
+    assert "op: Expected one of" in broken.text
+
+
+def test_the_admin_validates_and_versions_a_changed_condition(admin_client: Client):
+    cohort = Cohort.objects.get(key="at_risk")
+    url = reverse("admin:usage_cohort_change", args=[cohort.pk])
+    form = {"key": cohort.key, "name": cohort.name, "description": cohort.description, "enabled": "on"}
+
+    refused = admin_client.post(url, {**form, "condition": '{"all": [{"metric": "nope", "op": ">", "value": 1}]}'})
+    assert refused.status_code == 200 and "all[0].metric: Unknown metric" in refused.text
+    assert (
+        admin_client.post(url, {**form, "condition": '{"metric": "errors_7d", "op": ">", "value": 3}'}).status_code
+        == 302
+    )
+    cohort.refresh_from_db()
+    assert cohort.version == 2 and cohort.condition == {"metric": "errors_7d", "op": ">", "value": 3}
+    assert admin_client.get(reverse("admin:usage_stage_changelist")).status_code == 200

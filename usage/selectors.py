@@ -1,0 +1,116 @@
+"""Reads of behaviour state for pages, the admin and the API: previews, members, history."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from typing import Any
+
+from django.db.models import Count, Q
+from django.utils import timezone
+
+from usage.conditions import FIELDS, Facts, condition_explain, condition_holds
+from usage.models import Cohort, CohortMembership, Profile, StagePeriod
+from workspaces.models import Workspace
+
+PREVIEW_SAMPLE = 10
+
+
+@dataclass
+class Preview:
+    """How a condition splits the evaluated workspaces now (from their latest profiles)."""
+
+    evaluated: int = 0
+    matching: int = 0
+    sample: list[str] = field(default_factory=list)
+    explained: dict[str, Any] | None = None  # for one chosen workspace: every condition's value and verdict
+    explained_key: str = ""
+
+
+def _facts_of_profiles(chunk: int = 2000) -> Iterator[tuple[str, Facts]]:
+    """Every profile with its workspace's lifecycle fields, in chunks (memory stays flat)."""
+    last = ""
+    while True:
+        rows = list(
+            Profile.objects.filter(workspace_key__gt=last)
+            .order_by("workspace_key")
+            .values_list("workspace_key", "metrics")[:chunk]
+        )
+        if not rows:
+            return
+        fields = {
+            row["workspace_id"]: row
+            for row in Workspace.objects.filter(workspace_id__in=[key for key, _ in rows]).values(
+                "workspace_id", *FIELDS
+            )
+        }
+        memberships = _current_cohorts([key for key, _ in rows])
+        for key, metrics in rows:
+            record = fields.get(key, {})
+            yield (
+                key,
+                Facts(metrics or {}, {name: record.get(name) for name in FIELDS}, memberships.get(key, frozenset())),
+            )
+        last = rows[-1][0]
+
+
+def _current_cohorts(keys: list[str]) -> dict[str, frozenset[str]]:
+    found: dict[str, set[str]] = {}
+    for key, cohort in CohortMembership.objects.filter(workspace_key__in=keys, exited_at__isnull=True).values_list(
+        "workspace_key", "cohort__key"
+    ):
+        found.setdefault(key, set()).add(cohort)
+    return {key: frozenset(cohorts) for key, cohorts in found.items()}
+
+
+def condition_preview(condition: dict[str, Any], *, workspace_key: str = "") -> Preview:
+    """How many workspaces a (valid) condition matches now, a sample, and one workspace explained."""
+    preview = Preview()
+    for key, facts in _facts_of_profiles():
+        preview.evaluated += 1
+        if condition_holds(condition, facts):
+            preview.matching += 1
+            if len(preview.sample) < PREVIEW_SAMPLE:
+                preview.sample.append(key)
+        if key == workspace_key:
+            preview.explained, preview.explained_key = condition_explain(condition, facts), key
+    return preview
+
+
+def members_over_time(
+    model: type[CohortMembership] | type[StagePeriod], *, days: int = 30, now: datetime | None = None, **filters: Any
+) -> list[tuple[date, int]]:
+    """(day, members at the end of that UTC day) for the last `days` days: one COUNT per day."""
+    now = now or timezone.now()
+    today = now.date()
+    counts = []
+    for offset in range(days - 1, -1, -1):
+        day = today - timedelta(days=offset)
+        end = min(datetime.combine(day + timedelta(days=1), time(0), tzinfo=now.tzinfo), now)
+        members = model.objects.filter(**filters, entered_at__lte=end).filter(
+            Q(exited_at__isnull=True) | Q(exited_at__gt=end)
+        )
+        counts.append((day, members.count()))
+    return counts
+
+
+def cohorts_with_members() -> list[dict[str, Any]]:
+    """CONTRACT §6 `/api/cohorts/`: every cohort with its current member count."""
+    cohorts = Cohort.objects.order_by("key").annotate(
+        members=Count("memberships", filter=Q(memberships__exited_at__isnull=True))
+    )
+    return [{"key": cohort.key, "name": cohort.name, "members": cohort.members} for cohort in cohorts]
+
+
+def workspace_behaviour(workspace_key: str) -> dict[str, Any]:
+    """A workspace's profile, current cohorts and stage, and their history with the why of each step."""
+    profile = Profile.objects.select_related("stage").filter(workspace_key=workspace_key).first()
+    memberships = list(CohortMembership.objects.filter(workspace_key=workspace_key).select_related("cohort"))
+    periods = list(StagePeriod.objects.filter(workspace_key=workspace_key).select_related("stage", "previous"))
+    return {
+        "profile": profile,
+        "cohorts": [row for row in memberships if row.exited_at is None],
+        "cohort_history": memberships,
+        "stage_history": periods,
+    }

@@ -11,7 +11,8 @@ from django.contrib.auth.models import User
 from django.utils import timezone
 
 from alerts.models import Alert, Rep
-from events.pipeline import workspaces_process
+from alerts.services import workspaces_alerts_after_processing
+from events.pipeline import workspace_process, workspaces_process
 from events.schemas import parse_provisioning_body
 from events.services import events_store
 from events.simulate import simulate_traffic
@@ -23,7 +24,7 @@ from sync.models import OutboxItem, SyncControl
 from sync.outbox import EXTERNAL_ID
 from sync.pilot import pilot_release, pilot_status, share_bucket, workspace_owner_reps, workspaces_in_pilot
 from sync.worker import outbox_drain
-from tests.events.helpers import lifecycle_event
+from tests.events.helpers import lifecycle_event, store
 from tests.factories import AccountFactory, WorkspaceFactory
 from tests.sync.test_sync_live import converted, drain_until_quiet, process, trial
 from workspaces.models import Account, Lead, Workspace
@@ -228,6 +229,27 @@ def test_adding_a_rep_to_the_pilot_releases_their_customers(salesforce, settings
 
     # then bo's customers arrive too
     assert salesforce.store.count("Workspace__c") == 4
+    arrived_once(salesforce)
+
+
+def test_a_customer_whose_rep_was_assigned_after_the_drainer_looked_is_released_within_a_minute(salesforce, settings):
+    # given a rep pilot whose pass over the held records is done
+    Rep.objects.create(user=User.objects.create_user("ann"))
+    settings.SALESFORCE_PILOT_REPS = ["ann"]
+    pilot_release()
+    # and a new trial drained before its first alert assigned it an owner
+    store(*recent_trials(1))
+    workspace_process(workspace_key="ws_0", alerts=False)
+    outbox_drain()
+    assert row("Workspace__c", "ws_0").state == "held"
+    workspaces_alerts_after_processing(workspace_keys=["ws_0"])
+
+    # when the next release runs (a minute later)
+    assert pilot_release().released == 2
+    drain_until_quiet()
+
+    # then the customer is in Salesforce
+    assert salesforce.store.find_one("Workspace__c", Workspace_ID__c="ws_0") is not None
     arrived_once(salesforce)
 
 

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.contrib.auth.models import User
 from django.utils import timezone
+from django_q.models import Schedule
 
 from alerts.models import Alert, Rep
 from alerts.services import workspaces_alerts_after_processing
@@ -23,8 +24,9 @@ from sync.emulator import Emulator
 from sync.models import OutboxItem, SyncControl
 from sync.outbox import EXTERNAL_ID
 from sync.pilot import pilot_release, pilot_status, share_bucket, workspace_owner_reps, workspaces_in_pilot
+from sync.tasks import release_pilot
 from sync.worker import outbox_drain
-from tests.events.helpers import lifecycle_event, store
+from tests.events.helpers import lifecycle_event, queued_tasks, store
 from tests.factories import AccountFactory, WorkspaceFactory
 from tests.sync.test_sync_live import converted, drain_until_quiet, process, trial
 from workspaces.models import Account, Lead, Workspace
@@ -210,6 +212,22 @@ def test_a_release_goes_at_its_rate_and_shows_its_progress(salesforce, settings)
     control = SyncControl.objects.get()
     assert (control.pilot_key, control.pilot_cursor, control.pilot_released) == ("all", None, 10)
     arrived_once(salesforce)
+
+
+def test_the_release_runs_every_minute_and_rings_the_drainer(salesforce, settings):
+    # given a trial held by a pilot that has since ended
+    settings.SALESFORCE_PILOT_PERCENT = 0
+    process(trial())
+    outbox_drain()
+    settings.SALESFORCE_PILOT_PERCENT = 100
+
+    # when the scheduled task runs
+    result = release_pilot()
+
+    # then it released the trial's two records and queued a drain to send them
+    assert Schedule.objects.filter(func="sync.tasks.release_pilot", minutes=1, repeats=-1).exists()
+    assert (result["released"], result["done"]) == (2, True)
+    assert len(queued_tasks("sync.tasks.drain_outbox")) == 1
 
 
 def test_adding_a_rep_to_the_pilot_releases_their_customers(salesforce, settings):

@@ -32,7 +32,7 @@ from sync.models import OutboxItem, SyncControl
 from sync.outbox import lookup_keys, pk_of
 from workspaces.models import Workspace
 
-HELD = OutboxItem.State.HELD
+HELD, PENDING = OutboxItem.State.HELD, OutboxItem.State.PENDING
 #: A rep pilot looks again this often at every held row: an account's owner may have been set since.
 REP_RESCAN = timedelta(minutes=30)
 #: ... and every minute at rows held this recently: their workspace's first alert (which names its rep)
@@ -218,26 +218,24 @@ def rows_release(items: Sequence[OutboxItem]) -> list[OutboxItem]:
     """Release these held rows and the held rows they depend on, to be sent (pending); return them all.
 
     An account whose maker (the conversion that would make it) stays held is upserted on its own: its
-    maker is cleared, so a pilot conversion onto it waits for it rather than making a second one.
+    maker is cleared in the same UPDATE, so a pilot conversion onto it waits for it rather than making a
+    second one. One row a statement: processing may hold some of them, and a statement holding one row
+    while it waits for another could close a cycle with it (see sync/stamping.py).
     """
     released: dict[int, OutboxItem] = {}
     batch = [item for item in items if item.state == HELD]
     while batch:
-        for item in batch:
-            released[item.pk] = item
+        released.update((item.pk, item) for item in batch)
         deps = held_dependencies(batch)
-        batch = [row for rows in deps.values() for row in rows if row.pk not in released]
-        batch = list({row.pk: row for row in batch}.values())
-    if not released:
-        return []
-    rows = OutboxItem.objects.filter(pk__in=list(released), state=HELD)
-    rows.update(state=OutboxItem.State.PENDING, next_attempt_at=None, lease_owner="", lease_expires_at=None)
-    makers = {item.depends_on_id for item in released.values() if item.object_type == "Account"} - {None}
-    staying = set(OutboxItem.objects.filter(pk__in=makers, state=HELD).values_list("pk", flat=True))
-    accounts = [pk for pk, item in released.items() if item.object_type == "Account" and item.depends_on_id in staying]
-    OutboxItem.objects.filter(pk__in=accounts).update(depends_on=None)
-    workspaces = [item.external_id for item in released.values() if item.object_type == "Workspace__c"]
-    Workspace.objects.filter(workspace_id__in=workspaces).update(salesforce_state=OutboxItem.State.PENDING)
+        batch = list({row.pk: row for rows in deps.values() for row in rows if row.pk not in released}.values())
+    makers = {item.depends_on_id for item in released.values() if item.object_type == "Account"} - set(released)
+    staying = set(OutboxItem.objects.filter(pk__in=makers - {None}, state=HELD).values_list("pk", flat=True))
+    for item in released.values():
+        fields = {"state": PENDING, "next_attempt_at": None, "lease_owner": "", "lease_expires_at": None}
+        if item.object_type == "Account" and item.depends_on_id in staying:
+            fields["depends_on"] = None
+        if OutboxItem.objects.filter(pk=item.pk, state=HELD).update(**fields) and item.object_type == "Workspace__c":
+            Workspace.objects.filter(workspace_id=item.external_id).update(salesforce_state=PENDING)
     return list(released.values())
 
 

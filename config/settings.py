@@ -351,6 +351,11 @@ ALERT_RECENT_HOURS = env.int("ALERT_RECENT_HOURS", default=72)
 ALERT_ADMIN_EMAILS = env.list("ALERT_ADMIN_EMAILS", default=[])
 
 # --- Usage profile (usage/metrics.py, docs/metrics.md) -------------------------------------------
+# On: each usage batch re-evaluates its workspaces' profiles, cohorts and stages in the same transaction,
+# and a sweep every minute handles what time alone changes. Off only to measure what it costs.
+BEHAVIOUR_PROFILES = env.bool("BEHAVIOUR_PROFILES", default=True)
+# At most this many profiles a sweep run; the rest stay due and go in the next minute's run.
+BEHAVIOUR_SWEEP_LIMIT = env.int("BEHAVIOUR_SWEEP_LIMIT", default=50_000)
 # One depth_<product>_30d metric per product named here (lower-case names, as usage events send them).
 USAGE_PRODUCTS = env.list("USAGE_PRODUCTS", default=["esign", "admin", "api", "sdk"])
 

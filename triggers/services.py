@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any, NamedTuple
 
+from django.conf import settings
 from django.db import NotSupportedError, connection, transaction
 from django.utils import timezone
 
@@ -19,6 +20,7 @@ from events.models import Event
 from events.schemas import PayloadInvalid, validate_data
 from ops.services import error_record
 from triggers.models import UsageDaily, UsageDailyUser
+from usage.services import behaviour_refresh
 
 USAGE_TYPE = "usage.recorded"
 DEFAULT_LIMIT = 5000
@@ -107,6 +109,8 @@ def usage_rollup_batch(*, event_ids: Sequence[int] | None = None, limit: int = D
         _insert_users(rollup.users)
         _mark_completed(rollup.rolled_up)
         Event.objects.bulk_update(rollup.review, ["status", "notes"])
+        if settings.BEHAVIOUR_PROFILES:  # cohorts and stages move with the usage, in the same transaction
+            behaviour_refresh(workspace_keys=sorted({key.workspace_key for key in rollup.totals}))
     return RollupResult(len(claimed), len(rollup.rolled_up), len(rollup.review))
 
 

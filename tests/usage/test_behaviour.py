@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import time_machine
-from django.test import Client
+from django.test import Client, override_settings
 from django.urls import reverse
 
 from events.models import Event
@@ -37,7 +37,8 @@ def active(workspace: str, days: int, features: int = 2, *, end: datetime = T0) 
     """Usage on each of the `days` days before `end`, spreading `features` features."""
     for day in range(days):
         usage(workspace, end - timedelta(days=day, hours=1), FEATURES[day % features])
-    usage_rollup()
+    with override_settings(BEHAVIOUR_PROFILES=False):  # each test evaluates when it means to
+        usage_rollup()
 
 
 def stage_of(workspace: str) -> str | None:
@@ -187,3 +188,45 @@ def test_the_admin_validates_and_versions_a_changed_condition(admin_client: Clie
     cohort.refresh_from_db()
     assert cohort.version == 2 and cohort.condition == {"metric": "errors_7d", "op": ">", "value": 3}
     assert admin_client.get(reverse("admin:usage_stage_changelist")).status_code == 200
+
+
+def test_the_sweep_task_is_scheduled_every_minute_and_bounded(settings):
+    from django_q.models import Schedule
+
+    from usage.tasks import sweep_behaviour
+
+    schedule = Schedule.objects.get(func="usage.tasks.sweep_behaviour")
+    assert (schedule.schedule_type, schedule.minutes) == ("I", 1)
+    for n in range(3):
+        WorkspaceFactory(workspace_id=f"ws_{n}")
+    settings.BEHAVIOUR_SWEEP_LIMIT = 2
+    assert sweep_behaviour()["visited"] == 2
+    assert sweep_behaviour()["visited"] == 1
+
+
+def test_a_usage_batch_moves_cohorts_in_its_own_transaction():
+    WorkspaceFactory(workspace_id="ws_1")
+    for day in range(5):
+        usage("ws_1", datetime.now(UTC) - timedelta(days=day), FEATURES[day % 2])
+    usage_rollup()
+    assert "feature_shallow_frequent" in cohorts_of("ws_1")
+
+
+def test_a_refresh_reads_and_writes_in_statements_that_do_not_grow_with_its_workspaces():
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def statements(keys: list[str]) -> int:
+        for key in keys:
+            WorkspaceFactory(workspace_id=key)
+            active(key, days=5)
+        behaviour_refresh(workspace_keys=keys, now=T0)  # first evaluation: profiles, memberships, periods made
+        for key in keys:
+            usage(key, T0 - timedelta(minutes=5), "team.invite")
+        with override_settings(BEHAVIOUR_PROFILES=False):
+            usage_rollup()
+        with CaptureQueriesContext(connection) as queries:
+            behaviour_refresh(workspace_keys=keys, now=T0)
+        return len(queries)
+
+    assert statements(["ws_a1", "ws_a2"]) == statements([f"ws_b{n}" for n in range(12)])

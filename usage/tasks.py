@@ -1,0 +1,16 @@
+"""django-q2 task entry points: take arguments, call the service (STYLE habit 5)."""
+
+from __future__ import annotations
+
+from django.conf import settings
+
+from usage.services import behaviour_sweep
+
+
+def sweep_behaviour() -> dict[str, int]:
+    """Every minute: re-evaluate the profiles whose windows moved (at most BEHAVIOUR_SWEEP_LIMIT a run;
+    the rest are due still and go next minute)."""
+    if not settings.BEHAVIOUR_PROFILES:
+        return {"visited": 0, "changed": 0}
+    result = behaviour_sweep(limit=settings.BEHAVIOUR_SWEEP_LIMIT)
+    return {"visited": result.visited, "changed": result.changed}

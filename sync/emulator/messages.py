@@ -26,6 +26,7 @@ class Request:
     record_count: int = 0
     object_name: str | None = None
     parsed_body: Any = None
+    page: tuple[str, str] = ("", "")  # (object, id) of a record page request
 
     @property
     def query(self) -> dict[str, list[str]]:

@@ -25,6 +25,7 @@ from .errors import unable_to_lock_row as lock_error
 from .faults import CallInfo
 from .log import Entry
 from .messages import Request, Response
+from .record_page import record_page, record_path
 
 if TYPE_CHECKING:
     from . import Emulator
@@ -48,6 +49,8 @@ class Dispatcher:
             return ("soap", parts[4]) if method == "POST" else ("unknown", None)
         if path.rstrip("/") == "/services/data":
             return "versions", None
+        if method == "GET" and (record := record_path(parts)) is not None:
+            return "record_page", record
         if len(parts) >= 4 and parts[1:3] == ["services", "data"] and parts[3].startswith("v"):
             version = parts[3][1:]
             route = self.emu.rest.route(method, version, parts[4:])
@@ -65,7 +68,9 @@ class Dispatcher:
         if kind == "soap" and body:
             kind = self._soap_kind(body)
         req = Request(method, path, query_string, headers, body)
-        if isinstance(info, tuple):
+        if kind == "record_page":
+            req.page, route = info, None
+        elif isinstance(info, tuple):
             req.api_version, route = info
             req.object_name = route.object_name
         elif kind in ("soap", "convert_lead"):
@@ -123,6 +128,8 @@ class Dispatcher:
         try:
             if kind == "token":
                 return emu.token_endpoint(req)
+            if kind == "record_page":  # a browser following the engine's link: no API session, no API limit
+                return record_page(emu.store, *req.page)
             if kind == "versions":
                 return Response.json(200, [{"label": "Winter '25", "url": "/services/data/v62.0", "version": "62.0"}])
             if kind == "unknown" and route is None:

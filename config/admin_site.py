@@ -3,7 +3,8 @@
 With the setting on, the login page asks for a code from the user's TOTP device (django-otp) and
 only a session verified by one gets in. Devices are managed in the admin ("TOTP devices", with a QR
 code) or made with `manage.py totp_device USERNAME`, which prints the otpauth:// address for the
-user's authenticator app. The setting is read per request.
+user's authenticator app. The setting is read per request. The other surfaces with staff powers (/ops/,
+/metrics, the API, the rep pages) hold the same line through config/staff_otp.py.
 """
 
 from __future__ import annotations

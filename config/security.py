@@ -96,7 +96,9 @@ class SecurityHeadersMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)
         patch_cache_control(response, no_store=True)
-        if "Content-Security-Policy" not in response:
+        # Django's technical error pages (DEBUG only) are made of inline style and script.
+        technical = settings.DEBUG and response.status_code >= 400
+        if "Content-Security-Policy" not in response and not technical:
             docs = request.path == DOCS_PATH and not response.streaming
             response["Content-Security-Policy"] = docs_policy(response.content) if docs else CONTENT_SECURITY_POLICY
         return response

@@ -340,3 +340,15 @@ def test_every_page_has_a_content_security_policy_without_inline_script(lena, cl
         else:
             assert policy["style-src"] == "'self'", url
             assert "<style" not in html and " style=" not in html, url
+
+
+def test_debug_error_pages_keep_their_inline_script(client, settings):
+    # Django's technical 404 page (DEBUG only) needs its inline style and script; production pages never do.
+    settings.DEBUG = True
+    debug = client.get("/reps/nothing-here/")
+    settings.DEBUG = False
+    production = client.get("/reps/nothing-here/")
+
+    assert debug.status_code == production.status_code == 404
+    assert "Content-Security-Policy" not in debug
+    assert "script-src 'self'" in production["Content-Security-Policy"]

@@ -20,26 +20,21 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import re
 import resource
-import signal
 import statistics
-import subprocess
 import sys
 import time
 from collections import Counter
-from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import psycopg
+import scaffold
 from common import (
-    REPO,
-    RESULTS_DIR,
-    Progress,
-    admin_dsn,
     background_busy_pct,
+    clone_database,
     cpu_delta,
     cpu_snapshot,
     db_name,
@@ -49,18 +44,16 @@ from common import (
     emit,
     find_cpu_roots,
     libpq_dsn,
-    machine_info,
     migrate,
-    other_benchmarks,
     proc_status,
     recreate_database,
     run_child,
-    say,
     server_info,
-    wait_for_other_benchmarks,
+    start_conditions,
+    template_url,
 )
 from process import FOLD_CHECKSUM, LINKS_CHECKSUM, load_backlog
-from psycopg import sql
+from scaffold import Progress, machine_info, say
 
 SCRIPT = Path(__file__).resolve()
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/lifecycle_bench_audit"
@@ -123,19 +116,7 @@ def child_main(args: argparse.Namespace) -> int:
     return 0
 
 
-# --- databases ----------------------------------------------------------------------------------------------
-
-
-def template_url(database_url: str) -> str:
-    return database_url.rsplit("/", 1)[0] + "/" + db_name(database_url) + "_template"
-
-
-def clone_database(template: str, target: str) -> None:
-    """A fresh copy of the loaded template: CREATE DATABASE … TEMPLATE (seconds, not a reload)."""
-    with psycopg.connect(admin_dsn(target), autocommit=True) as conn:
-        name, tmpl = sql.Identifier(db_name(target)), sql.Identifier(db_name(template))
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
-        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(name, tmpl))
+# --- checks ---------------------------------------------------------------------------------------------------
 
 
 def verify(dsn: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -180,7 +161,7 @@ def run_once(run: Run, mode: str, label: str) -> dict[str, Any]:
     args = run.args
     clone_database(template_url(args.database_url), args.database_url)
     busy_before = background_busy_pct(1.0)
-    for line in other_benchmarks("bench/ingest.py|bench/salesforce.py|bench/process.py|bench/replay.py"):
+    for line in scaffold.other_benchmarks("bench/ingest.py|bench/salesforce.py|bench/process.py|bench/replay.py"):
         run.others.setdefault(line.split()[0], line[:160])
     roots = find_cpu_roots()
     cpu_before = cpu_snapshot(roots)
@@ -218,10 +199,7 @@ def run_once(run: Run, mode: str, label: str) -> dict[str, Any]:
 
 def benchmark(run: Run) -> dict[str, Any]:
     args = run.args
-    report: dict[str, Any] = {}
-    report["waited_for_other_benchmarks"] = wait_for_other_benchmarks(args.wait_others)
-    report["machine_before"] = machine_info()
-    report["background_busy_pct"] = background_busy_pct()
+    report: dict[str, Any] = start_conditions(args.wait_others)
     template = template_url(args.database_url)
     run.databases += [args.database_url, template]
     say(f"creating {db_name(template)}, migrating it and loading the backlog (each run clones it)")
@@ -287,46 +265,30 @@ def print_summary(report: dict[str, Any], targets: dict[str, Any]) -> None:
     medians = report["events_per_second"]
     print(f"\nmedian events/s: on {medians['on']['median']:,.1f}, off {medians['off']['median']:,.1f}; "
           f"ratio on ÷ off {report['ratio_on_to_off']} (per round {report['ratio_per_round']})\n")  # fmt: skip
-    for name, t in targets.items():
-        value = t["value"] if not isinstance(t["value"], dict | list) else json.dumps(t["value"])
-        print(f"{'PASS' if t['pass'] else 'FAIL'}  {name}: {value} (target {t['target']})")
+    scaffold.print_targets(targets)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0] + " Same backlog, same process, fresh database per run; "
-        "writes bench/results/audit.json.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        epilog="Needs PostgreSQL on 127.0.0.1:5432 (user postgres; the database of --database-url and a "
-        "'_template' sibling are created and dropped, the name must contain 'bench'). Nothing is switched off "
-        "anywhere but in the benchmark's own child process. Exit status 0 when every target and check passes, "
-        "1 otherwise, 2 on an error.",
+    parser = scaffold.parser(
+        "audit",
+        __doc__,
+        "Same backlog, same process, fresh database per run.",
+        template=True,
+        note="Nothing is switched off anywhere but in the benchmark's own child process.",
     )
     parser.add_argument("--events", type=int, default=10_000, help="lifecycle events in the backlog")
     parser.add_argument("--workspaces", type=int, default=2_000, help="workspaces the events are about")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of one run on and one off (order alternates)")
     parser.add_argument("--chunk", type=int, default=100, help="workspaces per process_workspaces call")
-    parser.add_argument("--database-url", default=DEFAULT_DATABASE_URL, help="PostgreSQL database to clone into")
-    parser.add_argument("--seed", type=int, default=1, help="seed of the event generator")
-    parser.add_argument("--wait-others", type=float, default=0.0, metavar="SECONDS",
-                        help="first wait up to this long (polling every 30 s) for other benchmarks to end")  # fmt: skip
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke run: 2,000 events over 400 workspaces, one round (unless given)")  # fmt: skip
-    parser.add_argument("--output", type=Path, default=RESULTS_DIR / "audit.json", help="where to write the JSON")
-    parser.add_argument("--keep-database", action="store_true", help="do not drop the databases at the end")
-    parser.add_argument("--no-progress", action="store_true", help="no progress lines on stderr")
-    parser.add_argument("--note", default="", help="free text stored in the JSON, e.g. which code was measured")
-    parser.add_argument("--child", choices=MODES, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.quick:
-        given = set(argv if argv is not None else sys.argv[1:])
-        for name, value in (("events", 2_000), ("workspaces", 400), ("rounds", 1)):
-            if f"--{name}" not in given:
-                setattr(args, name, value)
-    if "bench" not in db_name(args.database_url):
-        parser.error("the database is dropped at the end: its name must contain 'bench'")
-    if args.events < args.workspaces or args.workspaces < 1:
-        parser.error("--events must be at least --workspaces (every workspace has a first event)")
+    scaffold.common_arguments(
+        parser,
+        "audit",
+        database_url=DEFAULT_DATABASE_URL,
+        children=MODES,
+        database_help="PostgreSQL database to clone into",
+        quick="2,000 events over 400 workspaces, one round",
+    )
+    args = scaffold.parse(parser, argv, quick={"events": 2_000, "workspaces": 400, "rounds": 1}, backlog=True)
     if args.rounds < 1 or args.chunk < 1:
         parser.error("--rounds and --chunk must be at least 1")
     return args
@@ -334,46 +296,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.child:
-        return child_main(args)
-
-    def interrupted(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, interrupted)
-    signal.signal(signal.SIGHUP, interrupted)
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started in the background
-    run = Run(args)
-    started = datetime.now(UTC)
-    try:
-        report = benchmark(run)
-    except KeyboardInterrupt:
-        say("interrupted; cleaning up")
-        return 130
-    except (RuntimeError, psycopg.OperationalError, subprocess.CalledProcessError) as exc:
-        say(f"error: {exc}")
-        return 2
-    finally:
-        run.cleanup()
-    targets = judge(report, args)
-    git = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=REPO, capture_output=True, text=True)
-    document = {
-        "benchmark": "audit",
-        "timestamp": started.isoformat(timespec="seconds"),
-        "finished": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
-        "git": git.stdout.strip(),
-        "note": args.note,
-        "parameters": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "child"},
-        "targets": targets,
-        "all_pass": all(t["pass"] for t in targets.values()),
-        **report,
-    }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(document, indent=2, default=str) + "\n")
-    print_summary(report, targets)
-    print(f"\nresults written to {args.output}")
-    return 0 if document["all_pass"] else 1
+    return scaffold.run_benchmark(
+        "audit", args, argv, Run, benchmark, partial(judge, args=args), print_summary, child_main
+    )
 
 
 if __name__ == "__main__":

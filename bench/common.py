@@ -1,9 +1,11 @@
-"""Helpers shared by the processing and replay benchmarks (bench/process.py, bench/replay.py).
+"""Helpers shared by the processing benchmarks (bench/process.py, replay.py, queue_overhead.py, audit.py,
+salesforce.py).
 
 Database creation and cleanup, the broker flush, CPU accounting and the quiet-machine check come from
-bench/ingest.py and are re-exported here, so every benchmark does them the same way. What is new:
-a seeded generator of realistic lifecycle event streams, loaded with COPY; the environment a Django
-child process runs with; process-tree memory readings from /proc; a progress line with an ETA.
+bench/ingest.py and are re-exported here, so every benchmark does them the same way; options, signals,
+results, progress and messages are bench/scaffold.py's. What is here: a seeded generator of realistic
+lifecycle event streams, loaded with COPY; the environment a Django child process runs with;
+process-tree memory readings from /proc.
 """
 
 from __future__ import annotations
@@ -11,8 +13,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import platform
 import random
+import signal
 import subprocess
 import sys
 import time
@@ -23,21 +25,18 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 BENCH = Path(__file__).resolve().parent
-REPO = BENCH.parent
-RESULTS_DIR = BENCH / "results"
 if str(BENCH) not in sys.path:
     sys.path.insert(0, str(BENCH))
 
 from ingest import (  # noqa: E402  (needs bench/ on sys.path, also when imported from elsewhere)
     QUIET_BUSY_PCT,
-    _say,
     admin_dsn,
     background_busy_pct,
     cpu_delta,
     cpu_snapshot,
-    db_name,
     drop_database,
     find_cpu_roots,
     flush_broker,
@@ -46,6 +45,16 @@ from ingest import (  # noqa: E402  (needs bench/ on sys.path, also when importe
     recreate_database,
     server_info,
     wait_until_quiet,
+)
+from scaffold import (  # noqa: E402
+    OTHER_BENCHMARKS,
+    REPO,
+    Progress,
+    db_name,
+    machine_info,
+    say,
+    tail,
+    wait_for_other_benchmarks,
 )
 
 __all__ = [
@@ -61,12 +70,9 @@ __all__ = [
     "libpq_dsn",
     "migrate",
     "recreate_database",
-    "say",
     "server_info",
     "wait_until_quiet",
 ]
-
-say = _say
 
 LIFECYCLE_TYPES = ("trial.started", "subscription.converted", "workspace.churned")
 TRIAL, CONVERTED, CHURNED = LIFECYCLE_TYPES
@@ -276,6 +282,19 @@ def insert_accounts(dsn: str, domains: list[str]) -> int:
     return len(domains)
 
 
+def template_url(database_url: str) -> str:
+    """The migrated (and loaded) database a benchmark clones each run from: <name>_template."""
+    return database_url.rsplit("/", 1)[0] + "/" + db_name(database_url) + "_template"
+
+
+def clone_database(template: str, target: str) -> None:
+    """A fresh copy of the template: CREATE DATABASE … TEMPLATE (seconds, not a migration and reload)."""
+    with psycopg.connect(admin_dsn(target), autocommit=True) as conn:
+        name, tmpl = sql.Identifier(db_name(target)), sql.Identifier(db_name(template))
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
+        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(name, tmpl))
+
+
 def vacuum_analyze(dsn: str, *tables: str) -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:
         for table in tables or ("",):
@@ -358,6 +377,39 @@ def emit(message: dict) -> None:
     sys.stdout.flush()
 
 
+def start_qcluster(env: dict, log_path: Path) -> subprocess.Popen:
+    """`manage.py qcluster` in its own session (a Ctrl-C reaches only the benchmark, which then stops the
+    cluster in order), logging to log_path; returned once it reports running."""
+    with log_path.open("w") as log:
+        cluster = subprocess.Popen(
+            [sys.executable, "manage.py", "qcluster"], cwd=REPO, env=env, stdout=log, stderr=log, start_new_session=True
+        )
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if cluster.poll() is not None:
+            raise RuntimeError(f"qcluster exited with code {cluster.returncode}:\n{tail(log_path)}")
+        if " running." in log_path.read_text(errors="replace"):
+            return cluster
+        time.sleep(0.2)
+    stop_process(cluster)
+    raise RuntimeError(f"qcluster did not report running within 90 s:\n{tail(log_path)}")
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 60.0) -> float:
+    """SIGTERM, wait (a cluster stops its workers); SIGKILL its process group (it has its own session) if it
+    does not stop. How long that took."""
+    t0 = time.monotonic()
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            say(f"pid {proc.pid} did not stop within {timeout:.0f} s of SIGTERM; killing its process group")
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+    return round(time.monotonic() - t0, 2)
+
+
 # --- memory, from /proc ------------------------------------------------------------------------------
 
 
@@ -435,75 +487,17 @@ class TreeMemory:
         }
 
 
-# --- progress, machine ------------------------------------------------------------------------------
+# --- event counts, logs ------------------------------------------------------------------------------
 
 
-class Progress:
-    """`[label] done/total (pct)  rate/s  elapsed  ETA` on stderr: a carriage-return line on a terminal,
-    a line every 5 s in a log file (the format of bench/ingest.py)."""
-
-    def __init__(self, label: str, total: int, *, quiet: bool = False, unit: str = "") -> None:
-        self.label, self.total, self.quiet, self.unit = label, total, quiet, unit
-        self.t0 = time.monotonic()
-        self.last = 0.0
-        self.every = 1.0 if sys.stderr.isatty() else 5.0
-
-    def restart(self) -> None:
-        self.t0 = time.monotonic()
-
-    def show(self, done: int, *, final: bool = False, extra: str = "") -> None:
-        now = time.monotonic()
-        if self.quiet or (not final and now - self.last < self.every):
-            return
-        self.last = now
-        elapsed = now - self.t0
-        rate = done / elapsed if elapsed > 0 else 0.0
-        eta = f"{(self.total - done) / rate:6.1f}s" if rate > 0 else "     ?"
-        pct = 100 * done / self.total if self.total else 100.0
-        line = (
-            f"[{self.label}] {done:>9,}/{self.total:,} ({pct:5.1f}%)  {rate:8,.0f}{self.unit}/s  "
-            f"elapsed {elapsed:6.1f}s  ETA {eta}{extra}"
-        )
-        if sys.stderr.isatty():
-            sys.stderr.write("\r" + line + ("\n" if final else ""))
-        else:
-            sys.stderr.write(line + "\n")
-        sys.stderr.flush()
-
-
-def machine_info() -> dict[str, Any]:
+def start_conditions(wait_others: float, *, pattern: str = OTHER_BENCHMARKS) -> dict[str, Any]:
+    """What a run starts under, for its report: after waiting up to `wait_others` seconds for the other
+    benchmarks `pattern` names to end, the machine and how busy it already is."""
     return {
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "load_average": [round(x, 2) for x in os.getloadavg()],
-        "memory_mb": _meminfo_mb(),
+        "waited_for_other_benchmarks": wait_for_other_benchmarks(wait_others, pattern=pattern),
+        "machine_before": machine_info(),
+        "background_busy_pct": background_busy_pct(),
     }
-
-
-def _meminfo_mb() -> int:
-    for line in Path("/proc/meminfo").read_text().splitlines():
-        if line.startswith("MemTotal:"):
-            return int(line.split()[1]) // 1024
-    return 0
-
-
-def other_benchmarks(pattern: str = "bench/ingest.py|bench/salesforce.py") -> list[str]:
-    """Command lines of other benchmark processes running on this machine (they skew every figure)."""
-    done = subprocess.run(["pgrep", "-af", pattern], capture_output=True, text=True, check=False)
-    me = {os.getpid(), os.getppid()}
-    return [line for line in done.stdout.splitlines() if line and int(line.split()[0]) not in me]
-
-
-def wait_for_other_benchmarks(limit: float, *, poll: float = 30.0) -> dict[str, Any]:
-    """Wait up to `limit` seconds (polling every `poll`) until no other benchmark runs; say what was seen."""
-    started = time.monotonic()
-    seen = other_benchmarks()
-    while seen and time.monotonic() - started < limit:
-        say(f"another benchmark is running ({seen[0][:100]}); waiting (up to {limit:.0f} s in all)")
-        time.sleep(poll)
-        seen = other_benchmarks()
-    return {"waited_seconds": round(time.monotonic() - started, 1), "still_running": seen}
 
 
 def type_mix(counts: dict[str, dict[str, int]]) -> dict[str, int]:

@@ -25,7 +25,6 @@ import json
 import math
 import multiprocessing as mp
 import os
-import platform
 import queue
 import random
 import resource
@@ -45,11 +44,11 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
+import scaffold
 from psycopg import sql
+from scaffold import REPO, Progress, db_name, machine_info, say, tail
 from standardwebhooks.webhooks import Webhook
 
-REPO = Path(__file__).resolve().parent.parent
-RESULTS_FILE = REPO / "bench" / "results" / "ingest.json"
 WEBHOOK_PATH = "/webhooks/provisioning/"
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/lifecycle_bench"
 DEFAULT_BROKER = "redis://127.0.0.1:6379/15"
@@ -343,35 +342,17 @@ def run_phase(phase: Phase, *, cpu_roots: dict[str, int], quiet: bool = False) -
 def _collect(phase: Phase, procs: list, channels: dict[str, Any], t0: float, *, quiet: bool) -> list[dict]:
     results: list[dict] = []
     total = len(phase.items)
-    last_shown = 0.0
-    every = 1.0 if sys.stderr.isatty() else 5.0  # a log file gets a line every 5 s, not a carriage return
+    progress = Progress(phase.name, total, quiet=quiet)
+    progress.restart(t0)
     while len(results) < len(procs):
         with contextlib.suppress(queue.Empty):
             results.append(channels["results"].get(timeout=0.25))
             continue
         if not any(proc.is_alive() for proc in procs) and channels["results"].empty():
             raise RuntimeError(f"{phase.name}: a client process died without reporting")
-        now = time.monotonic()
-        if not quiet and now - last_shown >= every:
-            last_shown = now
-            _show_progress(phase, sum(channels["progress"]), total, now - t0)
-    if not quiet:
-        _show_progress(phase, total, total, time.monotonic() - t0, final=True)
+        progress.show(sum(channels["progress"]))
+    progress.show(total, final=True)
     return results
-
-
-def _show_progress(phase: Phase, done: int, total: int, elapsed: float, *, final: bool = False) -> None:
-    rate = done / elapsed if elapsed > 0 else 0.0
-    eta = f"{(total - done) / rate:5.1f}s" if rate > 0 else "    ?"
-    line = (
-        f"[{phase.name}] {done:>7}/{total} ({100 * done / total:5.1f}%)  {rate:8.0f}/s  "
-        f"elapsed {elapsed:5.1f}s  ETA {eta}"
-    )
-    if sys.stderr.isatty():
-        sys.stderr.write("\r" + line + ("\n" if final else ""))
-    else:
-        sys.stderr.write(line + "\n")
-    sys.stderr.flush()
 
 
 def _summarise(phase: Phase, results: list[dict], t0: float, cpu: dict[str, float]) -> dict[str, Any]:
@@ -496,7 +477,7 @@ def wait_until_quiet(limit: float, *, busy_pct: float = QUIET_BUSY_PCT) -> float
     """Wait up to `limit` seconds for the machine to be idle enough; return the last busy figure."""
     deadline = time.monotonic() + limit
     while (busy := background_busy_pct()) > busy_pct and time.monotonic() < deadline:
-        _say(f"machine {busy}% busy before the start; waiting for it to quiet down")
+        say(f"machine {busy}% busy before the start; waiting for it to quiet down")
     return busy
 
 
@@ -511,10 +492,6 @@ def admin_dsn(database_url: str) -> str:
 
 def libpq_dsn(database_url: str) -> str:
     return urlunsplit(urlsplit(database_url)._replace(scheme="postgresql"))
-
-
-def db_name(database_url: str) -> str:
-    return urlsplit(database_url).path.lstrip("/")
 
 
 def recreate_database(database_url: str) -> None:
@@ -675,10 +652,14 @@ class Run:
         if self.server is not None:  # only a server this run started has put tasks in the broker
             flush_broker(self.args.broker)
         self.log.close()
+        with contextlib.suppress(OSError):
+            os.unlink(self.log.name)
 
-    def server_log_tail(self, lines: int = 30) -> str:
+    def error_logs(self) -> str:
+        if self.server is None:
+            return ""
         self.log.flush()
-        return "\n".join(Path(self.log.name).read_text(errors="replace").splitlines()[-lines:])
+        return "gunicorn log (last lines):\n" + tail(self.log.name, 30)
 
 
 def phase_http(args: argparse.Namespace, name: str, reqs: list, port: int, **kw: Any) -> Phase:
@@ -701,14 +682,14 @@ def benchmark(run: Run) -> dict[str, Any]:
     secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
     env = server_env(args, secret)
     phases = set(args.phases)
-    report: dict[str, Any] = {}
+    report: dict[str, Any] = {"machine": machine_info()}
 
     report["background_busy_pct"] = wait_until_quiet(args.wait_quiet)
     if report["background_busy_pct"] > QUIET_BUSY_PCT:
-        _say(f"warning: the machine is already {report['background_busy_pct']}% busy; figures will be low")
+        say(f"warning: the machine is already {report['background_busy_pct']}% busy; figures will be low")
     recreate_database(args.database_url)
     run.database_created = True
-    _say("migrating the bench database")
+    say("migrating the bench database")
     migrate(env)
     report["postgres"] = server_info(args.database_url)
     events = make_events(args.events, prefix="main", seed=args.seed)
@@ -724,7 +705,7 @@ def benchmark(run: Run) -> dict[str, Any]:
 
     if phases & {"engine", "paced"}:
         port = free_port()
-        _say(f"starting gunicorn on 127.0.0.1:{port} (-w {args.workers} --threads {args.threads})")
+        say(f"starting gunicorn on 127.0.0.1:{port} (-w {args.workers} --threads {args.threads})")
         run.server = start_gunicorn(args, env, port, run.log)
         wait_ready(run.server, port)
         roots = find_cpu_roots(run.server.pid)
@@ -801,23 +782,16 @@ def print_summary(report: dict[str, Any], targets: dict[str, Any]) -> None:
             print(f"CPU µs/request {name:<7} {parts}; machine busy {seconds['machine_busy_pct']}%, "
                   f"{seconds['other_pct_of_machine']}% of it not ours")  # fmt: skip
     print()
-    for name, t in targets.items():
-        print(f"{'PASS' if t['pass'] else 'FAIL'}  {name}: {t['value']} (target {t['target']})")
-
-
-def _say(message: str) -> None:
-    print(f"-- {message}", file=sys.stderr, flush=True)
+    scaffold.print_targets(targets)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0]
-        + " Compares a real gunicorn server against raw psycopg single-row inserts on PostgreSQL, then"
-        " measures latency under a paced open-loop load. Writes bench/results/ingest.json.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        epilog="Needs PostgreSQL (the database named in --database-url is created and dropped; its name must "
-        "contain 'bench') and, for the default broker, Redis (that Redis database is flushed at the end). "
-        "Exit status 0 when every target and check passes, 1 when one fails, 2 on an error, 130 when interrupted.",
+    parser = scaffold.parser(
+        "ingest",
+        __doc__,
+        "Compares a real gunicorn server against raw psycopg single-row inserts on PostgreSQL, then"
+        " measures latency under a paced open-loop load.",
+        redis="for the default broker, Redis (the database of --broker is flushed at the end)",
     )
     parser.add_argument("--events", type=int, default=20_000, help="N: events in the throughput phases")
     parser.add_argument("--concurrency", type=int, default=16, help="K: concurrent clients (connections)")
@@ -830,8 +804,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=8, help="gunicorn threads per worker (gthread)")
     parser.add_argument("--client-processes", type=int, default=4, help="load generator processes")
     parser.add_argument("--warmup", type=int, default=1000, help="events sent (and discarded) before measuring")
-    parser.add_argument("--database-url", default=DEFAULT_DATABASE_URL,
-                        help="PostgreSQL database to create, use and drop")  # fmt: skip
     parser.add_argument("--broker", default=DEFAULT_BROKER, help="Q_BROKER for the server: redis://… or orm")
     parser.add_argument("--phases", nargs="+", choices=("raw", "engine", "paced"),
                         default=["raw", "engine", "paced"], help="phases to run")  # fmt: skip
@@ -842,20 +814,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
                         help=f"first wait up to this long for the machine to be under {QUIET_BUSY_PCT:.0f}%% "
                              "busy (other work on the same cores lowers every figure)")  # fmt: skip
-    parser.add_argument("--seed", type=int, default=1, help="seed of the payload generator")
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke run: 2,000 events, 3 s paced, 200 warm-up (unless given explicitly)")  # fmt: skip
-    parser.add_argument("--output", type=Path, default=RESULTS_FILE, help="where to write the JSON results")
-    parser.add_argument("--keep-database", action="store_true", help="do not drop the database at the end")
-    parser.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
-    args = parser.parse_args(argv)
-    if args.quick:
-        given = set(argv if argv is not None else sys.argv[1:])
-        args.events = args.events if "--events" in given else 2_000
-        args.paced_seconds = args.paced_seconds if "--paced-seconds" in given else 3.0
-        args.warmup = args.warmup if "--warmup" in given else 200
-    if "bench" not in db_name(args.database_url):
-        parser.error("the database is dropped at the end: its name must contain 'bench'")
+    scaffold.common_arguments(
+        parser,
+        "ingest",
+        database_url=DEFAULT_DATABASE_URL,
+        seed_help="seed of the payload generator",
+        quick="2,000 events, 3 s paced, 200 warm-up",
+        wait_others=None,
+    )
+    args = scaffold.parse(parser, argv, quick={"events": 2_000, "paced_seconds": 3.0, "warmup": 200})
     if args.broker != "orm" and not args.broker.startswith(("redis://", "rediss://")):
         parser.error("--broker is 'orm' or a redis:// address")
     return args
@@ -863,48 +830,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-
-    def interrupted(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, interrupted)
-    signal.signal(signal.SIGHUP, interrupted)
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started in the background
-    run = Run(args)
-    started = datetime.now(UTC)
-    try:
-        report = benchmark(run)
-    except KeyboardInterrupt:
-        _say("interrupted; cleaning up")
-        return 130
-    except Exception as exc:
-        if run.server is not None:
-            _say("gunicorn log (last lines):\n" + run.server_log_tail())
-        if isinstance(exc, RuntimeError | psycopg.OperationalError | subprocess.CalledProcessError):
-            _say(f"error: {exc}")
-            return 2
-        raise
-    finally:
-        run.cleanup()
-        with contextlib.suppress(OSError):
-            os.unlink(run.log.name)
-    targets = judge(report)
-    document = {
-        "benchmark": "ingest",
-        "timestamp": started.isoformat(timespec="seconds"),
-        "finished": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
-        "parameters": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
-        "targets": targets,
-        "all_pass": all(t["pass"] for t in targets.values()),
-        **report,
-    }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(document, indent=2, default=str) + "\n")
-    print_summary(report, targets)
-    print(f"\nresults written to {args.output}")
-    return 0 if document["all_pass"] else 1
+    return scaffold.run_benchmark("ingest", args, argv, Run, benchmark, judge, print_summary)
 
 
 if __name__ == "__main__":

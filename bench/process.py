@@ -20,24 +20,19 @@ import argparse
 import base64
 import contextlib
 import json
-import os
 import pickle
 import resource
-import signal
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import psycopg
+import scaffold
 from common import (
     LIFECYCLE_TYPES,
-    REPO,
-    RESULTS_DIR,
-    Progress,
     TreeMemory,
     background_busy_pct,
     copy_events,
@@ -56,17 +51,17 @@ from common import (
     libpq_dsn,
     lifecycle_rows,
     log_level,
-    machine_info,
     migrate,
-    other_benchmarks,
     proc_status,
     recreate_database,
-    say,
     server_info,
+    start_conditions,
+    start_qcluster,
+    stop_process,
     type_mix,
     vacuum_analyze,
-    wait_for_other_benchmarks,
 )
+from scaffold import REPO, Progress, machine_info, say, tail
 
 SCRIPT = Path(__file__).resolve()
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/lifecycle_bench_process"
@@ -224,55 +219,14 @@ class Run:
 
     def cleanup(self) -> None:
         if self.cluster is not None:
-            stop_cluster(self.cluster)
+            stop_process(self.cluster)
             self.cluster = None
         if self.database_created and not self.args.keep_database:
             drop_database(self.args.database_url)
         if "redis" in self.args.phases:
             with contextlib.suppress(Exception):
                 flush_broker(self.args.redis)
-        for path in self.tmp.iterdir():
-            if path.suffix != ".log" or not self.args.keep_logs:
-                path.unlink()
-        with contextlib.suppress(OSError):
-            self.tmp.rmdir()
-
-
-def start_cluster(run: Run, broker: str, log_path: Path) -> subprocess.Popen:
-    env = django_env(run.args.database_url, broker=broker, workers=run.args.workers, log_level="INFO")
-    log = log_path.open("w")
-    # Its own session: a Ctrl-C reaches only this script, which then stops the cluster in order.
-    cluster = subprocess.Popen(
-        [sys.executable, "manage.py", "qcluster"], cwd=REPO, env=env, stdout=log, stderr=log, start_new_session=True
-    )
-    log.close()
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if cluster.poll() is not None:
-            raise RuntimeError(f"qcluster exited with code {cluster.returncode}:\n{tail(log_path)}")
-        if " running." in log_path.read_text(errors="replace"):
-            return cluster
-        time.sleep(0.2)
-    stop_cluster(cluster)
-    raise RuntimeError(f"qcluster did not report running within 90 s:\n{tail(log_path)}")
-
-
-def stop_cluster(cluster: subprocess.Popen) -> float:
-    """SIGTERM, wait for the cluster to stop its workers; return how long that took."""
-    t0 = time.monotonic()
-    if cluster.poll() is None:
-        cluster.send_signal(signal.SIGTERM)
-        try:
-            cluster.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            say("qcluster did not stop within 60 s of SIGTERM; killing its process group")
-            os.killpg(cluster.pid, signal.SIGKILL)
-            cluster.wait(timeout=10)
-    return round(time.monotonic() - t0, 2)
-
-
-def tail(path: Path, lines: int = 20) -> str:
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+        scaffold.clean_tmp(self.tmp, keep_logs=self.args.keep_logs)
 
 
 def run_phase(run: Run, name: str) -> dict[str, Any]:
@@ -290,7 +244,8 @@ def run_phase(run: Run, name: str) -> dict[str, Any]:
     busy_before = background_busy_pct(1.0)
     if broker:
         say(f"{name}: starting manage.py qcluster (Q_BROKER={broker}, Q_WORKERS={args.workers})")
-        run.cluster = start_cluster(run, broker, log_path)
+        env = django_env(args.database_url, broker=broker, workers=args.workers, log_level="INFO")
+        run.cluster = start_qcluster(env, log_path)
         root = run.cluster.pid
     roots = find_cpu_roots()
     if broker:
@@ -313,7 +268,7 @@ def run_phase(run: Run, name: str) -> dict[str, Any]:
             polls += 1
             progress.show(args.events - open_events)
             if polls % 15 == 1:
-                for line in other_benchmarks():
+                for line in scaffold.other_benchmarks():
                     others.setdefault(line.split()[0], line[:160])
             if result is None and child.poll() is not None:
                 output = child.stdout.read().strip().splitlines()
@@ -348,7 +303,7 @@ def run_phase(run: Run, name: str) -> dict[str, Any]:
     }
     if broker:
         out["enqueue_seconds"] = round(result["enqueue_seconds"], 3)
-        out["cluster_stop_seconds"] = stop_cluster(run.cluster)
+        out["cluster_stop_seconds"] = stop_process(run.cluster)
         run.cluster = None
         log = log_path.read_text(errors="replace").splitlines()
         errors = [line for line in log if log_level(line) in ("ERROR", "CRITICAL")]
@@ -375,10 +330,7 @@ def run_phase(run: Run, name: str) -> dict[str, Any]:
 
 def benchmark(run: Run) -> dict[str, Any]:
     args = run.args
-    report: dict[str, Any] = {}
-    report["waited_for_other_benchmarks"] = wait_for_other_benchmarks(args.wait_others)
-    report["machine_before"] = machine_info()
-    report["background_busy_pct"] = background_busy_pct()
+    report: dict[str, Any] = start_conditions(args.wait_others)
     dsn = libpq_dsn(args.database_url)
     say(f"creating {db_name(args.database_url)} and migrating it")
     recreate_database(args.database_url)
@@ -434,20 +386,16 @@ def print_summary(report: dict[str, Any], targets: dict[str, Any]) -> None:
         if key in report:
             print(f"ratio {name} ÷ in-process: {report[key]:.3f} (target >= {TARGETS[name]})")
     print()
-    for name, t in targets.items():
-        value = t["value"] if not isinstance(t["value"], dict | list) else json.dumps(t["value"])
-        print(f"{'PASS' if t['pass'] else 'FAIL'}  {name}: {value} (target {t['target']})")
+    scaffold.print_targets(targets)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0]
-        + " Compares a real `manage.py qcluster` (ORM and Redis brokers) against calling the same task"
-        " function in one process. Writes bench/results/process.json.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        epilog="Needs PostgreSQL on 127.0.0.1:5432 (user postgres; the database named in --database-url is "
-        "created and dropped, its name must contain 'bench') and, for the redis phase, Redis (the database of "
-        "--redis is flushed before and after). Exit status 0 when every target and check passes, 1 otherwise.",
+    parser = scaffold.parser(
+        "process",
+        __doc__,
+        "Compares a real `manage.py qcluster` (ORM and Redis brokers) against calling the same task"
+        " function in one process.",
+        redis=scaffold.REDIS_PHASE,
     )
     parser.add_argument("--events", type=int, default=100_000, help="lifecycle events in the backlog")
     parser.add_argument("--workspaces", type=int, default=20_000, help="workspaces the events are about")
@@ -458,83 +406,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--phases", nargs="+", choices=PHASES, default=list(PHASES),
                         help="orm: cluster with the ORM broker; redis: cluster with the Redis broker; "
                              "inprocess: the baseline (needed for the ratios)")  # fmt: skip
-    parser.add_argument("--database-url", default=DEFAULT_DATABASE_URL,
-                        help="PostgreSQL database to create, use and drop")  # fmt: skip
-    parser.add_argument("--redis", default=DEFAULT_REDIS, help="Q_BROKER of the redis phase (flushed before and after)")
-    parser.add_argument("--seed", type=int, default=1, help="seed of the event generator")
     parser.add_argument("--timeout", type=float, default=3600.0, help="give up on a phase after this many seconds")
-    parser.add_argument("--wait-others", type=float, default=0.0, metavar="SECONDS",
-                        help="first wait up to this long (polling every 30 s) until no other benchmark "
-                             "(bench/ingest.py, bench/salesforce.py) runs; the final figures use 1200")  # fmt: skip
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke run: 5,000 events over 1,000 workspaces (unless given explicitly)")  # fmt: skip
-    parser.add_argument("--output", type=Path, default=RESULTS_DIR / "process.json", help="where to write the JSON")
-    parser.add_argument("--keep-database", action="store_true", help="do not drop the database at the end")
-    parser.add_argument("--keep-logs", action="store_true", help="keep the qcluster logs (their path is printed)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
-    parser.add_argument("--note", default="", help="free text stored in the JSON, e.g. which code was measured")
-    parser.add_argument("--child", choices=("enqueue", "inprocess"), help=argparse.SUPPRESS)
+    scaffold.common_arguments(
+        parser,
+        "process",
+        database_url=DEFAULT_DATABASE_URL,
+        redis=DEFAULT_REDIS,
+        wait_others=scaffold.wait_others_help(),
+        quick="5,000 events over 1,000 workspaces",
+        keep_logs="keep the qcluster logs (their path is printed)",
+        children=("enqueue", "inprocess"),
+    )
     parser.add_argument("--keys-file", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.quick:
-        given = set(argv if argv is not None else sys.argv[1:])
-        args.events = args.events if "--events" in given else 5_000
-        args.workspaces = args.workspaces if "--workspaces" in given else 1_000
-    if "bench" not in db_name(args.database_url):
-        parser.error("the database is dropped at the end: its name must contain 'bench'")
-    if not args.redis.startswith(("redis://", "rediss://")):
-        parser.error("--redis must be a redis:// address")
-    if args.events < args.workspaces:
-        parser.error("--events must be at least --workspaces (every workspace has a first event)")
-    return args
+    return scaffold.parse(parser, argv, quick={"events": 5_000, "workspaces": 1_000}, backlog=True)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.child:
-        return child_main(args)
-
-    def interrupted(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, interrupted)
-    signal.signal(signal.SIGHUP, interrupted)
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started in the background
-    run = Run(args)
-    started = datetime.now(UTC)
-    try:
-        report = benchmark(run)
-    except KeyboardInterrupt:
-        say("interrupted; cleaning up")
-        return 130
-    except (RuntimeError, psycopg.OperationalError, subprocess.CalledProcessError) as exc:
-        say(f"error: {exc}")
-        return 2
-    finally:
-        run.cleanup()
-        if args.keep_logs:
-            say(f"qcluster logs kept in {run.tmp}")
-    targets = judge(report)
-    git = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=REPO, capture_output=True, text=True)
-    hidden = ("child", "keys_file")
-    parameters = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in hidden}
-    document = {
-        "benchmark": "process",
-        "timestamp": started.isoformat(timespec="seconds"),
-        "finished": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
-        "git": git.stdout.strip() or f"not a git checkout: {REPO}",
-        "note": args.note,
-        "parameters": parameters,
-        "targets": targets,
-        "all_pass": all(t["pass"] for t in targets.values()),
-        **report,
-    }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(document, indent=2, default=str) + "\n")
-    print_summary(report, targets)
-    print(f"\nresults written to {args.output}")
-    return 0 if document["all_pass"] else 1
+    return scaffold.run_benchmark("process", args, argv, Run, benchmark, judge, print_summary, child_main)
 
 
 if __name__ == "__main__":

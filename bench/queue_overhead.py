@@ -26,21 +26,18 @@ import contextlib
 import json
 import os
 import resource
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 from argparse import Namespace
-from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import psycopg
+import scaffold
 from common import (
-    REPO,
-    RESULTS_DIR,
-    Progress,
     background_busy_pct,
     cpu_delta,
     cpu_snapshot,
@@ -53,16 +50,16 @@ from common import (
     flush_broker,
     libpq_dsn,
     log_level,
-    machine_info,
     migrate,
-    other_benchmarks,
     recreate_database,
-    say,
     server_info,
-    wait_for_other_benchmarks,
+    start_conditions,
+    start_qcluster,
+    stop_process,
 )
 from ingest import latency_stats
-from process import FOLD_CHECKSUM, load_backlog, reset_state, stop_cluster, tail
+from process import FOLD_CHECKSUM, load_backlog, reset_state
+from scaffold import REPO, Progress, machine_info, say, tail
 
 SCRIPT = Path(__file__).resolve()
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/lifecycle_bench_queue"
@@ -204,18 +201,17 @@ class Run:
             self.child.kill()
             self.child.wait(timeout=10)
         if self.cluster is not None:
-            stop_cluster(self.cluster)
+            stop_process(self.cluster)
             self.cluster = None
         if self.database_created and not self.args.keep_database:
             drop_database(self.args.database_url)
         if "redis" in self.args.phases:
             with contextlib.suppress(Exception):
                 flush_broker(self.args.redis)
-        for path in self.tmp.iterdir():
-            if path.suffix != ".log" or not self.args.keep_logs or path == self.probe_file:
-                path.unlink()
-        with contextlib.suppress(OSError):
-            self.tmp.rmdir()
+        scaffold.clean_tmp(self.tmp, keep_logs=self.args.keep_logs, always=[self.probe_file])
+
+    def error_logs(self) -> str:
+        return "\n".join(f"{log.name}:\n{tail(log)}" for log in sorted(self.tmp.glob("qcluster-*.log")))
 
 
 def queue_env(args: argparse.Namespace, broker: str, *, log_level: str = "WARNING") -> dict[str, str]:
@@ -224,24 +220,6 @@ def queue_env(args: argparse.Namespace, broker: str, *, log_level: str = "WARNIN
     if args.save_limit is not None:
         env.update(DJANGO_SETTINGS_MODULE="bench.queue_settings", BENCH_Q_SAVE_LIMIT=str(args.save_limit))
     return env
-
-
-def start_cluster(run: Run, broker: str, log_path: Path) -> subprocess.Popen:
-    """`manage.py qcluster` in its own session (as process.py starts it), once it reports running."""
-    with log_path.open("w") as log:
-        cluster = subprocess.Popen(
-            [sys.executable, "manage.py", "qcluster"], cwd=REPO, env=queue_env(run.args, broker, log_level="INFO"),
-            stdout=log, stderr=log, start_new_session=True,
-        )  # fmt: skip
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if cluster.poll() is not None:
-            raise RuntimeError(f"qcluster exited with code {cluster.returncode}:\n{tail(log_path)}")
-        if " running." in log_path.read_text(errors="replace"):
-            return cluster
-        time.sleep(0.2)
-    stop_cluster(cluster)
-    raise RuntimeError(f"qcluster did not report running within 90 s:\n{tail(log_path)}")
 
 
 def start_child(run: Run, how: str, plan: dict[str, Any], broker: str) -> subprocess.Popen:
@@ -290,7 +268,9 @@ def measure(run: Run, phase: str, kind: str, mode: str, items: list, broker: str
             done = workspace_completions(run.dsn, items)
         progress.show(len(done))
         if polls % 40 == 1:
-            for line in other_benchmarks("bench/ingest.py|bench/salesforce.py|bench/process.py|bench/replay.py"):
+            for line in scaffold.other_benchmarks(
+                "bench/ingest.py|bench/salesforce.py|bench/process.py|bench/replay.py"
+            ):
                 run.others.setdefault(line.split()[0], line[:160])
         finished = result is not None and len(done) >= len(items)
         if finished and (how == "direct" or results_saved(run.dsn, result["task_ids"][-SAVED_PROBE:])):
@@ -367,7 +347,7 @@ def run_phase(run: Run, phase: str, keys: list[str]) -> dict[str, Any]:
     if phase != "direct":
         say(f"{phase}: starting manage.py qcluster (Q_BROKER={broker}, Q_WORKERS={args.workers})")
         t0 = time.monotonic()
-        run.cluster = start_cluster(run, broker, log_path)
+        run.cluster = start_qcluster(queue_env(args, broker, log_level="INFO"), log_path)
         out["cluster_start_seconds"] = round(time.monotonic() - t0, 2)
         out["idle_cluster_cpu_pct"] = idle_cpu_pct(run.cluster.pid, args.idle_seconds)
     workloads = {
@@ -384,7 +364,7 @@ def run_phase(run: Run, phase: str, keys: list[str]) -> dict[str, Any]:
             say(f"{phase} {kind} {mode}: {speed}, p50 {m['latency_ms']['p50']:,.1f} ms, "
                 f"p99 {m['latency_ms']['p99']:,.1f} ms")  # fmt: skip
     if phase != "direct":
-        out["cluster_stop_seconds"] = stop_cluster(run.cluster)
+        out["cluster_stop_seconds"] = stop_process(run.cluster)
         run.cluster = None
         log = log_path.read_text(errors="replace").splitlines()
         errors = [line for line in log if log_level(line) in ("ERROR", "CRITICAL")]
@@ -451,10 +431,7 @@ def remove_schedules(dsn: str) -> list[str]:
 
 def benchmark(run: Run) -> dict[str, Any]:
     args = run.args
-    report: dict[str, Any] = {}
-    report["waited_for_other_benchmarks"] = wait_for_other_benchmarks(args.wait_others)
-    report["machine_before"] = machine_info()
-    report["background_busy_pct"] = background_busy_pct()
+    report: dict[str, Any] = start_conditions(args.wait_others)
     say(f"creating {db_name(args.database_url)} and migrating it")
     recreate_database(args.database_url)
     run.database_created = True
@@ -530,21 +507,16 @@ def print_summary(report: dict[str, Any], targets: dict[str, Any]) -> None:
     for key, value in report.get("ratios", {}).items():
         print(f"ratio {key}: {value}")
     print()
-    for name, t in targets.items():
-        value = t["value"] if not isinstance(t["value"], dict | list) else json.dumps(t["value"])
-        print(f"{'PASS' if t['pass'] else 'FAIL'}  {name}: {value} (target {t['target']})")
+    scaffold.print_targets(targets)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0]
-        + " Compares enqueue→complete through a real `manage.py qcluster` (ORM and Redis brokers) with calling"
-        " the same function in one process. Writes bench/results/queue.json.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        epilog="Needs PostgreSQL on 127.0.0.1:5432 (user postgres; the database named in --database-url is "
-        "created and dropped, its name must contain 'bench') and, for the redis phase, Redis (the database of "
-        "--redis is flushed before and after). Exit status 0 when every target and check passes, 1 otherwise, "
-        "2 on an error.",
+    parser = scaffold.parser(
+        "queue",
+        __doc__,
+        "Compares enqueue→complete through a real `manage.py qcluster` (ORM and Redis brokers) with calling"
+        " the same function in one process.",
+        redis=scaffold.REDIS_PHASE,
     )
     parser.add_argument("--trivial-tasks", type=int, default=5000, help="trivial tasks in the burst")
     parser.add_argument("--trivial-paced", type=int, default=300, help="trivial tasks sent paced")
@@ -563,34 +535,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--phases", nargs="+", choices=PHASES, default=list(PHASES),
                         help="direct: the baseline (needed for the ratios); orm, redis: the cluster")  # fmt: skip
     parser.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS), help="which functions")
-    parser.add_argument("--database-url", default=DEFAULT_DATABASE_URL,
-                        help="PostgreSQL database to create, use and drop")  # fmt: skip
-    parser.add_argument("--redis", default=DEFAULT_REDIS, help="Q_BROKER of the redis phase (flushed before and after)")
-    parser.add_argument("--seed", type=int, default=1, help="seed of the event generator")
     parser.add_argument("--timeout", type=float, default=1800.0, help="give up on a measurement after this long")
-    parser.add_argument("--wait-others", type=float, default=0.0, metavar="SECONDS",
-                        help="first wait up to this long (polling every 30 s) for other benchmarks to end")  # fmt: skip
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke run: 1,000 + 100 trivial, 300 + 30 real tasks (unless given)")  # fmt: skip
-    parser.add_argument("--output", type=Path, default=RESULTS_DIR / "queue.json", help="where to write the JSON")
-    parser.add_argument("--keep-database", action="store_true", help="do not drop the database at the end")
-    parser.add_argument("--keep-logs", action="store_true", help="keep the qcluster logs (their path is printed)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress lines on stderr")
-    parser.add_argument("--note", default="", help="free text stored in the JSON, e.g. which code was measured")
-    parser.add_argument("--child", choices=("direct", "enqueue"), help=argparse.SUPPRESS)
+    scaffold.common_arguments(
+        parser,
+        "queue",
+        database_url=DEFAULT_DATABASE_URL,
+        redis=DEFAULT_REDIS,
+        quick="1,000 + 100 trivial, 300 + 30 real tasks",
+        children=("direct", "enqueue"),
+        keep_logs="keep the qcluster logs (their path is printed)",
+    )
     parser.add_argument("--plan-file", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.quick:
-        given = set(argv if argv is not None else sys.argv[1:])
-        quick = (("trivial_tasks", 1000), ("trivial_paced", 100), ("real_tasks", 300), ("real_paced", 30),
-                 ("idle_seconds", 3.0))  # fmt: skip
-        for name, value in quick:
-            if "--" + name.replace("_", "-") not in given:
-                setattr(args, name, value)
-    if "bench" not in db_name(args.database_url):
-        parser.error("the database is dropped at the end: its name must contain 'bench'")
-    if not args.redis.startswith(("redis://", "rediss://")):
-        parser.error("--redis must be a redis:// address")
+    quick = {"trivial_tasks": 1000, "trivial_paced": 100, "real_tasks": 300, "real_paced": 30, "idle_seconds": 3.0}
+    args = scaffold.parse(parser, argv, quick=quick)
     for name in ("trivial_tasks", "trivial_paced", "real_tasks", "real_paced", "workers"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
@@ -603,51 +560,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.child:
-        return child_main(args)
-
-    def interrupted(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, interrupted)
-    signal.signal(signal.SIGHUP, interrupted)
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started in the background
-    run = Run(args)
-    started = datetime.now(UTC)
-    try:
-        report = benchmark(run)
-    except KeyboardInterrupt:
-        say("interrupted; cleaning up")
-        return 130
-    except (RuntimeError, psycopg.OperationalError, subprocess.CalledProcessError) as exc:
-        say(f"error: {exc}")
-        for log in sorted(run.tmp.glob("qcluster-*.log")):
-            say(f"{log.name}:\n{tail(log)}")
-        return 2
-    finally:
-        run.cleanup()
-        if args.keep_logs:
-            say(f"qcluster logs kept in {run.tmp}")
-    targets = judge(report, args)
-    git = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=REPO, capture_output=True, text=True)
-    hidden = ("child", "plan_file")
-    document = {
-        "benchmark": "queue",
-        "timestamp": started.isoformat(timespec="seconds"),
-        "finished": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
-        "git": git.stdout.strip(),
-        "note": args.note,
-        "parameters": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in hidden},
-        "targets": targets,
-        "all_pass": all(t["pass"] for t in targets.values()),
-        **report,
-    }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(document, indent=2, default=str) + "\n")
-    print_summary(report, targets)
-    print(f"\nresults written to {args.output}")
-    return 0 if document["all_pass"] else 1
+    return scaffold.run_benchmark(
+        "queue", args, argv, Run, benchmark, partial(judge, args=args), print_summary, child_main
+    )
 
 
 if __name__ == "__main__":

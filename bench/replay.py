@@ -21,24 +21,17 @@ import argparse
 import contextlib
 import cProfile
 import io
-import json
 import pstats
 import resource
-import signal
-import subprocess
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import psycopg
+import scaffold
 from common import (
     LIFECYCLE_TYPES,
-    REPO,
-    RESULTS_DIR,
-    Progress,
-    background_busy_pct,
     copy_events,
     db_name,
     django_env,
@@ -47,17 +40,15 @@ from common import (
     emit,
     libpq_dsn,
     lifecycle_rows,
-    machine_info,
     migrate,
-    other_benchmarks,
     proc_status,
     recreate_database,
     run_child,
-    say,
     server_info,
+    start_conditions,
     vacuum_analyze,
-    wait_for_other_benchmarks,
 )
+from scaffold import Progress, machine_info, say
 
 SCRIPT = Path(__file__).resolve()
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/lifecycle_bench_replay"
@@ -202,16 +193,14 @@ class Run:
 
     def cleanup(self) -> None:
         if self.database_created and not self.args.keep_database:
-            drop_database(self.args.database_url)
+            with contextlib.suppress(psycopg.Error):
+                drop_database(self.args.database_url)
 
 
 def benchmark(run: Run) -> dict[str, Any]:
     args = run.args
     dsn = libpq_dsn(args.database_url)
-    report: dict[str, Any] = {}
-    report["waited_for_other_benchmarks"] = wait_for_other_benchmarks(args.wait_others)
-    report["machine_before"] = machine_info()
-    report["background_busy_pct"] = background_busy_pct()
+    report: dict[str, Any] = start_conditions(args.wait_others)
     say(f"creating {db_name(args.database_url)} and migrating it")
     recreate_database(args.database_url)
     run.database_created = True
@@ -227,7 +216,7 @@ def benchmark(run: Run) -> dict[str, Any]:
     report["cache"] = {"events": loaded, "workspaces": args.workspaces, "table_mb": round(size / 2**20, 1),
                        "load_seconds": round(time.monotonic() - t0, 1)}  # fmt: skip
 
-    seen = {line.split()[0]: line[:160] for line in other_benchmarks()}
+    seen = {line.split()[0]: line[:160] for line in scaffold.other_benchmarks()}
     say("COPY baseline: one warm-up, then the best of " + str(args.copy_runs))
     copy_out(dsn)
     runs = [copy_out(dsn) for _ in range(args.copy_runs)]
@@ -245,9 +234,9 @@ def benchmark(run: Run) -> dict[str, Any]:
             started[0] = True
         progress.show(message["progress"])
 
-    seen.update({line.split()[0]: line[:160] for line in other_benchmarks()})
+    seen.update({line.split()[0]: line[:160] for line in scaffold.other_benchmarks()})
     replay = run_child(SCRIPT, ["--child", "replay", "--database-url", args.database_url], env, on_line=on_line)
-    seen.update({line.split()[0]: line[:160] for line in other_benchmarks()})
+    seen.update({line.split()[0]: line[:160] for line in scaffold.other_benchmarks()})
     report["other_benchmarks_seen"] = sorted(seen.values())
     progress.show(replay["events"], final=True)
     replay["seconds"] = round(replay["seconds"], 3)
@@ -320,18 +309,15 @@ def print_summary(report: dict[str, Any], targets: dict[str, Any]) -> None:
             f"replay {p['replay_us_per_event']} µs/event (top functions in the JSON)"
         )
     print()
-    for name, t in targets.items():
-        print(f"{'PASS' if t['pass'] else 'FAIL'}  {name}: {t['value']} (target {t['target']})")  # fmt: skip
+    scaffold.print_targets(targets)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0]
-        + " Times events.replay.folded_workspaces() over the whole cache against a COPY of the same rows"
-        " in the same order, and samples the replay's memory. Writes bench/results/replay.json.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        epilog="Needs PostgreSQL on 127.0.0.1:5432 (user postgres; the database named in --database-url is "
-        "created and dropped, its name must contain 'bench'). Exit status 0 when every target passes, 1 otherwise.",
+    parser = scaffold.parser(
+        "replay",
+        __doc__,
+        "Times events.replay.folded_workspaces() over the whole cache against a COPY of the same rows"
+        " in the same order, and samples the replay's memory.",
     )
     parser.add_argument("--events", type=int, default=1_000_000, help="lifecycle events in the cache")
     parser.add_argument("--workspaces", type=int, default=200_000, help="workspaces the events are about")
@@ -339,77 +325,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--profile-events", type=int, default=100_000,
                         help="profile the replay of this many events with cProfile (0: no profile)")  # fmt: skip
     parser.add_argument("--profile-lines", type=int, default=30, help="functions listed per profile ordering")
-    parser.add_argument("--database-url", default=DEFAULT_DATABASE_URL,
-                        help="PostgreSQL database to create, use and drop")  # fmt: skip
-    parser.add_argument("--seed", type=int, default=1, help="seed of the event generator")
-    parser.add_argument("--wait-others", type=float, default=0.0, metavar="SECONDS",
-                        help="first wait up to this long (polling every 30 s) until no other benchmark "
-                             "(bench/ingest.py, bench/salesforce.py) runs; the final figures use 1200")  # fmt: skip
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke run: 100,000 events over 20,000 workspaces, profile of 20,000 "
-                             "(unless given explicitly)")  # fmt: skip
-    parser.add_argument("--output", type=Path, default=RESULTS_DIR / "replay.json", help="where to write the JSON")
-    parser.add_argument("--keep-database", action="store_true", help="do not drop the database at the end")
-    parser.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
-    parser.add_argument("--note", default="", help="free text stored in the JSON, e.g. which code was measured")
-    parser.add_argument("--child", choices=("replay", "profile"), help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.quick:
-        given = set(argv if argv is not None else sys.argv[1:])
-        args.events = args.events if "--events" in given else 100_000
-        args.workspaces = args.workspaces if "--workspaces" in given else 20_000
-        args.profile_events = args.profile_events if "--profile-events" in given else 20_000
-    if "bench" not in db_name(args.database_url):
-        parser.error("the database is dropped at the end: its name must contain 'bench'")
-    if args.events < args.workspaces:
-        parser.error("--events must be at least --workspaces (every workspace has a first event)")
-    return args
+    scaffold.common_arguments(
+        parser,
+        "replay",
+        database_url=DEFAULT_DATABASE_URL,
+        children=("replay", "profile"),
+        wait_others=scaffold.wait_others_help(),
+        quick="100,000 events over 20,000 workspaces, profile of 20,000",
+    )
+    quick = {"events": 100_000, "workspaces": 20_000, "profile_events": 20_000}
+    return scaffold.parse(parser, argv, quick=quick, backlog=True)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.child:
-        return child_main(args)
-
-    def interrupted(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, interrupted)
-    signal.signal(signal.SIGHUP, interrupted)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    run = Run(args)
-    started = datetime.now(UTC)
-    try:
-        report = benchmark(run)
-    except KeyboardInterrupt:
-        say("interrupted; cleaning up")
-        return 130
-    except (RuntimeError, psycopg.OperationalError, subprocess.CalledProcessError) as exc:
-        say(f"error: {exc}")
-        return 2
-    finally:
-        with contextlib.suppress(psycopg.Error):
-            run.cleanup()
-    targets = judge(report)
-    git = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=REPO, capture_output=True, text=True)
-    parameters = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "child"}
-    document = {
-        "benchmark": "replay",
-        "timestamp": started.isoformat(timespec="seconds"),
-        "finished": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
-        "git": git.stdout.strip() or f"not a git checkout: {REPO}",
-        "note": args.note,
-        "parameters": parameters,
-        "targets": targets,
-        "all_pass": all(t["pass"] for t in targets.values()),
-        **report,
-    }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(document, indent=2, default=str) + "\n")
-    print_summary(report, targets)
-    print(f"\nresults written to {args.output}")
-    return 0 if document["all_pass"] else 1
+    return scaffold.run_benchmark("replay", args, argv, Run, benchmark, judge, print_summary, child_main)
 
 
 if __name__ == "__main__":

@@ -25,12 +25,10 @@ import contextlib
 import http.client
 import json
 import math
-import os
 import pickle
 import random
 import resource
 import secrets
-import signal
 import subprocess
 import sys
 import tempfile
@@ -43,17 +41,14 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import scaffold
 from common import (
     FIRST_NAMES,
     FREEMAIL,
     LAST_NAMES,
     PLANS,
     REASONS,
-    REPO,
-    RESULTS_DIR,
-    Progress,
-    admin_dsn,
-    background_busy_pct,
+    clone_database,
     cpu_delta,
     cpu_snapshot,
     db_name,
@@ -65,15 +60,16 @@ from common import (
     flush_broker,
     libpq_dsn,
     log_level,
-    machine_info,
     migrate,
-    other_benchmarks,
     recreate_database,
     run_child,
-    say,
     server_info,
+    start_conditions,
+    start_qcluster,
+    stop_process,
+    template_url,
 )
-from psycopg import sql
+from scaffold import REPO, Progress, machine_info, say, tail
 
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
@@ -347,18 +343,6 @@ def _error_code(entry: Any) -> str:
 # --- databases and processes ------------------------------------------------------------------------------
 
 
-def template_url(database_url: str) -> str:
-    return database_url.rsplit("/", 1)[0] + "/" + db_name(database_url) + "_template"
-
-
-def clone_database(template: str, target: str) -> None:
-    """A fresh, migrated database in a second: CREATE DATABASE … TEMPLATE the migrated one."""
-    with psycopg.connect(admin_dsn(target), autocommit=True) as conn:
-        name, tmpl = sql.Identifier(db_name(target)), sql.Identifier(db_name(template))
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
-        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(name, tmpl))
-
-
 def engine_env(args: argparse.Namespace, emu: StampedEmulator, *, broker: str, secret: str, timeout: float | None):
     env = django_env(args.database_url, broker=broker, workers=args.q_workers, log_level="INFO")
     env.update(emu.emu.env())  # SALESFORCE_INSTANCE_URL, _LOGIN_URL, _CLIENT_ID, _CLIENT_SECRET, REQUESTS_CA_BUNDLE
@@ -412,43 +396,6 @@ def start_gunicorn(args: argparse.Namespace, env: dict, port: int, log_path: Pat
     if answered < 4:
         raise RuntimeError(f"gunicorn was not ready within 60 s:\n{tail(log_path)}")
     return server
-
-
-def start_cluster(env: dict, log_path: Path) -> subprocess.Popen:
-    with log_path.open("w") as log:
-        cluster = subprocess.Popen(
-            [sys.executable, "manage.py", "qcluster"], cwd=REPO, env=env, stdout=log, stderr=log, start_new_session=True
-        )
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if cluster.poll() is not None:
-            raise RuntimeError(f"qcluster exited with code {cluster.returncode}:\n{tail(log_path)}")
-        if " running." in log_path.read_text(errors="replace"):
-            return cluster
-        time.sleep(0.2)
-    stop_process(cluster)
-    raise RuntimeError(f"qcluster did not report running within 90 s:\n{tail(log_path)}")
-
-
-def stop_process(proc: subprocess.Popen, timeout: float = 60.0) -> float:
-    """SIGTERM, wait; SIGKILL its process group (it has its own session) if it does not stop."""
-    t0 = time.monotonic()
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            say(f"pid {proc.pid} did not stop within {timeout:.0f} s of SIGTERM; killing its process group")
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-    return round(time.monotonic() - t0, 2)
-
-
-def tail(path: Path, lines: int = 20) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
 
 
 def own_cpu() -> float:
@@ -987,11 +934,7 @@ class Run:
         if self.redis_used:
             with contextlib.suppress(Exception):
                 flush_broker(self.args.redis)
-        for path in self.tmp.iterdir():
-            if path.suffix != ".log" or not self.args.keep_logs:
-                path.unlink()
-        with contextlib.suppress(OSError):
-            self.tmp.rmdir()
+        scaffold.clean_tmp(self.tmp, keep_logs=self.args.keep_logs)
 
 
 def prepare_phase(run: Run, name: str, *, faults: bool, broker: str, timeout: float | None) -> tuple:
@@ -1130,7 +1073,7 @@ def run_freshness(run: Run, name: str, *, faults: bool) -> dict[str, Any]:
     )
     server = start_gunicorn(args, env, port, run.tmp / f"{name}-gunicorn.log")
     run.procs.append(server)
-    cluster = start_cluster(env, run.tmp / f"{name}-qcluster.log")
+    cluster = start_qcluster(env, run.tmp / f"{name}-qcluster.log")
     run.procs.append(cluster)
     roots = {**find_cpu_roots(server.pid), "qcluster": cluster.pid}
     warm = freshness_stream(args, truth, count=args.warmup, prefix="w", gap=1e9)
@@ -1598,16 +1541,6 @@ def analyse_freshness(args, emu, deliveries, results, watcher, monitor, log_path
 # --- the benchmark ------------------------------------------------------------------------------------------
 
 
-def wait_for_others(limit: float) -> dict[str, Any]:
-    t0 = time.monotonic()
-    seen = other_benchmarks(OTHER_BENCHMARKS)
-    while seen and time.monotonic() - t0 < limit:
-        say(f"another benchmark runs ({seen[0][:100]}); waiting (up to {limit:.0f} s in all)")
-        time.sleep(30)
-        seen = other_benchmarks(OTHER_BENCHMARKS)
-    return {"waited_seconds": round(time.monotonic() - t0, 1), "still_running": seen}
-
-
 def code_state() -> dict[str, Any]:
     """The commit and the uncommitted engine files (other people edit the tree while benchmarks run)."""
 
@@ -1625,14 +1558,10 @@ def uptime() -> str:
 
 def benchmark(run: Run) -> dict[str, Any]:
     args = run.args
-    report: dict[str, Any] = {}
-    if args.wait_others:
-        report["waited_for_other_benchmarks"] = wait_for_others(args.wait_others)
+    report: dict[str, Any] = start_conditions(args.wait_others, pattern=OTHER_BENCHMARKS)
     report["code_at_start"] = code_state()
-    report["other_benchmarks_at_start"] = other_benchmarks(OTHER_BENCHMARKS)
+    report["other_benchmarks_at_start"] = scaffold.other_benchmarks(OTHER_BENCHMARKS)
     report["uptime_at_start"] = uptime()
-    report["machine_before"] = machine_info()
-    report["background_busy_pct"] = background_busy_pct()
     template = template_url(args.database_url)
     run.databases += [args.database_url, template]
     say(f"creating and migrating {db_name(template)} (each phase clones it)")
@@ -1647,7 +1576,7 @@ def benchmark(run: Run) -> dict[str, Any]:
         report["phases"]["freshness"] = run_freshness(run, "freshness", faults=False)
     if "faults" in args.phases:
         report["phases"]["faults"] = run_freshness(run, "faults", faults=True)
-    report["other_benchmarks_at_end"] = other_benchmarks(OTHER_BENCHMARKS)
+    report["other_benchmarks_at_end"] = scaffold.other_benchmarks(OTHER_BENCHMARKS)
     report["uptime_at_end"] = uptime()
     report["machine_after"] = machine_info()
     return report
@@ -1764,18 +1693,16 @@ def print_summary(report: dict[str, Any], targets: dict[str, Any]) -> None:
         for k, c in bad.items():
             print(f"{pad}{k}: {c['value']} (expected {c['expected']}) {c.get('samples', '')}")
     print(f"\nload at start: {report['uptime_at_start']}\nload at end:   {report['uptime_at_end']}\n")
-    for name, t in targets.items():
-        print(f"{'PASS' if t['pass'] else 'FAIL'}  {name}: {t['value']} (target {t['target']})")
+    scaffold.print_targets(targets)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0] + " Writes bench/results/salesforce.json.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        epilog="Needs PostgreSQL on 127.0.0.1:5432 (user postgres, trust auth; the database of --database-url and "
-        "a '_template' sibling are created and dropped, the name must contain 'bench') and, for freshness and "
-        "faults, Redis (the database of --redis is flushed before and after). Exit status 0 when every target "
-        "and check passes, 1 otherwise, 2 on an error.",
+    parser = scaffold.parser(
+        "salesforce",
+        __doc__,
+        "",
+        template=True,
+        redis="for freshness and faults, Redis (the database of --redis is flushed before and after)",
     )
     parser.add_argument("--phases", default=",".join(PHASES), help="comma-separated subset of " + ",".join(PHASES))
     parser.add_argument("--events", type=int, default=10_000, help="economy: lifecycle events (deliveries)")
@@ -1826,49 +1753,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="Q_WORKERS of the cluster: the drainer holds one while work flows (README), so 2 cores take 3",
     )
     parser.add_argument("--client-threads", type=int, default=8, help="sender threads (connections)")
-    parser.add_argument("--database-url", default=DEFAULT_DATABASE_URL, help="PostgreSQL database to create and drop")
-    parser.add_argument("--redis", default=DEFAULT_REDIS, help="Q_BROKER of the cluster (flushed before and after)")
-    parser.add_argument("--seed", type=int, default=1, help="seed of the event generator")
-    parser.add_argument(
-        "--wait-others",
-        type=float,
-        default=0.0,
-        metavar="SECONDS",
-        help=f"first wait up to this long (polling every 30 s) until no other benchmark "
-        f"({OTHER_BENCHMARKS}) runs; the final figures use 1200",
+    scaffold.common_arguments(
+        parser,
+        "salesforce",
+        database_url=DEFAULT_DATABASE_URL,
+        database_help="PostgreSQL database to create and drop",
+        redis=DEFAULT_REDIS,
+        wait_others=scaffold.wait_others_help(OTHER_BENCHMARKS),
+        quick="1,000 events over 250 workspaces, 15 s of freshness, --gap 3",
+        keep_logs="keep the gunicorn and qcluster logs",
+        children=("setup", "economy"),
     )
-    parser.add_argument(
-        "--quick",
-        action="store_true",
-        help="smoke run: 1,000 events over 250 workspaces, 15 s of freshness, --gap 3 (unless given)",
-    )
-    parser.add_argument("--output", type=Path, default=RESULTS_DIR / "salesforce.json", help="where to write the JSON")
-    parser.add_argument("--keep-database", action="store_true", help="do not drop the databases at the end")
-    parser.add_argument("--keep-logs", action="store_true", help="keep the gunicorn and qcluster logs")
     parser.add_argument(
         "--dump-calls",
         type=Path,
         metavar="FILE",
         help="freshness/faults: also write every API call as JSON lines to FILE.<phase>.jsonl",
     )
-    parser.add_argument("--no-progress", action="store_true", help="no progress lines on stderr")
-    parser.add_argument("--child", choices=("setup", "economy"), help=argparse.SUPPRESS)
     parser.add_argument("--work-file", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.quick:
-        given = set(argv if argv is not None else sys.argv[1:])
-        args.events = args.events if "--events" in given else 1_000
-        args.workspaces = args.workspaces if "--workspaces" in given else 250
-        args.seconds = args.seconds if "--seconds" in given else 15.0
-        args.gap = args.gap if "--gap" in given else 3.0
+    args = scaffold.parse(parser, argv, quick={"events": 1_000, "workspaces": 250, "seconds": 15.0, "gap": 3.0})
     args.domains = args.domains or max(4, args.workspaces // 8)
     args.phases = [p.strip() for p in args.phases.split(",") if p.strip()]
     if unknown := set(args.phases) - set(PHASES):
         parser.error(f"unknown phases: {', '.join(sorted(unknown))}")
-    if "bench" not in db_name(args.database_url):
-        parser.error("the database is dropped at the end: its name must contain 'bench'")
-    if not args.redis.startswith(("redis://", "rediss://")):
-        parser.error("--redis must be a redis:// address")
     if args.timeout_sleep <= args.sf_timeout:
         parser.error("--timeout-sleep must exceed --sf-timeout, or an injected timeout is not one")
     return args
@@ -1876,48 +1783,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.child:
-        return child_main(args)
-
-    def interrupted(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, interrupted)
-    signal.signal(signal.SIGHUP, interrupted)
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started in the background
-    run = Run(args)
-    started = datetime.now(UTC)
-    try:
-        report = benchmark(run)
-    except KeyboardInterrupt:
-        say("interrupted; cleaning up")
-        return 130
-    except (RuntimeError, ValueError, psycopg.OperationalError, subprocess.CalledProcessError) as exc:
-        say(f"error: {exc}")
-        return 2
-    finally:
-        run.cleanup()
-        if args.keep_logs:
-            say(f"logs kept in {run.tmp}")
-    targets = judge(report)
-    git = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=REPO, capture_output=True, text=True)
-    hidden = ("child", "work_file")
-    document = {
-        "benchmark": "salesforce",
-        "timestamp": started.isoformat(timespec="seconds"),
-        "finished": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
-        "git": git.stdout.strip(),
-        "parameters": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in hidden},
-        "targets": targets,
-        "all_pass": all(t["pass"] for t in targets.values()),
-        **report,
-    }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(document, indent=2, default=str) + "\n")
-    print_summary(report, targets)
-    print(f"\nresults written to {args.output}")
-    return 0 if document["all_pass"] else 1
+    return scaffold.run_benchmark(
+        "salesforce",
+        args,
+        argv,
+        Run,
+        benchmark,
+        judge,
+        print_summary,
+        child_main,
+        errors=(*scaffold.EXPECTED_ERRORS, ValueError),
+    )
 
 
 if __name__ == "__main__":

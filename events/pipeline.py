@@ -42,6 +42,7 @@ from linking.services import (
 )
 from ops.services import error_record
 from sync.outbox import outbox_record_workspaces
+from usage.services import behaviour_refresh
 from workspaces.actors import acting_as_system
 from workspaces.auditing import audit_entries_together
 from workspaces.lifecycle import LIFECYCLE_TYPES, LifecycleEvent, WorkspaceState, fold
@@ -270,10 +271,18 @@ def _fold_and_apply_many(workspace_keys: list[str]) -> dict[str, int]:
             touched |= _records_of(record.workspace)
             relinked |= record.relinked
             records.append(record)
+    _behaviour_refresh(to_record)
     outbox_record_workspaces(workspaces=to_record)
     _check_links_after_commit(records)
     _complete(done)
     return applied
+
+
+def _behaviour_refresh(workspaces: list[Workspace]) -> None:
+    """Cohorts and stage follow the lifecycle too (a conversion can make a workspace "expanding"), in the
+    same transaction, before the outbox records the stage Salesforce must hold."""
+    if settings.BEHAVIOUR_PROFILES and workspaces:
+        behaviour_refresh(workspace_keys=[workspace.workspace_id for workspace in workspaces])
 
 
 def _records_of(workspace: Workspace) -> set[tuple[str, int | None]]:
@@ -369,6 +378,7 @@ def _apply(
         workspace.save(update_fields=[*unsaved, "updated_at"])
     recorded = [workspace, *(_siblings(workspace, relinked) if relinked else [])]
     if to_record is None:
+        _behaviour_refresh(recorded)
         outbox_record_workspaces(workspaces=recorded)
     else:
         to_record += recorded

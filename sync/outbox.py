@@ -15,6 +15,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 
 from sync.models import OutboxItem
+from usage.selectors import stages_of
 from workspaces.models import Account, Contact, Lead, Workspace
 
 EXTERNAL_ID = "Lifecycle_Engine_ID__c"
@@ -109,7 +110,8 @@ def contact_payload(contact: Contact) -> dict[str, Any]:
     }
 
 
-def workspace_payload(workspace: Workspace) -> dict[str, Any]:
+def workspace_payload(workspace: Workspace, stage: str | None = None) -> dict[str, Any]:
+    """Its Workspace__c record; `stage`: its lifecycle stage key (usage's profile), None before one."""
     return {
         EXTERNAL_ID: workspace.workspace_id,
         "Workspace_ID__c": workspace.workspace_id,
@@ -121,6 +123,7 @@ def workspace_payload(workspace: Workspace) -> dict[str, Any]:
         "Churn_Reason__c": workspace.churn_reason or None,
         "Plan__c": workspace.plan or None,
         "MRR__c": str(workspace.mrr.quantize(Decimal("0.01"))) if workspace.mrr is not None else None,
+        "Lifecycle_Stage__c": stage,
         **lookup("Lead__r", key_of("Lead", workspace.lead_id) if workspace.lead_id else None),
         **lookup("Account__r", key_of("Account", workspace.account_id) if workspace.account_id else None),
         **lookup("Contact__r", key_of("Contact", workspace.contact_id) if workspace.contact_id else None),
@@ -229,9 +232,10 @@ def outbox_record_workspaces(*, workspaces: list[Workspace]) -> None:
     if settings.SALESFORCE_SYNC == "off" or not workspaces:
         return
     rows = _rows_of([key for workspace in workspaces for key in _row_keys(workspace)])
+    stages = stages_of([workspace.workspace_id for workspace in workspaces])
     new_rows = NewRows()
     for workspace in workspaces:
-        outbox_record_workspace(workspace=workspace, rows=rows, new_rows=new_rows)
+        outbox_record_workspace(workspace=workspace, rows=rows, new_rows=new_rows, stages=stages)
     new_rows.flush()
 
 
@@ -251,12 +255,14 @@ def outbox_record_workspace(
     workspace: Workspace,
     rows: dict[tuple[str, str], OutboxItem] | None = None,
     new_rows: NewRows | None = None,
+    stages: dict[str, str] | None = None,
 ) -> None:
     """Record the desired Salesforce state of a workspace and of its lead, account and contact.
 
     `rows`: its outbox rows when the caller has read them (outbox_record_workspaces); rows this call
     creates or changes are put back in it, so a colleague recorded next sees them. `new_rows`: where its
-    new rows wait, inserted by the caller (else at the end of this call).
+    new rows wait, inserted by the caller (else at the end of this call). `stages`: lifecycle stage keys by
+    workspace when the caller has read them.
     """
     if settings.SALESFORCE_SYNC == "off":
         return
@@ -297,7 +303,8 @@ def outbox_record_workspace(
             contact_payload(contact),
             depends_on=conversion if from_conversion else None,
         )
-    record("Workspace__c", key, workspace_payload(workspace))
+    stage = (stages if stages is not None else stages_of([key])).get(key)
+    record("Workspace__c", key, workspace_payload(workspace, stage))
     if flush:
         new_rows.flush()
 

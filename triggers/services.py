@@ -18,9 +18,10 @@ from django.utils import timezone
 
 from events.models import Event
 from events.schemas import PayloadInvalid, validate_data
+from events.services import enqueue_workspaces
 from ops.services import error_record
 from triggers.models import UsageDaily, UsageDailyUser
-from usage.services import behaviour_refresh
+from usage.services import Change, behaviour_refresh
 
 USAGE_TYPE = "usage.recorded"
 DEFAULT_LIMIT = 5000
@@ -110,8 +111,17 @@ def usage_rollup_batch(*, event_ids: Sequence[int] | None = None, limit: int = D
         _mark_completed(rollup.rolled_up)
         Event.objects.bulk_update(rollup.review, ["status", "notes"])
         if settings.BEHAVIOUR_PROFILES:  # cohorts and stages move with the usage, in the same transaction
-            behaviour_refresh(workspace_keys=sorted({key.workspace_key for key in rollup.totals}))
+            changes = behaviour_refresh(workspace_keys=sorted({key.workspace_key for key in rollup.totals}))
+            stage_changes_record(changes)
     return RollupResult(len(claimed), len(rollup.rolled_up), len(rollup.review))
+
+
+def stage_changes_record(changes: Sequence[Change]) -> None:
+    """Salesforce holds each workspace's stage: a changed one is re-recorded by a forced processing run
+    after this commit (under the workspace's lock, so it never races the lifecycle's own writes)."""
+    keys = sorted(change.workspace_key for change in changes if change.stage_changed)
+    if keys and settings.SALESFORCE_SYNC != "off":
+        transaction.on_commit(lambda: enqueue_workspaces(workspace_keys=keys, force=True), robust=True)
 
 
 def _claim(*, event_ids: Sequence[int] | None, limit: int) -> list[tuple[int, datetime | None, Any, str]]:

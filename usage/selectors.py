@@ -114,3 +114,9 @@ def workspace_behaviour(workspace_key: str) -> dict[str, Any]:
         "cohort_history": memberships,
         "stage_history": periods,
     }
+
+
+def stages_of(workspace_keys: list[str]) -> dict[str, str]:
+    """The current lifecycle stage key of each workspace that has one (one query)."""
+    rows = Profile.objects.filter(workspace_key__in=workspace_keys, stage__isnull=False)
+    return dict(rows.values_list("workspace_key", "stage__key"))

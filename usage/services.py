@@ -10,7 +10,7 @@ events. `behaviour_sweep` handles what time alone changes (a window moving past 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -283,14 +283,23 @@ class SweepResult:
     changed: int
 
 
-def behaviour_sweep(*, now: datetime | None = None, limit: int | None = None) -> SweepResult:
-    """Re-evaluate every profile that is due (its windows moved), in chunks; workspaces never evaluated
-    (created before behaviour existed) are evaluated once too."""
+def behaviour_sweep(
+    *,
+    now: datetime | None = None,
+    limit: int | None = None,
+    on_changes: Callable[[list[Change]], None] | None = None,
+) -> SweepResult:
+    """Re-evaluate every profile that is due (its windows moved), a chunk a transaction; workspaces never
+    evaluated (created before behaviour existed) are evaluated once too. `on_changes` sees each chunk's
+    changes inside its transaction (the caller hands stage changes on to Salesforce)."""
     now = now or timezone.now()
     definitions = Definitions.load()
     visited = changed = 0
     for chunk in _due_chunks(now, limit):
-        changes = behaviour_refresh(workspace_keys=chunk, now=now, definitions=definitions)
+        with transaction.atomic():
+            changes = behaviour_refresh(workspace_keys=chunk, now=now, definitions=definitions)
+            if on_changes is not None:
+                on_changes(changes)
         visited += len(chunk)
         changed += len(changes)
     return SweepResult(visited, changed)

@@ -191,6 +191,13 @@ def default_objects() -> dict[str, ObjectDef]:
                 FieldDef("Churn_Reason__c", TEXTAREA),
                 FieldDef("Plan__c", STRING),
                 FieldDef("MRR__c", CURRENCY, label="MRR"),
+                # Unrestricted: stages are the engine's editable data (CONTRACT §8), their keys the values.
+                FieldDef(
+                    "Lifecycle_Stage__c",
+                    PICKLIST,
+                    label="Lifecycle Stage",
+                    picklist=("onboarding", "activated", "adopted", "expanding", "at_risk", "dormant"),
+                ),
                 FieldDef("Lead__c", REFERENCE, label="Lead", reference_to="Lead", relationship_name="Lead__r"),
                 FieldDef(
                     "Account__c", REFERENCE, label="Account", reference_to="Account", relationship_name="Account__r"

@@ -1,0 +1,287 @@
+"""A workspace's usage profile: named, documented metrics over day windows (docs/metrics.md).
+
+`METRICS` is the one registry. Two evaluations give the same values: `profiles_for` (a few workspaces,
+on their events) and `profiles_all` (every workspace, chunk by chunk). Both run the same aggregates
+(`usage.metrics_sql`, one GROUP BY workspace per table) and the same `derive` for trends and ratios.
+
+Windows are whole days in the workspace's time zone ending today: an n-day window is
+`[today-(n-1), today]`. "Today" is counted in the workspace's zone (a mapping passed in, "UTC" when
+unknown). Usage rollups are kept in UTC days for now, so a usage window is exact for UTC workspaces and
+off by the zone's offset elsewhere until the rollups are kept in local days; tickets (timestamps) and
+plan-limit hits (local days) are exact already.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+from triggers.models import UsageDaily
+from usage import metrics_sql as sql
+from usage.metrics_rollups import RollupEvent, plan_limits_rollup, tickets_apply
+from usage.models import PlanLimitDaily, SupportTicket
+from workspaces.models import Workspace
+
+__all__ = [
+    "METRICS",
+    "Metric",
+    "RollupEvent",
+    "derive",
+    "plan_limits_rollup",
+    "profiles_all",
+    "profiles_for",
+    "tickets_apply",
+    "today_in",
+]
+
+Value = int | float | None
+Profile = dict[str, Value]
+DEFAULT_CHUNK = 1000
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    description: str
+    unit: str
+    window_days: int | None  # None: a state now (open tickets) or a distance in days, not a window
+
+
+def _products() -> tuple[str, ...]:
+    products = tuple(settings.USAGE_PRODUCTS)
+    for product in products:
+        if not re.fullmatch(r"[a-z0-9_]{1,40}", product):
+            raise ImproperlyConfigured(f"USAGE_PRODUCTS: {product!r} is not a lower-case name (a-z, 0-9, _).")
+    return products
+
+
+PRODUCTS = _products()
+
+METRICS: dict[str, Metric] = {
+    m.name: m
+    for m in [
+        Metric("active_days_7d", "Days with any usage event.", "days", 7),
+        Metric("active_days_30d", "Days with any usage event.", "days", 30),
+        Metric("sessions_7d", "Sessions: one user active on one day (events that name a user).", "sessions", 7),
+        Metric("sessions_28d", "Sessions: one user active on one day (events that name a user).", "sessions", 28),
+        Metric(
+            "sessions_trend_14d",
+            "Sessions in the last 14 days against the 14 before, as a relative change; empty when the "
+            "14 before had none.",
+            "ratio",
+            28,
+        ),
+        Metric("duration_7d", "Sum of the events' duration_seconds.", "seconds", 7),
+        Metric("duration_28d", "Sum of the events' duration_seconds.", "seconds", 28),
+        Metric(
+            "duration_trend_14d",
+            "Duration in the last 14 days against the 14 before, as a relative change; empty when the "
+            "14 before had none.",
+            "ratio",
+            28,
+        ),
+        Metric("features_30d", "Distinct features used (a feature is its name within its product).", "features", 30),
+        *(
+            Metric(sql.depth_alias(p), f"Distinct features used in the product {p!r}.", "features", 30)
+            for p in PRODUCTS
+        ),
+        Metric("products_used_30d", "Distinct products named by usage events.", "products", 30),
+        Metric(
+            "api_share_30d",
+            'Share of usage events whose product is "api"; empty without usage.',
+            "ratio",
+            30,
+        ),
+        Metric(
+            "integration_depth_30d",
+            'Distinct integrations used successfully: features named "integration.<name>" with at least '
+            "one event that was not an error.",
+            "integrations",
+            30,
+        ),
+        Metric("plan_limit_hits_30d", "Times a plan limit was reached (plan.limit_reached).", "hits", 30),
+        Metric("errors_7d", 'Usage events with outcome "error".', "events", 7),
+        Metric("open_tickets", "Support tickets opened and not resolved now.", "tickets", None),
+        Metric("tickets_14d", "Support tickets opened.", "tickets", 14),
+        Metric("tickets_baseline_60d", "Support tickets opened in the 60 days before the last 14.", "tickets", 60),
+        Metric(
+            "ticket_ratio_14d",
+            "Tickets of the last 14 days against the 60-day baseline's rate for 14 days (1.0: as usual); "
+            "empty when the baseline had none.",
+            "ratio",
+            74,
+        ),
+        Metric("seats_30d", "Distinct users (user_email) with usage.", "users", 30),
+        Metric(
+            "days_since_trial_start",
+            "Days from the trial's start day to today; empty without a trial start.",
+            "days",
+            None,
+        ),
+        Metric(
+            "days_since_last_active",
+            "Days from the last day with usage to today (0: active today); empty when never active.",
+            "days",
+            None,
+        ),
+        Metric("last_active_at", "Time of the last usage event up to today, in Unix seconds.", "unix seconds", None),
+    ]
+}
+
+
+def profiles_for(
+    workspace_keys: Iterable[str], *, now: datetime, zones: Mapping[str, str] | None = None
+) -> dict[str, Profile]:
+    """Evaluate these workspaces (one or a few, on their events); an unknown key gets an empty profile."""
+    keys = sorted(set(workspace_keys))
+    profiles: dict[str, Profile] = {}
+    for start in range(0, len(keys), DEFAULT_CHUNK):
+        profiles.update(_evaluate(keys[start : start + DEFAULT_CHUNK], now=now, zones=zones or {}))
+    return profiles
+
+
+def profiles_all(
+    *, now: datetime, zones: Mapping[str, str] | None = None, chunk: int = DEFAULT_CHUNK
+) -> Iterator[dict[str, Profile]]:
+    """Evaluate every workspace known to any table, `chunk` at a time in key order: memory stays flat.
+
+    Yields one dict per chunk (workspace key → profile), ready to be written in bulk.
+    """
+    if chunk < 1:
+        raise ValueError("chunk must be at least 1")
+    after = ""
+    while keys := _keys_after(after, chunk):
+        yield _evaluate(keys, now=now, zones=zones or {})
+        after = keys[-1]
+
+
+def _keys_after(after: str, chunk: int) -> list[str]:
+    """The next `chunk` workspace keys after `after`, from every table that names workspaces.
+
+    Each table gives its own next `chunk` keys (an index scan); the first `chunk` of their union are
+    complete, since no table can hide a key below the largest it returned.
+    """
+    sources = [
+        (UsageDaily.objects, "workspace_key"),
+        (SupportTicket.objects, "workspace_key"),
+        (PlanLimitDaily.objects, "workspace_key"),
+        (Workspace.objects, "workspace_id"),
+    ]
+    keys: set[str] = set()
+    for manager, field in sources:
+        rows = manager.filter(**{f"{field}__gt": after}).order_by(field).values_list(field, flat=True)
+        keys.update(rows.distinct()[:chunk])
+    return sorted(keys)[:chunk]
+
+
+def _evaluate(keys: list[str], *, now: datetime, zones: Mapping[str, str]) -> dict[str, Profile]:
+    if now.tzinfo is None:
+        raise ValueError("now must be an aware datetime")
+    bounds = [_bounds(key, now, zone_of(key, zones)) for key in keys]
+    daily = sql.usage_daily(bounds, PRODUCTS)
+    users = sql.usage_users(bounds)
+    tickets = sql.tickets(bounds)
+    limits = sql.plan_limits(bounds)
+    trials = dict(Workspace.objects.filter(workspace_id__in=keys).values_list("workspace_id", "trial_started_at"))
+    return {
+        bound.key: derive(
+            {
+                **daily.get(bound.key, {}),
+                **users.get(bound.key, {}),
+                **tickets.get(bound.key, {}),
+                **limits.get(bound.key, {}),
+            },
+            today=bound.today,
+            zone=zone_of(bound.key, zones),
+            trial_started_at=trials.get(bound.key),
+        )
+        for bound in bounds
+    }
+
+
+def derive(aggregates: Mapping[str, Any], *, today: date, zone: ZoneInfo, trial_started_at: datetime | None) -> Profile:
+    """The profile from one workspace's aggregates (missing: no rows): counts, trends, ratios, distances."""
+
+    def number(name: str) -> int:
+        return int(aggregates.get(name) or 0)
+
+    def amount(name: str) -> float:
+        return float(aggregates.get(name) or 0.0)
+
+    profile: Profile = {}
+    for name in ("active_days_7d", "active_days_30d", "sessions_7d", "sessions_28d"):
+        profile[name] = number(name)
+    profile["sessions_trend_14d"] = _change(number("sessions_this_14d"), number("sessions_previous_14d"))
+    profile["duration_7d"] = amount("duration_7d")
+    profile["duration_28d"] = amount("duration_28d")
+    profile["duration_trend_14d"] = _change(amount("duration_this_14d"), amount("duration_previous_14d"))
+    profile["features_30d"] = number("features_30d")
+    for product in PRODUCTS:
+        profile[sql.depth_alias(product)] = number(sql.depth_alias(product))
+    profile["products_used_30d"] = number("products_used_30d")
+    events = number("events_30d")
+    profile["api_share_30d"] = number("api_events_30d") / events if events else None
+    for name in ("integration_depth_30d", "plan_limit_hits_30d", "errors_7d", "open_tickets", "tickets_14d"):
+        profile[name] = number(name)
+    baseline = number("tickets_baseline_60d")
+    profile["tickets_baseline_60d"] = baseline
+    profile["ticket_ratio_14d"] = number("tickets_14d") / (baseline * 14 / 60) if baseline else None
+    profile["seats_30d"] = number("seats_30d")
+    profile["days_since_trial_start"] = (
+        (today - trial_started_at.astimezone(zone).date()).days if trial_started_at else None
+    )
+    last_day = sql.as_date(aggregates.get("last_active_day"))
+    profile["days_since_last_active"] = (today - last_day).days if last_day else None
+    last_at = sql.as_datetime(aggregates.get("last_active_at"))
+    profile["last_active_at"] = int(last_at.timestamp()) if last_at else None
+    return profile
+
+
+def _change(current: float, previous: float) -> float | None:
+    return (current - previous) / previous if previous else None
+
+
+def zone_of(key: str, zones: Mapping[str, str]) -> ZoneInfo:
+    return _zone(zones.get(key) or "UTC")
+
+
+@lru_cache(maxsize=1024)
+def _zone(name: str) -> ZoneInfo:
+    """The zone by IANA name; an unknown name counts in UTC rather than stopping a bulk pass."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")
+
+
+def today_in(now: datetime, zone: ZoneInfo) -> date:
+    return now.astimezone(zone).date()
+
+
+def day_start(day: date, zone: ZoneInfo) -> datetime:
+    """The first instant of a local day, in UTC (a midnight skipped by DST starts at the transition)."""
+    return datetime.combine(day, time(0), tzinfo=zone).astimezone(UTC)
+
+
+def _bounds(key: str, now: datetime, zone: ZoneInfo) -> sql.Bounds:
+    today = today_in(now, zone)
+    return sql.Bounds(
+        key=key,
+        today=today,
+        d7=today - timedelta(days=6),
+        d14=today - timedelta(days=13),
+        d28=today - timedelta(days=27),
+        d30=today - timedelta(days=29),
+        now=now.astimezone(UTC),
+        since_14d=day_start(today - timedelta(days=13), zone),
+        since_74d=day_start(today - timedelta(days=73), zone),
+        until=day_start(today + timedelta(days=1), zone),
+    )

@@ -1,0 +1,256 @@
+"""The metric aggregates as SQL, shared by the one-workspace and the bulk evaluation.
+
+Each query joins one table to a small `bounds` CTE — one row per workspace with its own window edges
+(its local "today" and the days or instants counted from it) — and groups by workspace. The same
+statement serves one workspace on its event and a chunk of a thousand in the bulk pass, so the two
+cannot disagree. Windows are whole days ending today: `[today-(n-1), today]` in the table's days.
+Written for SQLite and PostgreSQL: no COUNT(DISTINCT a, b) (pairs are concatenated into one text that
+cannot collide), no LIKE (case-insensitive on SQLite), no NULLs in the bounds (PostgreSQL types them).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+from django.db import NotSupportedError, connection
+
+from triggers.models import UsageDaily, UsageDailyUser
+from usage.models import PlanLimitDaily, SupportTicket
+
+INTEGRATION_PREFIX = "integration."
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """One workspace's window edges for an evaluation (dates are table days, instants are UTC)."""
+
+    key: str
+    today: date
+    d7: date  # first day of the 7-day window: today - 6
+    d14: date  # today - 13: the current 14 days of a trend
+    d28: date  # today - 27: the previous 14 days start here
+    d30: date  # today - 29
+    now: datetime
+    since_14d: datetime  # first instant of local day today - 13
+    since_74d: datetime  # first instant of local day today - 73: the 60-day baseline starts here
+    until: datetime  # first instant of local day today + 1
+
+
+def _usage_daily_sql(products: Sequence[str]) -> tuple[list[str], list[Any]]:
+    window = {n: f"u.day >= b.d{n}" for n in (7, 14, 30)}
+    pair = "CAST(LENGTH(u.product) AS TEXT) || ':' || u.product || u.feature"  # length prefix: injective
+    columns = [
+        f"COUNT(DISTINCT CASE WHEN {window[7]} THEN u.day END)",
+        f"COUNT(DISTINCT CASE WHEN {window[30]} THEN u.day END)",
+        f"SUM(CASE WHEN {window[7]} THEN u.duration_seconds ELSE 0 END)",
+        "SUM(CASE WHEN u.day >= b.d28 THEN u.duration_seconds ELSE 0 END)",
+        f"SUM(CASE WHEN {window[14]} THEN u.duration_seconds ELSE 0 END)",
+        "SUM(CASE WHEN u.day >= b.d28 AND u.day < b.d14 THEN u.duration_seconds ELSE 0 END)",
+        f"SUM(CASE WHEN {window[7]} THEN u.errors ELSE 0 END)",
+        f"COUNT(DISTINCT CASE WHEN {window[30]} THEN {pair} END)",
+        f"COUNT(DISTINCT CASE WHEN {window[30]} AND u.product <> '' THEN u.product END)",
+        f"SUM(CASE WHEN {window[30]} THEN u.events ELSE 0 END)",
+        f"SUM(CASE WHEN {window[30]} AND u.product = %s THEN u.events ELSE 0 END)",
+        f"COUNT(DISTINCT CASE WHEN {window[30]} AND SUBSTR(u.feature, 1, %s) = %s AND u.events > u.errors "
+        "THEN u.feature END)",
+        "MAX(u.day)",
+        "MAX(u.last_seen_at)",
+    ]
+    params: list[Any] = ["api", len(INTEGRATION_PREFIX), INTEGRATION_PREFIX]
+    for product in products:
+        columns.append(f"COUNT(DISTINCT CASE WHEN {window[30]} AND u.product = %s THEN u.feature END)")
+        params.append(product)
+    return columns, params
+
+
+USAGE_DAILY_ALIASES = (
+    "active_days_7d",
+    "active_days_30d",
+    "duration_7d",
+    "duration_28d",
+    "duration_this_14d",
+    "duration_previous_14d",
+    "errors_7d",
+    "features_30d",
+    "products_used_30d",
+    "events_30d",
+    "api_events_30d",
+    "integration_depth_30d",
+    "last_active_day",
+    "last_active_at",
+)
+USAGE_USER_ALIASES = ("sessions_7d", "sessions_28d", "sessions_this_14d", "sessions_previous_14d", "seats_30d")
+TICKET_ALIASES = ("open_tickets", "tickets_14d", "tickets_baseline_60d")
+LIMIT_ALIASES = ("plan_limit_hits_30d",)
+
+
+def depth_alias(product: str) -> str:
+    return f"depth_{product}_30d"
+
+
+def usage_daily(bounds: Sequence[Bounds], products: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Sums and distinct counts over `UsageDaily` (UTC days today), per workspace."""
+    columns, params = _usage_daily_sql(products)
+    aliases = (*USAGE_DAILY_ALIASES, *(depth_alias(p) for p in products))
+    return _grouped(
+        bounds,
+        ("t", "d7", "d14", "d28", "d30"),
+        table=UsageDaily._meta.db_table,
+        alias="u",
+        columns=columns,
+        params=params,
+        where="u.day <= b.t",
+        names=aliases,
+    )
+
+
+def usage_users(bounds: Sequence[Bounds]) -> dict[str, dict[str, Any]]:
+    """Sessions (one user active on one day) and seats over `UsageDailyUser`."""
+    session = "CAST(x.day AS TEXT) || x.user_email"  # the day has a fixed width, so this cannot collide
+    columns = [
+        f"COUNT(DISTINCT CASE WHEN x.day >= b.d7 THEN {session} END)",
+        f"COUNT(DISTINCT CASE WHEN x.day >= b.d28 THEN {session} END)",
+        f"COUNT(DISTINCT CASE WHEN x.day >= b.d14 THEN {session} END)",
+        f"COUNT(DISTINCT CASE WHEN x.day >= b.d28 AND x.day < b.d14 THEN {session} END)",
+        "COUNT(DISTINCT x.user_email)",
+    ]
+    return _grouped(
+        bounds,
+        ("t", "d7", "d14", "d28", "d30"),
+        table=UsageDailyUser._meta.db_table,
+        alias="x",
+        columns=columns,
+        params=[],
+        where="x.day <= b.t AND x.day >= b.d30",
+        names=USAGE_USER_ALIASES,
+    )
+
+
+def tickets(bounds: Sequence[Bounds]) -> dict[str, dict[str, Any]]:
+    """Open tickets now, and tickets opened in whole local days (their timestamps make that exact)."""
+    columns = [
+        "SUM(CASE WHEN s.opened_at <= b.now_at AND (s.resolved_at IS NULL OR s.resolved_at > b.now_at) "
+        "THEN 1 ELSE 0 END)",
+        "SUM(CASE WHEN s.opened_at >= b.since_14d AND s.opened_at < b.end_at THEN 1 ELSE 0 END)",
+        "SUM(CASE WHEN s.opened_at >= b.since_74d AND s.opened_at < b.since_14d THEN 1 ELSE 0 END)",
+    ]
+    return _grouped(
+        bounds,
+        ("now_at", "since_14d", "since_74d", "end_at"),
+        table=SupportTicket._meta.db_table,
+        alias="s",
+        columns=columns,
+        params=[],
+        where="s.opened_at IS NOT NULL",
+        names=TICKET_ALIASES,
+    )
+
+
+def plan_limits(bounds: Sequence[Bounds]) -> dict[str, dict[str, Any]]:
+    """Plan-limit hits over the 30 local days ending today."""
+    return _grouped(
+        bounds,
+        ("t", "d30"),
+        table=PlanLimitDaily._meta.db_table,
+        alias="p",
+        columns=["SUM(p.hits)"],
+        params=[],
+        where="p.day >= b.d30 AND p.day <= b.t",
+        names=LIMIT_ALIASES,
+    )
+
+
+_BOUND_FIELDS = {
+    "t": "today",
+    "d7": "d7",
+    "d14": "d14",
+    "d28": "d28",
+    "d30": "d30",
+    "now_at": "now",
+    "since_14d": "since_14d",
+    "since_74d": "since_74d",
+    "end_at": "until",
+}
+_DATETIME_BOUNDS = {"now_at", "since_14d", "since_74d", "end_at"}
+
+
+def _grouped(
+    bounds: Sequence[Bounds],
+    bound_columns: Sequence[str],
+    *,
+    table: str,
+    alias: str,
+    columns: Sequence[str],
+    params: Sequence[Any],
+    where: str,
+    names: Sequence[str],
+) -> dict[str, dict[str, Any]]:
+    """Run one GROUP BY workspace over `table` for these workspaces, in statements SQLite accepts."""
+    result: dict[str, dict[str, Any]] = {}
+    per_statement = max((_max_params() - len(params)) // (len(bound_columns) + 1), 1)
+    qn = connection.ops.quote_name
+    for start in range(0, len(bounds), per_statement):
+        part = bounds[start : start + per_statement]
+        cte, cte_params = _bounds_cte(part, bound_columns)
+        sql = (
+            f"{cte} SELECT {alias}.{qn('workspace_key')}, {', '.join(columns)} "  # noqa: S608 (names, not input)
+            f"FROM {qn(table)} {alias} JOIN b ON {alias}.{qn('workspace_key')} = b.k "
+            f"WHERE {where} GROUP BY {alias}.{qn('workspace_key')}"
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [*cte_params, *params])
+            for key, *values in cursor.fetchall():
+                result[key] = dict(zip(names, values, strict=True))
+    return result
+
+
+def _bounds_cte(bounds: Sequence[Bounds], columns: Sequence[str]) -> tuple[str, list[Any]]:
+    placeholders = ", ".join(["%s", *(_typed(column) for column in columns)])
+    values = ", ".join([f"({placeholders})"] * len(bounds))
+    params: list[Any] = []
+    ops = connection.ops
+    for bound in bounds:
+        params.append(bound.key)
+        for column in columns:
+            value = getattr(bound, _BOUND_FIELDS[column])
+            if column in _DATETIME_BOUNDS:
+                params.append(ops.adapt_datetimefield_value(value))
+            else:
+                params.append(ops.adapt_datefield_value(value))
+    return f"WITH b (k, {', '.join(columns)}) AS (VALUES {values})", params
+
+
+def _typed(column: str) -> str:
+    """A placeholder PostgreSQL can type inside VALUES; SQLite compares the stored text as it is."""
+    if connection.vendor == "postgresql":
+        return "CAST(%s AS timestamptz)" if column in _DATETIME_BOUNDS else "CAST(%s AS date)"
+    if connection.vendor == "sqlite":
+        return "%s"
+    raise NotSupportedError(f"usage metrics are not written for {connection.vendor}")
+
+
+def _max_params() -> int:
+    if connection.vendor == "sqlite":
+        connection.ensure_connection()
+        return connection.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+    return 60_000  # PostgreSQL's protocol allows 65,535 parameters per statement
+
+
+def as_date(value: Any) -> date | None:
+    """MAX(day) is a date on PostgreSQL and ISO text on SQLite."""
+    if value is None or isinstance(value, date):
+        return value
+    return date.fromisoformat(value)
+
+
+def as_datetime(value: Any) -> datetime | None:
+    """MAX(timestamp) is an aware datetime on PostgreSQL and naive UTC text on SQLite."""
+    if value is None:
+        return None
+    if not isinstance(value, datetime):
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import re
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from django.conf import settings as django_settings
 from django.core.exceptions import ImproperlyConfigured
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -343,6 +345,13 @@ def test_every_metric_is_registered_named_by_its_window_and_json_serialisable():
         assert re.fullmatch(r"[a-z0-9_]+", name) and metric.description and metric.unit
         if metric.window_days in (7, 14, 28, 30, 60):
             assert name.endswith(f"_{metric.window_days}d") or name.endswith("_14d"), name
+
+
+def test_every_metric_has_its_formula_in_the_docs():
+    doc = (Path(django_settings.BASE_DIR) / "docs" / "metrics.md").read_text()
+    documented = set(re.findall(r"^\| `([a-z0-9_<>]+)` \|", doc, flags=re.MULTILINE))
+    expected = {name for name in METRICS if not name.startswith("depth_")} | {"depth_<product>_30d"}
+    assert documented == expected
 
 
 def test_a_product_name_that_cannot_name_a_metric_is_refused(settings):

@@ -25,11 +25,11 @@ def _text(max_length: int, *, required: bool = False, **extra: Any) -> Schema:
 
 
 def _object(properties: Schema, required: list[str] | None = None, *, closed: bool = False, **extra: Any) -> Schema:
+    """An object with these properties; others are JSON values the engine holds (JSON_VALUE), or none if closed."""
     schema: Schema = {"type": "object", "properties": properties, **extra}
     if required:
         schema["required"] = required
-    if closed:
-        schema["additionalProperties"] = False
+    schema["additionalProperties"] = False if closed else JSON_VALUE
     return schema
 
 
@@ -42,7 +42,29 @@ def _error(*codes: str, description: str, **properties: Schema) -> Schema:
     )
 
 
-RFC3339 = {"type": "string", "format": "date-time", "description": "RFC 3339 instant with an offset (Z or +hh:mm)."}
+RFC3339 = {
+    "type": "string",
+    "format": "date-time",
+    "pattern": r"^(19[7-9][0-9]|2[0-9]{3})-",
+    "description": "RFC 3339 instant with an offset (Z or +hh:mm), from 1970-01-01T00:00:00Z to "
+    "2999-12-31T23:59:59Z (CONTRACT §2: other dates cannot be applied and are refused).",
+}
+#: The largest integer a body may carry anywhere (events/schemas.py MAX_JSON_INT).
+MAX_INT = 2**63 - 1
+_BOUNDED = [{"type": "string"}, {"type": "boolean"}, {"type": "number", "minimum": -MAX_INT, "maximum": MAX_INT}]
+#: An extra property's value (CONTRACT §2): integers within 64 bits, no NaN or Infinity. Written inline and
+#: two levels deep (the fuzzer's generator follows neither a $ref here nor recursion); the engine takes any
+#: nesting of at most 64 levels (deeper bodies are refused whole).
+JSON_VALUE = {
+    "description": "Any JSON value with integers within ±(2^63−1), no NaN or Infinity, nesting of at most 64 levels.",
+    "nullable": True,
+    "anyOf": [
+        *_BOUNDED,
+        {"type": "array", "items": {"nullable": True, "anyOf": _BOUNDED}},
+        {"type": "object", "additionalProperties": {"nullable": True, "anyOf": _BOUNDED}},
+    ],
+}
+FREE_OBJECT = {"type": "object", "additionalProperties": JSON_VALUE}
 EMAIL = {"type": "string", "format": "email", "maxLength": 254}
 OPTIONAL_EMAIL = {"description": "An email address, or empty.", "anyOf": [EMAIL, {"type": "string", "maxLength": 0}]}
 MRR = {
@@ -53,7 +75,7 @@ MRR = {
     ],
 }
 
-UNIX = {"type": "integer", "minimum": -62135596800, "maximum": 253402300799}
+UNIX = {"type": "integer", "minimum": 0, "maximum": 32503679999}
 CURRENCY = {"type": "string", "pattern": "^[a-z]{3}$"}
 STRIPE_HANDLED = [
     "customer.subscription.created",
@@ -144,7 +166,7 @@ UNKNOWN_ENVELOPE = _object(
     {
         "type": {**_text(64, required=True), "not": {"enum": list(DATA_SCHEMAS)}},
         "timestamp": RFC3339,
-        "data": {"type": "object"},
+        "data": FREE_OBJECT,
     },
     ["type", "timestamp", "data"],
     description="A type this version does not know: stored and answered 202 ignored, never applied.",
@@ -177,14 +199,14 @@ SCHEMAS: Schema = {
                 "description": "The handled types are listed; any other is stored and answered 202 ignored.",
                 "anyOf": [{"type": "string", "enum": STRIPE_HANDLED}, {"type": "string", "minLength": 1}],
             },
-            "created": {**UNIX, "description": "Unix seconds (years 1 to 9999): orders the event."},
+            "created": {**UNIX, "description": "Unix seconds (years 1970 to 2999): orders the event."},
             "data": _object(
                 {
                     "object": {
                         "description": "The subscription or invoice; metadata.workspace_id names the workspace.",
                         "anyOf": [{"$ref": REF + "StripeSubscription"}, {"$ref": REF + "StripeInvoice"}],
                     },
-                    "previous_attributes": {"type": "object"},
+                    "previous_attributes": FREE_OBJECT,
                 },
                 ["object"],
             ),
@@ -295,6 +317,12 @@ SCHEMAS: Schema = {
         description="Authentic but malformed: kept as a rejected event for review, never applied.",
     ),
     "WebhookPayloadTooLarge": _error("payload_too_large", description="The body is over 1 MiB."),
+    "WebhookLengthRequired": _error(
+        "length_required", description="A chunked body without Content-Length: send the length (any proxy does)."
+    ),
+    "WebhookRequestTimeout": _error(
+        "request_timeout", description="The body stopped arriving for WEBHOOK_BODY_READ_TIMEOUT_SECONDS."
+    ),
     "WebhookRateLimited": _error("rate_limited", description="Over the source's budget; send again after Retry-After."),
     "WebhookUnavailable": _error(
         "not_configured",
@@ -328,6 +356,8 @@ def _responses(refusal: Schema) -> Schema:
             "description": "Not authenticated: nothing stored.",
             "content": {"application/json": {"schema": refusal}},
         },
+        "408": _json("WebhookRequestTimeout", "The body stopped arriving: nothing stored."),
+        "411": _json("WebhookLengthRequired", "Chunked without Content-Length: nothing stored."),
         "413": _json("WebhookPayloadTooLarge", "Body over 1 MiB: nothing stored."),
         "422": _json("WebhookInvalidPayload", "Authentic but malformed: kept as a rejected event, never applied."),
         "429": _json("WebhookRateLimited", "Rate limited: nothing stored.", RETRY_AFTER),

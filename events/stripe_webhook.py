@@ -311,6 +311,7 @@ def stripe_webhook(request: HttpRequest) -> JsonResponse:
     body = read_webhook_body(request)
     if isinstance(body, JsonResponse):
         return body
+    raw: dict[str, Any] | None = None
     try:
         raw = construct_event(
             body, request.headers.get("Stripe-Signature"), secret, tolerance=settings.WEBHOOK_TOLERANCE_SECONDS
@@ -327,10 +328,10 @@ def stripe_webhook(request: HttpRequest) -> JsonResponse:
         return reject(Event.Source.STRIPE, body_key(body), "", PayloadInvalid({"body": [TOO_DEEP]}, body=_text(body)))
     except WebhookMalformed as exc:
         return reject(Event.Source.STRIPE, body_key(body), "", _malformed(body, exc))
-    except PayloadInvalid as exc:
-        claimed = exc.body.get("id") if isinstance(exc.body, dict) else None
+    except PayloadInvalid as exc:  # the event as parsed names its id and type, even when it is kept as text
+        claimed = raw.get("id") if raw is not None else None
         external_id = claimed if isinstance(claimed, str) and 0 < len(claimed) <= 255 else body_key(body)
-        return reject(Event.Source.STRIPE, external_id, claimed_type(exc.body), exc)
+        return reject(Event.Source.STRIPE, external_id, claimed_type(raw), exc)
     if (throttled := webhook_throttle(Event.Source.STRIPE)) is not None:
         return throttled
     handler = HANDLERS.get(event.type)

@@ -10,11 +10,14 @@ from alerts.api import AlertListView
 from config.staff_otp import EngineLoginView
 from events.api import EventListView
 from ops.views import dashboard, healthz, metrics
+from usage.api import CohortListView, WorkspaceProfileView
 from workspaces.api import CanReadApi, WorkspaceDetailView, WorkspaceListView
 
 api_urlpatterns = [
     path("workspaces/", WorkspaceListView.as_view(), name="api-workspace-list"),
     path("workspaces/<str:workspace_id>/", WorkspaceDetailView.as_view(), name="api-workspace-detail"),
+    path("workspaces/<str:workspace_id>/profile/", WorkspaceProfileView.as_view(), name="api-workspace-profile"),
+    path("cohorts/", CohortListView.as_view(), name="api-cohort-list"),
     path("events/", EventListView.as_view(), name="api-event-list"),
     path("alerts/", AlertListView.as_view(), name="api-alert-list"),
     # The schema and the docs need a login or a token like everything else. Swagger UI's own script is

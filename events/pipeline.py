@@ -282,7 +282,7 @@ def _behaviour_refresh(workspaces: list[Workspace]) -> None:
     """Cohorts and stage follow the lifecycle too (a conversion can make a workspace "expanding"), in the
     same transaction, before the outbox records the stage Salesforce must hold."""
     if settings.BEHAVIOUR_PROFILES and workspaces:
-        behaviour_refresh(workspace_keys=[workspace.workspace_id for workspace in workspaces])
+        behaviour_refresh(workspace_keys=[workspace.workspace_id for workspace in workspaces], workspaces=workspaces)
 
 
 def _records_of(workspace: Workspace) -> set[tuple[str, int | None]]:

@@ -136,6 +136,8 @@ def test_workspace_detail_is_the_contract_shape(api, linked_workspace):
         "account": {"id": str(account.pk), "name": "Acme", "domain": "acme.io"},
         "contact": {"id": str(contact.pk), "email": "dana@acme.io"},
         "salesforce": None,
+        "stage": None,
+        "cohorts": [],
     }
 
 
@@ -278,8 +280,8 @@ def test_list_query_count_does_not_grow_with_rows(api, django_assert_max_num_que
         lead = LeadFactory(converted_at=NOW, converted_account=account, converted_contact=contact)
         WorkspaceFactory(workspace_id=f"ws_{n:02d}", lead=lead, account=account, contact=contact)
 
-    # token lookup, the reader's groups (its role), page count, one joined select
-    with django_assert_max_num_queries(4):
+    # token lookup, the reader's groups (its role), page count, one joined select, the page's stages and cohorts
+    with django_assert_max_num_queries(6):
         response = api.get("/api/workspaces/")
 
     assert len(response.json()["results"]) == 20

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from django.db.models import Count, Q
+from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
 from usage.conditions import FIELDS, Facts, condition_explain, condition_holds
@@ -95,14 +95,6 @@ def members_over_time(
     return counts
 
 
-def cohorts_with_members() -> list[dict[str, Any]]:
-    """CONTRACT §6 `/api/cohorts/`: every cohort with its current member count."""
-    cohorts = Cohort.objects.order_by("key").annotate(
-        members=Count("memberships", filter=Q(memberships__exited_at__isnull=True))
-    )
-    return [{"key": cohort.key, "name": cohort.name, "members": cohort.members} for cohort in cohorts]
-
-
 def workspace_behaviour(workspace_key: str) -> dict[str, Any]:
     """A workspace's profile, current cohorts and stage, and their history with the why of each step."""
     profile = Profile.objects.select_related("stage").filter(workspace_key=workspace_key).first()
@@ -120,3 +112,25 @@ def stages_of(workspace_keys: list[str]) -> dict[str, str]:
     """The current lifecycle stage key of each workspace that has one (one query)."""
     rows = Profile.objects.filter(workspace_key__in=workspace_keys, stage__isnull=False)
     return dict(rows.values_list("workspace_key", "stage__key"))
+
+
+def cohorts_of(workspace_keys: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """The cohorts each workspace is in now, with when it entered, by key order (one query)."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    rows = (
+        CohortMembership.objects.filter(workspace_key__in=workspace_keys, exited_at__isnull=True)
+        .order_by("cohort__key")
+        .values_list("workspace_key", "cohort__key", "entered_at")
+    )
+    for key, cohort, entered_at in rows:
+        found.setdefault(key, []).append({"key": cohort, "entered_at": entered_at})
+    return found
+
+
+def cohort_counts(workspace_keys: QuerySet[Workspace] | None = None) -> list[dict[str, Any]]:
+    """Every cohort with its members now; `workspace_keys`: count only these workspaces (a rep's)."""
+    members = Q(memberships__exited_at__isnull=True)
+    if workspace_keys is not None:
+        members &= Q(memberships__workspace_key__in=workspace_keys.values("workspace_id"))
+    cohorts = Cohort.objects.order_by("key").annotate(members=Count("memberships", filter=members))
+    return [{"key": cohort.key, "name": cohort.name, "members": cohort.members} for cohort in cohorts]

@@ -94,22 +94,33 @@ def _max_window_days() -> int:
 
 
 def behaviour_refresh(
-    *, workspace_keys: Sequence[str], now: datetime | None = None, definitions: Definitions | None = None
+    *,
+    workspace_keys: Sequence[str],
+    now: datetime | None = None,
+    definitions: Definitions | None = None,
+    workspaces: Sequence[Workspace] | None = None,
 ) -> list[Change]:
     """Re-evaluate the profiles, cohorts and stages of these workspaces; write what changed; return it.
 
-    Reads the metrics (one query per rollup table), the workspaces, the open memberships and stage
-    periods and the profiles in one query each, then writes the differences in bulk.
+    Reads the metrics (one query per rollup table), the workspaces (unless the caller has them loaded:
+    `workspaces`), the open memberships and stage periods and the profiles in one query each, then writes
+    the differences in bulk.
     """
     keys = sorted(set(workspace_keys))
     if not keys:
         return []
     now = now or timezone.now()
     definitions = definitions or Definitions.load()
-    records = {
-        row["workspace_id"]: row
-        for row in Workspace.objects.filter(workspace_id__in=keys).values("workspace_id", "timezone", *FIELDS)
-    }
+    if workspaces is not None:
+        records = {
+            ws.workspace_id: {name: getattr(ws, name) for name in ("workspace_id", "timezone", *FIELDS)}
+            for ws in workspaces
+        }
+    else:
+        records = {
+            row["workspace_id"]: row
+            for row in Workspace.objects.filter(workspace_id__in=keys).values("workspace_id", "timezone", *FIELDS)
+        }
     zones = {key: (records.get(key) or {}).get("timezone") or "UTC" for key in keys}
     metrics = profiles_for(keys, now=now, zones=zones)
     with transaction.atomic():

@@ -35,6 +35,7 @@ from rest_framework.views import exception_handler
 from alerts.roles import user_has_staff_powers
 from alerts.selectors import api_workspaces, user_may_read_api
 from config.tokens import ExpiringTokenAuthentication
+from usage.selectors import cohorts_of, stages_of
 from workspaces.models import Account, Contact, Lead, Workspace
 from workspaces.selectors import workspace_list
 
@@ -233,6 +234,15 @@ class SalesforceLinkSerializer(serializers.Serializer):
     synced_at = UTCDateTimeField(read_only=True, allow_null=True)
 
 
+class BehaviourContext:
+    """Stages and cohorts of the workspaces a response shows, read in one query each for all of them."""
+
+    def __init__(self, workspaces: list[Workspace]) -> None:
+        keys = [workspace.workspace_id for workspace in workspaces]
+        self.stages = stages_of(keys)
+        self.cohorts = cohorts_of(keys)
+
+
 class WorkspaceSerializer(ApiModelSerializer):
     email = serializers.CharField(read_only=True, help_text="Owner email, normalised; empty when unknown.")
     mrr = serializers.DecimalField(
@@ -243,15 +253,27 @@ class WorkspaceSerializer(ApiModelSerializer):
     account = AccountSummarySerializer(read_only=True, allow_null=True)
     contact = ContactSummarySerializer(read_only=True, allow_null=True)
     salesforce = serializers.SerializerMethodField()
+    stage = serializers.SerializerMethodField(help_text="Its lifecycle stage's key; null before its first evaluation.")
+    cohorts = serializers.SerializerMethodField(help_text="The keys of the cohorts it is in now.")
 
     class Meta:
         model = Workspace
         fields = [
             "workspace_id", "name", "status", "email", "plan", "mrr", "trial_expires_at", "converted_at",
             "churned_at", "churn_reason", "needs_review", "review_reasons", "lead", "account", "contact",
-            "salesforce",
+            "salesforce", "stage", "cohorts",
         ]  # fmt: skip
         read_only_fields = fields
+
+    def _behaviour(self, workspace: Workspace) -> BehaviourContext:
+        """The view reads them for a whole page at once; a serializer used alone reads its own."""
+        return self.context.get("behaviour") or BehaviourContext([workspace])
+
+    def get_stage(self, workspace: Workspace) -> str | None:
+        return self._behaviour(workspace).stages.get(workspace.workspace_id)
+
+    def get_cohorts(self, workspace: Workspace) -> list[str]:
+        return [entry["key"] for entry in self._behaviour(workspace).cohorts.get(workspace.workspace_id, [])]
 
     @extend_schema_field(SalesforceLinkSerializer(allow_null=True))
     def get_salesforce(self, workspace: Workspace) -> dict[str, Any] | None:
@@ -297,6 +319,11 @@ class WorkspaceListView(ReadApiView, generics.ListAPIView):
 
     serializer_class = WorkspaceSerializer
 
+    def get_serializer(self, *args: Any, **kwargs: Any) -> WorkspaceSerializer:
+        rows = list(args[0]) if args else []
+        kwargs.setdefault("context", self.get_serializer_context())["behaviour"] = BehaviourContext(rows)
+        return super().get_serializer(rows, *args[1:], **kwargs) if args else super().get_serializer(**kwargs)
+
     def get_queryset(self) -> models.QuerySet[Workspace]:
         return workspace_list(**parse_filters(WorkspaceFilterSerializer, self.request)) & api_workspaces(
             self.request.user
@@ -325,6 +352,11 @@ class WorkspaceDetailView(ReadApiView, generics.RetrieveAPIView):
     serializer_class = WorkspaceSerializer
     queryset = Workspace.objects.all()  # names the model for the schema; reads go through the selector
     lookup_field = "workspace_id"
+
+    def get_serializer(self, *args: Any, **kwargs: Any) -> WorkspaceSerializer:
+        behaviour = BehaviourContext(list(args[:1]))
+        kwargs.setdefault("context", self.get_serializer_context())["behaviour"] = behaviour
+        return super().get_serializer(*args, **kwargs)
 
     def get_object(self) -> Workspace:
         # One outside the reader's scope is a 404 like one that does not exist (as on the rep pages).

@@ -8,9 +8,11 @@ robin), and one `Delivery` row per channel and recipient, which is the record of
 from __future__ import annotations
 
 import re
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator
 from django.db import models
 from django.db.models import Q
 
@@ -45,6 +47,12 @@ def validate_day_offsets(value: str) -> None:
     parts = [part.strip() for part in value.split(",") if part.strip()]
     if not parts or not all(part.isdigit() and int(part) >= 1 for part in parts):
         raise ValidationError("days_before: give whole days ≥ 1 separated by commas, e.g. 7,3,1.")
+
+
+def validate_time_zone(value: str) -> None:
+    """An IANA time zone name, e.g. Europe/Berlin (what zoneinfo knows on this server)."""
+    if value not in available_timezones():
+        raise ValidationError(f"time_zone: “{value}” is not an IANA time zone; use a name like Europe/Berlin.")
 
 
 class AlertRule(models.Model):
@@ -93,6 +101,36 @@ class Rep(models.Model):
         default=Delivery.INSTANT,
         help_text="Instant email per alert, or one email a day with all of them.",
     )
+    # Rep settings (the rep's own page, /reps/settings/, or the admin): channels, time zone, quiet hours,
+    # digest hour and time away. Admin alerts and other mail are not affected by any of them.
+    email_on = models.BooleanField("email alerts", default=True, help_text="Off: no alert emails to this rep.")
+    slack_on = models.BooleanField("Slack alerts", default=True, help_text="Off: this rep's alerts are not posted.")
+    time_zone = models.CharField(
+        max_length=64,
+        default="UTC",
+        validators=[validate_time_zone],
+        help_text="IANA time zone (e.g. Europe/Berlin): quiet hours, the digest hour and away dates are in it.",
+    )
+    quiet_start = models.TimeField(
+        null=True, blank=True, help_text="Quiet hours start (local time). Alerts arriving then wait until they end."
+    )
+    quiet_end = models.TimeField(null=True, blank=True, help_text="Quiet hours end (local time); may be the next day.")
+    digest_hour = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        validators=[MaxValueValidator(23)],
+        help_text="Local hour (0-23) of the daily digest; empty: ALERT_DIGEST_HOUR.",
+    )
+    away_from = models.DateField(null=True, blank=True, help_text="First day away (local date).")
+    away_until = models.DateField(null=True, blank=True, help_text="Last day away (local date).")
+    backup = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="backing_up",
+        help_text="Gets the new alerts routed to this rep while they are away (ownership stays).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -105,6 +143,33 @@ class Rep(models.Model):
     @property
     def address(self) -> str:
         return self.email or self.user.email
+
+    @property
+    def zone(self) -> ZoneInfo:
+        try:
+            return ZoneInfo(self.time_zone or "UTC")
+        except (ZoneInfoNotFoundError, ValueError):  # a zone the server no longer knows: UTC, never a crash
+            return ZoneInfo("UTC")
+
+    def clean(self) -> None:
+        """Settings that only make sense together, each error on the field to fix."""
+        errors: dict[str, str] = {}
+        if (self.quiet_start is None) != (self.quiet_end is None):
+            missing = "quiet_end" if self.quiet_end is None else "quiet_start"
+            errors[missing] = "Give both the start and the end of quiet hours, or neither."
+        elif self.quiet_start is not None and self.quiet_start == self.quiet_end:
+            errors["quiet_end"] = "Quiet hours must end at a different time than they start."
+        if (self.away_from is None) != (self.away_until is None):
+            missing = "away_until" if self.away_until is None else "away_from"
+            errors[missing] = "Give both the first and the last day away, or neither."
+        elif self.away_from is not None and self.away_until < self.away_from:
+            errors["away_until"] = "The last day away cannot be before the first."
+        if self.away_from is not None and self.backup_id is None:
+            errors["backup"] = "Name a backup rep to receive your alerts while you are away."
+        if self.backup_id is not None and self.pk is not None and self.backup_id == self.pk:
+            errors["backup"] = "A rep cannot be their own backup."
+        if errors:
+            raise ValidationError(errors)
 
 
 class TerritoryRule(models.Model):
@@ -159,6 +224,7 @@ class Alert(models.Model):
         TERRITORY = "territory", "Territory rule"
         ROUND_ROBIN = "round_robin", "Round robin"
         ADMINS = "admins", "Lifecycle admins"
+        BACKUP = "backup", "Backup of a rep who is away"
         UNROUTED = "unrouted", "No active rep"
 
     Audience = Audience

@@ -2,6 +2,11 @@
 
 Threads, not more processes: concurrent webhook requests share one group commit (WEBHOOK_GROUP_COMMIT),
 which works within a process. Every value can be overridden from the environment of the unit.
+
+A buffering proxy fronts gunicorn (deploy/nginx.conf): a request's thread is taken as soon as its headers
+arrive, and a client sending its body slowly would hold it. The proxy reads whole requests first; the
+engine's WEBHOOK_BODY_READ_TIMEOUT_SECONDS (408 for a body that stops arriving) is the fallback when gunicorn
+is reached directly (tests/deploy/test_slow_clients.py).
 """
 
 from __future__ import annotations

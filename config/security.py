@@ -28,10 +28,18 @@ LOGIN_AT = "engine_login_at"
 SEEN_AT = "engine_seen_at"
 SEEN_EVERY_SECONDS = 60
 
+#: plotly.js (the charts) makes an empty <style> element and fills it through the CSSOM with its own fixed
+#: rules: those two exact contents are allowed by their hashes, and no other inline style. A plotly upgrade
+#: that changes its rules shows as a CSP error in the browser tests, with the hash to put here.
+CHART_STYLE_HASHES = (
+    "'sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU='",  # the empty <style> it creates
+    "'sha256-ji27qzEtxXZW+7dun6UwjHXJ18e6WAin1VvNtkzIE/o='",  # plotly.js 3 (plotly 7.1)'s stylesheet
+)
+
 _POLICY = {
     "default-src": "'self'",
     "script-src": "'self'",
-    "style-src": "'self'",
+    "style-src": " ".join(["'self'", *CHART_STYLE_HASHES]),
     "img-src": "'self' data:",
     "font-src": "'self'",
     "connect-src": "'self'",

@@ -17,6 +17,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from usage.charts import members_figure
 from usage.conditions import condition_errors
 from usage.definitions import definition_save
 from usage.models import Cohort, CohortMembership, PlanLimitDaily, Profile, Stage, StagePeriod, SupportTicket
@@ -117,6 +118,7 @@ class DefinitionAdmin(admin.ModelAdmin):
             "workspace": workspace_key,
             "history": members_over_time(self.period_model, **{self.period_field: definition}),
         }
+        context["members_figure"] = members_figure(context["history"], name=definition.name)
         if context["preview"] is not None and context["preview"].explained is not None:
             context["explained_text"] = _pretty(context["preview"].explained)
         return TemplateResponse(request, "admin/usage/preview.html", context)

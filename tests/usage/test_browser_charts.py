@@ -1,0 +1,57 @@
+"""Charts in a real browser (Debian's Chromium): plotly.js from the plotly package draws under the strict
+Content-Security-Policy, with no violation in the console. Screenshots go to artifacts/browser/."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.test import override_settings
+from django.utils import timezone
+
+from tests.factories import WorkspaceFactory
+from tests.reps.conftest import PASSWORD, make_user
+from tests.reps.test_browser import (  # noqa: F401 (fixtures)
+    ARTIFACTS,
+    CHROMEDRIVER,
+    CHROMIUM,
+    By,
+    Keys,
+    browser,
+    csp_violations,
+    ec,
+    plain_http_server,
+    site,
+    wait,
+)
+from tests.usage.test_behaviour import FEATURES, usage
+from triggers.services import usage_rollup
+from usage.models import Cohort
+from usage.services import behaviour_refresh
+
+pytestmark = [pytest.mark.browser]
+
+
+def test_the_cohort_preview_draws_its_members_chart_under_the_csp(browser, site):  # noqa: F811
+    now = timezone.now()
+    for n in range(3):
+        WorkspaceFactory(workspace_id=f"ws_{n}")
+        for day in range(5):
+            usage(f"ws_{n}", now - timedelta(days=day, minutes=5), FEATURES[day % 2])
+    with override_settings(BEHAVIOUR_PROFILES=False):
+        usage_rollup()
+    behaviour_refresh(workspace_keys=["ws_0", "ws_1", "ws_2"])
+    make_user("root", is_staff=True, is_superuser=True)
+    cohort = Cohort.objects.get(key="feature_shallow_frequent")
+
+    browser.get(f"{site}/admin/login/")
+    wait(browser, ec.presence_of_element_located((By.ID, "id_username"))).send_keys("root")
+    browser.find_element(By.ID, "id_password").send_keys(PASSWORD + Keys.ENTER)
+    wait(browser, ec.presence_of_element_located((By.ID, "user-tools")))
+    browser.get(f"{site}/admin/usage/cohort/{cohort.pk}/preview/")
+
+    chart = wait(browser, ec.presence_of_element_located((By.CSS_SELECTOR, "[data-chart].chart-drawn")))
+    assert chart.find_elements(By.CSS_SELECTOR, "svg.main-svg"), "plotly drew its SVG"
+    browser.save_screenshot(str(ARTIFACTS / "usage-cohort-preview.png"))
+    assert "Matches now: 3 of 3" in browser.page_source
+    assert csp_violations(browser) == []

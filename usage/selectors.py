@@ -134,3 +134,80 @@ def cohort_counts(workspace_keys: QuerySet[Workspace] | None = None) -> list[dic
         members &= Q(memberships__workspace_key__in=workspace_keys.values("workspace_id"))
     cohorts = Cohort.objects.order_by("key").annotate(members=Count("memberships", filter=members))
     return [{"key": cohort.key, "name": cohort.name, "members": cohort.members} for cohort in cohorts]
+
+
+OP_WORDS = {">=": "≥", ">": ">", "<=": "≤", "<": "<", "==": "=", "!=": "≠", "in": "is one of", "not_in": "is none of"}
+
+
+def explanation_lines(node: dict[str, Any], depth: int = 0) -> list[dict[str, Any]]:
+    """A stored explanation (`condition_explain`) as indented lines a page can list: each group and leaf
+    in words, with the value it was decided on and whether it held."""
+    result = bool(node.get("result"))
+    for group, words in (("all", "all of"), ("any", "any of")):
+        if group in node:
+            lines = [{"depth": depth, "text": words, "result": result, "group": True}]
+            for child in node[group]:
+                lines += explanation_lines(child, depth + 1)
+            return lines
+    if "not" in node:
+        return [
+            {"depth": depth, "text": "not", "result": result, "group": True},
+            *explanation_lines(node["not"], depth + 1),
+        ]
+    if "metric" in node:
+        text = f"{node['metric'].replace('_', ' ')} {OP_WORDS.get(node['op'], node['op'])} {node['value']}"
+    elif "field" in node:
+        value = ", ".join(node["value"]) if isinstance(node["value"], list) else node["value"]
+        text = f"{node['field'].replace('_', ' ')} {OP_WORDS.get(node['op'], node['op'])} {value}"
+    elif "product" in node:
+        text = f"used {node['product']} in the last 30 days"
+    else:
+        text = f"in the cohort {node.get('cohort')}"
+    actual = node.get("actual")
+    shown = "no value" if actual is None else (", ".join(actual) if isinstance(actual, list) else actual)
+    return [{"depth": depth, "text": text, "actual": shown, "result": result, "group": False}]
+
+
+def metric_rows(values: dict[str, Any]) -> list[dict[str, Any]]:
+    """The profile's metrics with their units and descriptions, in the registry's order."""
+    from usage.metrics import METRICS
+
+    return [
+        {"name": name, "value": values.get(name), "unit": metric.unit, "description": metric.description}
+        for name, metric in METRICS.items()
+    ]
+
+
+def behaviour_panel(workspace: Workspace, *, now: datetime | None = None) -> dict[str, Any]:
+    """Everything the workspace page shows about behaviour: the 30-day usage chart and its table, the
+    metrics now, the cohorts and stage with their history, each step with its "why"."""
+    from usage.charts import daily_usage, daily_usage_figure
+    from usage.metrics import profiles_for
+
+    now = now or timezone.now()
+    key = workspace.workspace_id
+    usage = daily_usage(key, now=now, zone_name=workspace.timezone)
+    metrics = profiles_for([key], now=now, zones={key: workspace.timezone or "UTC"}).get(key, {})
+    state = workspace_behaviour(key)
+    periods = [
+        {"row": period, "why": explanation_lines(period.entered_why.get("condition", {}))}
+        for period in state["stage_history"]
+    ]
+    memberships = [
+        {
+            "row": row,
+            "why": explanation_lines(row.entered_why.get("condition", {})),
+            "left_why": explanation_lines(row.exited_why.get("condition", {})) if row.exited_at else [],
+        }
+        for row in state["cohort_history"]
+    ]
+    return {
+        "profile": state["profile"],
+        "usage": usage,
+        "usage_figure": None if usage.empty else daily_usage_figure(usage),
+        "usage_products": sorted(usage.events),
+        "metrics": metric_rows(metrics),
+        "stage_periods": periods,
+        "cohorts_now": [entry for entry in memberships if entry["row"].exited_at is None],
+        "cohorts_past": [entry for entry in memberships if entry["row"].exited_at is not None],
+    }

@@ -129,12 +129,27 @@ class TerritoryInline(admin.TabularInline):
 
 @admin.register(Rep)
 class RepAdmin(admin.ModelAdmin):
-    list_display = ("__str__", "user", "address", "delivery", "active", "slack_member_id")
-    list_filter = ("active", "delivery")
-    list_select_related = ("user",)
+    """The same settings a rep edits on /reps/settings/, validated the same way (Rep.clean)."""
+
+    list_display = ("__str__", "user", "address", "delivery", "email_on", "slack_on", "time_zone", "away", "active")
+    list_filter = ("active", "delivery", "email_on", "slack_on")
+    list_select_related = ("user", "backup__user")
     search_fields = ("user__username", "user__email", "email", "user__first_name", "user__last_name")
-    autocomplete_fields = ("user",)
+    autocomplete_fields = ("user", "backup")
     inlines = (TerritoryInline,)
+    fieldsets = (
+        (None, {"fields": ("user", "active")}),
+        ("Channels", {"fields": ("email_on", "slack_on", "email", "slack_member_id")}),
+        ("Email delivery", {"fields": ("delivery", "digest_hour")}),
+        ("Time zone and quiet hours", {"fields": ("time_zone", ("quiet_start", "quiet_end"))}),
+        ("Time away", {"fields": (("away_from", "away_until"), "backup")}),
+    )
+
+    @admin.display(description="Away")
+    def away(self, obj: Rep) -> str:
+        if obj.away_from is None:
+            return "—"
+        return f"{obj.away_from:%Y-%m-%d} to {obj.away_until:%Y-%m-%d}, backup {obj.backup or 'none'}"
 
 
 @admin.register(TerritoryRule)

@@ -9,6 +9,9 @@ Digest rows wait for the rep's daily digest, which sends all of a recipient's du
 A channel that is off (no EMAIL_URL in production, no SLACK_WEBHOOK_URL) sends nothing: its rows are
 `skipped` with the reason in `last_error`, never `sent`, never retried; an admin retry sends them once
 the channel is configured.
+A rep's own settings (alerts.rep_schedule) shape their alerts' rows: a channel they turned off is
+`skipped` with that reason, an instant row planned in their quiet hours is due when those end (so is a
+retry), and their digest comes at their local digest hour. Admin alerts follow none of them.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -26,9 +29,11 @@ from django.utils import timezone
 from alerts.mail import MailError, mail_send
 from alerts.messages import alert_email, alert_slack, digest_email
 from alerts.models import Alert, AlertRule, Audience, Delivery, Rep
+from alerts.rep_schedule import next_digest_at, past_quiet_hours
 from alerts.roles import admin_recipients
 from alerts.routing import reps_by_user
 from alerts.slack import SlackError, slack_post
+from alerts.tables import tables_cached
 from ops.services import error_record
 
 logger = logging.getLogger(__name__)
@@ -38,6 +43,8 @@ SLACK_RECIPIENT = "webhook"
 DUE_STATUSES = (Delivery.Status.PENDING, Delivery.Status.FAILED)
 EMAIL_OFF = "email channel off: EMAIL_URL not set"
 SLACK_OFF = "Slack channel off: SLACK_WEBHOOK_URL not set"
+REP_EMAIL_OFF = "email off in the rep's settings"
+REP_SLACK_OFF = "Slack off in the rep's settings"
 
 
 class DeliveryError(Exception):
@@ -65,39 +72,49 @@ class SendReport:
 # --- Planning (in the alert's transaction) ------------------------------------------------------
 
 
-def next_digest_at(now: datetime) -> datetime:
-    """The next daily digest time (ALERT_DIGEST_HOUR UTC) after `now`."""
-    today = now.astimezone(UTC).replace(hour=settings.ALERT_DIGEST_HOUR, minute=0, second=0, microsecond=0)
-    return today if today > now else today + timedelta(days=1)
+def _rep_of(alert: Alert) -> Rep | None:
+    """The rep whose settings apply: the recipient of a rep alert; nobody's for an admin alert."""
+    if alert.audience == Audience.ADMINS or alert.recipient_id is None:
+        return None
+    return reps_by_user().get(alert.recipient_id)
 
 
-def _email_recipients(alert: Alert) -> list[tuple[object | None, str, str]]:
+def _due(rep: Rep | None, mode: str, now: datetime) -> datetime:
+    return next_digest_at(now, rep) if mode == Delivery.Mode.DIGEST else past_quiet_hours(rep, now)
+
+
+def _email_recipients(alert: Alert, rep: Rep | None) -> list[tuple[object | None, str, str]]:
     """(user, address, mode) for the alert's email."""
     if alert.audience == Audience.ADMINS:
         return [(user, address, Delivery.Mode.INSTANT) for user, address in admin_recipients()]
     user = alert.recipient
     if user is None:
         return []
-    rep = reps_by_user().get(user.pk)
     address = rep.address if rep else user.email
     mode = Delivery.Mode.DIGEST if rep and rep.delivery == Rep.Delivery.DIGEST else Delivery.Mode.INSTANT
     return [(user, address.strip().lower(), mode)] if address else []
 
 
 def _rows(alert: Alert, rule: AlertRule, now: datetime) -> list[Delivery]:
+    rep = _rep_of(alert)
     rows = []
     if rule.send_email:
-        for user, address, mode in _email_recipients(alert):
+        for user, address, mode in _email_recipients(alert, rep):
             row = Delivery(alert=alert, channel="email", recipient=address, user=user, mode=mode)
             if not settings.EMAIL_CHANNEL_ENABLED:
                 row.status, row.last_error = Delivery.Status.SKIPPED, EMAIL_OFF
+            elif rep is not None and not rep.email_on:
+                row.status, row.last_error = Delivery.Status.SKIPPED, REP_EMAIL_OFF
             else:
-                row.next_attempt_at = now if mode == Delivery.Mode.INSTANT else next_digest_at(now)
+                row.next_attempt_at = _due(rep, mode, now)
             rows.append(row)
     if rule.send_slack and settings.SLACK_WEBHOOK_URL:
-        rows.append(
-            Delivery(alert=alert, channel="slack", recipient=SLACK_RECIPIENT, user=alert.recipient, next_attempt_at=now)
-        )
+        row = Delivery(alert=alert, channel="slack", recipient=SLACK_RECIPIENT, user=alert.recipient)
+        if rep is not None and not rep.slack_on:
+            row.status, row.last_error = Delivery.Status.SKIPPED, REP_SLACK_OFF
+        else:
+            row.next_attempt_at = _due(rep, Delivery.Mode.INSTANT, now)
+        rows.append(row)
     return rows
 
 
@@ -147,16 +164,20 @@ def _claim(delivery_id: int, now: datetime) -> bool:
 def delivery_send(delivery: Delivery) -> None:
     """Send one instant delivery; raise DeliveryError when it did not go out."""
     alert = delivery.alert
+    rep = _rep_of(alert)
     try:
         if delivery.channel == Delivery.Channel.EMAIL:
             if not settings.EMAIL_CHANNEL_ENABLED:  # planned while it was on
                 raise ChannelOff(EMAIL_OFF)
+            if rep is not None and not rep.email_on:  # turned off since
+                raise ChannelOff(REP_EMAIL_OFF)
             subject, text, html = alert_email(alert)
             mail_send(to=delivery.recipient, subject=subject, text=text, html=html)
         elif not settings.SLACK_WEBHOOK_URL:
             raise ChannelOff(SLACK_OFF)
+        elif rep is not None and not rep.slack_on:
+            raise ChannelOff(REP_SLACK_OFF)
         else:
-            rep = Rep.objects.filter(user_id=alert.recipient_id).first() if alert.recipient_id else None
             text, blocks = alert_slack(alert, mention=rep.slack_member_id if rep else "")
             slack_post(url=settings.SLACK_WEBHOOK_URL, text=text, blocks=blocks)
     except (MailError, SlackError) as exc:
@@ -176,7 +197,8 @@ def _record(delivery: Delivery, error: DeliveryError | None, now: datetime, repo
         fields.update(status=Delivery.Status.SENT, sent_at=now, next_attempt_at=None, last_error="")
         report.sent += 1
     elif error.retryable and attempts < settings.ALERT_DELIVERY_MAX_ATTEMPTS:
-        fields.update(status=Delivery.Status.FAILED, next_attempt_at=now + backoff(attempts), last_error=str(error))
+        retry_at = past_quiet_hours(_rep_of(delivery.alert), now + backoff(attempts))
+        fields.update(status=Delivery.Status.FAILED, next_attempt_at=retry_at, last_error=str(error))
         report.failed += 1
     else:
         fields.update(status=Delivery.Status.DEAD, next_attempt_at=None, last_error=str(error))
@@ -216,16 +238,17 @@ def deliveries_send_due(
     if alert_ids is not None:
         due = due.filter(alert_id__in=list(alert_ids))
     report = SendReport()
-    for delivery_id in list(due.order_by("next_attempt_at", "pk").values_list("pk", flat=True)[:limit]):
-        if not _claim(delivery_id, now):
-            continue
-        delivery = Delivery.objects.select_related("alert__recipient").get(pk=delivery_id)
-        try:
-            delivery_send(delivery)
-        except DeliveryError as exc:
-            _record(delivery, exc, timezone.now(), report)
-        else:
-            _record(delivery, None, timezone.now(), report)
+    with tables_cached():  # the reps' settings, read once for the batch
+        for delivery_id in list(due.order_by("next_attempt_at", "pk").values_list("pk", flat=True)[:limit]):
+            if not _claim(delivery_id, now):
+                continue
+            delivery = Delivery.objects.select_related("alert__recipient").get(pk=delivery_id)
+            try:
+                delivery_send(delivery)
+            except DeliveryError as exc:
+                _record(delivery, exc, timezone.now(), report)
+            else:
+                _record(delivery, None, timezone.now(), report)
     return report
 
 
@@ -241,8 +264,11 @@ def digests_send_due(*, now: datetime | None = None) -> SendReport:
             continue
         rows = list(Delivery.objects.filter(pk__in=mine).select_related("alert").order_by("alert__created_at", "pk"))
         error: DeliveryError | None = None
+        rep = _rep_of(rows[0].alert)
         if not settings.EMAIL_CHANNEL_ENABLED:
             error = ChannelOff(EMAIL_OFF)
+        elif rep is not None and not rep.email_on:  # turned off since these rows were planned
+            error = ChannelOff(REP_EMAIL_OFF)
         else:
             subject, text, html = digest_email([row.alert for row in rows])
             try:

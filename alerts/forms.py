@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from django import forms
 from django.utils import timezone
 
-from alerts.models import Alert, RuleKey
+from alerts.models import Alert, Rep, RuleKey
 from workspaces.models import Workspace
 
 SNOOZE_CHOICES = [("1d", "1 day"), ("3d", "3 days"), ("7d", "1 week")]
@@ -53,3 +53,73 @@ class AlertActionForm(forms.Form):
 
     def snooze_until(self, now: datetime | None = None) -> datetime:
         return (now or timezone.now()) + SNOOZE_DELTAS[self.cleaned_data["snooze_for"]]
+
+
+# --- Rep settings (/reps/settings/) --------------------------------------------------------------------
+
+
+def _time_zone_choices() -> list[tuple[str, str]]:
+    from zoneinfo import available_timezones
+
+    return [(name, name.replace("_", " ")) for name in sorted(available_timezones())]
+
+
+class RepSettingsForm(forms.ModelForm):
+    """A rep's own alert settings; the model's clean() checks the fields that go together."""
+
+    time_zone = forms.ChoiceField(
+        label="Time zone",
+        choices=_time_zone_choices,
+        error_messages={"invalid_choice": "“%(value)s” is not an IANA time zone; choose one like Europe/Berlin."},
+        help_text="Quiet hours, the digest hour and your days away are in this zone.",
+    )
+    digest_hour = forms.TypedChoiceField(
+        label="Digest hour",
+        required=False,
+        coerce=int,
+        empty_value=None,
+        choices=[("", "Default"), *((str(hour), f"{hour:02d}:00") for hour in range(24))],
+        help_text="When the daily digest comes, in your time zone.",
+    )
+
+    class Meta:
+        model = Rep
+        fields = (
+            "email_on",
+            "slack_on",
+            "email",
+            "slack_member_id",
+            "delivery",
+            "digest_hour",
+            "time_zone",
+            "quiet_start",
+            "quiet_end",
+            "away_from",
+            "away_until",
+            "backup",
+        )
+        labels = {
+            "email_on": "Email",
+            "slack_on": "Slack",
+            "email": "Email address",
+            "slack_member_id": "Slack member ID",
+            "delivery": "Email delivery",
+            "quiet_start": "Quiet from",
+            "quiet_end": "Quiet until",
+            "away_from": "Away from",
+            "away_until": "Away until",
+            "backup": "Backup rep",
+        }
+        widgets = {
+            "quiet_start": forms.TimeInput(attrs={"type": "time"}, format="%H:%M"),
+            "quiet_end": forms.TimeInput(attrs={"type": "time"}, format="%H:%M"),
+            "away_from": forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
+            "away_until": forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
+        }
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        others = self.fields["backup"].queryset.filter(active=True, user__is_active=True).select_related("user")
+        self.fields["backup"].queryset = others.exclude(pk=self.instance.pk) if self.instance.pk else others
+        self.fields["backup"].help_text = "Gets your new alerts while you are away; your customers stay yours."
+        self.fields["email"].help_text = f"Empty: your login email ({self.instance.user.email or 'none'})."

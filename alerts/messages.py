@@ -28,9 +28,15 @@ def rule_label(rule: str) -> str:
     return RuleKey(rule).label if rule in RuleKey.values else rule.replace("_", " ").capitalize()
 
 
+def settings_link() -> str:
+    """The rep's settings page, where the footer of every rep email sends them."""
+    return f"{settings.PUBLIC_BASE_URL}/reps/settings/"
+
+
 def _context(alert: Alert) -> dict[str, Any]:
     return {
         "alert": alert,
+        "settings_link": settings_link(),
         "link": alert_link(alert),
         "rule_label": rule_label(alert.rule),
         "values": (alert.context or {}).get("values") or {},
@@ -52,7 +58,8 @@ def alert_email(alert: Alert) -> tuple[str, str, str]:
 def digest_email(alerts: Sequence[Alert]) -> tuple[str, str, str]:
     """(subject, text, html) for one day's digest of several alerts."""
     items = [_context(alert) for alert in alerts]
-    context = {"items": items, "count": len(items), "inbox": f"{settings.PUBLIC_BASE_URL}/reps/alerts/"}
+    inbox = f"{settings.PUBLIC_BASE_URL}/reps/alerts/"
+    context = {"items": items, "count": len(items), "inbox": inbox, "settings_link": settings_link()}
     subject = f"Your alert digest: {len(items)} alert{'s' if len(items) != 1 else ''}"
     return (
         subject,

@@ -6,12 +6,17 @@ One owner per customer: the first time a workspace is routed without an account 
 account share that owner. Only the account's owner in Salesforce, or an owner who is no longer an
 active rep, changes it. The answer is recorded on the alert with the reason in words, so a rep (or an
 admin) can see why an alert landed with them.
+
+A rep who is away (their settings: first and last day, a named backup) keeps their customers, but a new
+alert routed to them goes to their backup, the reason in its routing text; when the backup is away too or
+no longer an active rep, the alert stays where routing put it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
@@ -19,6 +24,7 @@ from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
 from alerts.models import Alert, Rep, RoutingCursor, TerritoryRule
+from alerts.rep_schedule import rep_is_away
 from alerts.tables import table
 from workspaces.models import Workspace
 
@@ -75,12 +81,26 @@ def workspaces_route(*, workspaces: Sequence[Workspace]) -> list[Route]:
             route = _by_kept_owner(workspace, kept) or next(turns)  # a colleague earlier in this batch
         chosen.append(_keep(workspace, route, kept, assigned))
     _keep_all(assigned)
-    return chosen
+    now = timezone.now()
+    return [_covered(route, now) for route in chosen]  # after _keep: a backup never becomes the owner
 
 
 def reps_by_user() -> dict[int, Rep]:
     """Every rep (active or not) with their user, by user id: one read serves routing and delivery."""
     return table("reps", lambda: {rep.user_id: rep for rep in Rep.objects.select_related("user")})
+
+
+def _covered(route: Route, now: datetime) -> Route:
+    """The route, or for a rep who is away today, their backup's (if the backup can take it)."""
+    rep = reps_by_user().get(route.user.pk) if route.user is not None else None
+    if rep is None or not rep_is_away(rep, now):
+        return route
+    away = f"{rep} is away until {rep.away_until:%Y-%m-%d}"
+    backup = next((other for other in reps_by_user().values() if other.pk == rep.backup_id), None)
+    if backup is None or not (backup.active and backup.user.is_active) or rep_is_away(backup, now):
+        who = f"their backup {backup} is away or inactive" if backup else "they named no backup"
+        return Route(route.user, route.routed_by, f"{route.why}; {away}, but {who}")
+    return Route(backup.user, Alert.RoutedBy.BACKUP, f"Backup for {rep}: {away}. {route.why}")
 
 
 def _is_active_rep(user: AbstractBaseUser) -> bool:

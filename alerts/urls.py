@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from alerts import views
+from alerts import settings_views, views
 
 app_name = "reps"
 
@@ -12,4 +12,5 @@ urlpatterns = [
     path("alerts/<int:pk>/", views.alert_act, name="alert-act"),
     path("workspaces/", views.workspace_list, name="workspaces"),
     path("workspaces/<str:workspace_id>/", views.workspace_detail, name="workspace"),
+    path("settings/", settings_views.rep_settings, name="settings"),
 ]

@@ -138,13 +138,20 @@ METRICS: dict[str, Metric] = {
 
 
 def profiles_for(
-    workspace_keys: Iterable[str], *, now: datetime, zones: Mapping[str, str] | None = None
+    workspace_keys: Iterable[str],
+    *,
+    now: datetime,
+    zones: Mapping[str, str] | None = None,
+    trials: Mapping[str, datetime | None] | None = None,
 ) -> dict[str, Profile]:
-    """Evaluate these workspaces (one or a few, on their events); an unknown key gets an empty profile."""
+    """Evaluate these workspaces (one or a few, on their events); an unknown key gets an empty profile.
+
+    `trials`: each workspace's trial_started_at when the caller has the workspaces loaded (else read here).
+    """
     keys = sorted(set(workspace_keys))
     profiles: dict[str, Profile] = {}
     for start in range(0, len(keys), DEFAULT_CHUNK):
-        profiles.update(_evaluate(keys[start : start + DEFAULT_CHUNK], now=now, zones=zones or {}))
+        profiles.update(_evaluate(keys[start : start + DEFAULT_CHUNK], now=now, zones=zones or {}, trials=trials))
     return profiles
 
 
@@ -182,7 +189,13 @@ def _keys_after(after: str, chunk: int) -> list[str]:
     return sorted(keys)[:chunk]
 
 
-def _evaluate(keys: list[str], *, now: datetime, zones: Mapping[str, str]) -> dict[str, Profile]:
+def _evaluate(
+    keys: list[str],
+    *,
+    now: datetime,
+    zones: Mapping[str, str],
+    trials: Mapping[str, datetime | None] | None = None,
+) -> dict[str, Profile]:
     if now.tzinfo is None:
         raise ValueError("now must be an aware datetime")
     bounds = [_bounds(key, now, zone_of(key, zones)) for key in keys]
@@ -190,7 +203,8 @@ def _evaluate(keys: list[str], *, now: datetime, zones: Mapping[str, str]) -> di
     users = sql.usage_users(bounds)
     tickets = sql.tickets(bounds)
     limits = sql.plan_limits(bounds)
-    trials = dict(Workspace.objects.filter(workspace_id__in=keys).values_list("workspace_id", "trial_started_at"))
+    if trials is None:
+        trials = dict(Workspace.objects.filter(workspace_id__in=keys).values_list("workspace_id", "trial_started_at"))
     return {
         bound.key: derive(
             {

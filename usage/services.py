@@ -111,18 +111,14 @@ def behaviour_refresh(
         return []
     now = now or timezone.now()
     definitions = definitions or Definitions.load()
+    columns = ("workspace_id", "timezone", "trial_started_at", *FIELDS)
     if workspaces is not None:
-        records = {
-            ws.workspace_id: {name: getattr(ws, name) for name in ("workspace_id", "timezone", *FIELDS)}
-            for ws in workspaces
-        }
+        records = {ws.workspace_id: {name: getattr(ws, name) for name in columns} for ws in workspaces}
     else:
-        records = {
-            row["workspace_id"]: row
-            for row in Workspace.objects.filter(workspace_id__in=keys).values("workspace_id", "timezone", *FIELDS)
-        }
+        records = {row["workspace_id"]: row for row in Workspace.objects.filter(workspace_id__in=keys).values(*columns)}
     zones = {key: (records.get(key) or {}).get("timezone") or "UTC" for key in keys}
-    metrics = profiles_for(keys, now=now, zones=zones)
+    trials = {key: (records.get(key) or {}).get("trial_started_at") for key in keys}
+    metrics = profiles_for(keys, now=now, zones=zones, trials=trials)
     with transaction.atomic():
         return _apply(keys, now, definitions, records, zones, metrics)
 

@@ -89,6 +89,28 @@ def _bounded_int(text: str) -> int | _OutOfRange:
     return value if abs(value) <= MAX_JSON_INT else _OutOfRange(text)
 
 
+class _NumberHooks:
+    """json.loads' number hooks for one body, noting whether any number is out of range: only then is the
+    parsed body walked for their paths (number_errors), so a body without one costs no walk."""
+
+    def __init__(self) -> None:
+        self.seen_bad = False
+
+    def integer(self, text: str) -> int | _OutOfRange:
+        value = _bounded_int(text)
+        self.seen_bad = self.seen_bad or isinstance(value, _OutOfRange)
+        return value
+
+    def real(self, text: str) -> float:
+        value = float(text)  # 1e999 is inf
+        self.seen_bad = self.seen_bad or not math.isfinite(value)
+        return value
+
+    def constant(self, name: str) -> float:  # NaN, Infinity, -Infinity
+        self.seen_bad = True
+        return float(name)
+
+
 def json_nesting_exceeds(raw: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
     """Whether the JSON text nests arrays and objects deeper than `limit`, found without parsing it.
 
@@ -141,14 +163,15 @@ def load_json(raw: bytes) -> Any:
     text = raw.decode("utf-8", "replace")
     if json_nesting_exceeds(raw):
         raise PayloadInvalid({"body": [TOO_DEEP]}, body=text)
+    hooks = _NumberHooks()
     try:
-        body = json.loads(raw, parse_int=_bounded_int)
+        body = json.loads(raw, parse_int=hooks.integer, parse_float=hooks.real, parse_constant=hooks.constant)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise PayloadInvalid({"body": [f"Malformed JSON: {exc}"]}, body=text) from exc
     except RecursionError as exc:  # only if the scan misjudged an encoding other than UTF-8
         raise PayloadInvalid({"body": [TOO_DEEP]}, body=text) from exc
-    if errors := number_errors(body):
-        raise PayloadInvalid(errors, body=text)
+    if hooks.seen_bad:
+        raise PayloadInvalid(number_errors(body), body=text)
     return body
 
 

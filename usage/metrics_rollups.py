@@ -25,12 +25,16 @@ _MAX = {"postgresql": "GREATEST", "sqlite": "max"}
 
 @dataclass(frozen=True)
 class RollupEvent:
-    """An accepted event as the rollups need it: its type, workspace, time and `data`."""
+    """An accepted event as the rollups need it: its workspace, time, `data` and type.
 
-    type: str
+    The type tells a ticket's opening from its resolution; `plan_limits_rollup` takes only
+    `plan.limit_reached` events and accepts them with the type left empty.
+    """
+
     workspace_key: str
     occurred_at: datetime
     data: Mapping[str, Any] = field(default_factory=dict)
+    type: str = ""
 
 
 @dataclass
@@ -140,7 +144,7 @@ def plan_limits_rollup(events: Iterable[RollupEvent], *, zones: Mapping[str, str
     zones = zones or {}
     totals: dict[tuple[str, str, date], list[Any]] = {}
     for event in events:
-        if event.type != LIMIT_REACHED:
+        if event.type not in (LIMIT_REACHED, ""):
             raise ValueError(f"plan_limits_rollup takes {LIMIT_REACHED} events, not {event.type}")
         occurred_at = event.occurred_at.astimezone(UTC)
         day = occurred_at.astimezone(_zone(zones.get(event.workspace_key))).date()

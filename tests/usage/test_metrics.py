@@ -52,11 +52,11 @@ def profile(key: str = "ws_1", now: datetime = NOW, zones: dict[str, str] | None
 
 
 def opened(key: str, ticket: str, at: datetime, priority: str = "normal") -> RollupEvent:
-    return RollupEvent("support.ticket_opened", key, at, {"ticket_id": ticket, "priority": priority})
+    return RollupEvent(key, at, {"ticket_id": ticket, "priority": priority}, type="support.ticket_opened")
 
 
 def resolved(key: str, ticket: str, at: datetime, satisfaction: int | None = None) -> RollupEvent:
-    return RollupEvent("support.ticket_resolved", key, at, {"ticket_id": ticket, "satisfaction": satisfaction})
+    return RollupEvent(key, at, {"ticket_id": ticket, "satisfaction": satisfaction}, type="support.ticket_resolved")
 
 
 def test_a_window_of_n_days_is_today_and_the_n_minus_1_days_before():
@@ -214,8 +214,8 @@ def test_ticket_ratio_compares_14_days_with_the_60_day_baseline_rate():
 def test_plan_limit_hits_are_counted_per_local_day():
     # given: 23:30 UTC on Nov 7 is Nov 8 in Berlin; 30 days ending Dec 7 start on Nov 8
     zones = {"ws_1": "Europe/Berlin"}
-    hit = RollupEvent("plan.limit_reached", "ws_1", datetime(2026, 11, 7, 23, 30, tzinfo=UTC), {"limit": "seats"})
-    in_utc = RollupEvent("plan.limit_reached", "ws_2", hit.occurred_at, {"limit": "seats"})
+    hit = RollupEvent("ws_1", datetime(2026, 11, 7, 23, 30, tzinfo=UTC), {"limit": "seats"}, type="plan.limit_reached")
+    in_utc = RollupEvent("ws_2", hit.occurred_at, {"limit": "seats"}, type="plan.limit_reached")
     # when
     plan_limits_rollup([hit, hit, in_utc], zones=zones)
     plan_limits_rollup([hit], zones=zones)
@@ -300,10 +300,16 @@ def test_tickets_do_not_depend_on_the_order_or_batching_of_their_events(events: 
 @pytest.mark.parametrize(
     ("event", "field"),
     [
-        (RollupEvent("support.ticket_opened", "ws_1", NOW, {}), "data.ticket_id"),
-        (RollupEvent("support.ticket_opened", "ws_1", NOW, {"ticket_id": "t", "priority": "asap"}), "data.priority"),
-        (RollupEvent("support.ticket_resolved", "ws_1", NOW, {"ticket_id": "t", "satisfaction": 9}), "satisfaction"),
-        (RollupEvent("usage.recorded", "ws_1", NOW, {"ticket_id": "t"}), "usage.recorded"),
+        (RollupEvent("ws_1", NOW, {}, type="support.ticket_opened"), "data.ticket_id"),
+        (
+            RollupEvent("ws_1", NOW, {"ticket_id": "t", "priority": "asap"}, type="support.ticket_opened"),
+            "data.priority",
+        ),
+        (
+            RollupEvent("ws_1", NOW, {"ticket_id": "t", "satisfaction": 9}, type="support.ticket_resolved"),
+            "satisfaction",
+        ),
+        (RollupEvent("ws_1", NOW, {"ticket_id": "t"}, type="usage.recorded"), "usage.recorded"),
     ],
 )
 def test_a_ticket_event_it_cannot_apply_is_refused_by_name_and_nothing_is_written(event: RollupEvent, field: str):
@@ -314,7 +320,7 @@ def test_a_ticket_event_it_cannot_apply_is_refused_by_name_and_nothing_is_writte
 
 def test_a_limit_event_without_its_limit_is_refused():
     with pytest.raises(ValueError, match=r"data\.limit"):
-        plan_limits_rollup([RollupEvent("plan.limit_reached", "ws_1", NOW, {})])
+        plan_limits_rollup([RollupEvent("ws_1", NOW, {}, type="plan.limit_reached")])
     assert not PlanLimitDaily.objects.exists()
 
 
@@ -322,7 +328,7 @@ def test_the_bulk_pass_visits_every_workspace_in_key_order_in_chunks():
     # given: workspaces known only to one table each
     use(on(TODAY), key="ws_c")
     tickets_apply([opened("ws_a", "t1", NOW)])
-    plan_limits_rollup([RollupEvent("plan.limit_reached", "ws_d", NOW, {"limit": "seats"})])
+    plan_limits_rollup([RollupEvent("ws_d", NOW, {"limit": "seats"}, type="plan.limit_reached")])
     WorkspaceFactory(workspace_id="ws_b")
     WorkspaceFactory(workspace_id="ws_e")
     # when

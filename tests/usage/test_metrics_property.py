@@ -127,18 +127,15 @@ def store(history: dict[str, Any]) -> None:
         )
     assert usage_rollup() == len(history["uses"])
     tickets_apply(
-        RollupEvent(
-            "support.ticket_opened" if t.opened else "support.ticket_resolved",
-            t.key,
-            t.at,
-            {"ticket_id": t.ticket, "priority": t.priority}
-            if t.opened
-            else {"ticket_id": t.ticket, "satisfaction": t.satisfaction},
+        RollupEvent(t.key, t.at, {"ticket_id": t.ticket, "priority": t.priority}, type="support.ticket_opened")
+        if t.opened
+        else RollupEvent(
+            t.key, t.at, {"ticket_id": t.ticket, "satisfaction": t.satisfaction}, type="support.ticket_resolved"
         )
         for t in history["tickets"]
     )
     plan_limits_rollup(
-        (RollupEvent("plan.limit_reached", h.key, h.at, {"limit": h.limit}) for h in history["hits"]),
+        (RollupEvent(h.key, h.at, {"limit": h.limit}) for h in history["hits"]),
         zones=history["zones"],
     )
     for key, started in history["trials"].items():

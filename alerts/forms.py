@@ -103,7 +103,7 @@ class RepSettingsForm(forms.ModelForm):
             "slack_on": "Slack",
             "email": "Email address",
             "slack_member_id": "Slack member ID",
-            "delivery": "Email delivery",
+            "delivery": "Delivery",
             "quiet_start": "Quiet from",
             "quiet_end": "Quiet until",
             "away_from": "Away from",
@@ -121,5 +121,18 @@ class RepSettingsForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         others = self.fields["backup"].queryset.filter(active=True, user__is_active=True).select_related("user")
         self.fields["backup"].queryset = others.exclude(pk=self.instance.pk) if self.instance.pk else others
-        self.fields["backup"].help_text = "Gets your new alerts while you are away; your customers stay yours."
-        self.fields["email"].help_text = f"Empty: your login email ({self.instance.user.email or 'none'})."
+        # The model's help texts speak to admins; this page speaks to the rep.
+        helps = {
+            "email_on": "Off: no alert emails reach you (instant or digest).",
+            "slack_on": "Off: your alerts are not posted to the team's Slack channel.",
+            "email": f"Empty: your login email ({self.instance.user.email or 'none'}).",
+            "slack_member_id": "Your Slack member ID (e.g. U012AB3CD), to @-mention you in Slack.",
+            "delivery": "Instant: an email per alert. Daily digest: one email a day.",
+            "quiet_start": "Local time. Alerts arriving in quiet hours wait until they end.",
+            "quiet_end": "Local time; may be the next morning.",
+            "away_from": "Your first day away.",
+            "away_until": "Your last day away.",
+            "backup": "Gets your new alerts while you are away; your customers stay yours.",
+        }
+        for name, text in helps.items():
+            self.fields[name].help_text = text

@@ -29,8 +29,19 @@ SECTIONS = (
 
 def _page(request: HttpRequest, form: RepSettingsForm | None, status: int = 200) -> HttpResponse:
     sections = [(legend, [form[name] for name in names]) for legend, names in SECTIONS] if form else []
-    context = {"nav": "settings", "form": form, "sections": sections, "default_hour": settings.ALERT_DIGEST_HOUR}
+    context = {
+        "nav": "settings",
+        "form": form,
+        "sections": sections,
+        "default_hour": settings.ALERT_DIGEST_HOUR,
+        "saved": _own_saved(request),
+    }
     return render(request, "reps/settings.html", context, status=status)
+
+
+def _own_saved(request: HttpRequest) -> Rep | None:
+    """The rep's stored row (not the form's unsaved values) for the page's status lines."""
+    return Rep.objects.select_related("backup__user").filter(user=request.user).first()
 
 
 def _own_rep(request: HttpRequest) -> Rep | None:

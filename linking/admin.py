@@ -21,6 +21,7 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
+from config.admin_site import compact_time
 from events.services import review_items_reprocess
 from linking.models import ReviewItem
 from linking.services import review_item_link, review_items_resolve
@@ -35,7 +36,8 @@ class ReviewActionForm(ActionForm):
     note = forms.CharField(
         required=False,  # only the resolve action needs it; it checks for itself
         max_length=2000,
-        widget=forms.TextInput(attrs={"placeholder": "Resolution note", "size": 40}),
+        # Narrow enough that the action, the note, Go and the "0 of 6 selected" counter share one line.
+        widget=forms.TextInput(attrs={"placeholder": "Resolution note", "size": 24}),
     )
 
 
@@ -105,7 +107,7 @@ class ReviewItemAdmin(AuditlogHistoryAdminMixin, admin.ModelAdmin):
     show_auditlog_history_link = True
     action_form = ReviewActionForm
     actions = ("resolve_items", "reprocess_items", "link_item")
-    list_display = ("id", "kind", "short_reason", "status", "workspace_link", "created_at", "resolved_by")
+    list_display = ("id", "kind", "short_reason", "status", "workspace_link", "created", "resolved_by")
     list_display_links = ("id", "short_reason")
     list_filter = ("kind", "status", "created_at")
     search_fields = ("reason", "workspace__workspace_id")
@@ -136,6 +138,10 @@ class ReviewItemAdmin(AuditlogHistoryAdminMixin, admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         """Items are raised by the engine, with evidence; a hand-made one would have none."""
         return False
+
+    @admin.display(description="Created", ordering="created_at")
+    def created(self, obj: ReviewItem) -> SafeString | str:
+        return compact_time(obj.created_at)
 
     @admin.display(description="Reason", ordering="reason")
     def short_reason(self, obj: ReviewItem) -> str:

@@ -306,3 +306,50 @@ def test_an_admin_hands_a_customer_over_to_another_rep(
     ws.refresh_from_db()
     assert ws.owner == bo and ws.owner_since is not None
     assert ws.owner_why == f"Assigned by {admin_user.get_username()} in the admin"
+
+
+def test_admin_index_lists_the_business_records_first_and_every_model(admin_client: Client) -> None:
+    from django.contrib import admin
+
+    response = admin_client.get(reverse("admin:index"))
+
+    apps = response.context["app_list"]
+    labels = [app["app_label"] for app in apps]
+    assert labels[:6] == ["events", "linking", "workspaces", "sync", "alerts", "usage"]
+    # the plumbing after the records, never before them
+    assert labels.index("axes") > labels.index("privacy") and labels.index("django_q") > labels.index("ops")
+    first = {app["app_label"]: [model["object_name"] for model in app["models"]] for app in apps}
+    assert first["events"][0] == "Event" and first["workspaces"][0] == "Workspace"
+    assert first["alerts"][:2] == ["Alert", "Delivery"]
+    # nothing hidden: every registered model is listed exactly once
+    listed = [(app["app_label"], model["object_name"]) for app in apps for model in app["models"]]
+    registered = [(model._meta.app_label, model._meta.object_name) for model in admin.site._registry]
+    assert sorted(listed) == sorted(registered)
+    # the navigation sidebar and an app's own page follow the same order
+    assert [app["app_label"] for app in response.context["available_apps"]] == labels
+    alerts_page = admin_client.get(reverse("admin:app_list", args=["alerts"]))
+    assert [model["object_name"] for model in alerts_page.context["app_list"][0]["models"]] == first["alerts"]
+
+
+def test_events_list_links_workspace_keys_to_the_workspace_page(admin_client: Client, records: Records) -> None:
+    _event("evt_unknown_ws", Event.Status.NEW, workspace_key="ws_nobody")
+
+    page = admin_client.get(reverse("admin:events_event_changelist")).text
+
+    url = reverse("admin:workspaces_workspace_change", args=[records.workspace.pk])
+    assert f'<a href="{url}">ws_acme</a>' in page
+    assert "ws_nobody" in page and "/ws_nobody" not in page  # no workspace: the key, unlinked
+
+
+def test_admin_pages_load_the_layout_stylesheet_and_carry_no_inline_style(
+    admin_client: Client, records: Records
+) -> None:
+    for url in (
+        reverse("admin:events_event_changelist"),
+        reverse("admin:events_event_change", args=[records.event.pk]),
+        reverse("admin:workspaces_workspace_changelist"),
+        reverse("admin:linking_reviewitem_changelist"),
+    ):
+        page = admin_client.get(url).text
+        assert "/static/engine/admin.css" in page and "/static/engine/admin.js" in page, url
+        assert " style=" not in page, url  # the Content-Security-Policy would refuse it

@@ -113,7 +113,10 @@ def usage_users(bounds: Sequence[Bounds]) -> dict[str, dict[str, Any]]:
 
     The inner DISTINCT makes each row one session, so the windows are plain sums, not DISTINCT counts.
     """
-    sessions = f"(SELECT DISTINCT workspace_key, day, user_email FROM {_table(UsageDailyUser)})"  # noqa: S608
+    # The earliest window start of the chunk, as a constant, keeps older days out of the DISTINCT.
+    earliest = connection.ops.adapt_datefield_value(min((bound.d30 for bound in bounds), default=None))
+    table = _table(UsageDailyUser)
+    sessions = f"(SELECT DISTINCT workspace_key, day, user_email FROM {table} WHERE day >= %s)"  # noqa: S608
     columns = [
         "SUM(CASE WHEN x.day >= b.d7 THEN 1 ELSE 0 END)",
         "SUM(CASE WHEN x.day >= b.d28 THEN 1 ELSE 0 END)",
@@ -127,7 +130,7 @@ def usage_users(bounds: Sequence[Bounds]) -> dict[str, dict[str, Any]]:
         source=sessions,
         alias="x",
         columns=columns,
-        params=[],
+        params=[earliest],
         where="x.day <= b.t AND x.day >= b.d30",
         names=USAGE_USER_ALIASES,
     )
@@ -192,7 +195,10 @@ def _grouped(
     where: str,
     names: Sequence[str],
 ) -> dict[str, dict[str, Any]]:
-    """Run one GROUP BY workspace over `source` for these workspaces, in statements SQLite accepts."""
+    """Run one GROUP BY workspace over `source` for these workspaces, in statements SQLite accepts.
+
+    `params` are those of `columns` and then of `source`, in the order they appear.
+    """
     result: dict[str, dict[str, Any]] = {}
     per_statement = max((_max_params() - len(params)) // (len(bound_columns) + 2), 1)
     qn = connection.ops.quote_name

@@ -165,6 +165,19 @@ def test_today_is_counted_in_the_workspace_zone():
     assert (berlin["days_since_last_active"], utc["days_since_last_active"]) == (7, 6)
 
 
+def test_workspaces_in_different_zones_keep_their_own_windows_in_one_evaluation():
+    # given: at noon UTC Kiritimati (+14) is already on Dec 8, so its 30 days start a day after UTC's
+    zones = {"ws_east": "Pacific/Kiritimati"}
+    for key in ("ws_utc", "ws_east"):
+        use(on(days_ago(29)), key=key, user_email="ann@acme.io")
+    # when
+    values = profiles_for(["ws_utc", "ws_east"], now=NOW, zones=zones)
+    # then
+    assert (values["ws_utc"]["sessions_28d"], values["ws_utc"]["seats_30d"]) == (0, 1)
+    assert (values["ws_east"]["seats_30d"], values["ws_east"]["active_days_30d"]) == (0, 0)
+    assert values["ws_utc"]["active_days_30d"] == 1
+
+
 def test_ticket_windows_start_at_local_midnight():
     # given: Berlin's day Nov 24 (13 days before Dec 7) starts at Nov 23, 23:00 UTC
     tickets_apply(

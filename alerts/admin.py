@@ -14,7 +14,7 @@ from django.http import HttpRequest
 from django.utils.html import format_html
 
 from alerts.delivery import deliveries_retry
-from alerts.models import Alert, AlertRule, Delivery, Rep, TerritoryRule
+from alerts.models import Alert, AlertRule, Delivery, ExchangeRate, Rep, TerritoryRule
 from alerts.services import alert_acknowledge, alert_resolve
 
 
@@ -160,3 +160,12 @@ class TerritoryRuleAdmin(admin.ModelAdmin):
     list_select_related = ("rep__user",)
     search_fields = ("name", "domains", "country", "rep__user__username")
     autocomplete_fields = ("rep",)
+
+
+@admin.register(ExchangeRate)
+class ExchangeRateAdmin(admin.ModelAdmin):
+    """Rates the rep pages total money by (REPORTING_CURRENCY); kept by hand, shown with their date."""
+
+    list_display = ("currency", "reporting_currency", "rate", "as_of", "updated_at")
+    list_filter = ("reporting_currency",)
+    search_fields = ("currency",)

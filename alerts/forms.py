@@ -3,15 +3,31 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from django import forms
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from alerts.models import Alert, Rep, RuleKey
+from alerts.selectors import ALERT_SORTS, WORKSPACE_SORTS
 from workspaces.models import Workspace
 
 SNOOZE_CHOICES = [("1d", "1 day"), ("3d", "3 days"), ("7d", "1 week")]
 SNOOZE_DELTAS = {"1d": timedelta(days=1), "3d": timedelta(days=3), "7d": timedelta(weeks=1)}
+
+
+EXPIRING_CHOICES = [("", "Any time"), ("1", "1 day"), *((str(days), f"{days} days") for days in (3, 7, 14, 30))]
+
+
+def _expiring_field() -> forms.TypedChoiceField:
+    return forms.TypedChoiceField(
+        required=False, choices=EXPIRING_CHOICES, coerce=int, empty_value=None, label="Trial expiring within"
+    )
+
+
+def _sort_field(sorts: dict[str, tuple[str, Any]]) -> forms.ChoiceField:
+    return forms.ChoiceField(required=False, choices=[(key, label) for key, (label, _) in sorts.items()], label="Sort")
 
 
 class AlertFilterForm(forms.Form):
@@ -19,24 +35,47 @@ class AlertFilterForm(forms.Form):
         required=False, choices=[("", "Open and acknowledged"), *Alert.Status.choices], label="Status"
     )
     rule = forms.ChoiceField(required=False, choices=[("", "Any rule"), *RuleKey.choices], label="Rule")
+    expiring_within = _expiring_field()
     workspace = forms.CharField(required=False, max_length=64, label="Workspace ID")
+    sort = _sort_field(ALERT_SORTS)
 
-    def filters(self) -> dict[str, str]:
+    def filters(self) -> dict[str, Any]:
         return _valid_filters(self)
 
 
 class WorkspaceFilterForm(forms.Form):
     status = forms.ChoiceField(required=False, choices=[("", "Any status"), *Workspace.Status.choices], label="Status")
+    rule = forms.ChoiceField(required=False, choices=[("", "Any alert"), *RuleKey.choices], label="With an alert")
+    expiring_within = _expiring_field()
     q = forms.CharField(required=False, max_length=254, label="Workspace ID, name or email contains")
+    sort = _sort_field(WORKSPACE_SORTS)
 
-    def filters(self) -> dict[str, str]:
+    def filters(self) -> dict[str, Any]:
         return _valid_filters(self)
 
 
-def _valid_filters(form: forms.Form) -> dict[str, str]:
+def _valid_filters(form: forms.Form) -> dict[str, Any]:
     """The filters that validated; an invalid one is dropped and its error shown next to its field."""
     form.is_valid()
-    return {name: value.strip() for name, value in form.cleaned_data.items() if value and name not in form.errors}
+    cleaned = {name: value for name, value in form.cleaned_data.items() if value and name not in form.errors}
+    return {name: value.strip() if isinstance(value, str) else value for name, value in cleaned.items()}
+
+
+class BulkAcknowledgeForm(forms.Form):
+    """The alerts ticked on an inbox page; one the user may not see makes the whole form invalid."""
+
+    alert = forms.ModelMultipleChoiceField(
+        queryset=Alert.objects.none(),
+        error_messages={
+            "required": "Tick at least one alert to acknowledge.",
+            "invalid_choice": "Alert %(value)s is not one of your alerts.",
+            "invalid_pk_value": "“%(pk)s” is not an alert id.",
+        },
+    )
+
+    def __init__(self, *args: Any, alerts: QuerySet[Alert], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["alert"].queryset = alerts
 
 
 class AlertActionForm(forms.Form):

@@ -8,13 +8,14 @@ robin), and one `Delivery` row per channel and recipient, which is the record of
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import MaxValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 
 
 class RuleKey(models.TextChoices):
@@ -324,3 +325,42 @@ class Delivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.channel} to {self.recipient}: {self.status}"
+
+
+def reporting_currency_default() -> str:
+    return settings.REPORTING_CURRENCY
+
+
+class ExchangeRate(models.Model):
+    """An admin-kept rate for money shown on the rep pages: one unit of `currency` is `rate` units of
+    `reporting_currency`. Never fetched from anywhere: the pages say "at admin-kept rates of <as_of>", and a
+    currency without a rate to the current REPORTING_CURRENCY is shown apart, never converted."""
+
+    currency = models.CharField(
+        max_length=3, validators=[RegexValidator(r"^[A-Z]{3}$", "Three capital letters (ISO 4217), e.g. EUR.")]
+    )
+    reporting_currency = models.CharField(
+        max_length=3,
+        default=reporting_currency_default,
+        validators=[RegexValidator(r"^[A-Z]{3}$", "Three capital letters (ISO 4217), e.g. USD.")],
+        help_text="The currency it converts to; only rates to the current REPORTING_CURRENCY count.",
+    )
+    rate = models.DecimalField(
+        max_digits=18,
+        decimal_places=8,
+        validators=[MinValueValidator(Decimal("0.00000001"))],
+        help_text="Reporting-currency units for one unit of this currency, e.g. 1.08 for EUR → USD.",
+    )
+    as_of = models.DateField(help_text="The day the rate was taken; the rep pages show it beside converted totals.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["reporting_currency", "currency"]
+        constraints = [
+            models.UniqueConstraint(fields=["currency", "reporting_currency"], name="exchange_rate_unique_pair"),
+            models.CheckConstraint(condition=Q(rate__gt=0), name="exchange_rate_positive"),
+            models.CheckConstraint(condition=~Q(currency=F("reporting_currency")), name="exchange_rate_two_currencies"),
+        ]
+
+    def __str__(self) -> str:
+        return f"1 {self.currency} = {self.rate.normalize():f} {self.reporting_currency} ({self.as_of:%Y-%m-%d})"

@@ -14,10 +14,14 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models import Case, Count, DecimalField, F, Q, QuerySet, Sum, Value, When
+from django.db.models.functions import Lower
 from django.utils import timezone
 
-from alerts.models import Alert, Rep
+from alerts.currency import MoneyTotal, Rates, money_total, rates_current
+from alerts.display import event_label, facts
+from alerts.messages import rule_label
+from alerts.models import Alert, Delivery, Rep
 from alerts.roles import REPS_GROUP, user_group_names, user_is_alerts_admin, user_is_api_service, user_is_auditor
 from alerts.services import alerts_visible_to
 from events.models import Event
@@ -76,10 +80,42 @@ def workspaces_visible_to(user: AbstractBaseUser) -> QuerySet[Workspace]:
     )
 
 
+#: Sort orders of the alert inbox: key → (label, ordering).
+ALERT_SORTS: dict[str, tuple[str, tuple[Any, ...]]] = {
+    "newest": ("Newest first", ("-created_at", "-pk")),
+    "oldest": ("Oldest first", ("created_at", "pk")),
+    "expires": ("Trial expiring soonest", (F("workspace__trial_expires_at").asc(nulls_last=True), "-created_at")),
+    "rule": ("Rule", ("rule", "-created_at", "-pk")),
+    "status": ("Status", ("status", "-created_at", "-pk")),
+    "workspace": ("Workspace", ("workspace_key", "-created_at", "-pk")),
+}
+
+
+def _expiring_within(days: int | None, *, prefix: str = "", now: datetime | None = None) -> Q:
+    """Trials that expire between now and `days` from now (any row when `days` is None)."""
+    if not days:
+        return Q()
+    now = now or timezone.now()
+    return Q(
+        **{
+            f"{prefix}status": Workspace.Status.TRIAL,
+            f"{prefix}trial_expires_at__gte": now,
+            f"{prefix}trial_expires_at__lt": now + timedelta(days=days),
+        }
+    )
+
+
 def alerts_for_inbox(
-    user: AbstractBaseUser, *, status: str = "", rule: str = "", workspace: str = ""
+    user: AbstractBaseUser,
+    *,
+    status: str = "",
+    rule: str = "",
+    workspace: str = "",
+    expiring_within: int | None = None,
+    sort: str = "newest",
 ) -> QuerySet[Alert]:
-    """The user's visible alerts, filtered; snoozed ones are hidden unless asked for by status."""
+    """The user's visible alerts, filtered and sorted; snoozed and resolved ones are hidden unless asked
+    for by status. `expiring_within` keeps alerts about trials that expire within that many days."""
     alerts = alerts_visible_to(user).select_related("workspace", "recipient")
     if status:
         alerts = alerts.filter(status=status)
@@ -89,7 +125,8 @@ def alerts_for_inbox(
         alerts = alerts.filter(rule=rule)
     if workspace:
         alerts = alerts.filter(workspace_key=workspace)
-    return alerts.order_by("-created_at", "-pk")
+    alerts = alerts.filter(_expiring_within(expiring_within, prefix="workspace__"))
+    return alerts.order_by(*ALERT_SORTS.get(sort, ALERT_SORTS["newest"])[1])
 
 
 def timeline_events() -> QuerySet[Event]:
@@ -133,15 +170,66 @@ def api_events(user: AbstractBaseUser) -> QuerySet[Event]:
     return timeline_events().filter(workspace_key__in=workspaces_visible_to(user).values("workspace_id"))
 
 
-def workspaces_for_list(user: AbstractBaseUser, *, status: str = "", q: str = "") -> QuerySet[Workspace]:
-    workspaces = workspaces_visible_to(user)
+#: Sort orders of the workspaces list: key → (label, ordering). MRR sorts in the reporting currency.
+WORKSPACE_SORTS: dict[str, tuple[str, tuple[Any, ...]]] = {
+    "updated": ("Recently changed", ("-updated_at", "workspace_id")),
+    "name": ("Name", (Lower("name"), "workspace_id")),
+    "status": ("Status", ("status", "workspace_id")),
+    "expires": ("Trial expiring soonest", (F("trial_expires_at").asc(nulls_last=True), "workspace_id")),
+    "mrr": ("MRR, highest first", (F("mrr_reporting").desc(nulls_last=True), "workspace_id")),
+}
+
+
+def with_reporting_mrr(workspaces: QuerySet[Workspace], rates: Rates) -> QuerySet[Workspace]:
+    """Annotate `mrr_reporting`: MRR in the reporting currency, NULL where the currency has no rate."""
+    whens = [When(currency=rates.reporting, then=F("mrr"))]
+    whens += [When(currency=cur, then=F("mrr") * Value(rate.rate)) for cur, rate in rates.by_currency.items()]
+    money = DecimalField(max_digits=30, decimal_places=10)
+    return workspaces.annotate(mrr_reporting=Case(*whens, default=Value(None), output_field=money))
+
+
+def workspaces_for_list(
+    user: AbstractBaseUser,
+    *,
+    status: str = "",
+    q: str = "",
+    rule: str = "",
+    expiring_within: int | None = None,
+    sort: str = "updated",
+    rates: Rates | None = None,
+) -> QuerySet[Workspace]:
+    """The user's workspaces, filtered and sorted; `rule` keeps those with an alert of that rule the user
+    may see, `expiring_within` trials that expire within that many days."""
+    workspaces = workspaces_visible_to(user).select_related("account__owner", "owner")
     if status:
         workspaces = workspaces.filter(status=status)
     if q:
         workspaces = workspaces.filter(
             Q(workspace_id__icontains=q) | Q(name__icontains=q) | Q(email__icontains=q) | Q(company__icontains=q)
         )
-    return workspaces.order_by("-updated_at", "workspace_id")
+    if rule:
+        alerts = alerts_visible_to(user).filter(rule=rule)
+        workspaces = workspaces.filter(
+            Q(pk__in=alerts.exclude(workspace__isnull=True).values("workspace_id"))
+            | Q(workspace_id__in=alerts.exclude(workspace_key="").values("workspace_key"))
+        )
+    workspaces = with_reporting_mrr(workspaces.filter(_expiring_within(expiring_within)), rates or rates_current())
+    return workspaces.order_by(*WORKSPACE_SORTS.get(sort, WORKSPACE_SORTS["updated"])[1])
+
+
+def owner_rep(workspace: Workspace) -> AbstractBaseUser | None:
+    """The rep who owns the customer, as routing sees it: the account's owner in Salesforce while an active
+    user, else the customer's kept owner (`Workspace.owner`), else an account owner who left."""
+    account_owner = workspace.account.owner if workspace.account_id and workspace.account else None
+    if account_owner is not None and account_owner.is_active:
+        return account_owner
+    return workspace.owner or account_owner
+
+
+def plan_shown(workspace: Workspace) -> str:
+    """The plan a rep should read: a trial's plan is the one it trials; "trial" itself says nothing."""
+    plan = (workspace.plan or "").strip()
+    return "" if plan.lower() == "trial" else plan
 
 
 # --- Dashboard --------------------------------------------------------------------------------
@@ -152,37 +240,44 @@ class Dashboard:
     expiring: list[Workspace]
     converted: list[Workspace]
     churned: list[Workspace]
-    mrr_lost: list[tuple[str, Decimal]]  # (currency, total), largest first: currencies are never summed together
-    review_counts: list[dict[str, Any]]
+    mrr_lost: MoneyTotal  # churn in the last 30 days, in the reporting currency where a rate allows
+    mrr_won: MoneyTotal  # conversions in the last 30 days, likewise
+    review_counts: list[dict[str, Any]]  # admins only: a rep cannot act on the review queue
     review_total: int
     open_alerts: int
+    show_reviews: bool
 
 
 def dashboard_for(user: AbstractBaseUser, *, now: datetime | None = None, limit: int = 50) -> Dashboard:
-    """Trials expiring within 7 days, conversions and churn of the last 30, open reviews and alerts."""
+    """Trials expiring within 7 days, conversions and churn of the last 30 (with the MRR won and lost),
+    open alerts, and for admins the open review items."""
     now = now or timezone.now()
-    visible = workspaces_visible_to(user)
+    visible = workspaces_visible_to(user).select_related("account__owner", "owner")
     since = now - timedelta(days=RECENT_DAYS)
-    expiring = visible.filter(
-        status=Workspace.Status.TRIAL, trial_expires_at__gte=now, trial_expires_at__lt=now + timedelta(days=7)
-    ).order_by("trial_expires_at", "workspace_id")
+    expiring = visible.filter(_expiring_within(7, now=now)).order_by("trial_expires_at", "workspace_id")
     converted = visible.filter(status=Workspace.Status.PAID, converted_at__gte=since).order_by("-converted_at")
     churned = visible.filter(status=Workspace.Status.CHURNED, churned_at__gte=since).order_by("-churned_at")
-    reviews = _review_counts(visible)
+    rates = rates_current()
+    admin = user_is_alerts_admin(user)
+    reviews = _review_counts(visible) if admin else []
     return Dashboard(
         expiring=list(expiring[:limit]),
         converted=list(converted[:limit]),
         churned=list(churned[:limit]),
-        mrr_lost=_mrr_lost(churned),
+        mrr_lost=money_total(_mrr_by_currency(churned), rates),
+        mrr_won=money_total(_mrr_by_currency(converted), rates),
         review_counts=reviews,
         review_total=sum(row["count"] for row in reviews),
         open_alerts=alerts_visible_to(user).filter(status=Alert.Status.OPEN).count(),
+        show_reviews=admin,
     )
 
 
-def _mrr_lost(churned: QuerySet[Workspace]) -> list[tuple[str, Decimal]]:
-    rows = churned.order_by().values("currency").annotate(total=Sum("mrr")).filter(total__gt=0)
-    return sorted(((row["currency"], row["total"]) for row in rows), key=lambda pair: (-pair[1], pair[0]))
+def _mrr_by_currency(workspaces: QuerySet[Workspace]) -> list[tuple[str, Decimal]]:
+    """(currency, total MRR) over all of them, not only the rows a page lists; a trial that never paid adds
+    nothing."""
+    rows = workspaces.order_by().values("currency").annotate(total=Sum("mrr")).filter(total__gt=0)
+    return [(row["currency"], row["total"]) for row in rows]
 
 
 def _review_counts(visible: QuerySet[Workspace]) -> list[dict[str, Any]]:
@@ -206,7 +301,12 @@ class TimelineEntry:
     source: str
     occurred_at: datetime | None
     status: str
-    values: list[tuple[str, str]] = field(default_factory=list)
+    values: list[tuple[str, str]] = field(default_factory=list)  # (label, formatted value)
+    external_id: str = ""
+
+    @property
+    def label(self) -> str:
+        return event_label(self.type)
 
 
 def workspace_timeline(workspace: Workspace, *, limit: int = TIMELINE_LIMIT) -> list[TimelineEntry]:
@@ -214,7 +314,7 @@ def workspace_timeline(workspace: Workspace, *, limit: int = TIMELINE_LIMIT) -> 
     rows = (
         timeline_events()
         .filter(workspace_key=workspace.workspace_id)
-        .only("pk", "type", "source", "occurred_at", "status", "payload")
+        .only("pk", "type", "source", "occurred_at", "status", "payload", "external_id")
         .order_by("-occurred_at", "-pk")[:limit]
     )
     return [_entry(row) for row in reversed(list(rows))]
@@ -224,8 +324,48 @@ def _entry(event: Event) -> TimelineEntry:
     data = event.payload.get("data") if isinstance(event.payload, dict) else None
     data = data if isinstance(data, dict) else {}
     names = TIMELINE_VALUES.get(event.type, ())
-    shown = [(name, str(data[name])) for name in names if data.get(name) not in (None, "")]
-    return TimelineEntry(event.pk, event.type, event.source, event.occurred_at, event.status, shown)
+    shown = facts({name: data[name] for name in names if data.get(name) not in (None, "")})
+    return TimelineEntry(event.pk, event.type, event.source, event.occurred_at, event.status, shown, event.external_id)
+
+
+# --- Alert page -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AlertPage:
+    alert: Alert
+    rule_label: str
+    facts: list[tuple[str, str]]
+    events: list[TimelineEntry]  # the events behind it, oldest first (whitelisted values only)
+    missing_events: list[str]  # ids named by the alert that are no longer stored (retention, erasure)
+    deliveries: list[Delivery]
+    owner: AbstractBaseUser | None
+
+
+def alert_page(user: AbstractBaseUser, pk: int) -> AlertPage | None:
+    """One alert the user may see, with its evidence and deliveries; None when it is not theirs (a 404,
+    the same as one that does not exist)."""
+    alert = alerts_visible_to(user).select_related("workspace__account__owner", "workspace__owner").filter(pk=pk)
+    alert = alert.first()
+    if alert is None:
+        return None
+    context = alert.context if isinstance(alert.context, dict) else {}
+    ids = [str(item) for item in context.get("event_ids") or [] if item]
+    rows = timeline_events().filter(external_id__in=ids)
+    if alert.workspace_key:  # never another workspace's events, whatever the context names
+        rows = rows.filter(workspace_key=alert.workspace_key)
+    events = [_entry(row) for row in rows.order_by("occurred_at", "pk")]
+    found = {entry.external_id for entry in events}
+    values = context.get("values") if isinstance(context.get("values"), dict) else {}
+    return AlertPage(
+        alert=alert,
+        rule_label=rule_label(alert.rule),
+        facts=facts(values),
+        events=events,
+        missing_events=[item for item in ids if item not in found],
+        deliveries=list(alert.deliveries.order_by("created_at", "pk")),
+        owner=owner_rep(alert.workspace) if alert.workspace else None,
+    )
 
 
 def workspace_usage_count(workspace: Workspace) -> int:

@@ -152,6 +152,16 @@ def alert_acknowledge(*, alert: Alert, user: AbstractBaseUser) -> Alert:
     return locked
 
 
+def alerts_acknowledge(*, alert_ids: Sequence[int], user: AbstractBaseUser) -> int:
+    """Acknowledge those of `alert_ids` the user may see that are open or snoozed, one by one (the audit log
+    records each); ids outside the user's alerts are skipped. Returns how many changed."""
+    due = alerts_visible_to(user).filter(pk__in=alert_ids, status__in=[Alert.Status.OPEN, Alert.Status.SNOOZED])
+    changed = 0
+    for alert in due.order_by("pk"):
+        changed += alert_acknowledge(alert=alert, user=user).acknowledged_by_id == user.pk
+    return changed
+
+
 def alert_snooze(*, alert: Alert, user: AbstractBaseUser, until: datetime) -> Alert:
     """Out of the inbox until `until`; the schedule reopens it then."""
     if until <= timezone.now():

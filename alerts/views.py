@@ -7,24 +7,35 @@ their set answers 404, the same as one that does not exist.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import wraps
+from typing import NamedTuple
 
 from django.conf import settings
-from django.contrib import messages
+from django.contrib import admin, messages
+from django.contrib.auth.models import AbstractBaseUser
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse
+from django.core.paginator import Page, Paginator
+from django.db.models import QuerySet
+from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.defaultfilters import pluralize
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from alerts.forms import AlertActionForm, AlertFilterForm, WorkspaceFilterForm
+from alerts.currency import rates_current
+from alerts.exports import ALERT_COLUMNS, WORKSPACE_COLUMNS, alert_rows, csv_lines, workspace_rows
+from alerts.forms import AlertActionForm, AlertFilterForm, BulkAcknowledgeForm, WorkspaceFilterForm
 from alerts.roles import user_is_alerts_admin
 from alerts.selectors import (
+    alert_page,
     alerts_for_inbox,
     dashboard_for,
+    owner_rep,
+    plan_shown,
     salesforce_record_url,
     user_may_use_rep_pages,
     workspace_timeline,
@@ -32,10 +43,18 @@ from alerts.selectors import (
     workspaces_for_list,
     workspaces_visible_to,
 )
-from alerts.services import alert_acknowledge, alert_reopen, alert_resolve, alert_snooze, alerts_visible_to
+from alerts.services import (
+    alert_acknowledge,
+    alert_reopen,
+    alert_resolve,
+    alert_snooze,
+    alerts_acknowledge,
+    alerts_visible_to,
+)
 from workspaces.models import Workspace
 
-INBOX_LIMIT = 200
+#: Rows per page on the inbox and the workspaces list.
+PAGE_SIZE = 50
 
 View = Callable[..., HttpResponse]
 
@@ -55,6 +74,25 @@ def rep_pages_required(view: View) -> View:
     return wrapped
 
 
+class WorkspaceRow(NamedTuple):
+    ws: Workspace
+    owner: AbstractBaseUser | None
+    plan: str
+
+
+@require_GET
+def home(request: HttpRequest) -> HttpResponse:
+    """`/`: a signed-in user's home (the rep pages for reps and Lifecycle admins, the admin for other staff
+    who may use it), everyone else the login page."""
+    if not request.user.is_authenticated:
+        return redirect_to_login("/", reverse("login"))
+    if user_may_use_rep_pages(request.user):
+        return redirect("reps:dashboard")
+    if admin.site.has_permission(request):
+        return redirect("admin:index")
+    raise PermissionDenied("This account has no pages here: ask a Lifecycle admin for the Reps group.")
+
+
 @require_GET
 @rep_pages_required
 def dashboard(request: HttpRequest) -> HttpResponse:
@@ -65,14 +103,16 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 @rep_pages_required
 def alert_inbox(request: HttpRequest) -> HttpResponse:
     form = AlertFilterForm(request.GET or None)
-    filters = form.filters() if request.GET else {}
-    alerts = alerts_for_inbox(request.user, **filters)
+    alerts = alerts_for_inbox(request.user, **(form.filters() if request.GET else {}))
+    if request.GET.get("export") == "csv":
+        return _csv("alerts", ALERT_COLUMNS, alert_rows(alerts))
+    page = _page(request, alerts)
     context = {
         "nav": "alerts",
         "form": form,
-        "alerts": alerts[:INBOX_LIMIT],
-        "total": alerts.count(),
-        "limit": INBOX_LIMIT,
+        "page": page,
+        "alerts": page.object_list,
+        "query": _query(request),
         "snooze_form": AlertActionForm(),
         "here": request.get_full_path(),
     }
@@ -81,7 +121,39 @@ def alert_inbox(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 @rep_pages_required
-def alert_act(request: HttpRequest, pk: int) -> HttpResponse:
+def alerts_acknowledge_view(request: HttpRequest) -> HttpResponse:
+    """Bulk acknowledge: the ticked alerts, all of them the user's, or nothing changes."""
+    form = BulkAcknowledgeForm(request.POST, alerts=alerts_visible_to(request.user))
+    if not form.is_valid():
+        messages.error(request, "Nothing acknowledged. " + " ".join(form.errors.get("alert", [])))
+        return redirect(_back(request))
+    changed = alerts_acknowledge(alert_ids=[alert.pk for alert in form.cleaned_data["alert"]], user=request.user)
+    ticked = len(form.cleaned_data["alert"])
+    unchanged = f" ({ticked - changed} already acknowledged or resolved)" if ticked > changed else ""
+    messages.success(request, f"Acknowledged {changed} alert{pluralize(changed)}{unchanged}.")
+    return redirect(_back(request))
+
+
+@require_http_methods(["GET", "POST"])
+@rep_pages_required
+def alert_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    """GET: the alert's own page (why, the events behind it, routing, deliveries); POST: an action on it."""
+    if request.method == "POST":
+        return _alert_act(request, pk)
+    page = alert_page(request.user, pk)
+    if page is None:
+        raise Http404("No such alert among yours.")
+    context = {
+        "nav": "alerts",
+        "page": page,
+        "alert": page.alert,
+        "snooze_form": AlertActionForm(),
+        "here": request.get_full_path(),
+    }
+    return render(request, "reps/alert.html", context)
+
+
+def _alert_act(request: HttpRequest, pk: int) -> HttpResponse:
     alert = get_object_or_404(alerts_visible_to(request.user), pk=pk)
     form = AlertActionForm(request.POST)
     if not form.is_valid():
@@ -114,13 +186,46 @@ def _back(request: HttpRequest) -> str:
     return reverse("reps:alerts")
 
 
+def _page(request: HttpRequest, rows: QuerySet) -> Page:
+    """The page asked for (`?page=`); a number past the end gives the last page, anything else the first."""
+    return Paginator(rows, PAGE_SIZE).get_page(request.GET.get("page"))
+
+
+def _query(request: HttpRequest) -> str:
+    """The current filters and sort as a query string, without the page (page links add their own)."""
+    params = request.GET.copy()
+    params.pop("page", None)
+    params.pop("export", None)
+    return params.urlencode()
+
+
+def _csv(name: str, header: tuple[str, ...], rows: Iterator[list]) -> StreamingHttpResponse:
+    stamp = timezone.now().strftime("%Y%m%d-%H%M")
+    response = StreamingHttpResponse(csv_lines(header, rows), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{name}-{stamp}.csv"'
+    return response
+
+
 @require_GET
 @rep_pages_required
 def workspace_list(request: HttpRequest) -> HttpResponse:
     form = WorkspaceFilterForm(request.GET or None)
-    workspaces = workspaces_for_list(request.user, **(form.filters() if request.GET else {}))
-    context = {"nav": "workspaces", "form": form, "workspaces": workspaces[:INBOX_LIMIT], "total": workspaces.count()}
-    return render(request, "reps/workspaces.html", {**context, "limit": INBOX_LIMIT})
+    rates = rates_current()
+    workspaces = workspaces_for_list(request.user, rates=rates, **(form.filters() if request.GET else {}))
+    if request.GET.get("export") == "csv":
+        return _csv("workspaces", WORKSPACE_COLUMNS, workspace_rows(workspaces, rates.reporting))
+    page = _page(request, workspaces)
+    context = {
+        "nav": "workspaces",
+        "form": form,
+        "page": page,
+        "workspaces": page.object_list,
+        "rows": [WorkspaceRow(ws, owner_rep(ws), plan_shown(ws)) for ws in page.object_list],
+        "query": _query(request),
+        "rates": rates,
+        "rates_as_of": min((rate.as_of for rate in rates.by_currency.values()), default=None),
+    }
+    return render(request, "reps/workspaces.html", context)
 
 
 @require_GET
@@ -133,6 +238,7 @@ def workspace_detail(request: HttpRequest, workspace_id: str) -> HttpResponse:
         "workspace": workspace,
         "timeline": workspace_timeline(workspace),
         "usage_count": workspace_usage_count(workspace),
+        "plan": plan_shown(workspace),
         "alerts": alerts,
         "snooze_form": AlertActionForm(),
         "here": request.get_full_path(),

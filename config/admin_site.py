@@ -74,6 +74,15 @@ class EngineAdminSite(AdminSite):
     def login_template(self):  # type: ignore[override]
         return OTPAdminSite.login_template if settings.STAFF_TOTP_REQUIRED else None
 
+    def each_context(self, request: HttpRequest) -> dict:
+        """"View site" leads to the rep pages for those who may use them; staff with no other pages see no
+        such link (`/` would only bring them back here)."""
+        from alerts.selectors import user_may_use_rep_pages  # the admin site is built before the apps' models
+
+        context = super().each_context(request)
+        context["site_url"] = "/" if user_may_use_rep_pages(request.user) else None
+        return context
+
     def has_permission(self, request: HttpRequest) -> bool:
         if not super().has_permission(request):
             return False

@@ -354,6 +354,11 @@ ALERT_DIGEST_HOUR = env.int("ALERT_DIGEST_HOUR", default=8)
 ALERT_RECENT_HOURS = env.int("ALERT_RECENT_HOURS", default=72)
 # Admin alerts go to active members of "Lifecycle admins" and superusers with an email, plus these.
 ALERT_ADMIN_EMAILS = env.list("ALERT_ADMIN_EMAILS", default=[])
+# The rep pages total money in this currency, by the rates admins keep in the admin (Alerts › Exchange rates);
+# a currency without a rate is shown apart, never converted.
+REPORTING_CURRENCY = env.str("REPORTING_CURRENCY", default="USD").strip().upper()
+if not (len(REPORTING_CURRENCY) == 3 and REPORTING_CURRENCY.isascii() and REPORTING_CURRENCY.isalpha()):
+    raise ImproperlyConfigured(f"REPORTING_CURRENCY must be a three-letter ISO 4217 code, not {REPORTING_CURRENCY!r}")
 
 # --- Usage profile (usage/metrics.py, docs/metrics.md) -------------------------------------------
 # On: each usage batch re-evaluates its workspaces' profiles, cohorts and stages in the same transaction,

@@ -6,6 +6,7 @@ from django.contrib.auth.decorators import login_required
 from django.urls import include, path, reverse_lazy
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
+from alerts import views as alert_views
 from alerts.api import AlertListView
 from config.staff_otp import EngineLoginView
 from events.api import EventListView
@@ -34,6 +35,8 @@ api_urlpatterns = [
 ]
 
 urlpatterns = [
+    # `/`: the rep pages or the admin for a signed-in user, the login page for anyone else.
+    path("", alert_views.home, name="home"),
     path("admin/", admin.site.urls),
     path("webhooks/", include("events.urls")),
     path("api/", include(api_urlpatterns)),

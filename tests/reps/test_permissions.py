@@ -116,7 +116,7 @@ def test_the_workspace_page_never_shows_raw_payloads(client, world, user):
 
     html = client.get("/reps/workspaces/ws_ann/").content.decode()
 
-    assert "trial.started" in html  # the event is on the timeline...
+    assert "Trial started" in html  # the event is on the timeline, by its label...
     assert "team" in html  # ...with its whitelisted values
     assert PAYLOAD_SECRET not in html  # ...but nothing else from its payload
 

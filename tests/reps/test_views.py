@@ -110,10 +110,10 @@ def test_actions_need_the_csrf_token(world):
     assert world.alert_ann.status == Alert.Status.OPEN
 
 
-def test_actions_are_post_only(client, world):
+def test_actions_are_get_or_post_only(client, world):
     client.force_login(world.ann)
 
-    assert client.get(f"/reps/alerts/{world.alert_ann.pk}/").status_code == 405
+    assert client.put(f"/reps/alerts/{world.alert_ann.pk}/").status_code == 405
 
 
 def test_next_never_leads_off_site(client, world):
@@ -161,7 +161,7 @@ def test_the_inbox_shows_each_alerts_reason_and_values(client, world):
     html = client.get("/reps/alerts/").content.decode()
 
     assert world.alert_ann.reason in html
-    assert "days_left" in html
+    assert "Days left" in html and "days_left" not in html  # labels, not keys
     assert 'for="snooze-' in html  # every control has its label
 
 
@@ -190,9 +190,11 @@ def test_dashboard_for_an_admin_sums_mrr_lost_to_churn_in_30_days(client, world)
     response = client.get("/reps/")
     board = response.context["board"]
 
-    # 99 (ws_nobody) + 50 in USD; the 45-day-old churn is out; euros are never added to dollars
-    assert board.mrr_lost == [("USD", Decimal("149.00")), ("EUR", Decimal("20.00"))]
-    assert "149.00 USD" in response.content.decode()
+    # 99 (ws_nobody) + 50 in USD; the 45-day-old churn is out; euros without a rate are never added to dollars
+    assert board.mrr_lost.total == Decimal("149.00")
+    assert [(p.currency, p.amount) for p in board.mrr_lost.unconverted] == [("EUR", Decimal("20.00"))]
+    html = response.content.decode()
+    assert "149.00 USD" in html and "20.00 EUR" in html and "no rate to USD" in html
     assert len(board.churned) == 3
     assert board.open_alerts == 3
 
@@ -209,18 +211,21 @@ def test_trials_expiring_after_this_week_or_already_expired_are_not_listed(clien
     assert [ws.workspace_id for ws in board.expiring] == ["ws_ann"]
 
 
-def test_review_counts_are_limited_to_the_reps_workspaces(client, world):
+def test_review_counts_are_for_admins_only(client, world):
     ReviewItem.objects.create(kind="no_account_match", dedupe_key="a", reason="x", workspace=world.ws_ann)
     ReviewItem.objects.create(kind="no_account_match", dedupe_key="b", reason="x", workspace=world.ws_bo)
     ReviewItem.objects.create(kind="conflicting_data", dedupe_key="c", reason="x", workspace=world.ws_nobody)
 
     client.force_login(world.ann)
-    ann_board = client.get("/reps/").context["board"]
+    ann_page = client.get("/reps/")
     client.force_login(world.admin)
-    admin_board = client.get("/reps/").context["board"]
+    admin_page = client.get("/reps/")
 
-    assert [(row["kind"], row["count"]) for row in ann_board.review_counts] == [("no_account_match", 1)]
-    assert admin_board.review_total == 3
+    # a rep cannot act on the review queue: no count, no section
+    assert ann_page.context["board"].review_counts == []
+    assert "review item" not in ann_page.content.decode() and 'id="review-h"' not in ann_page.content.decode()
+    assert admin_page.context["board"].review_total == 3
+    assert "open review items" in admin_page.content.decode()
 
 
 # --- Workspace page -----------------------------------------------------------------------------

@@ -66,7 +66,7 @@ def ops_overview(*, now: datetime | None = None) -> list[Section]:
         _events(now, since),
         _errors(now, since),
         _salesforce(now),
-        _alerts(),
+        _alerts(now),
         _heartbeats(now),
     ]
 
@@ -184,13 +184,48 @@ def _pilot() -> list[Figure]:
     ]
 
 
-def _alerts() -> Section:
+#: A due delivery older than this is late: instant rows are swept every minute, digests every 15 minutes.
+DELIVERY_BACKLOG_LATE = timedelta(minutes=20)
+
+
+def _alerts(now: datetime) -> Section:
+    """Unsent deliveries split by when they are due: the backlog (due and not sent) warns when it is late;
+    rows scheduled for later (daily digests waiting for their hour, instant ones held for quiet hours) never do."""
     section = Section("Alert deliveries")
+    queue = selectors.delivery_queue(now=now)
+    unsent = ",".join((Delivery.Status.PENDING, Delivery.Status.FAILED))
+    late = queue.oldest_due is not None and now - queue.oldest_due > DELIVERY_BACKLOG_LATE
+    oldest = f"oldest due {age_display(queue.oldest_due, now)} ago" if queue.oldest_due else "none due"
+    section.figures.append(
+        Figure(
+            "Deliveries backlog (due, not sent)",
+            str(queue.backlog),
+            admin_list_url(Delivery, status__in=unsent, next_attempt_at__lte=now.isoformat()),
+            late,
+            note=oldest,
+        )
+    )
+    for label, count, first, mode, why in (
+        ("Scheduled: daily digests", queue.digests, queue.next_digest, Delivery.Mode.DIGEST, "waiting for their hour"),
+        (
+            "Scheduled: instant",
+            queue.instant,
+            queue.next_instant,
+            Delivery.Mode.INSTANT,
+            "held for the recipient's quiet hours (or being sent right now)",
+        ),
+    ):
+        url = admin_list_url(
+            Delivery, status__exact=Delivery.Status.PENDING, mode__exact=mode, next_attempt_at__gt=now.isoformat()
+        )
+        note = why + (f"; next at {first:%Y-%m-%d %H:%M} UTC" if first else "")
+        section.figures.append(Figure(label, str(count), url, note=note))
     counts = selectors.delivery_counts_by_status()
-    for status in (Delivery.Status.FAILED, Delivery.Status.DEAD, Delivery.Status.PENDING):
+    for status in (Delivery.Status.FAILED, Delivery.Status.DEAD):
         label = f"Deliveries: {Delivery.Status(status).label.lower()}"
-        warn = status != Delivery.Status.PENDING and counts[status] > 0
-        section.figures.append(Figure(label, str(counts[status]), admin_list_url(Delivery, status__exact=status), warn))
+        section.figures.append(
+            Figure(label, str(counts[status]), admin_list_url(Delivery, status__exact=status), counts[status] > 0)
+        )
     return section
 
 

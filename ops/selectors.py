@@ -126,6 +126,34 @@ def salesforce_pilot() -> PilotStatus:
     return pilot_status()
 
 
+@dataclass(frozen=True)
+class DeliveryQueue:
+    """Unsent alert deliveries by when they are due: a backlog is late, a scheduled row is not."""
+
+    backlog: int  # pending or failed, due now or earlier (or never given a time): should go out on the next sweep
+    oldest_due: datetime | None
+    digests: int  # pending daily digests waiting for their hour
+    next_digest: datetime | None
+    instant: int  # pending instant rows due later: the recipient's quiet hours (or leased while being sent)
+    next_instant: datetime | None
+
+
+def delivery_queue(*, now: datetime) -> DeliveryQueue:
+    """One grouped query over the unsent rows (the `delivery_due` partial index covers them)."""
+    due = Q(next_attempt_at__lte=now) | Q(next_attempt_at__isnull=True)
+    later = Q(status=Delivery.Status.PENDING, next_attempt_at__gt=now)
+    digest, instant = later & Q(mode=Delivery.Mode.DIGEST), later & Q(mode=Delivery.Mode.INSTANT)
+    row = Delivery.objects.filter(status__in=(Delivery.Status.PENDING, Delivery.Status.FAILED)).aggregate(
+        backlog=Count("id", filter=due),
+        oldest_due=Min("next_attempt_at", filter=due),
+        digests=Count("id", filter=digest),
+        next_digest=Min("next_attempt_at", filter=digest),
+        instant=Count("id", filter=instant),
+        next_instant=Min("next_attempt_at", filter=instant),
+    )
+    return DeliveryQueue(**row)
+
+
 def delivery_counts_by_status() -> dict[str, int]:
     rows = Delivery.objects.values("status").annotate(n=Count("id")).order_by()
     counts = dict.fromkeys(Delivery.Status.values, 0)

@@ -280,3 +280,22 @@ def test_the_lists_admins_named_show_what_was_cut_off(browser, site, records, wi
     captions = [caption.text for caption in browser.find_elements(By.CSS_SELECTOR, "#content-main .module caption")]
     assert captions[:3] == ["EVENTS", "LINKING AND REVIEW", "WORKSPACES AND CRM RECORDS"], captions
     browser.save_screenshot(str(ARTIFACTS / f"{width}-index.png"))
+
+
+def test_the_ops_page_shows_scheduled_deliveries_apart_from_the_backlog(browser, site, records):
+    sign_in(browser, site)
+    window(browser, 1280)
+
+    browser.get(f"{site}/ops/")
+
+    section = WebDriverWait(browser, 10).until(
+        ec.presence_of_element_located((By.XPATH, "//table[caption[contains(., 'Alert deliveries')]]"))
+    )
+    rows = {
+        row.find_element(By.TAG_NAME, "th").text.split("\n")[0]: row.find_element(By.CSS_SELECTOR, "td").text
+        for row in section.find_elements(By.CSS_SELECTOR, "tbody tr")
+    }
+    assert rows["Scheduled: daily digests"] == "3" and rows["Deliveries backlog (due, not sent)"] == "0", rows
+    section.location_once_scrolled_into_view  # noqa: B018 (scrolls it into the screenshot)
+    browser.save_screenshot(str(ARTIFACTS / "1280-ops.png"))
+    assert browser.execute_script("return document.documentElement.scrollWidth - window.innerWidth") <= 0

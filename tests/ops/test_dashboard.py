@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -238,3 +239,55 @@ def test_the_admin_links_to_the_ops_page_for_those_allowed(admin_client, client,
 
     client.force_login(django_user_model.objects.create_user("clerk", password=None, is_staff=True))
     assert b'href="/ops/"' not in client.get("/admin/").content
+
+
+# --- alert deliveries: scheduled apart from backlog -----------------------------------------------
+
+
+def test_deliveries_scheduled_for_later_are_shown_apart_from_the_backlog(admin_client):
+    """The 63 "pending" deliveries were all digests waiting for 08:00: scheduled, not a backlog."""
+    now = timezone.now()
+    alert = Alert.objects.create(rule="trial_expiring", dedupe_key="d1", title="t", reason="r")
+    tomorrow_8 = (now + timedelta(days=1)).replace(hour=8, minute=0, second=0, microsecond=0)
+
+    def delivery(n: int, **fields) -> Delivery:
+        return Delivery.objects.create(alert=alert, channel="email", recipient=f"rep{n}@example.com", **fields)
+
+    for n in range(63):
+        delivery(n, mode=Delivery.Mode.DIGEST, next_attempt_at=tomorrow_8)
+    delivery(100, next_attempt_at=now + timedelta(hours=6))  # instant, held for the rep's quiet hours
+    delivery(101, next_attempt_at=now - timedelta(minutes=30))  # due half an hour ago: late
+    delivery(102, mode=Delivery.Mode.DIGEST, next_attempt_at=now - timedelta(minutes=2))  # today's digest, due
+    delivery(103, status=Delivery.Status.FAILED, attempts=1, next_attempt_at=now - timedelta(minutes=1))
+    delivery(104, status=Delivery.Status.FAILED, attempts=2, next_attempt_at=now + timedelta(minutes=8))
+    delivery(105, status=Delivery.Status.SENT, next_attempt_at=None, sent_at=now)
+
+    shown = figures(admin_client.get("/ops/"))
+
+    backlog = shown["Deliveries backlog (due, not sent)"]
+    digests, instant = shown["Scheduled: daily digests"], shown["Scheduled: instant"]
+    assert (backlog.value, digests.value, instant.value) == ("3", "63", "1")
+    assert backlog.warn and re.fullmatch(r"oldest due 30\.\d min ago", backlog.note), backlog.note
+    assert not digests.warn and not instant.warn
+    assert digests.note == f"waiting for their hour; next at {tomorrow_8:%Y-%m-%d} 08:00 UTC"
+    assert shown["Deliveries: failed (will retry)"].value == "2"
+    assert "Deliveries: pending" not in shown
+    # each number opens the admin list of exactly those rows
+    for figure in (backlog, digests, instant):
+        assert admin_client.get(figure.url).context["cl"].result_count == int(figure.value), figure.label
+
+
+def test_a_backlog_just_due_is_not_late(admin_client):
+    alert = Alert.objects.create(rule="trial_expiring", dedupe_key="d2", title="t", reason="r")
+    Delivery.objects.create(
+        alert=alert, channel="email", recipient="ann@example.com", next_attempt_at=timezone.now() - timedelta(minutes=3)
+    )
+
+    shown = figures(admin_client.get("/ops/"))
+
+    backlog = shown["Deliveries backlog (due, not sent)"]
+    assert backlog.value == "1" and not backlog.warn
+    assert (shown["Scheduled: daily digests"].value, shown["Scheduled: daily digests"].note) == (
+        "0",
+        "waiting for their hour",
+    )

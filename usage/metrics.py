@@ -200,6 +200,9 @@ def _evaluate(
         raise ValueError("now must be an aware datetime")
     bounds = [_bounds(key, now, zone_of(key, zones)) for key in keys]
     daily = sql.usage_daily(bounds, PRODUCTS)
+    idle = [bound for bound in bounds if daily.get(bound.key, {}).get("last_active_day") is None]
+    for key, last in sql.last_active(idle).items():
+        daily.setdefault(key, {}).update(last)
     users = sql.usage_users(bounds)
     tickets = sql.tickets(bounds)
     limits = sql.plan_limits(bounds)

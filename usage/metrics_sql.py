@@ -93,19 +93,54 @@ def depth_alias(product: str) -> str:
 
 
 def usage_daily(bounds: Sequence[Bounds], products: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """Sums and distinct counts over `UsageDaily` (UTC days today), per workspace."""
+    """Sums and distinct counts over `UsageDaily` (UTC days today), per workspace.
+
+    Only days from the chunk's earliest 30-day window start are read; the last active day and time
+    come from those rows when there are any, else from `last_active` for the few workspaces without.
+    """
     columns, params = _usage_daily_sql(products)
     aliases = (*USAGE_DAILY_ALIASES, *(depth_alias(p) for p in products))
+    source = f"(SELECT * FROM {_table(UsageDaily)} WHERE day >= %s)"  # noqa: S608 (names, not input)
     return _grouped(
         bounds,
         ("t", "d7", "d14", "d28", "d30"),
-        source=_table(UsageDaily),
+        source=source,
         alias="u",
         columns=columns,
-        params=params,
+        params=[*params, _earliest(bounds)],
         where="u.day <= b.t",
         names=aliases,
     )
+
+
+def last_active(bounds: Sequence[Bounds]) -> dict[str, dict[str, Any]]:
+    """The last day with usage up to today, and its last event's time, over a workspace's whole history.
+
+    Two index probes per workspace (the rows of the last day hold the latest time), for the workspaces
+    with no usage in their windows.
+    """
+    result: dict[str, dict[str, Any]] = {}
+    table, qn = _table(UsageDaily), connection.ops.quote_name
+    key = qn("workspace_key")
+    per_statement = max(_max_params() // 2, 1)
+    for start in range(0, len(bounds), per_statement):
+        cte, params = _bounds_cte(bounds[start : start + per_statement], ("t",))
+        sql = (
+            f"{cte}, d AS (SELECT b.k, (SELECT MAX(u.day) FROM {table} u "  # noqa: S608 (names, not input)
+            f"WHERE u.{key} = b.k AND u.day <= b.t) AS last_day FROM b) "
+            f"SELECT d.k, d.last_day, (SELECT MAX(u.last_seen_at) FROM {table} u "
+            f"WHERE u.{key} = d.k AND u.day = d.last_day) FROM d WHERE d.last_day IS NOT NULL"
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            for workspace, day, at in cursor.fetchall():
+                result[workspace] = {"last_active_day": day, "last_active_at": at}
+    return result
+
+
+def _earliest(bounds: Sequence[Bounds]) -> Any:
+    """The chunk's earliest window start, as a constant the database can use with its day index."""
+    return connection.ops.adapt_datefield_value(min((bound.d30 for bound in bounds), default=None))
 
 
 def usage_users(bounds: Sequence[Bounds]) -> dict[str, dict[str, Any]]:
@@ -113,8 +148,6 @@ def usage_users(bounds: Sequence[Bounds]) -> dict[str, dict[str, Any]]:
 
     The inner DISTINCT makes each row one session, so the windows are plain sums, not DISTINCT counts.
     """
-    # The earliest window start of the chunk, as a constant, keeps older days out of the DISTINCT.
-    earliest = connection.ops.adapt_datefield_value(min((bound.d30 for bound in bounds), default=None))
     table = _table(UsageDailyUser)
     sessions = f"(SELECT DISTINCT workspace_key, day, user_email FROM {table} WHERE day >= %s)"  # noqa: S608
     columns = [
@@ -130,7 +163,7 @@ def usage_users(bounds: Sequence[Bounds]) -> dict[str, dict[str, Any]]:
         source=sessions,
         alias="x",
         columns=columns,
-        params=[earliest],
+        params=[_earliest(bounds)],
         where="x.day <= b.t AND x.day >= b.d30",
         names=USAGE_USER_ALIASES,
     )

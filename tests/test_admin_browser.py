@@ -26,6 +26,7 @@ from events.models import Event
 from linking.models import ReviewItem
 from sync.models import OutboxItem
 from tests.factories import AccountFactory, EventFactory, LeadFactory, WorkspaceFactory
+from usage.models import Cohort, Stage
 from workspaces.models import Workspace
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -59,6 +60,8 @@ CHANGELISTS = (
     "sync_outboxitem",
     "alerts_alert",
     "alerts_delivery",
+    "usage_cohort",
+    "usage_stage",
 )
 
 #: Per cell: how far its content reaches past its box (a clipped column), and the table's own overflow.
@@ -211,6 +214,10 @@ def records() -> dict[str, object]:
             mode=Delivery.Mode.DIGEST,
             next_attempt_at=now + timedelta(hours=8),
         )
+    condition = {"all": [{"metric": "active_days_7d", "op": ">=", "value": 4}]}
+    # The migrations' own definitions, made again if a transactional test before this one flushed them.
+    Cohort.objects.get_or_create(key="power_users", defaults={"name": "Power users", "condition": condition})
+    Stage.objects.get_or_create(key="activated", defaults={"name": "Activated", "condition": condition, "order": 20})
     return {"workspaces": workspaces}
 
 

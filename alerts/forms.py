@@ -9,7 +9,7 @@ from django import forms
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from alerts.models import Alert, Rep, RuleKey
+from alerts.models import Alert, Rep, RuleKey, time_zone_names
 from alerts.selectors import ALERT_SORTS, WORKSPACE_SORTS
 from workspaces.models import Workspace
 
@@ -98,9 +98,7 @@ class AlertActionForm(forms.Form):
 
 
 def _time_zone_choices() -> list[tuple[str, str]]:
-    from zoneinfo import available_timezones
-
-    return [(name, name.replace("_", " ")) for name in sorted(available_timezones())]
+    return [(name, name.replace("_", " ")) for name in sorted(time_zone_names())]
 
 
 class RepSettingsForm(forms.ModelForm):

@@ -266,6 +266,13 @@ def test_the_lists_admins_named_show_what_was_cut_off(browser, site, records, wi
     link = browser.find_element(By.LINK_TEXT, workspace.workspace_id)
     assert link.get_attribute("href").endswith(f"/admin/workspaces/workspace/{workspace.pk}/change/")
 
+    # an event waiting for a retry says when, inside its column
+    browser.get(f"{site}/admin/events/event/?status__exact=error")
+    retries = browser.find_element(By.CSS_SELECTOR, "#result_list td.field-retries").text
+    assert retries.startswith("3\nnext 20"), retries
+    assert not fit_problems(browser)
+    browser.save_screenshot(str(ARTIFACTS / f"{width}-events-retrying.png"))
+
     browser.get(f"{site}/admin/workspaces/workspace/")
     amounts = [cell.text for cell in browser.find_elements(By.CSS_SELECTOR, "#result_list td.field-mrr_column")]
     assert sorted(amounts) == ["294.00 EUR", "588.00 EUR", "882.00 EUR"]

@@ -102,7 +102,10 @@ def _time_zone_choices() -> list[tuple[str, str]]:
 
 
 class RepSettingsForm(forms.ModelForm):
-    """A rep's own alert settings; the model's clean() checks the fields that go together."""
+    """A rep's own alert settings; the model's clean() checks the fields that go together.
+
+    Not the address alerts go to: customer details in alerts must not be forwarded to any address a rep
+    types; an admin sets it in the Rep admin."""
 
     time_zone = forms.ChoiceField(
         label="Time zone",
@@ -124,7 +127,6 @@ class RepSettingsForm(forms.ModelForm):
         fields = (
             "email_on",
             "slack_on",
-            "email",
             "slack_member_id",
             "delivery",
             "digest_hour",
@@ -138,7 +140,6 @@ class RepSettingsForm(forms.ModelForm):
         labels = {
             "email_on": "Email",
             "slack_on": "Slack",
-            "email": "Email address",
             "slack_member_id": "Slack member ID",
             "delivery": "Delivery",
             "quiet_start": "Quiet from",
@@ -162,7 +163,6 @@ class RepSettingsForm(forms.ModelForm):
         helps = {
             "email_on": "Off: no alert emails reach you (instant or digest).",
             "slack_on": "Off: your alerts are not posted to the team's Slack channel.",
-            "email": f"Empty: your login email ({self.instance.user.email or 'none'}).",
             "slack_member_id": "Your Slack member ID (e.g. U012AB3CD), to @-mention you in Slack.",
             "delivery": "Instant: an email per alert. Daily digest: one email a day.",
             "quiet_start": "Local time. Alerts arriving in quiet hours wait until they end.",

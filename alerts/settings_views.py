@@ -20,7 +20,7 @@ from alerts.views import rep_pages_required
 
 #: The page's sections: (legend, the form's fields in it).
 SECTIONS = (
-    ("Channels", ("email_on", "slack_on", "email", "slack_member_id")),
+    ("Channels", ("email_on", "slack_on", "slack_member_id")),
     ("Email delivery", ("delivery", "digest_hour")),
     ("Time zone and quiet hours", ("time_zone", "quiet_start", "quiet_end")),
     ("Time away", ("away_from", "away_until", "backup")),

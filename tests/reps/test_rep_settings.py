@@ -21,7 +21,6 @@ def form_data(**changes: Any) -> dict[str, Any]:
     data = {
         "email_on": "on",
         "slack_on": "on",
-        "email": "",
         "slack_member_id": "",
         "delivery": "instant",
         "digest_hour": "",
@@ -79,6 +78,17 @@ def test_a_rep_saves_their_settings(client: Client, world):
     assert "Settings saved." in client.get(URL).content.decode()
 
 
+def test_a_rep_cannot_send_their_alerts_to_another_address(client: Client, world):
+    """Alerts carry customer details: only an admin sets where they go."""
+    client.force_login(world.ann)
+    page = client.get(URL).content.decode()
+    assert "Alert emails go to <strong>ann@example.com</strong>" in page and 'name="email"' not in page
+
+    client.post(URL, form_data(email="ann.private@elsewhere.example"))
+
+    assert Rep.objects.get(user=world.ann).address == "ann@example.com"
+
+
 def test_a_rep_edits_only_their_own_row(client: Client, world):
     bo_rep = Rep.objects.create(user=world.bo, time_zone="UTC")
     client.force_login(world.ann)
@@ -103,7 +113,6 @@ def test_a_rep_edits_only_their_own_row(client: Client, world):
         ({"away_until": "2026-12-21", "backup": "BO"}, "away_from", "first and the last day away"),
         ({"digest_hour": "24"}, "digest_hour", "valid choice"),
         ({"backup": "SELF"}, "backup", "valid choice"),
-        ({"email": "not-an-address"}, "email", "valid email"),
     ],
 )
 def test_invalid_settings_are_named_per_field_and_change_nothing(client: Client, world, changes, field, message):
@@ -122,7 +131,7 @@ def test_invalid_settings_are_named_per_field_and_change_nothing(client: Client,
     assert f'id="id_{field}_errors"' in html and "Nothing was saved" in html
     assert f'href="#id_{field}"' in html
     ann_rep.refresh_from_db()
-    assert (ann_rep.time_zone, ann_rep.quiet_start, ann_rep.away_from, ann_rep.email) == ("UTC", None, None, "")
+    assert (ann_rep.time_zone, ann_rep.quiet_start, ann_rep.away_from) == ("UTC", None, None)
 
 
 def test_a_rep_by_group_gets_their_row_when_they_first_save(client: Client, world):
@@ -155,7 +164,7 @@ def test_the_backup_choices_are_other_active_reps(client: Client, world):
 
 
 def admin_data(rep: Rep, **changes: Any) -> dict[str, Any]:
-    data = form_data(user=str(rep.user_id), active="on", **changes)
+    data = form_data(user=str(rep.user_id), active="on", email="", **changes)
     data.update({f"territories-{k}": v for k, v in {"TOTAL_FORMS": 0, "INITIAL_FORMS": 0}.items()})
     return data
 
@@ -166,7 +175,7 @@ def test_admins_edit_the_same_settings_with_the_same_checks(admin_client: Client
     change = f"/admin/alerts/rep/{ann_rep.pk}/change/"
     page = admin_client.get(change)
     assert page.status_code == 200
-    for name in ("email_on", "slack_on", "time_zone", "quiet_start", "digest_hour", "away_from", "backup"):
+    for name in ("email", "email_on", "slack_on", "time_zone", "quiet_start", "digest_hour", "away_from", "backup"):
         assert f'name="{name}"' in page.content.decode(), name
     assert admin_client.get("/admin/alerts/rep/").status_code == 200
 

@@ -8,6 +8,7 @@ contract written as OpenAPI; `tests/fuzz/` fuzzes the endpoints against it, so t
 from __future__ import annotations
 
 import copy
+import zoneinfo
 from typing import Any
 
 Schema = dict[str, Any]
@@ -75,6 +76,8 @@ MRR = {
     ],
 }
 
+#: The zone names trial.started takes (events/schemas.py TimeZoneField: the zone database's own list).
+TIMEZONES = sorted(zoneinfo.available_timezones())
 UNIX = {"type": "integer", "minimum": 0, "maximum": 32503679999}
 CURRENCY = {"type": "string", "pattern": "^[a-z]{3}$"}
 STRIPE_HANDLED = [
@@ -115,6 +118,14 @@ DATA_SCHEMAS: Schema = {
             "company": _text(255),
             "plan": _text(64),
             "trial_expires_at": {**RFC3339, "description": "Default: timestamp + 30 days."},
+            "acquisition_channel": _text(64),
+            "campaign": _text(128),
+            "timezone": {
+                "type": "string",
+                "enum": ["", *TIMEZONES],
+                "description": "An IANA time zone name, e.g. Europe/Berlin (day windows of the behaviour metrics); "
+                "empty: UTC.",
+            },
         },
         ["workspace_id", "email"],
     ),
@@ -150,6 +161,33 @@ DATA_SCHEMAS: Schema = {
             "outcome": {"type": "string", "enum": ["success", "error"]},
         },
         ["workspace_id", "feature"],
+    ),
+    "support.ticket_opened": _object(
+        {
+            "workspace_id": _text(64, required=True),
+            "ticket_id": _text(128, required=True),
+            "priority": {"type": "string", "enum": ["low", "normal", "high", "urgent"]},
+            "user_email": OPTIONAL_EMAIL,
+            "subject": _text(255),
+        },
+        ["workspace_id", "ticket_id"],
+    ),
+    "support.ticket_resolved": _object(
+        {
+            "workspace_id": _text(64, required=True),
+            "ticket_id": _text(128, required=True),
+            "satisfaction": {"type": "integer", "minimum": 1, "maximum": 5},
+        },
+        ["workspace_id", "ticket_id"],
+    ),
+    "plan.limit_reached": _object(
+        {
+            "workspace_id": _text(64, required=True),
+            "limit": _text(64, required=True, description="e.g. seats, envelopes, api_calls."),
+            "used": {"type": "integer", "minimum": 0, "maximum": MAX_INT},
+            "allowed": {"type": "integer", "minimum": 0, "maximum": MAX_INT},
+        },
+        ["workspace_id", "limit"],
     ),
 }
 

@@ -6,11 +6,14 @@ with errors keyed the way the 422 body names them (`data.workspace_id`).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
+import zoneinfo
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from django.utils.dateparse import parse_datetime
@@ -185,6 +188,30 @@ class WorkspaceRefSerializer(serializers.Serializer):
     workspace_id = _text(64, required=True)
 
 
+TIMEZONE_UNKNOWN = "Enter an IANA time zone name such as Europe/Berlin."
+
+
+@functools.cache
+def _zone_names() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
+class TimeZoneField(serializers.CharField):
+    """An IANA zone name the engine can load (`Europe/Berlin`); blank means UTC. Checked against the zone
+    database's list, never by loading an arbitrary name (a path-like name must not reach the filesystem)."""
+
+    default_error_messages = {"zone": TIMEZONE_UNKNOWN}
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(max_length=64, required=False, allow_blank=True, trim_whitespace=True, **kwargs)
+
+    def to_internal_value(self, data: Any) -> str:
+        value = super().to_internal_value(data)
+        if value and value not in _zone_names() and value != "UTC":
+            self.fail("zone")
+        return value
+
+
 class TrialStartedSerializer(WorkspaceRefSerializer):
     email = serializers.EmailField(max_length=254)
     workspace_name = _text(255)
@@ -193,6 +220,9 @@ class TrialStartedSerializer(WorkspaceRefSerializer):
     company = _text(255)
     plan = _text(64)
     trial_expires_at = RFC3339Field(required=False)
+    acquisition_channel = _text(64)
+    campaign = _text(128)
+    timezone = TimeZoneField()
 
 
 class SubscriptionConvertedSerializer(WorkspaceRefSerializer):
@@ -221,12 +251,22 @@ class UsageRecordedSerializer(WorkspaceRefSerializer):
     outcome = serializers.ChoiceField(choices=["success", "error"], required=False)
 
 
-DATA_SCHEMAS: dict[str, type[serializers.Serializer]] = {
-    "trial.started": TrialStartedSerializer,
-    "subscription.converted": SubscriptionConvertedSerializer,
-    "workspace.churned": WorkspaceChurnedSerializer,
-    "usage.recorded": UsageRecordedSerializer,
-}
+class TicketOpenedSerializer(WorkspaceRefSerializer):
+    ticket_id = _text(128, required=True)
+    priority = serializers.ChoiceField(choices=["low", "normal", "high", "urgent"], required=False)
+    user_email = serializers.EmailField(max_length=254, required=False, allow_blank=True)
+    subject = _text(255)
+
+
+class TicketResolvedSerializer(WorkspaceRefSerializer):
+    ticket_id = _text(128, required=True)
+    satisfaction = serializers.IntegerField(min_value=1, max_value=5, required=False)
+
+
+class PlanLimitReachedSerializer(WorkspaceRefSerializer):
+    limit = _text(64, required=True)
+    used = serializers.IntegerField(min_value=0, max_value=MAX_JSON_INT, required=False)
+    allowed = serializers.IntegerField(min_value=0, max_value=MAX_JSON_INT, required=False)
 
 
 class PaymentFailedSerializer(WorkspaceRefSerializer):
@@ -257,18 +297,6 @@ class RenewalUpdatedSerializer(WorkspaceRefSerializer):
 
     subscription_id = _text(255)
     renews_at = RFC3339Field(required=False, allow_null=True)
-
-
-#: Types stored from Stripe only: the processor reads them, the provisioning webhook does not accept them.
-BILLING_DATA_SCHEMAS: dict[str, type[serializers.Serializer]] = {
-    "billing.payment_failed": PaymentFailedSerializer,
-    "billing.trial_will_end": TrialWillEndSerializer,
-    "billing.renewal_updated": RenewalUpdatedSerializer,
-}
-STORED_DATA_SCHEMAS = {**DATA_SCHEMAS, **BILLING_DATA_SCHEMAS}
-
-#: Contract order of lifecycle types at equal timestamps (CONTRACT §3).
-LIFECYCLE_TYPE_RANK = {"trial.started": 0, "subscription.converted": 1, "workspace.churned": 2}
 
 
 class EnvelopeSerializer(serializers.Serializer):
@@ -385,3 +413,58 @@ def parse_marketo_body(raw: bytes) -> dict[str, Any]:
     if errors:
         raise PayloadInvalid(errors, body=body)
     return {"body": body, **lead}
+
+
+class Handling(StrEnum):
+    """What the engine does with a stored event of a type, once (events/services.py enqueue_work routes by it)."""
+
+    FOLDED = "folded"  # its workspace is re-folded (workspaces/lifecycle.py FOLDS, events/pipeline.py)
+    ROLLED_UP = "rolled_up"  # added to the behaviour rollups in batches (triggers/services.py)
+    MARKETO = "marketo"  # links a lead (events/marketo.py)
+    IGNORED = "ignored"  # stored, never applied
+
+
+@dataclass(frozen=True)
+class EventType:
+    """One stored event type: how its `data` validates, what handles it, and whether the provisioning
+    webhook takes it (CONTRACT §2; the others come from Stripe or Marketo)."""
+
+    name: str
+    schema: type[serializers.Serializer]
+    handling: Handling
+    webhook: bool = True
+
+
+#: Every event type the engine stores and applies, declared once. A type the webhook accepts must be
+#: folded or rolled up (tests/events/test_event_types.py): one without a handler would stay `new` forever.
+EVENT_TYPES: dict[str, EventType] = {
+    event_type.name: event_type
+    for event_type in (
+        EventType("trial.started", TrialStartedSerializer, Handling.FOLDED),
+        EventType("subscription.converted", SubscriptionConvertedSerializer, Handling.FOLDED),
+        EventType("workspace.churned", WorkspaceChurnedSerializer, Handling.FOLDED),
+        EventType("usage.recorded", UsageRecordedSerializer, Handling.ROLLED_UP),
+        EventType("support.ticket_opened", TicketOpenedSerializer, Handling.ROLLED_UP),
+        EventType("support.ticket_resolved", TicketResolvedSerializer, Handling.ROLLED_UP),
+        EventType("plan.limit_reached", PlanLimitReachedSerializer, Handling.ROLLED_UP),
+        # From Stripe only: the processor reads them, the provisioning webhook does not accept them.
+        EventType("billing.payment_failed", PaymentFailedSerializer, Handling.FOLDED, webhook=False),
+        EventType("billing.trial_will_end", TrialWillEndSerializer, Handling.FOLDED, webhook=False),
+        EventType("billing.renewal_updated", RenewalUpdatedSerializer, Handling.FOLDED, webhook=False),
+        # From Marketo: its schema is the whole body (CONTRACT §5), not a `data` object.
+        EventType("marketo.lead_created", MarketoLeadSerializer, Handling.MARKETO, webhook=False),
+    )
+}
+
+
+def types_handled(handling: Handling) -> tuple[str, ...]:
+    """The registered types with this handling, in declaration order."""
+    return tuple(name for name, event_type in EVENT_TYPES.items() if event_type.handling == handling)
+
+
+#: The provisioning webhook's types (CONTRACT §2) and their `data` schemas.
+DATA_SCHEMAS = {name: t.schema for name, t in EVENT_TYPES.items() if t.webhook}
+#: Every type whose stored payload has a `data` object to re-validate.
+STORED_DATA_SCHEMAS = {name: t.schema for name, t in EVENT_TYPES.items() if t.handling != Handling.MARKETO}
+ROLLED_UP_TYPES = types_handled(Handling.ROLLED_UP)
+MARKETO_TYPE = "marketo.lead_created"

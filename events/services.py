@@ -11,6 +11,8 @@ from django.db import transaction
 
 from events.groupcommit import Doorbell, GroupCommitWriter
 from events.models import Event
+from events.schemas import EVENT_TYPES, Handling
+from events.schemas import MARKETO_TYPE as MARKETO_TYPE  # where its readers import it from
 from events.store import NewEvent, insert_events
 from privacy.suppression import events_suppress
 
@@ -66,10 +68,6 @@ def events_store(
     return results
 
 
-USAGE_TYPE = "usage.recorded"
-MARKETO_TYPE = "marketo.lead_created"
-
-
 class WorkItem(NamedTuple):
     type: str
     workspace_key: str
@@ -79,19 +77,22 @@ class WorkItem(NamedTuple):
 def enqueue_work(*, items: Sequence[WorkItem]) -> None:
     """Ring the doorbell for events to process: one task per kind of work, never one per event.
 
-    Usage goes to its own rollup task so a flood of usage never delays lifecycle work. Losing this
-    call loses nothing: the rows stay where they are and the sweeper re-enqueues them (DESIGN.md:
-    the queue is only the doorbell).
+    Each type goes where its registry entry says (events/schemas.py EVENT_TYPES): folded types to their
+    workspace's processing, rolled-up types (usage, tickets, plan limits) to the rollup task, so a flood of
+    telemetry never delays lifecycle work. Losing this call loses nothing: the rows stay where they are and
+    the sweeper re-enqueues them (DESIGN.md: the queue is only the doorbell).
     """
-    usage = [item.pk for item in items if item.type == USAGE_TYPE]
-    marketo = [item.pk for item in items if item.type == MARKETO_TYPE]
-    workspaces = sorted(
-        {item.workspace_key for item in items if item.type not in (USAGE_TYPE, MARKETO_TYPE) and item.workspace_key}
-    )
+    by_handling: dict[Handling | None, list[WorkItem]] = {}
+    for item in items:
+        event_type = EVENT_TYPES.get(item.type)
+        by_handling.setdefault(event_type.handling if event_type else None, []).append(item)
+    workspaces = sorted({item.workspace_key for item in by_handling.get(Handling.FOLDED, []) if item.workspace_key})
+    rolled_up = [item.pk for item in by_handling.get(Handling.ROLLED_UP, [])]
+    marketo = [item.pk for item in by_handling.get(Handling.MARKETO, [])]
     if workspaces:
         enqueue_workspaces(workspace_keys=workspaces)
-    if usage:
-        async_task("triggers.tasks.rollup_usage", usage, q_options={"group": "usage"})
+    if rolled_up:
+        async_task("triggers.tasks.rollup_usage", rolled_up, q_options={"group": "usage"})
     if marketo:
         async_task("events.tasks.process_marketo_leads", marketo, q_options={"group": "marketo"})
 

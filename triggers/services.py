@@ -1,4 +1,5 @@
-"""Rolling `usage.recorded` events up into daily usage rows, exactly once.
+"""Rolling telemetry up, exactly once: `usage.recorded` into daily usage rows, `support.ticket_*` into
+tickets and `plan.limit_reached` into daily plan-limit hits (the types events/schemas.py marks rolled up).
 
 Claiming the events, adding them to the rollup and marking them completed happen in one transaction:
 a retried or duplicated task either finds the events already completed or waits for (PostgreSQL: skips)
@@ -17,11 +18,20 @@ from django.db import NotSupportedError, connection, transaction
 from django.utils import timezone
 
 from events.models import Event
-from events.schemas import PayloadInvalid, validate_data
+from events.schemas import ROLLED_UP_TYPES, PayloadInvalid, validate_data
 from events.services import enqueue_workspaces
 from ops.services import error_record
 from triggers.models import UsageDaily, UsageDailyUser
+from usage.metrics_rollups import (
+    LIMIT_REACHED,
+    TICKET_OPENED,
+    TICKET_RESOLVED,
+    RollupEvent,
+    plan_limits_rollup,
+    tickets_apply,
+)
 from usage.services import Change, behaviour_refresh
+from workspaces.models import Workspace
 
 USAGE_TYPE = "usage.recorded"
 DEFAULT_LIMIT = 5000
@@ -78,6 +88,15 @@ class Rollup:
     users: set[tuple[UsageKey, str]] = field(default_factory=set)
     rolled_up: list[int] = field(default_factory=list)
     review: list[Event] = field(default_factory=list)
+    tickets: list[RollupEvent] = field(default_factory=list)
+    limits: list[RollupEvent] = field(default_factory=list)
+
+    @property
+    def workspace_keys(self) -> list[str]:
+        """The workspaces whose behaviour this batch changed."""
+        keys = {key.workspace_key for key in self.totals}
+        keys.update(event.workspace_key for event in (*self.tickets, *self.limits))
+        return sorted(keys)
 
     def add(self, event_id: int, usage: Usage) -> None:
         totals = self.totals.get(usage.key)
@@ -97,7 +116,7 @@ class RollupResult:
 
 
 def usage_rollup(*, event_ids: Sequence[int] | None = None, limit: int = DEFAULT_LIMIT) -> int:
-    """Roll up new usage events (these ids, or the oldest `limit`); return how many were counted."""
+    """Roll up new telemetry events (these ids, or the oldest `limit`); return how many were counted."""
     return usage_rollup_batch(event_ids=event_ids, limit=limit).rolled_up
 
 
@@ -108,10 +127,12 @@ def usage_rollup_batch(*, event_ids: Sequence[int] | None = None, limit: int = D
         rollup = _aggregate(claimed)
         _upsert_daily(rollup.totals)
         _insert_users(rollup.users)
+        tickets_apply(rollup.tickets)
+        plan_limits_rollup(rollup.limits, zones=_zones(rollup.limits))
         _mark_completed(rollup.rolled_up)
         Event.objects.bulk_update(rollup.review, ["status", "notes"])
-        if settings.BEHAVIOUR_PROFILES:  # cohorts and stages move with the usage, in the same transaction
-            changes = behaviour_refresh(workspace_keys=sorted({key.workspace_key for key in rollup.totals}))
+        if settings.BEHAVIOUR_PROFILES:  # cohorts and stages move with the telemetry, in the same transaction
+            changes = behaviour_refresh(workspace_keys=rollup.workspace_keys)
             stage_changes_record(changes)
     return RollupResult(len(claimed), len(rollup.rolled_up), len(rollup.review))
 
@@ -124,9 +145,21 @@ def stage_changes_record(changes: Sequence[Change]) -> None:
         transaction.on_commit(lambda: enqueue_workspaces(workspace_keys=keys, force=True), robust=True)
 
 
-def _claim(*, event_ids: Sequence[int] | None, limit: int) -> list[tuple[int, datetime | None, Any, str]]:
-    """Lock new usage events for this transaction; on PostgreSQL, rows another worker holds are skipped."""
-    events = Event.objects.filter(type=USAGE_TYPE, status=Event.Status.NEW)
+def _zones(events: Sequence[RollupEvent]) -> dict[str, str]:
+    """The workspaces' IANA zones (plan-limit hits count per local day); none known: UTC."""
+    keys = sorted({event.workspace_key for event in events})
+    if not keys:
+        return {}
+    rows = Workspace.objects.filter(workspace_id__in=keys).exclude(timezone="").values_list("workspace_id", "timezone")
+    return dict(rows)
+
+
+Claimed = tuple[int, str, datetime | None, Any, str]
+
+
+def _claim(*, event_ids: Sequence[int] | None, limit: int) -> list[Claimed]:
+    """Lock new rolled-up events for this transaction; on PostgreSQL, rows another worker holds are skipped."""
+    events = Event.objects.filter(type__in=ROLLED_UP_TYPES, status=Event.Status.NEW)
     if event_ids is not None:
         events = events.filter(pk__in=list(event_ids)).order_by("id")
     else:
@@ -134,16 +167,21 @@ def _claim(*, event_ids: Sequence[int] | None, limit: int) -> list[tuple[int, da
         events = events.order_by("received_at", "id")
     skip_locked = connection.features.has_select_for_update_skip_locked
     events = events.select_for_update(skip_locked=skip_locked)
-    return list(events.values_list("id", "occurred_at", "payload", "notes")[:limit])
+    return list(events.values_list("id", "type", "occurred_at", "payload", "notes")[:limit])
 
 
-def _aggregate(claimed: Iterable[tuple[int, datetime | None, Any, str]]) -> Rollup:
+def _aggregate(claimed: Iterable[Claimed]) -> Rollup:
     rollup = Rollup()
-    for event_id, occurred_at, payload, notes in claimed:
+    for event_id, event_type, occurred_at, payload, notes in claimed:
         try:
-            rollup.add(event_id, parse_usage(payload, occurred_at))
+            if event_type == USAGE_TYPE:
+                rollup.add(event_id, parse_usage(payload, occurred_at))
+                continue
+            event = parse_rollup_event(event_type, payload, occurred_at)
+            (rollup.limits if event_type == LIMIT_REACHED else rollup.tickets).append(event)
+            rollup.rolled_up.append(event_id)
         except PayloadInvalid as exc:
-            note = f"Usage rollup: invalid stored payload, not counted ({_describe(exc)})."
+            note = f"Rollup: invalid stored payload, not counted ({_describe(exc)})."
             notes = f"{notes}\n{note}" if notes else note
             rollup.review.append(Event(pk=event_id, status=Event.Status.REVIEW, notes=notes))
             error_record(source="processing", kind="PayloadInvalid", message=note, obj=Event(pk=event_id))
@@ -167,6 +205,19 @@ def parse_usage(payload: Any, occurred_at: datetime | None) -> Usage:
         user_email=(valid.get("user_email") or "").lower(),
         occurred_at=occurred_at,
     )
+
+
+def parse_rollup_event(event_type: str, payload: Any, occurred_at: datetime | None) -> RollupEvent:
+    """A stored ticket or plan-limit event, validated against the contract, as the behaviour rollups take it."""
+    if event_type not in (TICKET_OPENED, TICKET_RESOLVED, LIMIT_REACHED):
+        raise PayloadInvalid({"type": [f"{event_type!r} is not rolled up here."]})
+    data = payload.get("data") if isinstance(payload, dict) else None
+    if not isinstance(data, dict):
+        raise PayloadInvalid({"data": ["Expected a JSON object."]})
+    if occurred_at is None:
+        raise PayloadInvalid({"timestamp": ["The event has no occurred_at."]})
+    valid = validate_data(event_type, data)
+    return RollupEvent(valid["workspace_id"], occurred_at.astimezone(UTC), valid, event_type)
 
 
 def _describe(exc: PayloadInvalid) -> str:

@@ -19,11 +19,11 @@ Billing inputs from Stripe fold after the contract's three types at equal timest
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 TRIAL_STARTED = "trial.started"
 CONVERTED = "subscription.converted"
@@ -33,14 +33,6 @@ PAYMENT_FAILED = "billing.payment_failed"
 RENEWAL_UPDATED = "billing.renewal_updated"
 TRIAL_WILL_END = "billing.trial_will_end"
 
-#: Contract order of lifecycle types at equal timestamps.
-TYPE_RANK = {TRIAL_STARTED: 0, CONVERTED: 1, CHURNED: 2}
-#: Billing types rank after the contract's three, so CONTRACT §3's order among those is unchanged.
-#: Kept apart from TYPE_RANK, which stays exactly the contract's table.
-BILLING_TYPE_RANK = {PAYMENT_FAILED: 3, RENEWAL_UPDATED: 4, TRIAL_WILL_END: 5}
-FOLD_RANK = {**TYPE_RANK, **BILLING_TYPE_RANK}
-#: Every type the processor folds.
-LIFECYCLE_TYPES = tuple(FOLD_RANK)
 DEFAULT_TRIAL_DAYS = 30
 
 NO_TRIAL_DATA = "no_trial_data"
@@ -104,6 +96,9 @@ class WorkspaceState:
     at_risk: bool = False
     at_risk_since: datetime | None = None
     renews_at: datetime | None = None
+    timezone: str = ""
+    acquisition_channel: str = ""
+    campaign: str = ""
     reviews: tuple[Review, ...] = ()
     unapplied: tuple[Unapplied, ...] = ()
     email_source: str = field(default="", compare=False)
@@ -132,6 +127,9 @@ class WorkspaceState:
             "at_risk": self.at_risk,
             "at_risk_since": self.at_risk_since,
             "renews_at": self.renews_at,
+            "timezone": self.timezone,
+            "acquisition_channel": self.acquisition_channel,
+            "campaign": self.campaign,
         }
 
 
@@ -216,6 +214,11 @@ def apply_trial_started(state: WorkspaceState, event: LifecycleEvent) -> Workspa
         first_name=data.get("first_name", ""),
         last_name=data.get("last_name", ""),
         company=data.get("company", ""),
+        # Where the trial came from and its zone (day windows of the behaviour metrics): a later trial that
+        # names them wins, one that leaves them out keeps what an earlier one said.
+        timezone=data.get("timezone", ""),
+        acquisition_channel=data.get("acquisition_channel", ""),
+        campaign=data.get("campaign", ""),
     )
     if state.status == "paid":
         entry = {
@@ -304,11 +307,25 @@ def apply_trial_will_end(state: WorkspaceState, event: LifecycleEvent) -> Worksp
     return state  # an alert input: stored and folded so it completes, but it changes no state
 
 
-APPLY = {
-    TRIAL_STARTED: apply_trial_started,
-    CONVERTED: apply_converted,
-    CHURNED: apply_churned,
-    PAYMENT_FAILED: apply_payment_failed,
-    RENEWAL_UPDATED: apply_renewal_updated,
-    TRIAL_WILL_END: apply_trial_will_end,
+class Fold(NamedTuple):
+    rank: int  # order at equal timestamps
+    apply: Callable[[WorkspaceState, LifecycleEvent], WorkspaceState]
+
+
+#: Every type the fold applies, declared once with its rank and its function. The contract's three come first
+#: in CONTRACT §3's order; billing types rank after them, so that order among the three is unchanged.
+#: events/schemas.py EVENT_TYPES marks exactly these `folded` (tests/events/test_event_types.py).
+FOLDS: dict[str, Fold] = {
+    TRIAL_STARTED: Fold(0, apply_trial_started),
+    CONVERTED: Fold(1, apply_converted),
+    CHURNED: Fold(2, apply_churned),
+    PAYMENT_FAILED: Fold(3, apply_payment_failed),
+    RENEWAL_UPDATED: Fold(4, apply_renewal_updated),
+    TRIAL_WILL_END: Fold(5, apply_trial_will_end),
 }
+FOLD_RANK = {name: fold.rank for name, fold in FOLDS.items()}
+#: Contract order of lifecycle types at equal timestamps (CONTRACT §3), exactly the contract's table.
+TYPE_RANK = {name: FOLD_RANK[name] for name in (TRIAL_STARTED, CONVERTED, CHURNED)}
+APPLY = {name: fold.apply for name, fold in FOLDS.items()}
+#: Every type the processor folds.
+LIFECYCLE_TYPES = tuple(FOLDS)

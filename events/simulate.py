@@ -19,6 +19,8 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from events.personas import PERSONAS, persona_bodies, persona_for
+
 TRIAL_DAYS = 14
 
 #: Companies that already exist as accounts before the demo starts (the demo seeds them): trials from
@@ -58,8 +60,10 @@ COMPANY_TAILS = (
 )  # fmt: skip
 TLDS = ("com", "com", "com", "io", "co", "dev")
 TEAMS = ("Marketing", "Ops", "Engineering", "Sales", "Design", "Support", "Finance", "Data", "Growth")
-FEATURES = ("projects.create", "reports.export", "invite.sent", "dashboard.view", "api.call", "automation.run")
-PRODUCTS = ("web", "api", "mobile")
+CHANNELS = ("organic", "paid_search", "referral", "partner", "api_partnership")
+CAMPAIGNS = ("q4-esign-launch", "brand-search", "competitor-switch")
+ZONES = ("America/New_York", "America/Los_Angeles", "Europe/London", "Europe/Berlin", "Asia/Tokyo", "Australia/Sydney")
+DAY = timedelta(days=1)
 CHURN_REASONS = ("too expensive", "switched to a competitor", "missing a feature", "no longer needed", "company closed")
 #: Monthly price per seat and typical seats of each paid plan.
 PLANS = {
@@ -68,12 +72,15 @@ PLANS = {
     "business": (Decimal("99.00"), (10, 60)),
 }
 
+PERSONAS_BY_NAME = {persona.name: persona for persona in PERSONAS}
+
 #: What happens to a workspace over the simulated history, with its share of workspaces.
 PROFILES = (
     ("expiring", 0.34),  # trial ends in the next 1-10 days: expiring-trial alerts fire in the demo
     ("expired", 0.10),  # trial ended 1-6 days ago without conversion
     ("fresh", 0.14),  # trial started in the last 3 days
-    ("converted", 0.26),  # converted to paid in the last 20 days
+    ("converted", 0.16),  # converted to paid in the last 20 days
+    ("customer", 0.10),  # a paying customer for 1-6 months: long usage histories (the behaviour cohorts)
     ("churned", 0.12),  # converted, then churned in the last 30 days (MRR lost)
     ("trial_churned", 0.04),  # gave up during the trial
 )
@@ -194,6 +201,10 @@ def _timeline(rng: random.Random, profile: str, now: datetime) -> dict[str, date
         converted = now - rng.uniform(0.02, 20.0) * day
         start = converted - rng.uniform(1.0, 13.0) * day
         return {"start": start, "expires": start + TRIAL_DAYS * day, "converted": converted}
+    if profile == "customer":
+        converted = now - rng.uniform(30.0, 180.0) * day
+        start = converted - rng.uniform(1.0, 13.0) * day
+        return {"start": start, "expires": start + TRIAL_DAYS * day, "converted": converted}
     if profile == "churned":
         churned = now - rng.uniform(0.02, 30.0) * day
         converted = churned - rng.uniform(20.0, 120.0) * day
@@ -217,9 +228,13 @@ def _workspace_events(world: _World, owner: _Person, profile: str, now: datetime
         "workspace_name": name,
         "first_name": owner.first_name,
         "last_name": owner.last_name,
-        "plan": "trial",
+        "plan": rng.choices(tuple(PLANS), weights=(45, 40, 15))[0],  # the plan they trial
         "trial_expires_at": _rfc3339(when["expires"]),
+        "acquisition_channel": rng.choices(CHANNELS, weights=(35, 25, 15, 15, 10))[0],
+        "timezone": rng.choice(ZONES),
     }
+    if trial["acquisition_channel"] == "paid_search":
+        trial["campaign"] = rng.choice(CAMPAIGNS)
     if owner.company:
         trial["company"] = owner.company
     bodies = [{"type": "trial.started", "timestamp": _rfc3339(when["start"]), "data": trial}]
@@ -228,18 +243,10 @@ def _workspace_events(world: _World, owner: _Person, profile: str, now: datetime
     colleagues = [owner.email]
     if owner.company and domain not in FREE_MAIL:  # teammates share the company's domain
         colleagues += [f"{_slug(first)}@{domain}" for first in rng.sample(FIRST_NAMES, 2)]
-    for _ in range(rng.randint(1, 3)):
-        at = when["start"] + (end - when["start"]) * rng.uniform(0.02, 0.98)
-        usage: dict[str, Any] = {
-            "workspace_id": workspace_id,
-            "feature": rng.choice(FEATURES),
-            "user_email": rng.choice(colleagues),
-            "count": rng.randint(1, 40),
-            "duration_seconds": round(rng.uniform(0.2, 900.0), 1),
-            "product": rng.choice(PRODUCTS),
-            "outcome": "error" if rng.random() < 0.06 else "success",
-        }
-        bodies.append({"type": "usage.recorded", "timestamp": _rfc3339(at), "data": usage})
+    # How it uses the products: a persona whose pattern fits its history (a churned one used it lightly).
+    persona = PERSONAS_BY_NAME["light"] if "churned" in when else persona_for(rng, (end - when["start"]) / DAY)
+    for body in persona_bodies(rng, persona, workspace_id=workspace_id, users=colleagues, start=when["start"], end=end):
+        bodies.append({**body, "timestamp": _rfc3339(body["timestamp"])})
     if "converted" in when:
         bodies.append({"type": "subscription.converted", "timestamp": _rfc3339(when["converted"]),
                        "data": _conversion(world, workspace_id, owner.email)})  # fmt: skip
@@ -274,8 +281,8 @@ def _drafts(world: _World, workspaces: int, now: datetime) -> list[_Draft]:
     for owner in world.owners(workspaces):
         profile = world.rng.choices(names, weights=weights)[0]
         bodies += _workspace_events(world, owner, profile, now)
-    rank = {"trial.started": 0, "usage.recorded": 1, "subscription.converted": 2, "workspace.churned": 3}
-    bodies.sort(key=lambda body: (body["timestamp"], rank[body["type"]], body["data"]["workspace_id"]))
+    rank = {"trial.started": 0, "subscription.converted": 2, "workspace.churned": 3}  # behaviour events: 1
+    bodies.sort(key=lambda body: (body["timestamp"], rank.get(body["type"], 1), body["data"]["workspace_id"]))
     return [_Draft(SimulatedMessage(world.unique_id("msg_", 96), body), float(i)) for i, body in enumerate(bodies)]
 
 

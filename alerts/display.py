@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
 from django.utils import timezone
+
+CENT = Decimal("0.01")
 
 #: Event types as a rep reads them.
 EVENT_LABELS: dict[str, str] = {
@@ -76,7 +78,7 @@ def format_money(amount: Any, currency: str) -> str:
         number = Decimal(str(amount))
     except (InvalidOperation, ValueError):
         return f"{amount} {currency}".strip()
-    return f"{number:,.2f} {currency}".strip()
+    return f"{number.quantize(CENT, rounding=ROUND_HALF_UP):,.2f} {currency}".strip()
 
 
 def format_when(moment: datetime) -> str:

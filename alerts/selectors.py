@@ -176,7 +176,8 @@ WORKSPACE_SORTS: dict[str, tuple[str, tuple[Any, ...]]] = {
     "name": ("Name", (Lower("name"), "workspace_id")),
     "status": ("Status", ("status", "workspace_id")),
     "expires": ("Trial expiring soonest", (F("trial_expires_at").asc(nulls_last=True), "workspace_id")),
-    "mrr": ("MRR, highest first", (F("mrr_reporting").desc(nulls_last=True), "workspace_id")),
+    # Paying customers by MRR; a churned customer's last MRR is not recurring revenue any more.
+    "mrr": ("MRR, highest first", (Case(When(status="paid", then=F("mrr_reporting"))).desc(nulls_last=True), "pk")),
 }
 
 

@@ -140,6 +140,14 @@ def test_the_inbox_pages_filters_and_acknowledges_several_alerts_at_once(browser
     assert "page=2" in browser.current_url and "rule=converted" in browser.current_url
     assert Alert.objects.filter(acknowledged_by=world.ann).count() == 3
     browser.save_screenshot(str(ARTIFACTS / "inbox-bulk-done.png"))
+
+    # when: she selects all on the page (a static script) and acknowledges the rest
+    browser.find_element(By.CSS_SELECTOR, "input[data-select-all]").click()
+    ticked = browser.find_elements(By.CSS_SELECTOR, "ol.alerts input[name='alert']:checked")
+    assert len(ticked) == 7  # the three acknowledged ones cannot be ticked
+    browser.find_element(By.CSS_SELECTOR, "form.bulk button").click()
+    wait(browser, ec.text_to_be_present_in_element((By.CSS_SELECTOR, "ul.messages"), "Acknowledged 7 alerts."))
+    assert Alert.objects.filter(acknowledged_by=world.ann).count() == 10
     assert csp_violations(browser) == []
 
 

@@ -75,8 +75,8 @@ class EngineAdminSite(AdminSite):
         return OTPAdminSite.login_template if settings.STAFF_TOTP_REQUIRED else None
 
     def each_context(self, request: HttpRequest) -> dict:
-        """"View site" leads to the rep pages for those who may use them; staff with no other pages see no
-        such link (`/` would only bring them back here)."""
+        """The "View site" link leads to `/`, and so to the rep pages, for those who may use them; staff with
+        no other pages get no such link (`/` would only bring them back here)."""
         from alerts.selectors import user_may_use_rep_pages  # the admin site is built before the apps' models
 
         context = super().each_context(request)

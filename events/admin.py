@@ -17,7 +17,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
 from config.admin_site import compact_time
-from events.models import Event, WorkspaceLock
+from events.models import Event, WebhookBatch, WorkspaceLock
 from events.services import events_retry
 from workspaces.models import Workspace
 
@@ -170,4 +170,24 @@ class WorkspaceLockAdmin(admin.ModelAdmin):
         return False
 
     def has_delete_permission(self, request: HttpRequest, obj: WorkspaceLock | None = None) -> bool:
+        return False
+
+
+@admin.register(WebhookBatch)
+class WebhookBatchAdmin(admin.ModelAdmin):
+    """Batches received (CONTRACT §2b), read-only: their ids make a re-sent batch a duplicate; the counts are
+    what each was answered."""
+
+    list_display = ("webhook_id", "received_at", "events", "accepted", "duplicates", "ignored", "rejected")
+    search_fields = ("=webhook_id",)
+    ordering = ("-received_at",)
+    show_full_result_count = False
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: WebhookBatch | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: WebhookBatch | None = None) -> bool:
         return False

@@ -91,3 +91,19 @@ class WorkspaceLock(models.Model):
 
     def __str__(self) -> str:
         return self.workspace_key
+
+
+class WebhookBatch(models.Model):
+    """A batch received on /webhooks/provisioning/batch/ (CONTRACT §2b), by its own webhook-id: the same batch
+    again is a duplicate. Written in the transaction that stores its events, so the two cannot disagree."""
+
+    webhook_id = models.CharField(max_length=255, unique=True)
+    received_at = models.DateTimeField(default=timezone.now)
+    events = models.PositiveIntegerField(default=0, help_text="Events it carried.")
+    accepted = models.PositiveIntegerField(default=0)
+    duplicates = models.PositiveIntegerField(default=0)
+    ignored = models.PositiveIntegerField(default=0)
+    rejected = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"batch {self.webhook_id} ({self.events} events)"

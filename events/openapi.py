@@ -210,6 +210,13 @@ UNKNOWN_ENVELOPE = _object(
     description="A type this version does not know: stored and answered 202 ignored, never applied.",
 )
 
+
+#: An event's id in a batch: a non-empty string (blank or not a string is a malformed envelope).
+BATCH_EVENT_ID = {
+    **_text(255, required=True),
+    "description": "The event's idempotency key, in the same namespace as webhook-id.",
+}
+
 SCHEMAS: Schema = {
     **{"".join(part.title() for part in name.split(".")) + "Data": schema for name, schema in DATA_SCHEMAS.items()},
     "ProvisioningWebhook": {
@@ -217,6 +224,32 @@ SCHEMAS: Schema = {
         "`timestamp` orders events; the `webhook-id` header deduplicates them.",
         "oneOf": [*(_envelope(event_type) for event_type in DATA_SCHEMAS), UNKNOWN_ENVELOPE],
     },
+    "ProvisioningBatch": _object(
+        {
+            "events": {
+                "type": "array",
+                "maxItems": 1000,
+                "items": {
+                    "type": "object",
+                    "required": ["id"],
+                    "properties": {
+                        "id": BATCH_EVENT_ID,
+                        "type": {"description": "As in ProvisioningWebhook."},
+                        "timestamp": {"description": "As in ProvisioningWebhook."},
+                        "data": {"description": "As in ProvisioningWebhook."},
+                    },
+                    "additionalProperties": True,
+                    "description": "One event shaped as a ProvisioningWebhook body, with its own `id`. Each event is "
+                    "judged on its own: one that does not fit ProvisioningWebhook (fields, numbers, nesting, dates "
+                    "as CONTRACT §2) is listed in the answer's `rejected` and kept as a rejected event, and the "
+                    "batch is still answered 202.",
+                },
+            }
+        },
+        ["events"],
+        description="Wire contract (docs/contract.md) §2b: at most 1,000 events and 1 MiB. A malformed envelope "
+        "(no events list, over 1,000, an event without an id) is refused whole with 422.",
+    ),
     "MarketoLead": _object(
         {
             "lead_id": _text(64, required=True, description="Marketo's lead id: the idempotency key."),
@@ -335,6 +368,33 @@ SCHEMAS: Schema = {
         closed=True,
         description="Stored for processing (accepted), or stored but not applied: a type not known (ignored).",
     ),
+    "WebhookBatchReceipt": _object(
+        {
+            "id": {"type": "string", "description": "The batch's webhook-id."},
+            "accepted": {"type": "integer", "minimum": 0},
+            "duplicates": {"type": "integer", "minimum": 0},
+            "ignored": {"type": "integer", "minimum": 0},
+            "rejected": {
+                "type": "array",
+                "items": _object(
+                    {
+                        "index": {"type": "integer", "minimum": 0},
+                        "id": {"type": "string"},
+                        "fields": {
+                            "type": "object",
+                            "additionalProperties": {"type": "array", "items": {"type": "string"}},
+                        },
+                    },
+                    ["index", "id", "fields"],
+                    closed=True,
+                ),
+            },
+        },
+        ["id", "accepted", "duplicates", "ignored", "rejected"],
+        closed=True,
+        description="Each event counts in exactly one of accepted, duplicates, ignored and rejected; valid events "
+        "are stored even when others are rejected, and rejected ones are kept as rejected events.",
+    ),
     "WebhookDuplicate": _object(
         {"id": {"type": "string"}, "status": {"type": "string", "enum": ["duplicate"]}},
         ["id", "status"],
@@ -437,6 +497,47 @@ PATHS: Schema = {
                 "content": {"application/json": {"schema": {"$ref": REF + "ProvisioningWebhook"}}},
             },
             "responses": _responses(_error("invalid_signature", "stale_timestamp", description="Signature refused.")),
+        }
+    },
+    "/webhooks/provisioning/batch/": {
+        "post": {
+            "operationId": "webhooks_provisioning_batch",
+            "summary": "Provisioning webhook, batched (Standard Webhooks)",
+            "description": "Wire contract (docs/contract.md) §2b. Signed exactly as the provisioning webhook, with "
+            "the batch's own `webhook-id`; the same batch again is answered 200 duplicate. Each event's `id` is its "
+            "idempotency key. All events are stored in one transaction. " + METHODS_NOTE,
+            "tags": [TAG],
+            "security": [{"standardWebhooks": []}],
+            "parameters": [
+                {
+                    "name": "webhook-id",
+                    "in": "header",
+                    "required": True,
+                    "description": "Unique per batch: the batch's idempotency key (at most 255 characters).",
+                    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+                },
+                {
+                    "name": "webhook-timestamp",
+                    "in": "header",
+                    "required": True,
+                    "description": "Unix seconds when the batch was signed.",
+                    "schema": {"type": "integer"},
+                },
+            ],
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": {"$ref": REF + "ProvisioningBatch"}}},
+            },
+            "responses": {
+                **_responses(_error("invalid_signature", "stale_timestamp", description="Signature refused.")),
+                "200": _json("WebhookDuplicate", "This batch's webhook-id was seen before: nothing changes."),
+                "202": _json("WebhookBatchReceipt", "Stored in one transaction; each event's result."),
+                "422": _json(
+                    "WebhookInvalidPayload",
+                    "A malformed envelope (no events list, over 1,000 events, an event without id): kept as one "
+                    "rejected event, none of its events stored.",
+                ),
+            },
         }
     },
     "/webhooks/marketo/": {

@@ -163,19 +163,38 @@ def load_json(raw: bytes) -> Any:
     """Parse a webhook body, refusing what the engine cannot hold: malformed JSON, nesting deeper than
     MAX_JSON_DEPTH, numbers beyond number_errors' limits. PayloadInvalid keeps the body as text then, which
     is always storable (the parsed body may not be)."""
-    text = raw.decode("utf-8", "replace")
-    if json_nesting_exceeds(raw):
-        raise PayloadInvalid({"body": [TOO_DEEP]}, body=text)
+    body, bad_numbers = _load_json(raw, MAX_JSON_DEPTH)
+    if bad_numbers:
+        raise PayloadInvalid(number_errors(body), body=raw.decode("utf-8", "replace"))
+    return body
+
+
+def _load_json(raw: bytes, depth: int) -> tuple[Any, bool]:
+    """(parsed body, whether some number in it is out of range): PayloadInvalid for malformed JSON or nesting
+    deeper than `depth`. A caller that finds bad numbers asks number_errors where (load_json, batches)."""
+    if json_nesting_exceeds(raw, depth):
+        raise PayloadInvalid({"body": [TOO_DEEP]}, body=raw.decode("utf-8", "replace"))
     hooks = _NumberHooks()
     try:
         body = json.loads(raw, parse_int=hooks.integer, parse_float=hooks.real, parse_constant=hooks.constant)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise PayloadInvalid({"body": [f"Malformed JSON: {exc}"]}, body=text) from exc
+        raise PayloadInvalid({"body": [f"Malformed JSON: {exc}"]}, body=raw.decode("utf-8", "replace")) from exc
     except RecursionError as exc:  # only if the scan misjudged an encoding other than UTF-8
-        raise PayloadInvalid({"body": [TOO_DEEP]}, body=text) from exc
-    if hooks.seen_bad:
-        raise PayloadInvalid(number_errors(body), body=text)
-    return body
+        raise PayloadInvalid({"body": [TOO_DEEP]}, body=raw.decode("utf-8", "replace")) from exc
+    return body, hooks.seen_bad
+
+
+def nesting_exceeds(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether a parsed value nests arrays and objects deeper than `limit` (as json_nesting_exceeds counts)."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth + 1 > limit:
+                return True
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 def _text(max_length: int, *, required: bool = False) -> serializers.CharField:
@@ -371,7 +390,11 @@ def validate_data(event_type: str, data: dict[str, Any]) -> dict[str, Any]:
 
 def parse_provisioning_body(raw: bytes) -> ParsedWebhook:
     """Parse and validate a body; every wrong field is reported at once, envelope and data alike."""
-    body = load_json(raw)
+    return parse_provisioning_event(load_json(raw))
+
+
+def parse_provisioning_event(body: Any) -> ParsedWebhook:
+    """Validate one parsed event (a body, or one event of a batch): its type, timestamp and data."""
     if not isinstance(body, dict):
         raise PayloadInvalid({"body": ["Expected a JSON object with type, timestamp and data."]}, body=body)
     envelope, errors = run_schema(EnvelopeSerializer, body)
@@ -413,6 +436,76 @@ def parse_marketo_body(raw: bytes) -> dict[str, Any]:
     if errors:
         raise PayloadInvalid(errors, body=body)
     return {"body": body, **lead}
+
+
+#: Most events one batch may carry (CONTRACT §2b).
+MAX_BATCH_EVENTS = 1000
+#: A batch nests its events two levels down ({"events": [event, …]}); each may nest MAX_JSON_DEPTH. A body is
+#: parsed up to this depth, so an event nested too deep is rejected on its own (the parser and the walks
+#: below are safe far deeper); a body deeper still is refused whole.
+_BATCH_DEPTH = 4 * MAX_JSON_DEPTH
+
+
+@dataclass(frozen=True)
+class BatchItem:
+    """One event of a batch: its id and either the parsed event or why it is rejected."""
+
+    index: int
+    id: str
+    parsed: ParsedWebhook | None = None
+    error: PayloadInvalid | None = None
+
+
+def _event_id_errors(index: int, event: Any) -> list[str]:
+    if not isinstance(event, dict):
+        return ["Expected a JSON object with id, type, timestamp and data."]
+    event_id = event.get("id")
+    if event_id is None:
+        return ["This field is required."]
+    if type(event_id) is not str or not event_id.strip():  # _OutOfRange is a str: a number is not an id
+        return ["Enter the event's id as a non-empty string."]
+    if len(event_id) > 255:
+        return ["At most 255 characters."]
+    return []
+
+
+def parse_batch_body(raw: bytes) -> list[BatchItem]:
+    """Parse a batch (CONTRACT §2b): each event validated as §2 validates a body, its problems its own.
+
+    A malformed envelope (not JSON, no `events` list, more than MAX_BATCH_EVENTS, an event without a usable
+    id, a bad number outside the events) raises PayloadInvalid: the whole batch is refused.
+    """
+    body, bad_numbers = _load_json(raw, _BATCH_DEPTH)
+    events = body.get("events") if isinstance(body, dict) else None
+    if not isinstance(events, list):
+        raise PayloadInvalid({"events": ["Expected a list of events."]}, body=_storable(body, bad_numbers))
+    if len(events) > MAX_BATCH_EVENTS:
+        message = f"At most {MAX_BATCH_EVENTS:,} events per batch; this one has {len(events):,}."
+        raise PayloadInvalid({"events": [message]}, body=_storable(body, bad_numbers))
+    errors = {f"events.{i}.id": found for i, event in enumerate(events) if (found := _event_id_errors(i, event))}
+    if bad_numbers:
+        errors.update(number_errors({key: value for key, value in body.items() if key != "events"}))
+    if errors:
+        raise PayloadInvalid(errors, body=_storable(body, bad_numbers))
+    deep = json_nesting_exceeds(raw)  # only then can an event be too deep
+    items = []
+    for index, event in enumerate(events):
+        try:
+            if deep and nesting_exceeds(event):
+                raise PayloadInvalid({"body": [TOO_DEEP]})
+            if bad_numbers and (found := number_errors(event)):
+                raise PayloadInvalid(found)
+            items.append(BatchItem(index, event["id"], parsed=parse_provisioning_event(event)))
+        except PayloadInvalid as exc:
+            stored = PayloadInvalid(exc.fields, body=_storable(event, bool(deep or bad_numbers)))
+            items.append(BatchItem(index, event["id"], error=stored))
+    return items
+
+
+def _storable(value: Any, unholdable: bool) -> Any:
+    """A parsed value as a rejected event keeps it: as text when it may hold what no JSON column can
+    (numbers out of range, NaN, nesting too deep), else as it is."""
+    return json.dumps(value) if unholdable else value
 
 
 class Handling(StrEnum):

@@ -7,13 +7,14 @@ from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
+from django.utils import timezone
 
 from events.groupcommit import Doorbell, GroupCommitWriter
-from events.models import Event
+from events.models import Event, WebhookBatch
 from events.schemas import EVENT_TYPES, Handling
 from events.schemas import MARKETO_TYPE as MARKETO_TYPE  # where its readers import it from
-from events.store import NewEvent, insert_events
+from events.store import NewEvent, holdable, insert_events
 from privacy.suppression import events_suppress
 
 _brokers: dict[int, object] = {}
@@ -131,6 +132,60 @@ def event_receive(*, event: NewEvent) -> bool:
     if settings.WEBHOOK_GROUP_COMMIT:
         return bool(group_commit_writer.submit(event, timeout=settings.WEBHOOK_STORE_TIMEOUT_SECONDS))
     return events_store([event])[0]
+
+
+class BatchCounts(NamedTuple):
+    accepted: int
+    duplicates: int
+    ignored: int
+    rejected: int
+
+
+def batch_receive(*, webhook_id: str, events: Sequence[NewEvent]) -> list[bool] | None:
+    """Store a batch's events (CONTRACT §2b) in one transaction; for each, True if new, False if its id was
+    seen before; None if the batch's own webhook-id was (nothing is written then).
+
+    The batch row goes first: a second delivery of the batch waits for the first's commit on its unique key
+    and then finds it. The events are one multi-row INSERT (events_store) and their processing is enqueued
+    once, on commit.
+    """
+    with transaction.atomic():
+        if not _batch_claim(webhook_id, len(events)):
+            return None
+        results = events_store(events)
+        counts = batch_counts(events, results)
+        WebhookBatch.objects.filter(webhook_id=webhook_id).update(**counts._asdict())
+    return results
+
+
+def batch_counts(events: Sequence[NewEvent], results: Sequence[bool]) -> BatchCounts:
+    """Each event in exactly one count: rejected (malformed), else duplicate (seen), else ignored or accepted."""
+    accepted = duplicates = ignored = rejected = 0
+    for event, new in zip(events, results, strict=True):
+        if event.status == Event.Status.REJECTED:
+            rejected += 1
+        elif not new:
+            duplicates += 1
+        elif event.status == Event.Status.IGNORED:
+            ignored += 1
+        else:
+            accepted += 1
+    return BatchCounts(accepted, duplicates, ignored, rejected)
+
+
+def _batch_claim(webhook_id: str, size: int) -> bool:
+    """Record the batch's webhook-id; False if it was recorded before. One INSERT … ON CONFLICT DO NOTHING."""
+    quote = connection.ops.quote_name
+    table = quote(WebhookBatch._meta.db_table)
+    received_at = WebhookBatch._meta.get_field("received_at").get_db_prep_save(timezone.now(), connection)
+    sql = (
+        f"INSERT INTO {table} ({quote('webhook_id')}, {quote('received_at')}, {quote('events')}, "  # noqa: S608
+        f"{quote('accepted')}, {quote('duplicates')}, {quote('ignored')}, {quote('rejected')}) "
+        f"VALUES (%s, %s, %s, 0, 0, 0, 0) ON CONFLICT ({quote('webhook_id')}) DO NOTHING RETURNING {quote('id')}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [holdable(webhook_id), received_at, size])
+        return cursor.fetchone() is not None
 
 
 def events_retry(*, event_ids: Sequence[int]) -> int:

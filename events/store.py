@@ -78,7 +78,7 @@ def insert_events(events: Sequence[NewEvent]) -> dict[tuple[str, str], int]:
     """Insert the events not seen before; return {(source, external_id): pk} of those inserted.
 
     Must run inside a transaction the caller commits. Repeats of a key within `events` are dropped
-    here (the first wins), so the caller can answer them as duplicates.
+    here (the first wins), so the caller can answer them as duplicates. Rows go in key order.
     """
     unique: dict[tuple[str, str], NewEvent] = {}
     for event in events:
@@ -90,8 +90,10 @@ def insert_events(events: Sequence[NewEvent]) -> dict[tuple[str, str], int]:
     columns = ", ".join(quote(name) for name in _COLUMNS)
     placeholders = "(" + ", ".join(["%s"] * len(_COLUMNS)) + ")"
     params: list[Any] = []
-    for event in unique.values():
-        params.extend(_row(event))
+    # In key order: two batches sharing ids wait for each other's rows in the same order, never in a cycle
+    # (PostgreSQL would break such a deadlock by failing one of them).
+    for key in sorted(unique):
+        params.extend(_row(unique[key]))
     sql = (
         f"INSERT INTO {table} ({columns}) VALUES {', '.join([placeholders] * len(unique))} "  # noqa: S608
         f"ON CONFLICT ({quote('source')}, {quote('external_id')}) DO NOTHING "

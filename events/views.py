@@ -18,8 +18,15 @@ from django.views.decorators.csrf import csrf_exempt
 
 from events.models import Event
 from events.ratelimit import webhook_refusal, webhook_throttle
-from events.schemas import PayloadInvalid, parse_marketo_body, parse_provisioning_body
-from events.services import MARKETO_TYPE, event_receive, events_store
+from events.schemas import (
+    BatchItem,
+    ParsedWebhook,
+    PayloadInvalid,
+    parse_batch_body,
+    parse_marketo_body,
+    parse_provisioning_body,
+)
+from events.services import MARKETO_TYPE, batch_counts, batch_receive, event_receive, events_store
 from events.signatures import SignatureError, verify_standard_webhook
 from events.store import NewEvent
 
@@ -79,8 +86,9 @@ def _read_bounded(request: HttpRequest, size: int) -> bytes:
         sock.settimeout(previous)
 
 
-@csrf_exempt
-def provisioning_webhook(request: HttpRequest) -> JsonResponse:
+def signed_provisioning_body(request: HttpRequest) -> tuple[str, bytes] | JsonResponse:
+    """The steps before the payload, shared by single events and batches (CONTRACT §2, §2b): (webhook-id,
+    body), or the answer that refuses the request."""
     if request.method != "POST":
         return method_not_allowed()
     secrets = settings.PROVISIONING_WEBHOOK_SECRET.split()
@@ -106,20 +114,20 @@ def provisioning_webhook(request: HttpRequest) -> JsonResponse:
     webhook_id = request.headers["webhook-id"]
     if len(webhook_id) > Event._meta.get_field("external_id").max_length:
         return error_response(422, "invalid_payload", fields={"webhook-id": ["At most 255 characters."]})
+    return webhook_id, body
+
+
+@csrf_exempt
+def provisioning_webhook(request: HttpRequest) -> JsonResponse:
+    signed = signed_provisioning_body(request)
+    if isinstance(signed, JsonResponse):
+        return signed
+    webhook_id, body = signed
     try:
         parsed = parse_provisioning_body(body)
     except PayloadInvalid as exc:
         return reject(Event.Source.PROVISIONING, webhook_id, claimed_type(exc.body), exc)
-    event = NewEvent(
-        source=Event.Source.PROVISIONING,
-        external_id=webhook_id,
-        type=parsed.type,
-        occurred_at=parsed.occurred_at,
-        workspace_key=parsed.workspace_key,
-        payload=parsed.body,
-        status=Event.Status.NEW if parsed.known else Event.Status.IGNORED,
-        notes="" if parsed.known else f"Type {parsed.type!r} is not known to this version; stored, not applied.",
-    )
+    event = provisioning_event(webhook_id, parsed)
     try:
         is_new = event_receive(event=event)
     except (DatabaseError, StoreTimeout):
@@ -128,6 +136,80 @@ def provisioning_webhook(request: HttpRequest) -> JsonResponse:
     if not is_new:
         return JsonResponse({"id": webhook_id, "status": "duplicate"}, status=200)
     return JsonResponse({"id": webhook_id, "status": "accepted" if parsed.known else "ignored"}, status=202)
+
+
+def provisioning_event(event_id: str, parsed: ParsedWebhook) -> NewEvent:
+    """A valid provisioning event as stored: `new` when its type is known, else `ignored`."""
+    return NewEvent(
+        source=Event.Source.PROVISIONING,
+        external_id=event_id,
+        type=parsed.type,
+        occurred_at=parsed.occurred_at,
+        workspace_key=parsed.workspace_key,
+        payload=parsed.body,
+        status=Event.Status.NEW if parsed.known else Event.Status.IGNORED,
+        notes="" if parsed.known else f"Type {parsed.type!r} is not known to this version; stored, not applied.",
+    )
+
+
+@csrf_exempt
+def provisioning_batch_webhook(request: HttpRequest) -> JsonResponse:
+    """CONTRACT §2b: up to MAX_BATCH_EVENTS events under one signature, each with its own id and result.
+
+    Valid events are stored even when others are rejected; rejected ones are kept as `rejected` events. All
+    of it, and the batch's own id, in one transaction (events/services.py batch_receive).
+    """
+    signed = signed_provisioning_body(request)
+    if isinstance(signed, JsonResponse):
+        return signed
+    webhook_id, body = signed
+    try:
+        items = parse_batch_body(body)
+    except PayloadInvalid as exc:
+        return reject(Event.Source.PROVISIONING, webhook_id, "", exc)
+    events = [
+        provisioning_event(item.id, item.parsed) if item.parsed is not None else rejected_event(item) for item in items
+    ]
+    try:
+        results = batch_receive(webhook_id=webhook_id, events=events)
+    except DatabaseError:
+        logger.exception("provisioning batch %s could not be stored", webhook_id)
+        return error_response(503, "store_unavailable", retry=True)
+    if results is None:
+        return JsonResponse({"id": webhook_id, "status": "duplicate"}, status=200)
+    counts = batch_counts(events, results)
+    rejected = [
+        {"index": item.index, "id": item.id, "fields": item.error.fields} for item in items if item.error is not None
+    ]
+    return JsonResponse(
+        {
+            "id": webhook_id,
+            "accepted": counts.accepted,
+            "duplicates": counts.duplicates,
+            "ignored": counts.ignored,
+            "rejected": rejected,
+        },
+        status=202,
+    )
+
+
+def rejected_event(item: BatchItem) -> NewEvent:
+    """A batch's malformed event, kept under its id as `rejected` (never applied), like a refused body."""
+    assert item.error is not None
+    return NewEvent(
+        source=Event.Source.PROVISIONING,
+        external_id=item.id,
+        type=claimed_type(item.error.body)[:64],
+        occurred_at=None,
+        workspace_key="",
+        payload=item.error.body,
+        status=Event.Status.REJECTED,
+        notes=rejection_notes(item.error),
+    )
+
+
+def rejection_notes(exc: PayloadInvalid) -> str:
+    return "; ".join(f"{field}: {' '.join(msgs)}" for field, msgs in exc.fields.items())
 
 
 @csrf_exempt
@@ -187,7 +269,7 @@ def reject(source: str, external_id: str, claimed_type: str, exc: PayloadInvalid
                 workspace_key="",
                 payload=exc.body,
                 status=Event.Status.REJECTED,
-                notes="; ".join(f"{field}: {' '.join(msgs)}" for field, msgs in exc.fields.items()),
+                notes=rejection_notes(exc),
             )
         ]
     )

@@ -16,8 +16,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from events.models import Event
+from events.schemas import TOO_DEEP, json_nesting_exceeds
 from events.views import body_key
 from sync.stripe_billing import sign_payload
+from tests.conftest import signed_headers
 from tests.fuzz.conftest import MARKETO_TOKEN, STRIPE_SECRET
 from tests.fuzz.schema import FUZZ_SETTINGS
 
@@ -101,6 +103,73 @@ def test_provisioning_refuses_dates_outside_1970_to_2999_in_any_date_field(send_
     response = send_webhook(json.dumps({"type": "trial.started", "timestamp": timestamp, "data": data}), msg_id=msg_id)
 
     assert_kept_rejected(response, field, "provisioning", msg_id)
+
+
+# --- provisioning batches (CONTRACT §2b): the same rules, judged per event --------------------------------
+
+
+def post_batch(client: Any, body: str, msg_id: str) -> Any:
+    headers = signed_headers(body, msg_id=msg_id)
+    return client.post("/webhooks/provisioning/batch/", data=body, content_type="application/json", headers=headers)
+
+
+@FUZZ_SETTINGS
+@given(
+    value=st.one_of(deep_nesting, hostile_numbers),
+    instant=extreme_instants(),
+    position=st.integers(0, 2),
+)
+def test_batch_rejects_each_hostile_event_and_stores_its_neighbours(client, value, instant, position):
+    """A hostile value in one event and a date out of range in another: those two are rejected, naming where,
+    and kept as text the database holds; the valid one is stored. A body nested past what a batch parses at all
+    (events/schemas.py _BATCH_DEPTH) is refused whole, like a deep single body."""
+    tag = uuid.uuid4().hex
+    good = json.dumps(
+        {
+            "id": f"ok_{tag}",
+            "type": "trial.started",
+            "timestamp": "2026-11-20T14:03:11Z",
+            "data": {"workspace_id": "ws_fuzz", "email": "dana@acme.io"},
+        }
+    )
+    hostile = (
+        f'{{"id": "h_{tag}", "type": "trial.started", "timestamp": "2026-11-20T14:03:11Z", "data": {{'
+        + TRIAL_DATA
+        + ', "x": '
+        + value
+        + "}}"
+    )
+    dated = json.dumps(
+        {
+            "id": f"d_{tag}",
+            "type": "trial.started",
+            "timestamp": instant,
+            "data": {"workspace_id": "ws_fuzz", "email": "dana@acme.io"},
+        }
+    )
+    events = [good, dated]
+    events.insert(position, hostile)
+    body = '{"events": [' + ", ".join(events) + "]}"
+    deep = value[0] in "[{"
+
+    response = post_batch(client, body, f"batch_{tag}")
+
+    if deep and json_nesting_exceeds(body.encode(), 4 * 64):
+        assert response.status_code == 422, response.content
+        assert response.json()["fields"] == {"body": [TOO_DEEP]}
+        kept = dict(Event.objects.filter(external_id__endswith=tag).values_list("external_id", "status"))
+        assert kept == {f"batch_{tag}": "rejected"}, "the batch kept as one rejected message, no event of it"
+        return
+    assert response.status_code == 202, response.content
+    answer = response.json()
+    assert (answer["accepted"], answer["duplicates"], answer["ignored"]) == (1, 0, 0)
+    rejected = {item["id"]: item["fields"] for item in answer["rejected"]}
+    assert set(rejected) == {f"h_{tag}", f"d_{tag}"}
+    assert ("body" if deep else "data.x") in rejected[f"h_{tag}"]
+    assert "timestamp" in rejected[f"d_{tag}"]
+    kept = dict(Event.objects.filter(external_id__endswith=tag).values_list("external_id", "status"))
+    assert kept == {f"ok_{tag}": "new", f"h_{tag}": "rejected", f"d_{tag}": "rejected"}
+    assert isinstance(Event.objects.get(external_id=f"h_{tag}").payload, str), "kept as text"
 
 
 # --- Marketo -------------------------------------------------------------------------------------

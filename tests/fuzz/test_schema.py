@@ -22,6 +22,7 @@ def test_webhooks_are_documented_with_their_security():
     operations = {path: schema["paths"][path]["post"] for path in schema["paths"] if path.startswith("/webhooks/")}
     assert {path: op["security"] for path, op in operations.items()} == {
         "/webhooks/provisioning/": [{"standardWebhooks": []}],
+        "/webhooks/provisioning/batch/": [{"standardWebhooks": []}],
         "/webhooks/marketo/": [{"marketoBearer": []}],
         "/webhooks/stripe/": [{"stripeSignature": []}],
     }

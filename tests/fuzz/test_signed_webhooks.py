@@ -17,7 +17,7 @@ from schemathesis.core import NotSet
 from schemathesis.specs.openapi.checks import ignored_auth, negative_data_rejection, positive_data_acceptance
 from schemathesis.transport.serialization import serialize_json
 
-from events.models import Event
+from events.models import Event, WebhookBatch
 from events.openapi import STRIPE_HANDLED
 from events.signatures import sign_standard_webhook
 from sync.stripe_billing import sign_payload
@@ -46,7 +46,7 @@ def wire_body(body: object) -> bytes:
 def credentials(path: str, headers: dict[str, str], body: str) -> dict[str, str]:
     """What a real sender adds: a fresh Standard Webhooks signature, the Marketo token, a Stripe signature."""
     now = int(time.time())
-    if path == "/webhooks/provisioning/":
+    if path in ("/webhooks/provisioning/", "/webhooks/provisioning/batch/"):
         msg_id = headers.get("webhook-id", "")
         signature = sign_standard_webhook(secret=PROVISIONING_SECRET, msg_id=msg_id, timestamp=now, body=body)
         return {"webhook-timestamp": str(now), "webhook-signature": signature}
@@ -57,12 +57,38 @@ def credentials(path: str, headers: dict[str, str], body: str) -> dict[str, str]
 
 def assert_stored_as_answered(response: Any, last_id: int, before: dict[str, int]) -> None:
     """202: one new or ignored event; 422: one rejected event (none when that key was rejected before);
-    anything else: nothing. No other table changes either way."""
+    anything else: nothing. No other table changes either way. A batch: see assert_batch_stored_as_answered."""
+    if response.request.url.endswith("/batch/"):
+        assert_batch_stored_as_answered(response, last_id, before)
+        return
     stored = list(Event.objects.filter(id__gt=last_id).values_list("status", flat=True))
     allowed = {202: (["new"], ["ignored"]), 422: ([], ["rejected"])}.get(response.status_code, ([],))
     assert stored in allowed, (response.status_code, response.text)
     after = row_counts()
     assert {table for table in after if after[table] != before[table]} <= {Event._meta.db_table}
+
+
+def assert_batch_stored_as_answered(response: Any, last_id: int, before: dict[str, int]) -> None:
+    """CONTRACT §2b: a 202 stored exactly the events it counts as accepted, ignored and rejected (each with
+    that status) and recorded the batch; a 422 one rejected event; anything else nothing."""
+    stored = list(Event.objects.filter(id__gt=last_id).values_list("external_id", "status"))
+    after = row_counts()
+    changed = {table for table in after if after[table] != before[table]}
+    if response.status_code == 202:
+        answer = response.json()
+        statuses = [status for _, status in stored]
+        rejected_ids = {item["id"] for item in answer["rejected"]}
+        assert statuses.count("new") == answer["accepted"], (answer, stored)
+        assert statuses.count("ignored") == answer["ignored"], (answer, stored)
+        assert {key for key, status in stored if status == "rejected"} <= rejected_ids
+        assert changed <= {Event._meta.db_table, WebhookBatch._meta.db_table}
+        assert WebhookBatch.objects.filter(webhook_id=answer["id"]).exists()
+    else:
+        assert [status for _, status in stored] in ([], ["rejected"] if response.status_code == 422 else []), (
+            response.status_code,
+            response.text,
+        )
+        assert changed <= {Event._meta.db_table}
 
 
 def last_event_id() -> int:

@@ -24,7 +24,7 @@ from rest_framework.views import APIView
 
 from events.models import Event
 from events.stripe_webhook import stripe_webhook
-from events.views import marketo_webhook, provisioning_webhook
+from events.views import marketo_webhook, provisioning_batch_webhook, provisioning_webhook
 from privacy.guards import AuditEntryDeletionRefused
 from tests.conftest import lifecycle_body, signed_headers
 from tests.test_settings_checks import production_env, run_manage
@@ -218,9 +218,14 @@ def test_only_the_signed_webhooks_are_csrf_exempt():
         # DRF views are exempt from Django's middleware but enforce CSRF themselves for session logins.
         and not issubclass(getattr(callback, "cls", object), APIView)
     }
-    webhooks = {provisioning_webhook, marketo_webhook, stripe_webhook}
+    webhooks = {provisioning_webhook, provisioning_batch_webhook, marketo_webhook, stripe_webhook}
     routes = {route for route, callback in _callbacks(get_resolver().url_patterns) if callback in webhooks}
-    assert exempt == routes == {"webhooks/provisioning/", "webhooks/marketo/", "webhooks/stripe/"}
+    assert exempt == routes == {
+        "webhooks/provisioning/",
+        "webhooks/provisioning/batch/",
+        "webhooks/marketo/",
+        "webhooks/stripe/",
+    }
 
 
 def test_forms_refuse_a_post_without_the_csrf_token(staff):

@@ -29,7 +29,7 @@ ALERT_COLUMNS = (
 )  # fmt: skip
 WORKSPACE_COLUMNS = (
     "workspace_id", "name", "status", "owner_rep", "account", "plan", "trial_expires_at_utc", "mrr", "currency",
-    "mrr_reporting", "reporting_currency", "converted_at_utc", "churned_at_utc",
+    "mrr_reporting", "reporting_currency", "converted_at_utc", "churned_at_utc", "stage", "last_active_utc",
 )  # fmt: skip
 
 
@@ -77,4 +77,5 @@ def workspace_rows(workspaces: QuerySet[Workspace], reporting: str) -> Iterator[
             plan_shown(ws), ws.trial_expires_at, ws.mrr, ws.currency if ws.mrr is not None else "",
             format_money(converted, "").replace(",", "") if converted is not None else "",
             reporting if converted is not None else "", ws.converted_at, ws.churned_at,
+            getattr(ws, "stage_name", None), getattr(ws, "last_active", None),
         ]  # fmt: skip

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from alerts.models import Alert, Rep, RuleKey, time_zone_names
 from alerts.selectors import ALERT_SORTS, WORKSPACE_SORTS
+from usage.selectors import cohort_choices, stage_choices
 from workspaces.models import Workspace
 
 SNOOZE_CHOICES = [("1d", "1 day"), ("3d", "3 days"), ("7d", "1 week")]
@@ -47,8 +48,15 @@ class WorkspaceFilterForm(forms.Form):
     status = forms.ChoiceField(required=False, choices=[("", "Any status"), *Workspace.Status.choices], label="Status")
     rule = forms.ChoiceField(required=False, choices=[("", "Any alert"), *RuleKey.choices], label="With an alert")
     expiring_within = _expiring_field()
+    stage = forms.ChoiceField(required=False, label="Stage")
+    cohort = forms.ChoiceField(required=False, label="Cohort")
     q = forms.CharField(required=False, max_length=254, label="Workspace ID, name or email contains")
     sort = _sort_field(WORKSPACE_SORTS)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["stage"].choices = [("", "Any stage"), *stage_choices()]
+        self.fields["cohort"].choices = [("", "Any cohort"), *cohort_choices()]
 
     def filters(self) -> dict[str, Any]:
         return _valid_filters(self)

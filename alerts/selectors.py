@@ -26,6 +26,7 @@ from alerts.roles import REPS_GROUP, user_group_names, user_is_alerts_admin, use
 from alerts.services import alerts_visible_to
 from events.models import Event
 from linking.models import ReviewItem
+from usage.selectors import in_stage, members_of_cohort, with_behaviour
 from workspaces.lifecycle import LIFECYCLE_TYPES
 from workspaces.models import Workspace
 
@@ -62,7 +63,8 @@ def user_may_use_rep_pages(user: AbstractBaseUser) -> bool:
 
 
 def workspaces_visible_to(user: AbstractBaseUser) -> QuerySet[Workspace]:
-    """All workspaces for an admin; for a rep, those whose account they own or with an alert routed to them.
+    """All workspaces for an admin; for a rep, the customers they own (the account's owner, or the kept
+    owner routing assigned or an admin handed over) and those with an alert routed to them.
 
     An alert is matched by its workspace link and by its workspace key, so an alert raised before its
     workspace row existed still counts.
@@ -75,6 +77,7 @@ def workspaces_visible_to(user: AbstractBaseUser) -> QuerySet[Workspace]:
     routed = Alert.objects.filter(recipient=user)
     return workspaces.filter(
         Q(account__owner=user)
+        | Q(owner=user)
         | Q(pk__in=routed.exclude(workspace__isnull=True).values("workspace_id"))
         | Q(workspace_id__in=routed.exclude(workspace_key="").values("workspace_key"))
     )
@@ -178,6 +181,7 @@ WORKSPACE_SORTS: dict[str, tuple[str, tuple[Any, ...]]] = {
     "expires": ("Trial expiring soonest", (F("trial_expires_at").asc(nulls_last=True), "workspace_id")),
     # Paying customers by MRR; a churned customer's last MRR is not recurring revenue any more.
     "mrr": ("MRR, highest first", (Case(When(status="paid", then=F("mrr_reporting"))).desc(nulls_last=True), "pk")),
+    "active": ("Last active, most recent first", (F("last_active").desc(nulls_last=True), "workspace_id")),
 }
 
 
@@ -196,12 +200,19 @@ def workspaces_for_list(
     q: str = "",
     rule: str = "",
     expiring_within: int | None = None,
+    cohort: str = "",
+    stage: str = "",
     sort: str = "updated",
     rates: Rates | None = None,
 ) -> QuerySet[Workspace]:
     """The user's workspaces, filtered and sorted; `rule` keeps those with an alert of that rule the user
-    may see, `expiring_within` trials that expire within that many days."""
-    workspaces = workspaces_visible_to(user).select_related("account__owner", "owner")
+    may see, `expiring_within` trials that expire within that many days, `cohort` and `stage` those in that
+    cohort or stage now. Each carries its stage's name and when it was last active."""
+    workspaces = with_behaviour(workspaces_visible_to(user).select_related("account__owner", "owner"))
+    if cohort:
+        workspaces = workspaces.filter(workspace_id__in=members_of_cohort(cohort))
+    if stage:
+        workspaces = workspaces.filter(workspace_id__in=in_stage(stage))
     if status:
         workspaces = workspaces.filter(status=status)
     if q:

@@ -51,6 +51,7 @@ from alerts.services import (
     alerts_acknowledge,
     alerts_visible_to,
 )
+from usage.selectors import behaviour_panel
 from workspaces.models import Workspace
 
 #: Rows per page on the inbox and the workspaces list.
@@ -244,6 +245,7 @@ def workspace_detail(request: HttpRequest, workspace_id: str) -> HttpResponse:
         "here": request.get_full_path(),
         "salesforce": _salesforce_links(workspace),
         "salesforce_sync": settings.SALESFORCE_SYNC,
+        "behaviour": behaviour_panel(workspace),
     }
     return render(request, "reps/workspace.html", context)
 

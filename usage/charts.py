@@ -86,16 +86,24 @@ def daily_usage_figure(usage: DailyUsage) -> dict[str, Any]:
              "name": f"{product} active users", "line": {"color": colour, "width": 2},
              "hovertemplate": "%{y} active users<extra>" + product + "</extra>"}
         )  # fmt: skip
+    stacked = [sum(values[index] for values in usage.events.values()) for index in range(len(usage.days))]
     return {
         "data": data,
         "layout": {
             "barmode": "stack",
             "height": 320,
-            "margin": {"l": 48, "r": 48, "t": 16, "b": 40},
+            "margin": {"l": 48, "r": 48, "t": 36, "b": 40},
             "legend": {"orientation": "h", "y": -0.2},
             "xaxis": {"type": "date", "tickformat": "%b %d", "dtick": 7 * 24 * 3600 * 1000},
-            "yaxis": {"title": {"text": "events"}, "rangemode": "tozero"},
-            "yaxis2": {"title": {"text": "active users"}, "overlaying": "y", "side": "right", "rangemode": "tozero"},
+            "yaxis": {"title": {"text": "events"}, "rangemode": "tozero", **_whole_ticks(max(stacked, default=0))},
+            "yaxis2": {
+                "title": {"text": "active users"},
+                "overlaying": "y",
+                "side": "right",
+                "rangemode": "tozero",
+                "showgrid": False,
+                **_whole_ticks(max((max(values, default=0) for values in usage.users.values()), default=0)),
+            },
             "hovermode": "x unified",
         },
     }
@@ -119,6 +127,20 @@ def members_figure(history: list[tuple[date, int]], *, name: str) -> dict[str, A
             "height": 240,
             "margin": {"l": 48, "r": 16, "t": 16, "b": 40},
             "xaxis": {"type": "date", "tickformat": "%b %d"},
-            "yaxis": {"title": {"text": "members"}, "rangemode": "tozero"},
+            "yaxis": {
+                "title": {"text": "members"},
+                "rangemode": "tozero",
+                **_whole_ticks(max((c for _, c in history), default=0)),
+            },
         },
     }
+
+
+def _whole_ticks(largest: int) -> dict[str, Any]:
+    """Counts are whole: ticks every 1, 2, 5, 10… so about five of them show, never "0.5 users"."""
+    scale = 1
+    while True:
+        for step in (scale, 2 * scale, 5 * scale):
+            if largest / step <= 5:
+                return {"dtick": step, "tick0": 0, "tickformat": ",d"}
+        scale *= 10

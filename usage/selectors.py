@@ -7,11 +7,11 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from usage.conditions import FIELDS, Facts, condition_explain, condition_holds
-from usage.models import Cohort, CohortMembership, Profile, StagePeriod
+from usage.models import Cohort, CohortMembership, Profile, Stage, StagePeriod
 from workspaces.models import Workspace
 
 PREVIEW_SAMPLE = 10
@@ -211,3 +211,33 @@ def behaviour_panel(workspace: Workspace, *, now: datetime | None = None) -> dic
         "cohorts_now": [entry for entry in memberships if entry["row"].exited_at is None],
         "cohorts_past": [entry for entry in memberships if entry["row"].exited_at is not None],
     }
+
+
+def members_of_cohort(cohort_key: str) -> QuerySet[CohortMembership]:
+    """The workspace keys in a cohort now (a subquery)."""
+    return CohortMembership.objects.filter(cohort__key=cohort_key, exited_at__isnull=True).values("workspace_key")
+
+
+def in_stage(stage_key: str) -> QuerySet[Profile]:
+    """The workspace keys in a stage now (a subquery)."""
+    return Profile.objects.filter(stage__key=stage_key).values("workspace_key")
+
+
+def with_behaviour(workspaces: QuerySet[Workspace]) -> QuerySet[Workspace]:
+    """Annotate each workspace's stage name (`stage_name`) and its last usage (`last_active`)."""
+    from triggers.models import UsageDaily
+
+    profile = Profile.objects.filter(workspace_key=OuterRef("workspace_id"))
+    last = UsageDaily.objects.filter(workspace_key=OuterRef("workspace_id")).order_by("-last_seen_at")
+    return workspaces.annotate(
+        stage_name=Subquery(profile.values("stage__name")[:1]),
+        last_active=Subquery(last.values("last_seen_at")[:1]),
+    )
+
+
+def stage_choices() -> list[tuple[str, str]]:
+    return list(Stage.objects.filter(enabled=True).order_by("order").values_list("key", "name"))
+
+
+def cohort_choices() -> list[tuple[str, str]]:
+    return list(Cohort.objects.filter(enabled=True).order_by("name").values_list("key", "name"))

@@ -10,7 +10,7 @@ from django.test import override_settings
 from django.utils import timezone
 
 from tests.factories import WorkspaceFactory
-from tests.reps.conftest import PASSWORD, make_user
+from tests.reps.conftest import PASSWORD, make_user, world  # noqa: F401 (a fixture)
 from tests.reps.test_browser import (  # noqa: F401 (fixtures)
     ARTIFACTS,
     CHROMEDRIVER,
@@ -20,6 +20,7 @@ from tests.reps.test_browser import (  # noqa: F401 (fixtures)
     browser,
     csp_violations,
     ec,
+    log_in,
     plain_http_server,
     site,
     wait,
@@ -54,4 +55,22 @@ def test_the_cohort_preview_draws_its_members_chart_under_the_csp(browser, site)
     assert chart.find_elements(By.CSS_SELECTOR, "svg.main-svg"), "plotly drew its SVG"
     browser.save_screenshot(str(ARTIFACTS / "usage-cohort-preview.png"))
     assert "Matches now: 3 of 3" in browser.page_source
+    assert csp_violations(browser) == []
+
+
+def test_the_rep_workspace_page_draws_the_usage_chart_under_the_csp(browser, site, world):  # noqa: F811
+    now = timezone.now()
+    for day in range(12):
+        usage("ws_ann", now - timedelta(days=day, minutes=5), FEATURES[day % 4])
+        usage("ws_ann", now - timedelta(days=day, minutes=9), "api.envelopes", product="api", user_email="lee@acme.io")
+    with override_settings(BEHAVIOUR_PROFILES=False):
+        usage_rollup()
+    behaviour_refresh(workspace_keys=["ws_ann"])
+
+    log_in(browser, site, "ann")
+    browser.get(f"{site}/reps/workspaces/ws_ann/")
+    chart = wait(browser, ec.presence_of_element_located((By.CSS_SELECTOR, "[data-chart].chart-drawn")))
+    assert len(chart.find_elements(By.CSS_SELECTOR, "g.trace")) >= 4, "bars and lines for both products"
+    browser.execute_script("arguments[0].scrollIntoView()", chart)
+    browser.save_screenshot(str(ARTIFACTS / "usage-workspace-chart.png"))
     assert csp_violations(browser) == []

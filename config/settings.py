@@ -88,6 +88,8 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # Cache-Control: no-store and the Content-Security-Policy on every answer (config/security.py).
     "config.security.SecurityHeadersMiddleware",
+    # Signed webhooks go straight to their views from here: they need nothing below (events/fastpath.py).
+    "events.fastpath.WebhookFastPathMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -107,6 +109,10 @@ MIDDLEWARE = [
 # for the database counters (METRICS_DB); switch either off when ingest needs every microsecond.
 if not env.bool("METRICS_REQUESTS", default=True):
     MIDDLEWARE = [name for name in MIDDLEWARE if not name.startswith("django_prometheus.")]
+# Signed webhooks skip the site's session/user/CSRF middleware (events/fastpath.py); off: the whole stack.
+WEBHOOK_FAST_PATH = env.bool("WEBHOOK_FAST_PATH", default=True)
+if not WEBHOOK_FAST_PATH:
+    MIDDLEWARE.remove("events.fastpath.WebhookFastPathMiddleware")
 
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """The benchmark suite: every benchmark in sequence, then one summary table of measure vs target.
 
-Runs ingest, process, replay, salesforce (economy, freshness, faults), queue and audit, each as its own
+Runs ingest, process, replay, salesforce (economy, freshness, faults), queue, audit and behaviour, each as its own
 subprocess with its own arguments (`--quick` passes through), each writing bench/results/<name>.json
 (<name>-quick.json with --quick). Then builds bench/results/summary.json and bench/results/SUMMARY.md
 from every result's `targets` — also without running anything (`--summary-only`), from the JSONs already
@@ -55,6 +55,13 @@ STEPS = (
         quick_minutes=4,
     ),
     Step("audit", "audit.py", "processing throughput with auditlog on ÷ off", minutes=20, quick_minutes=3),
+    Step(
+        "behaviour",
+        "behaviour.py",
+        "behaviour sweep over 100,000 workspaces ÷ a plain aggregate; processing CPU with profiles on ÷ off",
+        minutes=15,
+        quick_minutes=3,
+    ),
 )
 NAMES = tuple(step.name for step in STEPS)
 

@@ -80,7 +80,7 @@ def tickets_apply(events: Iterable[RollupEvent]) -> int:
         key = (event.workspace_key, _required(event, "ticket_id"))
         merged.setdefault(key, _Ticket()).merge(_ticket_of(event))
     rows = [_ticket_row(key, merged[key]) for key in sorted(merged)]  # sorted: one lock order, no deadlock
-    _execute_batches(_ticket_sql, rows, SupportTicket, _TICKET_COLUMNS)
+    execute_batches(_ticket_sql, rows, SupportTicket, _TICKET_COLUMNS)
     return len(rows)
 
 
@@ -131,7 +131,7 @@ def _ticket_sql(rows: int) -> str:
         for wins, columns in ((opening_wins, (opened, priority)), (resolution_wins, (resolved, satisfaction)))
         for column in columns
     ]
-    return _insert_sql(SupportTicket, _TICKET_COLUMNS, rows) + (
+    return insert_sql(SupportTicket, _TICKET_COLUMNS, rows) + (
         f" ON CONFLICT ({qn('workspace_key')}, {qn('ticket_id')}) DO UPDATE SET {', '.join(updates)}"
     )
 
@@ -157,7 +157,7 @@ def plan_limits_rollup(events: Iterable[RollupEvent], *, zones: Mapping[str, str
         [workspace, limit, ops.adapt_datefield_value(day), hits, ops.adapt_datetimefield_value(last)]
         for (workspace, limit, day), (hits, last) in sorted(totals.items())
     ]
-    _execute_batches(_limits_sql, rows, PlanLimitDaily, _LIMIT_COLUMNS)
+    execute_batches(_limits_sql, rows, PlanLimitDaily, _LIMIT_COLUMNS)
     return len(rows)
 
 
@@ -169,7 +169,7 @@ def _limits_sql(rows: int) -> str:
         raise NotSupportedError(f"plan-limit rollup is not written for {connection.vendor}")
     table, qn = _table(PlanLimitDaily), connection.ops.quote_name
     last = qn("last_hit_at")
-    return _insert_sql(PlanLimitDaily, _LIMIT_COLUMNS, rows) + (
+    return insert_sql(PlanLimitDaily, _LIMIT_COLUMNS, rows) + (
         f" ON CONFLICT ({qn('workspace_key')}, {qn('limit')}, {qn('day')}) DO UPDATE SET "
         f"{qn('hits')} = {table}.{qn('hits')} + excluded.{qn('hits')}, "
         f"{last} = {_MAX[connection.vendor]}({table}.{last}, excluded.{last})"
@@ -194,13 +194,13 @@ def _table(model: Any) -> str:
     return connection.ops.quote_name(model._meta.db_table)
 
 
-def _insert_sql(model: Any, columns: tuple[str, ...], rows: int) -> str:
+def insert_sql(model: Any, columns: tuple[str, ...], rows: int) -> str:
     qn = connection.ops.quote_name
     values = ", ".join(["(" + ", ".join(["%s"] * len(columns)) + ")"] * rows)
     return f"INSERT INTO {_table(model)} ({', '.join(qn(c) for c in columns)}) VALUES {values}"  # noqa: S608
 
 
-def _execute_batches(make_sql: Any, rows: list[list[Any]], model: Any, columns: tuple[str, ...]) -> None:
+def execute_batches(make_sql: Any, rows: list[list[Any]], model: Any, columns: tuple[str, ...]) -> None:
     """One multi-row statement per batch SQLite's parameter limit allows (one on PostgreSQL)."""
     fields = [model._meta.get_field(name) for name in columns]
     size = max(connection.ops.bulk_batch_size(fields, rows), 1)

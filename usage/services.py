@@ -16,11 +16,13 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from usage.conditions import FIELDS, Facts, condition_explain, condition_holds
 from usage.metrics import METRICS, profiles_for
+from usage.metrics_rollups import execute_batches, insert_sql
 from usage.models import Cohort, CohortMembership, Profile, Stage, StagePeriod
 from workspaces.models import Workspace
 
@@ -131,15 +133,17 @@ def _apply(
     zones: dict[str, str],
     metrics: dict[str, dict[str, Any]],
 ) -> list[Change]:
+    # Only the columns the comparison needs: the stored explanations and metrics (JSON) are not decoded.
+    memberships = CohortMembership.objects.filter(workspace_key__in=keys, exited_at__isnull=True)
     open_memberships: dict[tuple[str, int], CohortMembership] = {
-        (row.workspace_key, row.cohort_id): row
-        for row in CohortMembership.objects.filter(workspace_key__in=keys, exited_at__isnull=True)
+        (row.workspace_key, row.cohort_id): row for row in memberships.only("id", "workspace_key", "cohort_id")
     }
-    open_periods = {
+    periods = StagePeriod.objects.filter(workspace_key__in=keys, exited_at__isnull=True).select_related("stage")
+    open_periods = {row.workspace_key: row for row in periods.defer("entered_why", "exited_why")}
+    profiles = {
         row.workspace_key: row
-        for row in StagePeriod.objects.filter(workspace_key__in=keys, exited_at__isnull=True).select_related("stage")
+        for row in Profile.objects.filter(workspace_key__in=keys).only("id", "workspace_key", "stage_id", "stage_since")
     }
-    profiles = {row.workspace_key: row for row in Profile.objects.filter(workspace_key__in=keys)}
     enter: list[CohortMembership] = []
     leave: list[CohortMembership | StagePeriod] = []
     begin: list[StagePeriod] = []
@@ -272,13 +276,39 @@ def _write(
         StagePeriod.objects.bulk_update(left_periods, exit_fields)
     CohortMembership.objects.bulk_create(enter)
     StagePeriod.objects.bulk_create(begin)
-    new = [profile for profile in profiles if profile.pk is None]
-    old = [profile for profile in profiles if profile.pk is not None]
-    Profile.objects.bulk_create(new)
-    if old:
-        Profile.objects.bulk_update(
-            old, ["metrics", "timezone", "day", "stage", "stage_since", "evaluated_at", "next_due_at"]
-        )
+    _profiles_upsert(profiles)
+
+
+_PROFILE_COLUMNS = ("workspace_key", "metrics", "timezone", "day", "stage_id", "stage_since", "evaluated_at",
+                    "next_due_at")  # fmt: skip
+
+
+def _profiles_upsert(profiles: list[Profile]) -> None:
+    """Every profile in one multi-row INSERT … ON CONFLICT (workspace_key) DO UPDATE (per batch SQLite's
+    parameter limit allows): Django's bulk_update builds one CASE per column over every row and was most
+    of a bulk pass's time."""
+    if not profiles:
+        return
+    ops = connection.ops
+    metrics = Profile._meta.get_field("metrics")
+    rows = [
+        [
+            profile.workspace_key,
+            metrics.get_db_prep_save(profile.metrics, connection),
+            profile.timezone,
+            ops.adapt_datefield_value(profile.day),
+            profile.stage_id,
+            ops.adapt_datetimefield_value(profile.stage_since),
+            ops.adapt_datetimefield_value(profile.evaluated_at),
+            ops.adapt_datetimefield_value(profile.next_due_at),
+        ]
+        for profile in sorted(profiles, key=lambda profile: profile.workspace_key)  # one lock order
+    ]
+    qn = ops.quote_name
+    updates = ", ".join(f"{qn(column)} = excluded.{qn(column)}" for column in _PROFILE_COLUMNS[1:])
+    conflict = f" ON CONFLICT ({qn('workspace_key')}) DO UPDATE SET {updates}"
+    execute_batches(lambda count: insert_sql(Profile, _PROFILE_COLUMNS, count) + conflict, rows, Profile,
+                    _PROFILE_COLUMNS)  # fmt: skip
 
 
 # --- time passing ---------------------------------------------------------------------------------------------
@@ -327,7 +357,8 @@ def _due_chunks(now: datetime, limit: int | None) -> Iterable[list[str]]:
     while remaining > 0:
         never = (
             Workspace.objects.filter(workspace_id__gt=last)
-            .exclude(workspace_id__in=Profile.objects.values("workspace_key"))
+            # NOT EXISTS: an index probe per workspace, not the whole profile table hashed for every chunk
+            .filter(~Exists(Profile.objects.filter(workspace_key=OuterRef("workspace_id"))))
             .order_by("workspace_id")
         )
         chunk = list(never.values_list("workspace_id", flat=True)[: int(min(SWEEP_CHUNK, remaining))])

@@ -230,3 +230,27 @@ def test_a_refresh_reads_and_writes_in_statements_that_do_not_grow_with_its_work
         return len(queries)
 
     assert statements(["ws_a1", "ws_a2"]) == statements([f"ws_b{n}" for n in range(12)])
+
+
+def test_profiles_are_written_by_one_upsert_that_still_moves_their_day_and_due_time():
+    """A bulk pass writes every profile; Django's bulk_update (one CASE per column over every row) was most
+    of its time. New and existing profiles go in one INSERT … ON CONFLICT, and each still moves on."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    for key in ("ws_old", "ws_new"):
+        WorkspaceFactory(workspace_id=key)
+        active(key, days=3)
+    behaviour_refresh(workspace_keys=["ws_old"], now=T0)
+    before = Profile.objects.get(workspace_key="ws_old")
+    later = T0 + timedelta(days=1)
+    with CaptureQueriesContext(connection) as queries:
+        behaviour_refresh(workspace_keys=["ws_old", "ws_new"], now=later)
+    writes = [q["sql"] for q in queries if "usage_profile" in q["sql"] and not q["sql"].startswith("SELECT")]
+    assert len(writes) == 1 and writes[0].startswith("INSERT") and "ON CONFLICT" in writes[0], writes
+    after = Profile.objects.get(workspace_key="ws_old")
+    assert after.pk == before.pk
+    assert (after.day, after.evaluated_at) == (later.date(), later)
+    assert after.next_due_at == datetime(2026, 11, 22, tzinfo=UTC)
+    assert (before.metrics["days_since_last_active"], after.metrics["days_since_last_active"]) == (0, 1)
+    assert Profile.objects.get(workspace_key="ws_new").stage_id is not None

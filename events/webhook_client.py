@@ -48,6 +48,23 @@ class WebhookAnswer:
             return "not a JSON object"
         return str(body.get("status") or body.get("error") or "?")
 
+    def batch_counts(self, size: int) -> dict[str, int]:
+        """A batch's answer as outcomes per event (CONTRACT §2b): accepted, duplicate, ignored, rejected; a
+        whole-batch answer (a duplicate batch, an error) counts for each of its `size` events."""
+        try:
+            body: Any = json.loads(self.text)
+        except json.JSONDecodeError:
+            body = None
+        if isinstance(body, dict) and "accepted" in body:
+            counts = {
+                "accepted": body.get("accepted", 0),
+                "duplicate": body.get("duplicates", 0),
+                "ignored": body.get("ignored", 0),
+                "rejected": len(body.get("rejected") or []),
+            }
+            return {outcome: count for outcome, count in counts.items() if count}
+        return {self.outcome: size}
+
 
 def provisioning_signing_key() -> str:
     """The key to sign with: the first of PROVISIONING_WEBHOOK_SECRET (environment or `.env`)."""

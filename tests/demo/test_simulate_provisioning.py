@@ -23,6 +23,7 @@ from events.models import Event
 from events.simulate import simulate_traffic
 from tests.demo.conftest import REPO, free_port
 
+LIFECYCLE = {"trial.started", "subscription.converted", "workspace.churned"}
 OTHER_KEY = "whsec_" + base64.b64encode(b"a-key-the-engine-does-not-have").decode()
 
 
@@ -51,6 +52,29 @@ def test_sends_signed_traffic_that_is_stored_once_per_webhook_id(engine_url):
     assert set(stored.values_list("external_id", flat=True)) == set(unique)
     assert Counter(stored.values_list("type", flat=True)) == Counter(m.type for m in unique.values())
     assert stored.filter(type="trial.started").count() == 12
+
+
+def test_telemetry_goes_in_batches_and_is_stored_once_per_event_id(engine_url):
+    expected = simulate_traffic(workspaces=12, now=datetime.now(UTC), seed=5)
+    unique = {m.msg_id: m for m in expected}
+
+    out, err = run("--url", engine_url, "--workspaces", "12", "--rate", "0", "--seed", "5", "--batch-size", "50")
+
+    # a redelivery in a batch is a duplicate event inside a 202 batch answer, alone it is a 200
+    counted = answers(out)
+    assert counted.get("202 accepted", 0) == len(unique), counted
+    assert counted.get("202 duplicate", 0) + counted.get("200 duplicate", 0) == len(expected) - len(unique)
+    assert re.search(r"in (\d+) requests \((\d+) batches\)", err)
+    requests, batches = map(int, re.search(r"in (\d+) requests \((\d+) batches\)", err).groups())
+    telemetry = sum(m.type not in LIFECYCLE for m in expected)
+    assert batches >= telemetry / 50 and requests < len(expected), (requests, batches)
+    stored = Event.objects.filter(source="provisioning")
+    assert set(stored.values_list("external_id", flat=True)) == set(unique)
+
+
+def test_a_batch_size_outside_1_to_1000_is_refused_by_name():
+    with pytest.raises(CommandError, match="--batch-size must be 0 \\(off\\) to 1000"):
+        run("--batch-size", "1001")
 
 
 def test_the_same_seed_again_is_all_duplicates(engine_url):

@@ -70,7 +70,8 @@ class Command(BaseCommand):
         "Run the demo: the Salesforce emulator (HTTPS, live sync against it; its CA appended to "
         "REQUESTS_CA_BUNDLE), a mail sink whose mails you read in the browser, the web server and the task "
         "cluster on a separate SQLite database (.demo/demo.sqlite3, fresh each start unless --keep-data), "
-        "demo users and accounts, then `simulate_provisioning --workspaces 300 --rate 20` against it. "
+        "demo users and accounts, then `simulate_provisioning --workspaces 300 --rate 20 --batch-size 200` against it "
+        "(usage personas that fill every cohort within a minute). "
         "Prints the URLs and the logins; logs go to .demo/logs/. While it runs, manage.py commands started "
         "in another terminal use the demo's database and keys (.demo/running.env). Ctrl-C stops everything. "
         "Development only."
@@ -213,7 +214,15 @@ class Command(BaseCommand):
         self._banner(web, mail, env, data)
         traffic = None
         if not opts["no_traffic"]:
-            args = ["simulate_provisioning", "--url", web, "--workspaces", str(opts["workspaces"])]
+            args = [
+                "simulate_provisioning",
+                "--url",
+                web,
+                "--workspaces",
+                str(opts["workspaces"]),
+                "--batch-size",
+                "200",
+            ]
             args += ["--rate", str(opts["rate"])] + (["--seed", str(opts["seed"])] if opts["seed"] is not None else [])
             traffic = self._start("traffic", args, env, data, to_log=False)
         self._watch(traffic, web, mail, emulator)

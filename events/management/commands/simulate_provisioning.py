@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import random
 import sys
 import threading
@@ -13,6 +15,7 @@ from datetime import UTC, datetime
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from events.schemas import ROLLED_UP_TYPES
 from events.simulate import SimulatedMessage, simulate_traffic
 from events.webhook_client import (
     EngineUnreachable,
@@ -90,6 +93,14 @@ class Command(BaseCommand):
         )
         parser.add_argument("--timeout", type=float, default=10.0, help="Seconds to wait for each answer.")
         parser.add_argument(
+            "--batch-size",
+            type=int,
+            default=0,
+            help="Send usage, ticket and plan-limit events in batches of up to this many (1-1000) to "
+            "/webhooks/provisioning/batch/, as telemetry senders do; lifecycle events still go one by one. "
+            "Default 0: every event alone. --rate then counts requests, a batch being one.",
+        )
+        parser.add_argument(
             "--concurrency",
             type=int,
             default=4,
@@ -97,6 +108,8 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **opts) -> None:
+        if not 0 <= opts["batch_size"] <= MAX_BATCH:
+            raise CommandError(f"--batch-size must be 0 (off) to {MAX_BATCH}, got {opts['batch_size']}.")
         for name in ("workspaces", "rate", "events", "duration", "timeout", "concurrency"):
             value = opts[name]
             if value is not None and (value < 0 or (value == 0 and name in ("workspaces", "timeout", "concurrency"))):
@@ -116,15 +129,17 @@ class Command(BaseCommand):
         if opts["events"] is not None:
             messages = messages[: opts["events"]]
         url = webhook_url(opts["url"])
+        deliveries = deliveries_of(messages, batch_size=opts["batch_size"])
+        batched = sum(len(d) > 1 or d[0].type in ROLLED_UP_TYPES for d in deliveries) if opts["batch_size"] else 0
         self.stderr.write(
             f"Sending {len(messages)} messages for {opts['workspaces']} workspaces to {url} "
-            f"at {opts['rate'] or 'max'}/s (seed {seed})."
+            f"in {len(deliveries)} requests ({batched} batches) at {opts['rate'] or 'max'}/s (seed {seed})."
         )
         sender = _Sender(
             self, url=url, key=key, rate=opts["rate"], timeout=opts["timeout"], concurrency=opts["concurrency"]
         )
         try:
-            sender.run(messages, duration=opts["duration"])
+            sender.run(deliveries, duration=opts["duration"], batched=bool(opts["batch_size"]))
         except KeyboardInterrupt:
             self._summary(sender, messages)
             raise CommandError("Interrupted.", returncode=130) from None
@@ -156,6 +171,48 @@ class Command(BaseCommand):
             self.stdout.write(f"{sender.throttled} attempt(s) were answered 429 rate_limited and sent again later.")
 
 
+MAX_BATCH = 1000
+
+
+def deliveries_of(messages: list[SimulatedMessage], *, batch_size: int) -> list[list[SimulatedMessage]]:
+    """The requests to make, in the messages' order: telemetry grouped into batches of up to `batch_size`
+    (a batch goes when full, or at the end), every lifecycle message alone; without batching, all alone."""
+    if not batch_size:
+        return [[message] for message in messages]
+    deliveries: list[list[SimulatedMessage]] = []
+    pending: list[SimulatedMessage] = []
+    for message in messages:
+        if message.type not in ROLLED_UP_TYPES:
+            deliveries.append([message])
+            continue
+        if any(other.msg_id == message.msg_id for other in pending):  # a redelivery goes in a later batch
+            deliveries.append(pending)
+            pending = []
+        pending.append(message)
+        if len(pending) == batch_size:
+            deliveries.append(pending)
+            pending = []
+    if pending:
+        deliveries.append(pending)
+    return deliveries
+
+
+def batch_body(messages: list[SimulatedMessage]) -> str:
+    """CONTRACT §2b: each event under its own id, the idempotency key it would have alone."""
+    events = [{"id": message.msg_id, **message.body} for message in messages]
+    return json.dumps({"events": events}, separators=(",", ":"), ensure_ascii=False)
+
+
+def batch_id(messages: list[SimulatedMessage]) -> str:
+    """The batch's own webhook-id, the same for the same messages (a re-run is a duplicate batch)."""
+    digest = hashlib.sha256("\n".join(message.msg_id for message in messages).encode()).hexdigest()[:24]
+    return f"batch_{digest}"
+
+
+def batch_url(url: str) -> str:
+    return url.rstrip("/") + "/batch/"
+
+
 class _Sender:
     """The paced sending loop: up to `concurrency` requests in flight; counts answers by (status, outcome)."""
 
@@ -172,11 +229,13 @@ class _Sender:
         self._last_progress = 0.0
         self._tty = sys.stderr.isatty()
 
-    def run(self, messages: list[SimulatedMessage], *, duration: float | None) -> None:
-        self.started, self.total = time.monotonic(), len(messages)
+    def run(self, deliveries: list[list[SimulatedMessage]], *, duration: float | None, batched: bool = False) -> None:
+        """Each delivery is one request: a message alone, or (`batched`) a batch of telemetry messages."""
+        self.started, self.total = time.monotonic(), sum(len(delivery) for delivery in deliveries)
+        self.batch_url = batch_url(self.url) if batched else ""
         slots = threading.BoundedSemaphore(self.concurrency)
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="simulate") as pool:
-            for index, message in enumerate(messages):
+            for index, message in enumerate(deliveries):
                 if self.rate:
                     time.sleep(max(0.0, self.started + index / self.rate - time.monotonic()))
                 if self.failure is not None or (duration is not None and time.monotonic() - self.started >= duration):
@@ -190,7 +249,7 @@ class _Sender:
             raise self.failure
         self._progress(final=True)
 
-    def _deliver_in_slot(self, message: SimulatedMessage, slots: threading.BoundedSemaphore) -> None:
+    def _deliver_in_slot(self, message: list[SimulatedMessage], slots: threading.BoundedSemaphore) -> None:
         try:
             self._deliver(message)
         except CommandError as exc:
@@ -198,22 +257,29 @@ class _Sender:
         finally:
             slots.release()
 
-    def _deliver(self, message: SimulatedMessage) -> None:
-        answer = self._send(message)
+    def _deliver(self, delivery: list[SimulatedMessage]) -> None:
+        if self.batch_url and delivery[0].type in ROLLED_UP_TYPES:
+            body, msg_id = batch_body(delivery), batch_id(delivery)
+            answer = self._send(self.batch_url, body, msg_id)
+            counts = answer.batch_counts(len(delivery))
+        else:
+            [message] = delivery
+            answer = self._send(self.url, message.body_json(), message.msg_id)
+            counts = {answer.outcome: 1}
         with self._lock:
-            self.sent += 1
-            self.answers[(answer.status, answer.outcome)] += 1
+            self.sent += len(delivery)
+            for outcome, count in counts.items():
+                self.answers[(answer.status, outcome)] += count
             self._progress()
 
-    def _send(self, message: SimulatedMessage) -> WebhookAnswer:
-        """One message, retried like a sender does: while the engine is briefly away, and after a 429."""
-        body = message.body_json()
+    def _send(self, url: str, body: str, msg_id: str) -> WebhookAnswer:
+        """One request, retried like a sender does: while the engine is briefly away, and after a 429."""
         unreachable = iter(UNREACHABLE_RETRIES)
         for _ in range(RATE_LIMITED_RETRIES + 1):
             # Signed at send time: a retry is a new attempt of the same message, as senders do it.
-            headers = signed_headers(key=self.key, msg_id=message.msg_id, body=body)
+            headers = signed_headers(key=self.key, msg_id=msg_id, body=body)
             try:
-                answer = webhook_post(url=self.url, body=body, headers=headers, timeout=self.timeout)
+                answer = webhook_post(url=url, body=body, headers=headers, timeout=self.timeout)
             except EngineUnreachable as exc:
                 pause = next(unreachable, None)
                 if self.sent == 0 or pause is None:

@@ -120,22 +120,31 @@ def json_nesting_exceeds(raw: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
     Strings are skipped whole, so brackets inside them do not count. A body with no more brackets than
     `limit` needs no scan (nearly every body). Malformed text may be misjudged; the parser refuses it anyway.
     """
-    if raw.count(b"[") + raw.count(b"{") <= limit:
-        return False
-    depth, position = 0, 0
+    return json_depth(raw, limit) > limit
+
+
+def json_depth(raw: bytes, cap: int) -> int:
+    """How deep the JSON text nests arrays and objects, counted up to cap + 1 (the scan stops there). Text with
+    no more brackets than `cap` is not scanned: its bracket count is returned, a bound on its depth."""
+    brackets = raw.count(b"[") + raw.count(b"{")
+    if brackets <= cap:
+        return brackets
+    depth, deepest, position = 0, 0, 0
     while (found := _STRUCTURE.search(raw, position)) is not None:
         char = raw[found.start()]
         if char == ord('"'):
             rest = _STRING_REST.match(raw, found.end())
             if rest is None:
-                return False  # an unterminated string: malformed
+                return deepest  # an unterminated string: malformed
             position = rest.end()
             continue
         depth += 1 if char in b"[{" else -1
-        if depth > limit:
-            return True
+        if depth > deepest:
+            deepest = depth
+            if deepest > cap:
+                return deepest
         position = found.end()
-    return False
+    return deepest
 
 
 def number_errors(value: Any) -> dict[str, list[str]]:
@@ -169,10 +178,11 @@ def load_json(raw: bytes) -> Any:
     return body
 
 
-def _load_json(raw: bytes, depth: int) -> tuple[Any, bool]:
+def _load_json(raw: bytes, depth: int | None) -> tuple[Any, bool]:
     """(parsed body, whether some number in it is out of range): PayloadInvalid for malformed JSON or nesting
-    deeper than `depth`. A caller that finds bad numbers asks number_errors where (load_json, batches)."""
-    if json_nesting_exceeds(raw, depth):
+    deeper than `depth` (None: the caller has checked). A caller that finds bad numbers asks number_errors
+    where (load_json, batches)."""
+    if depth is not None and json_nesting_exceeds(raw, depth):
         raise PayloadInvalid({"body": [TOO_DEEP]}, body=raw.decode("utf-8", "replace"))
     hooks = _NumberHooks()
     try:
@@ -475,7 +485,10 @@ def parse_batch_body(raw: bytes) -> list[BatchItem]:
     A malformed envelope (not JSON, no `events` list, more than MAX_BATCH_EVENTS, an event without a usable
     id, a bad number outside the events) raises PayloadInvalid: the whole batch is refused.
     """
-    body, bad_numbers = _load_json(raw, _BATCH_DEPTH)
+    depth = json_depth(raw, _BATCH_DEPTH)  # one scan: the whole body's limit, and whether an event can be too deep
+    if depth > _BATCH_DEPTH:
+        raise PayloadInvalid({"body": [TOO_DEEP]}, body=raw.decode("utf-8", "replace"))
+    body, bad_numbers = _load_json(raw, None)
     events = body.get("events") if isinstance(body, dict) else None
     if not isinstance(events, list):
         raise PayloadInvalid({"events": ["Expected a list of events."]}, body=_storable(body, bad_numbers))
@@ -487,7 +500,7 @@ def parse_batch_body(raw: bytes) -> list[BatchItem]:
         errors.update(number_errors({key: value for key, value in body.items() if key != "events"}))
     if errors:
         raise PayloadInvalid(errors, body=_storable(body, bad_numbers))
-    deep = json_nesting_exceeds(raw)  # only then can an event be too deep
+    deep = depth > MAX_JSON_DEPTH + 2  # only then can an event be too deep
     items = []
     for index, event in enumerate(events):
         try:

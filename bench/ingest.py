@@ -10,6 +10,9 @@ Phases, each on a freshly truncated `events_event` table of a throw-away Postgre
 3. paced    — an open-loop schedule at a fixed rate: request i is due at t0 + i/rate and its
               latency counts from that due time, so a slow server cannot hide its queueing
               (no coordinated omission).
+4. batch    — the same kind of events in signed batches of --batch-size (CONTRACT §2b) at the server,
+              against its baseline `copy`: one COPY of exactly those rows. Every answer must be 202 with
+              every event accepted, and every event exactly one row.
 
 The figures, parameters, targets and pass/fail go to bench/results/ingest.json. See bench/README.md.
 The client never imports Django: requests are built and signed with `standardwebhooks` up front.
@@ -50,6 +53,8 @@ from scaffold import REPO, Progress, db_name, machine_info, say, tail
 from standardwebhooks.webhooks import Webhook
 
 WEBHOOK_PATH = "/webhooks/provisioning/"
+BATCH_PATH = "/webhooks/provisioning/batch/"
+TARGET_BATCH_RATIO = 0.10
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/lifecycle_bench"
 DEFAULT_BROKER = "redis://127.0.0.1:6379/15"
 QUEUE_KEY = "django_q:lifecycle:q"  # django-q2's Redis list for the cluster named "lifecycle"
@@ -164,6 +169,48 @@ def sign_requests(events: list[BenchEvent], secret: str) -> list[tuple[bytes, di
     ]
 
 
+def sign_batches(events: list[BenchEvent], secret: str, size: int) -> list[tuple[bytes, dict[str, str]]]:
+    """The events in signed batches of `size` (CONTRACT §2b): each event keeps its webhook-id as its `id`."""
+    signer = Webhook(secret)
+    now = datetime.now(UTC)
+    stamp = str(int(now.timestamp()))
+    requests = []
+    for start in range(0, len(events), size):
+        chunk = events[start : start + size]
+        body = '{"events": [' + ", ".join('{"id": "' + ev.msg_id + '", ' + ev.body[1:] for ev in chunk) + "]}"
+        batch_id = f"batch_{chunk[0].msg_id}"
+        headers = {
+            "Content-Type": "application/json",
+            "webhook-id": batch_id,
+            "webhook-timestamp": stamp,
+            "webhook-signature": signer.sign(batch_id, now, body),
+        }
+        requests.append((body.encode(), headers))
+    return requests
+
+
+COPY_COLUMNS = (
+    "COPY events_event (source, external_id, type, occurred_at, received_at, workspace_key, payload, status,"
+    " retry_count, notes, lease_owner, suppressed) FROM STDIN"
+)
+
+
+def copy_rows(database_url: str, events: list[BenchEvent]) -> dict[str, Any]:
+    """The batch phase's baseline: one COPY of exactly the rows its events become, in one transaction."""
+    now = datetime.now(UTC)
+    with psycopg.connect(libpq_dsn(database_url)) as conn:
+        started = time.perf_counter()
+        with conn.cursor() as cursor, cursor.copy(COPY_COLUMNS) as copy:
+            for ev in events:
+                copy.write_row(
+                    ("provisioning", ev.msg_id, ev.type, ev.occurred_at, now, ev.workspace_id, ev.body, "new", 0,
+                     "", "", False)
+                )  # fmt: skip
+        conn.commit()
+        seconds = time.perf_counter() - started
+    return {"rows": len(events), "seconds": round(seconds, 3), "per_second": round(len(events) / seconds, 1)}
+
+
 def sql_rows(events: list[BenchEvent]) -> list[tuple[Any, ...]]:
     return [(ev.msg_id, ev.type, ev.occurred_at, ev.workspace_id, ev.body) for ev in events]
 
@@ -174,6 +221,8 @@ def sql_rows(events: list[BenchEvent]) -> list[tuple[Any, ...]]:
 class HttpSender:
     """One persistent keep-alive connection; send() answers the HTTP status as a string."""
 
+    path = WEBHOOK_PATH
+
     def __init__(self, target: str) -> None:
         host, port = target.rsplit(":", 1)
         self.conn = http.client.HTTPConnection(host, int(port), timeout=60)
@@ -182,7 +231,7 @@ class HttpSender:
 
     def send(self, item: tuple[bytes, dict[str, str]]) -> str:
         body, headers = item
-        self.conn.request("POST", WEBHOOK_PATH, body=body, headers=headers)
+        self.conn.request("POST", self.path, body=body, headers=headers)
         response = self.conn.getresponse()
         response.read()
         return str(response.status)
@@ -212,7 +261,24 @@ class SqlSender:
         self.conn.close()
 
 
-SENDERS = {"http": HttpSender, "sql": SqlSender}
+class BatchSender(HttpSender):
+    """As HttpSender, to the batch endpoint; a 202 counts only if every event of the batch was accepted."""
+
+    path = BATCH_PATH
+
+    def send(self, item: tuple[bytes, dict[str, str]]) -> str:
+        body, headers = item
+        self.conn.request("POST", self.path, body=body, headers=headers)
+        response = self.conn.getresponse()
+        answer = response.read()
+        if response.status == 202:
+            counts = json.loads(answer)
+            if counts["duplicates"] or counts["ignored"] or counts["rejected"]:
+                return "202-not-all-accepted"
+        return str(response.status)
+
+
+SENDERS = {"http": HttpSender, "sql": SqlSender, "batch": BatchSender}
 
 
 @dataclass
@@ -703,7 +769,7 @@ def benchmark(run: Run) -> dict[str, Any]:
         report["raw"]["rows_stored"], report["raw"]["commits"] = count_events(args.database_url)
         truncate_events(args.database_url)
 
-    if phases & {"engine", "paced"}:
+    if phases & {"engine", "paced", "batch"}:
         port = free_port()
         say(f"starting gunicorn on 127.0.0.1:{port} (-w {args.workers} --threads {args.threads})")
         run.server = start_gunicorn(args, env, port, run.log)
@@ -725,6 +791,20 @@ def benchmark(run: Run) -> dict[str, Any]:
             phase = phase_http(args, "paced", reqs, port, concurrency=args.paced_concurrency, rate=args.rate)
             report["paced"] = run_engine_phase(run, phase, roots)
             report["paced"]["achieved_rate"] = report["paced"].pop("per_second")
+            truncate_events(args.database_url)
+
+        if "batch" in phases:
+            batch_events = make_events(args.batch_events, prefix="batch", seed=args.seed + 3)
+            report["copy"] = copy_rows(args.database_url, batch_events)
+            truncate_events(args.database_url)
+            reqs = sign_batches(batch_events, secret, args.batch_size)
+            phase = Phase("batch", "batch", f"127.0.0.1:{port}", reqs, args.batch_concurrency, args.client_processes)
+            result = run_engine_phase(run, phase, roots)
+            result["no_loss"] = result["rows_stored"] == len(batch_events)
+            result["batch_size"] = args.batch_size
+            result["events"] = len(batch_events)
+            result["events_per_second"] = round(len(batch_events) / result["seconds"], 1)
+            report["batch"] = result
     return report
 
 
@@ -742,7 +822,12 @@ def judge(report: dict[str, Any]) -> dict[str, Any]:
         achieved, wanted = report["paced"]["achieved_rate"], report["paced"]["rate_target"]
         targets["paced_rate"] = {"target": f">= {0.98 * wanted:.0f} (98% of {wanted:.0f}/s)", "value": achieved,
                                  "pass": achieved >= 0.98 * wanted}  # fmt: skip
-    for name in ("engine", "paced"):
+    if "batch" in report and "copy" in report:
+        ratio = report["batch"]["events_per_second"] / report["copy"]["per_second"]
+        report["ratio_batch_to_copy"] = round(ratio, 3)
+        targets["ratio_batch_to_copy"] = {"target": f">= {TARGET_BATCH_RATIO}", "value": round(ratio, 3),
+                                          "pass": ratio >= TARGET_BATCH_RATIO}  # fmt: skip
+    for name in ("engine", "paced", "batch"):
         if name in report:
             ok = report[name]["all_expected"] and report[name]["no_loss"]
             targets[f"{name}_all_202_no_loss"] = {"target": "every answer 202, rows == events",
@@ -774,7 +859,15 @@ def print_summary(report: dict[str, Any], targets: dict[str, Any]) -> None:
         print(line(f"paced @ {p['rate_target']:.0f}/s", p, "events"))
         print(f"{'':<22} statuses {p['statuses']}, rows stored {p['rows_stored']}, "
               f"client send lag p99 {p['send_lag_ms']['p99']} ms")  # fmt: skip
-    for name in ("raw", "engine", "paced"):
+    if "batch" in report:
+        b, c = report["batch"], report["copy"]
+        print(f"{'COPY of the rows':<22} {c['rows']:>7} rows   in {c['seconds']:6.2f} s = {c['per_second']:8.1f}/s")
+        print(f"{'batches of ' + str(b['batch_size']):<22} {b['events']:>7} events in {b['seconds']:6.2f} s = "
+              f"{b['events_per_second']:8.1f}/s   per batch p50 {b['latency_ms']['p50']:.1f} ms "
+              f"p99 {b['latency_ms']['p99']:.1f} ms")  # fmt: skip
+        print(f"{'':<22} statuses {b['statuses']}, rows stored {b['rows_stored']}")
+        print(f"{'ratio batch/COPY':<22} {report['ratio_batch_to_copy']:.3f}  (target >= {TARGET_BATCH_RATIO})")
+    for name in ("raw", "engine", "paced", "batch"):
         if name in report:
             cpu = report[name]["cpu_us_per_request"]
             parts = ", ".join(f"{k} {cpu[k]}" for k in SHOWN_CPU if k in cpu)
@@ -805,8 +898,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--client-processes", type=int, default=4, help="load generator processes")
     parser.add_argument("--warmup", type=int, default=1000, help="events sent (and discarded) before measuring")
     parser.add_argument("--broker", default=DEFAULT_BROKER, help="Q_BROKER for the server: redis://… or orm")
-    parser.add_argument("--phases", nargs="+", choices=("raw", "engine", "paced"),
-                        default=["raw", "engine", "paced"], help="phases to run")  # fmt: skip
+    parser.add_argument("--phases", nargs="+", choices=("raw", "engine", "paced", "batch"),
+                        default=["raw", "engine", "paced", "batch"], help="phases to run")  # fmt: skip
+    parser.add_argument("--batch-events", type=int, default=20_000, help="events of the batch phase")
+    parser.add_argument("--batch-size", type=int, default=500, help="events per batch (at most 1,000)")
+    parser.add_argument("--batch-concurrency", type=int, default=4, help="concurrent batch senders")
     parser.add_argument("--server-env", action="append", default=[], metavar="KEY=VALUE",
                         help="extra environment for the server, e.g. WEBHOOK_GROUP_COMMIT=0 (repeatable)")  # fmt: skip
     parser.add_argument("--gunicorn-arg", action="append", default=[], metavar="ARG",
@@ -822,7 +918,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         quick="2,000 events, 3 s paced, 200 warm-up",
         wait_others=None,
     )
-    args = scaffold.parse(parser, argv, quick={"events": 2_000, "paced_seconds": 3.0, "warmup": 200})
+    args = scaffold.parse(
+        parser, argv, quick={"events": 2_000, "paced_seconds": 3.0, "warmup": 200, "batch_events": 5_000}
+    )
     if args.broker != "orm" and not args.broker.startswith(("redis://", "rediss://")):
         parser.error("--broker is 'orm' or a redis:// address")
     return args

@@ -184,10 +184,16 @@ PERSONAS: tuple[Persona, ...] = (
 )
 
 
-def persona_for(rng: random.Random, age_days: float) -> Persona:
-    """A persona whose pattern fits in the workspace's history so far."""
+def persona_for(rng: random.Random, age_days: float, used: set[str] | None = None) -> Persona:
+    """A persona whose pattern fits in the workspace's history so far; with `used`, one not used yet comes
+    first, so every persona (and so every cohort) appears as soon as a workspace's history fits it."""
     fitting = [persona for persona in PERSONAS if persona.min_age_days <= age_days]
-    return rng.choices(fitting, weights=[persona.weight for persona in fitting])[0]
+    fresh = [persona for persona in fitting if used is not None and persona.name not in used]
+    chosen = max(fresh, key=lambda persona: persona.min_age_days) if fresh else None
+    chosen = chosen or rng.choices(fitting, weights=[persona.weight for persona in fitting])[0]
+    if used is not None:
+        used.add(chosen.name)
+    return chosen
 
 
 def persona_bodies(

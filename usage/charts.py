@@ -13,7 +13,7 @@ from typing import Any
 from django.db.models import Count, Sum
 
 from triggers.models import UsageDaily, UsageDailyUser
-from usage.services import zone_of
+from usage.metrics import zone_named
 
 #: One colour per product, stable across pages (plotly's default palette order).
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
@@ -46,7 +46,7 @@ class DailyUsage:
 
 def daily_usage(workspace_key: str, *, now: datetime, zone_name: str = "", days: int = 30) -> DailyUsage:
     """The last `days` rollup days up to today in the workspace's zone, per product (two queries)."""
-    today = now.astimezone(zone_of(zone_name)).date()
+    today = now.astimezone(zone_named(zone_name)).date()
     window = [today - timedelta(days=offset) for offset in range(days - 1, -1, -1)]
     first = window[0]
     index = {day: position for position, day in enumerate(window)}

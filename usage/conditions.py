@@ -17,7 +17,7 @@ verdict with every node's value and result: what a page shows as "why".
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -201,21 +201,27 @@ def _check_field(node: dict, prefix: str, errors: dict[str, list[str]]) -> None:
     _unexpected(node, {"field", "op", "value"}, prefix.rstrip("."), errors)
 
 
-def condition_references(tree: Any) -> dict[str, set[str]]:
-    """The metrics, fields, products and cohorts a (valid) tree names: what a change to them can affect."""
-    found: dict[str, set[str]] = {kind: set() for kind in LEAVES}
+def condition_nodes(tree: Any) -> Iterator[dict[str, Any]]:
+    """Every node of a tree, groups and leaves (anything that is not an object is skipped)."""
     stack = [tree]
     while stack:
         node = stack.pop()
         if not isinstance(node, dict):
             continue
-        for kind in LEAVES:
-            if kind in node:
-                found[kind].add(node[kind])
+        yield node
         for group in ("all", "any"):
             stack.extend(node.get(group) or [])
         if "not" in node:
             stack.append(node["not"])
+
+
+def condition_references(tree: Any) -> dict[str, set[str]]:
+    """The metrics, fields, products and cohorts a (valid) tree names: what a change to them can affect."""
+    found: dict[str, set[str]] = {kind: set() for kind in LEAVES}
+    for node in condition_nodes(tree):
+        for kind in LEAVES:
+            if kind in node:
+                found[kind].add(node[kind])
     return found
 
 

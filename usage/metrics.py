@@ -17,16 +17,15 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from functools import lru_cache
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from triggers.models import UsageDaily
 from usage import metrics_sql as sql
-from usage.metrics_rollups import RollupEvent, plan_limits_rollup, tickets_apply
+from usage.metrics_rollups import RollupEvent, plan_limits_rollup, tickets_apply, zone_named
 from usage.models import PlanLimitDaily, SupportTicket
 from workspaces.models import Workspace
 
@@ -270,16 +269,7 @@ def _change(current: float, previous: float) -> float | None:
 
 
 def zone_of(key: str, zones: Mapping[str, str]) -> ZoneInfo:
-    return _zone(zones.get(key) or "UTC")
-
-
-@lru_cache(maxsize=1024)
-def _zone(name: str) -> ZoneInfo:
-    """The zone by IANA name; an unknown name counts in UTC rather than stopping a bulk pass."""
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return ZoneInfo("UTC")
+    return zone_named(zones.get(key) or "UTC")
 
 
 def today_in(now: datetime, zone: ZoneInfo) -> date:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -147,7 +148,7 @@ def plan_limits_rollup(events: Iterable[RollupEvent], *, zones: Mapping[str, str
         if event.type not in (LIMIT_REACHED, ""):
             raise ValueError(f"plan_limits_rollup takes {LIMIT_REACHED} events, not {event.type}")
         occurred_at = event.occurred_at.astimezone(UTC)
-        day = occurred_at.astimezone(_zone(zones.get(event.workspace_key))).date()
+        day = occurred_at.astimezone(zone_named(zones.get(event.workspace_key))).date()
         key = (event.workspace_key, _required(event, "limit"), day)
         hits = totals.setdefault(key, [0, occurred_at])
         hits[0] += 1
@@ -183,7 +184,9 @@ def _required(event: RollupEvent, name: str) -> str:
     return value
 
 
-def _zone(name: str | None) -> ZoneInfo:
+@lru_cache(maxsize=1024)
+def zone_named(name: str | None) -> ZoneInfo:
+    """The zone by IANA name; an empty or unknown name counts in UTC rather than stopping a bulk pass."""
     try:
         return ZoneInfo(name or "UTC")
     except (ZoneInfoNotFoundError, ValueError):

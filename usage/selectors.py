@@ -56,12 +56,7 @@ def _facts_of_profiles(chunk: int = 2000) -> Iterator[tuple[str, Facts]]:
 
 
 def _current_cohorts(keys: list[str]) -> dict[str, frozenset[str]]:
-    found: dict[str, set[str]] = {}
-    for key, cohort in CohortMembership.objects.filter(workspace_key__in=keys, exited_at__isnull=True).values_list(
-        "workspace_key", "cohort__key"
-    ):
-        found.setdefault(key, set()).add(cohort)
-    return {key: frozenset(cohorts) for key, cohorts in found.items()}
+    return {key: frozenset(entry["key"] for entry in entries) for key, entries in cohorts_of(keys).items()}
 
 
 def condition_preview(condition: dict[str, Any], *, workspace_key: str = "") -> Preview:

@@ -14,14 +14,14 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from django.db import connection, transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from usage.conditions import FIELDS, Facts, condition_explain, condition_holds
-from usage.metrics import METRICS, profiles_for
+from usage.conditions import FIELDS, Facts, condition_explain, condition_holds, condition_nodes
+from usage.metrics import METRICS, profiles_for, zone_named
 from usage.metrics_rollups import execute_batches, insert_sql
 from usage.models import Cohort, CohortMembership, Profile, Stage, StagePeriod
 from workspaces.models import Workspace
@@ -65,27 +65,11 @@ class Definitions:
 
 
 def _growing_leaves(tree: Any) -> list[tuple[str, str, float]]:
-    found = []
-    stack = [tree]
-    while stack:
-        node = stack.pop()
-        if not isinstance(node, dict):
-            continue
-        if str(node.get("metric", "")).startswith(GROWING_PREFIX):
-            found.append((node["metric"], node["op"], float(node["value"])))
-        stack.extend(node.get("all") or [])
-        stack.extend(node.get("any") or [])
-        if "not" in node:
-            stack.append(node["not"])
-    return found
-
-
-def zone_of(name: str) -> ZoneInfo:
-    """The workspace's zone; an unknown or empty name counts as UTC (the fold keeps what was sent)."""
-    try:
-        return ZoneInfo(name) if name else ZoneInfo("UTC")
-    except (ZoneInfoNotFoundError, ValueError):
-        return ZoneInfo("UTC")
+    return [
+        (node["metric"], node["op"], float(node["value"]))
+        for node in condition_nodes(tree)
+        if str(node.get("metric", "")).startswith(GROWING_PREFIX)
+    ]
 
 
 def _max_window_days() -> int:
@@ -227,7 +211,7 @@ def _why(definition: Cohort | Stage, facts: Facts) -> dict[str, Any]:
 def _profile_set(
     profile: Profile, metrics: dict[str, Any], zone_name: str, now: datetime, definitions: Definitions
 ) -> None:
-    zone = zone_of(zone_name)
+    zone = zone_named(zone_name)
     today = now.astimezone(zone).date()
     profile.metrics, profile.timezone, profile.day, profile.evaluated_at = metrics, zone.key, today, now
     profile.next_due_at = _next_due(today, zone, metrics, definitions)

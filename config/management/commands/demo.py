@@ -71,7 +71,7 @@ class Command(BaseCommand):
         "REQUESTS_CA_BUNDLE), a mail sink whose mails you read in the browser, the web server and the task "
         "cluster on a separate SQLite database (.demo/demo.sqlite3, fresh each start unless --keep-data), "
         "demo users and accounts, then `simulate_provisioning --workspaces 300 --rate 20 --batch-size 200` against it "
-        "(usage personas that fill every cohort within a minute). "
+        "(usage personas that give every cohort members; telemetry in batches). "
         "Prints the URLs and the logins; logs go to .demo/logs/. While it runs, manage.py commands started "
         "in another terminal use the demo's database and keys (.demo/running.env). Ctrl-C stops everything. "
         "Development only."

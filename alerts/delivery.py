@@ -26,15 +26,15 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from alerts.mail import MailError, mail_send
 from alerts.messages import alert_email, alert_slack, digest_email
 from alerts.models import Alert, AlertRule, Audience, Delivery, Rep
 from alerts.rep_schedule import next_digest_at, past_quiet_hours
 from alerts.roles import admin_recipients
 from alerts.routing import reps_by_user
-from alerts.slack import SlackError, slack_post
 from alerts.tables import tables_cached
-from ops.services import error_record
+from failures.services import error_record
+from messaging.email import MailError, mail_send
+from messaging.slack import SlackError, slack_post
 
 logger = logging.getLogger(__name__)
 

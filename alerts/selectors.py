@@ -25,10 +25,9 @@ from alerts.models import Alert, Delivery, Rep
 from alerts.roles import REPS_GROUP, user_group_names, user_is_alerts_admin, user_is_api_service, user_is_auditor
 from alerts.services import alerts_visible_to
 from events.models import Event
-from linking.models import ReviewItem
 from usage.selectors import in_stage, members_of_cohort, with_behaviour
 from workspaces.lifecycle import LIFECYCLE_TYPES
-from workspaces.models import Workspace
+from workspaces.models import ReviewItem, Workspace
 
 #: Per event type, the payload values a rep may see on the timeline (everything else stays hidden).
 TIMELINE_VALUES: dict[str, tuple[str, ...]] = {

@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from alerts.delivery import deliveries_send_due, digests_send_due
+from alerts.error_alerts import error_alerts_raise
 from alerts.services import alerts_evaluate_scheduled, workspaces_alerts_evaluate
+from alerts.sla import sla_evaluate
 
 
 def deliver_alerts(alert_ids: list[int]) -> dict:
@@ -35,3 +37,13 @@ def evaluate_scheduled() -> dict:
 
 def evaluate_workspaces(workspace_keys: list[str]) -> int:
     return len(workspaces_alerts_evaluate(workspace_keys=workspace_keys))
+
+
+def evaluate_slas() -> dict[str, int]:
+    """Every 5 minutes: the SLA checks (alerts/sla.py)."""
+    return sla_evaluate()
+
+
+def raise_error_alerts() -> int:
+    """Every minute: alerts for the error kinds the failure ledger marked (alerts/error_alerts.py)."""
+    return error_alerts_raise()

@@ -3,7 +3,7 @@
 
 One backlog of lifecycle events (the generator of process.py, loaded with COPY as `new`) is put into a
 migrated template database once. Every run clones it into a fresh database and drains it in one process
-with events.tasks.process_workspaces (the same chunks as process.py's in-process baseline):
+with processing.tasks.process_workspaces (the same chunks as process.py's in-process baseline):
 
 - on   — the engine as shipped: every business model registered with auditlog, changes attributed to
          the system actor;
@@ -85,7 +85,7 @@ def child_main(args: argparse.Namespace) -> int:
     from auditlog.registry import auditlog
     from django.db import connection
 
-    from events.tasks import process_workspaces
+    from processing.tasks import process_workspaces
 
     audited = audit_off() if args.child == "off" else sorted(m._meta.label for m in auditlog.get_models())
     keys = [f"ws_{i:07d}" for i in range(args.workspaces)]

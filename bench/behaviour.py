@@ -12,7 +12,7 @@ Two phases, each in its own database:
   the daily pass). Targets: each pass ≤ 30 s at 100,000 workspaces and ≤ 3× the plain aggregate; memory
   flat (RSS after the last workspace within 15 % of RSS after the first 10 %).
 - processing — a backlog of lifecycle events and of usage events over the same workspaces, drained in a
-  child process (`events.tasks.process_workspaces`, then `triggers.services.usage_rollup_batch`) once with
+  child process (`processing.tasks.process_workspaces`, then `usage.rollups.usage_rollup_batch`) once with
   BEHAVIOUR_PROFILES on and once off, each on a fresh clone. CPU per event (the process's own and its
   PostgreSQL backend's) off ÷ on ≥ 0.7 for each kind.
 
@@ -229,8 +229,8 @@ def child_process(args: argparse.Namespace) -> int:
     from django.conf import settings
     from django.db import connection
 
-    from events.tasks import process_workspaces
-    from triggers.services import usage_rollup_batch
+    from processing.tasks import process_workspaces
+    from usage.rollups import usage_rollup_batch
 
     connection.ensure_connection()
     backend = connection.connection.info.backend_pid

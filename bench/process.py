@@ -7,7 +7,7 @@ PostgreSQL database, then drained three ways, each from the same starting state:
 1. orm        — `manage.py qcluster` (Q_BROKER=orm), the backlog enqueued as coarse tasks with
                 events.services.enqueue_workspaces(chunk=C); timed until every event is `completed`.
 2. redis      — the same with Q_BROKER=redis://127.0.0.1:6379/14 (that Redis database is flushed).
-3. inprocess  — the baseline: events.tasks.process_workspaces(keys) called in one process, over the
+3. inprocess  — the baseline: processing.tasks.process_workspaces(keys) called in one process, over the
                 same workspaces in the same chunks.
 
 Figures, ratios cluster ÷ in-process, peak memory of the cluster's process tree and the checks go to
@@ -103,7 +103,7 @@ def child_main(args: argparse.Namespace) -> int:
         enqueue_workspaces(workspace_keys=keys, chunk=args.chunk)
         emit({"result": {"start_wall": start_wall, "enqueue_seconds": time.monotonic() - t0, "tasks": len(chunks)}})
         return 0
-    from events.tasks import process_workspaces
+    from processing.tasks import process_workspaces
 
     claimed = failed = 0
     start_wall, t0 = time.time(), time.monotonic()
@@ -182,7 +182,7 @@ def verify(dsn: str, args: argparse.Namespace) -> dict[str, Any]:
             "tasks": {f"{func} success={ok}": n for func, ok, n in
                       q("SELECT func, success, count(*) FROM django_q_task GROUP BY 1, 2 ORDER BY 1, 2").fetchall()},
         }  # fmt: skip
-        sweeps = q("SELECT result FROM django_q_task WHERE func = 'events.tasks.sweep' ORDER BY started")
+        sweeps = q("SELECT result FROM django_q_task WHERE func = 'processing.tasks.sweep' ORDER BY started")
         out["sweeps"] = [_unpickle(result) for (result,) in sweeps]
     out["workspaces_ok"] = out["workspaces"] == args.workspaces
     out["pass"] = out["all_completed"] and out["workspaces_ok"] and out["error_or_review"] == 0

@@ -9,7 +9,7 @@ The same function is run three ways on a throw-away PostgreSQL database, each fr
 3. redis   — the same with Q_BROKER=redis://127.0.0.1:6379/11 (that Redis database is flushed).
 
 Two functions: a trivial task (bench.queue_probe.noop: one append to a file, so the queue is all
-there is to measure) and the real one, events.tasks.process_workspaces of ONE workspace per task (the
+there is to measure) and the real one, processing.tasks.process_workspaces of ONE workspace per task (the
 finest grain the engine ever enqueues, so the queue's share is the largest it gets). Each is sent as a
 burst (all at once: enqueue→complete throughput) and paced (an open-loop schedule well under capacity:
 enqueue→complete latency p50/p99 counted from each task's due time). Figures, ratios to the direct
@@ -124,7 +124,7 @@ def _callable(how: str, kind: str, tag: str) -> Any:
 
         return lambda index: noop(tag, index)
     if how == "direct":
-        from events.tasks import process_workspaces
+        from processing.tasks import process_workspaces
 
         return lambda key: process_workspaces([key])
     if kind == "trivial":
@@ -135,7 +135,7 @@ def _callable(how: str, kind: str, tag: str) -> Any:
 
     # Exactly what events.services.enqueue_workspaces(workspace_keys=[key], chunk=1) sends; called
     # directly only to keep the task id it returns.
-    return lambda key: async_task("events.tasks.process_workspaces", [key], False, q_options={"group": "process"})
+    return lambda key: async_task("processing.tasks.process_workspaces", [key], False, q_options={"group": "process"})
 
 
 # --- completions ---------------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ PostgreSQL database. Then:
 1. copy    — the baseline: `COPY (SELECT <the replay's columns> FROM events_event WHERE <the replay's
              filter> ORDER BY workspace_key, occurred_at, id) TO STDOUT` through psycopg, every row
              consumed (one untimed warm-up, then the best of --copy-runs).
-2. replay  — events.replay.folded_workspaces() consumed to the end in one Django process, its RSS
+2. replay  — processing.replay.folded_workspaces() consumed to the end in one Django process, its RSS
              sampled every 100,000 events (flat memory: the stream must not accumulate).
 3. profile — cProfile over the first --profile-events events of the same stream, with the time of
              the bare stream (no validation, no fold) for comparison.
@@ -56,14 +56,14 @@ TARGET_RATIO = 100.0  # replay time ÷ COPY time, at most
 TARGET_RSS_MB = 300.0  # peak RSS of the replay process, at most
 FLAT_TOLERANCE = 0.15  # the last RSS sample within 15 % of the sample at 20 % of the events
 SAMPLE_EVERY = 100_000
-FOLDED = ("new", "processing", "completed", "error", "review")  # events.pipeline.FOLDED_STATUSES
+FOLDED = ("new", "processing", "completed", "error", "review")  # processing.pipeline.FOLDED_STATUSES
 
 
 def _in(values: tuple[str, ...]) -> str:
     return "(" + ", ".join(f"'{v}'" for v in values) + ")"
 
 
-# The rows and order of events.replay._event_stream, as one COPY.
+# The rows and order of processing.replay._event_stream, as one COPY.
 COPY_SQL = (
     "COPY (SELECT workspace_key, external_id, type, occurred_at, payload, source FROM events_event"  # noqa: S608
     f" WHERE type IN {_in(LIFECYCLE_TYPES)} AND status IN {_in(FOLDED)}"
@@ -80,7 +80,7 @@ def rss_mb() -> float:
 
 def child_replay(args: argparse.Namespace) -> dict[str, Any]:
     """Consume every folded state; sample RSS every SAMPLE_EVERY events; progress lines once a second."""
-    from events.replay import ReplayReport, folded_workspaces
+    from processing.replay import ReplayReport, folded_workspaces
 
     rss_after_setup = rss_mb()
     report = ReplayReport()
@@ -115,7 +115,7 @@ def child_replay(args: argparse.Namespace) -> dict[str, Any]:
 
 def child_profile(args: argparse.Namespace) -> dict[str, Any]:
     """Where the time goes over the first --profile-events events: the bare stream, then cProfile."""
-    from events.replay import ReplayReport, _event_stream, folded_workspaces
+    from processing.replay import ReplayReport, _event_stream, folded_workspaces
 
     limit = args.profile_events
     t0 = time.monotonic()
@@ -224,7 +224,7 @@ def benchmark(run: Run) -> dict[str, Any]:
                       "mb": runs[0]["mb"], "parsed_rows": copy_out(dsn, parse=True)}  # fmt: skip
     report["copy"]["events_per_second"] = round(loaded / report["copy"]["seconds"])
 
-    say("replay: events.replay.folded_workspaces(), every state consumed")
+    say("replay: processing.replay.folded_workspaces(), every state consumed")
     progress = Progress("replay", loaded, quiet=args.no_progress, unit=" ev")
     started = [False]
 
@@ -316,7 +316,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = scaffold.parser(
         "replay",
         __doc__,
-        "Times events.replay.folded_workspaces() over the whole cache against a COPY of the same rows"
+        "Times processing.replay.folded_workspaces() over the whole cache against a COPY of the same rows"
         " in the same order, and samples the replay's memory.",
     )
     parser.add_argument("--events", type=int, default=1_000_000, help="lifecycle events in the cache")

@@ -2,11 +2,11 @@
 """Salesforce sync benchmark: API economy and freshness of the outbox drain, against the local emulator.
 
 Every phase runs on a fresh PostgreSQL database (cloned from a migrated template) and a fresh emulator org
-(sync/emulator, started in this process over HTTPS) that delays every API call by --latency (250 ms):
+(emulators/salesforce, started in this process over HTTPS) that delays every API call by --latency (250 ms):
 
 1. economy    — E lifecycle events over W workspaces, stored with events.services.events_store, processed with
-                events.tasks.process_workspaces and drained with sync.worker.outbox_drain() until the outbox is
-                empty, in one Django child process. API calls received by the emulator ÷ a naive integration's.
+                processing.tasks.process_workspaces and drained with salesforce.worker.outbox_drain() until the
+                outbox is empty, in one Django child process. API calls received by the emulator ÷ a naive integration's.
 2. freshness  — a real gunicorn (config.wsgi, gthread) and a real `manage.py qcluster` (Redis broker) take
                 signed webhooks at a steady --rate for --seconds (open loop); for each accepted webhook, the
                 time from its 202 until the emulator holds the Workspace__c with the event's resulting status.
@@ -74,7 +74,7 @@ from scaffold import REPO, Progress, machine_info, say, tail
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from sync.emulator import Emulator  # needs the repository on sys.path; no Django inside
+from emulators.salesforce import Emulator  # needs the repository on sys.path; no Django inside
 
 SCRIPT = Path(__file__).resolve()
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/lifecycle_bench_salesforce"
@@ -420,8 +420,8 @@ def drain_until_empty(limit: float, on_round: Any = None) -> dict[str, Any]:
     from django.db.models import Min
     from django.utils import timezone
 
-    from sync.models import OutboxItem
-    from sync.worker import outbox_drain
+    from salesforce.models import OutboxItem
+    from salesforce.worker import outbox_drain
 
     totals: Counter = Counter()
     rounds, waited, stuck, paused = 0, 0.0, False, ""
@@ -474,7 +474,7 @@ def child_main(args: argparse.Namespace) -> int:
 def child_setup(work: dict) -> dict:
     """Accounts that exist before the first event, already synced by the engine (their outbox rows synced, the
     emulator holding them with their Lifecycle_Engine_ID__c): the state of an org the engine has run against."""
-    from sync.outbox import account_key, account_payload, outbox_record
+    from salesforce.outbox import account_key, account_payload, outbox_record
     from workspaces.actors import acting_as_system
     from workspaces.models import Account
 
@@ -490,7 +490,7 @@ def child_economy(work: dict) -> dict:
     from events.schemas import parse_provisioning_body
     from events.services import events_store
     from events.store import NewEvent
-    from events.tasks import process_workspaces
+    from processing.tasks import process_workspaces
 
     deliveries = work["deliveries"]
     out: dict[str, Any] = {}
@@ -1153,7 +1153,7 @@ def run_freshness(run: Run, name: str, *, faults: bool) -> dict[str, Any]:
         "errors": len(errors),
         "error_samples": [line[:2000] for line in errors][:5],
         "warnings": sum(log_level(line) == "WARNING" for line in log),
-        "hedged_calls": sum("sending it again" in line for line in log),  # sync/salesforce.py, logged at INFO
+        "hedged_calls": sum("sending it again" in line for line in log),  # salesforce/adapter.py, logged at INFO
     }
     out["verification"] = verify_sync(dsn, emu, truth)
     if args.dump_calls:
@@ -1174,7 +1174,7 @@ def engine_cpu(cpu: dict[str, float], out: dict[str, Any], events: int, rate: fl
     parts = {
         "webhook (gunicorn)": cpu.get("gunicorn", 0.0),
         "processing and queue (qcluster minus the drainer)": max(0.0, cpu.get("qcluster", 0.0) - drain),
-        "drainer (sync/drain.py)": drain,
+        "drainer (salesforce/drain.py)": drain,
         "postgres": cpu.get("postgres", 0.0),
         "redis": cpu.get("redis", 0.0),
     }
@@ -1279,7 +1279,7 @@ def task_runs(monitor: Monitor, log_path: Path, wall_offset: float) -> list[Task
 
 
 def drain_report(run: TaskRun) -> dict[str, Any]:
-    """The counts a drain task returned (sync.drain.DrainRun: under "report"; older engines: at the top)."""
+    """The counts a drain task returned (salesforce.drain.DrainRun: under "report"; older engines: at the top)."""
     result = run.result if isinstance(run.result, dict) else {}
     return result.get("report", result)
 
@@ -1390,10 +1390,10 @@ def analyse_freshness(args, emu, deliveries, results, watcher, monitor, log_path
     runs = task_runs(monitor, log_path, wall_offset)
     process_runs: dict[str, list[TaskRun]] = defaultdict(list)
     for run in runs:
-        if run.func == "events.tasks.process_workspaces" and run.args:
+        if run.func == "processing.tasks.process_workspaces" and run.args:
             for ws in run.args[0]:
                 process_runs[ws].append(run)
-    drains = [r for r in runs if r.func == "sync.tasks.drain_outbox"]
+    drains = [r for r in runs if r.func == "salesforce.tasks.drain_outbox"]
     calls = emu.api_calls(since=t_start - 1)
     writes: dict[tuple[str, str], list[tuple[float, float, int]]] = defaultdict(list)
     by_conn: dict[int, list[float]] = defaultdict(list)
@@ -1521,7 +1521,9 @@ def analyse_freshness(args, emu, deliveries, results, watcher, monitor, log_path
         "tasks_without_a_start_line": sum(1 for r in runs if r.worker == "?"),
         "other_tasks": dict(
             Counter(
-                r.func for r in runs if r.func not in ("events.tasks.process_workspaces", "sync.tasks.drain_outbox")
+                r.func
+                for r in runs
+                if r.func not in ("processing.tasks.process_workspaces", "salesforce.tasks.drain_outbox")
             )
         ),
         "broker_queue_length": series_stats(monitor.queue, t_start, t_sent),

@@ -9,15 +9,11 @@ user's authenticator app. The setting is read per request. The other surfaces wi
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from django.conf import settings
 from django.contrib.admin import AdminSite
 from django.http import HttpRequest
-from django.utils import timezone
-from django.utils.html import format_html
-from django.utils.safestring import SafeString
 from django_otp.admin import OTPAdminAuthenticationForm, OTPAdminSite
 
 #: The index and the navigation list the apps in this order: the records admins work in first, then
@@ -44,22 +40,6 @@ APP_ORDER: tuple[tuple[str, tuple[str, ...]], ...] = (
 
 def _rank(order: list[str] | tuple[str, ...], key: str, name: str) -> tuple[int, str]:
     return (order.index(key) if key in order else len(order), name.lower())
-
-
-def compact_time(value: datetime | None) -> SafeString | str:
-    """A list column's time as "2026-12-07 06:44:50" (UTC), which may wrap between date and time only.
-
-    Django's "Dec. 7, 2026, 6:44 a.m." is twice as wide; three of those pushed columns out of sight.
-    """
-    if value is None:
-        return "-"
-    local = timezone.localtime(value)
-    return format_html(
-        '<time class="engine-time" datetime="{}"><span>{}</span> <span>{}</span></time>',
-        local.isoformat(),
-        f"{local:%Y-%m-%d}",
-        f"{local:%H:%M:%S}",
-    )
 
 
 class EngineAdminSite(AdminSite):

@@ -69,14 +69,21 @@ INSTALLED_APPS = [
     "django_otp.plugins.otp_totp",
     "django_prometheus",
     "config",
+    # In the layers of docs/architecture.md, lowest first (pyproject.toml's import-linter contract).
     "workspaces",
+    "failures",
     "events",
     "linking",
-    "triggers",
     "usage",
-    "sync",
+    "salesforce.apps.SalesforceConfig",
+    "billing",
+    "messaging",
+    "triggers",
     "alerts",
+    "processing",
+    "api",
     "ops",
+    "emulators",
     # Last: its post_migrate sets the groups' permissions once every other app has its own.
     "privacy",
 ]
@@ -312,7 +319,7 @@ SALESFORCE_BATCH_SIZE = min(env.int("SALESFORCE_BATCH_SIZE", default=200), 200)
 # A call that outlives this (0: twice the 95th percentile of the last 200 answered calls of its kind, of
 # every call while its kind has fewer than 20, at least 0.5 s) is sent a second time, and the first
 # answer is taken: a stalled connection costs that, not the timeout. Only calls that are safe to repeat
-# (sync/salesforce.py); off with 'false'.
+# (salesforce/adapter.py); off with 'false'.
 SALESFORCE_HEDGE = env.bool("SALESFORCE_HEDGE", default=True)
 SALESFORCE_HEDGE_AFTER_SECONDS = max(env.float("SALESFORCE_HEDGE_AFTER_SECONDS", default=0.0), 0.0)
 SALESFORCE_MAX_ATTEMPTS = env.int("SALESFORCE_MAX_ATTEMPTS", default=8)
@@ -324,7 +331,7 @@ SALESFORCE_DRAIN_SECONDS = min(max(env.float("SALESFORCE_DRAIN_SECONDS", default
 # Throttle below this share of the daily API allocation (from Sforce-Limit-Info).
 SALESFORCE_MAX_API_SHARE = env.float("SALESFORCE_MAX_API_SHARE", default=0.8)
 SALESFORCE_LIMIT_PAUSE_MINUTES = env.int("SALESFORCE_LIMIT_PAUSE_MINUTES", default=15)
-# Pilot (sync/pilot.py): live only for the customers these reps own (usernames: a workspace's account
+# Pilot (salesforce/pilot.py): live only for the customers these reps own (usernames: a workspace's account
 # owner, else the rep its alerts were routed to), or else this stable share of workspaces (0-100); the rest
 # is held. After a restart with a wider pilot (or none), held rows it now takes in are released, at most
 # this many a minute (with what they depend on).
@@ -433,7 +440,7 @@ else:
 # --- API --------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "config.tokens.ExpiringTokenAuthentication",
+        "api.tokens.ExpiringTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -442,7 +449,7 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
 }
 # A read API token is refused this many days after it was made (0: never); `manage.py api_token` makes,
-# lists and revokes them (config/tokens.py).
+# lists and revokes them (api/tokens.py).
 API_TOKEN_LIFETIME_DAYS = env.int("API_TOKEN_LIFETIME_DAYS", default=90)
 SPECTACULAR_SETTINGS = {
     "TITLE": "Lifecycle Engine API",
@@ -460,7 +467,7 @@ SPECTACULAR_SETTINGS = {
     # The webhooks are plain Django views: their hand-written OpenAPI is merged in after the enums.
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
-        "workspaces.api.schema_query_filters",
+        "api.workspaces.schema_query_filters",
         "events.openapi.add_webhooks",
     ],
 }

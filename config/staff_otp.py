@@ -5,7 +5,7 @@ visibility on the rep pages and the read API) — `alerts.roles.user_has_staff_p
 on, a session of such a user that no TOTP device has verified counts as anonymous on every page: the
 admin, /ops/, /metrics, the API and its docs, the rep pages. Each sends them to a login that asks for a
 code (the admin's, or the rep login below); the API answers 401. A token cannot pass a second factor, so
-the read API refuses staff tokens while the setting is on (workspaces/api.py); other systems read
+the read API refuses staff tokens while the setting is on (api/workspaces.py); other systems read
 through an API service account (`manage.py api_token create NAME --service`).
 """
 

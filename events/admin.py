@@ -16,9 +16,9 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
-from config.admin_site import compact_time
-from events.models import Event, WebhookBatch, WorkspaceLock
+from events.models import Event, WebhookBatch
 from events.services import events_retry
+from workspaces.admin_display import compact_time
 from workspaces.models import Workspace
 
 # Editable on the change page; everything else is the record as received and processed.
@@ -152,25 +152,6 @@ class EventAdmin(AuditlogHistoryAdminMixin, admin.ModelAdmin):
             f"Re-queued {requeued} event(s); skipped {skipped} (ignored, rejected or completed).",
             messages.SUCCESS if requeued else messages.WARNING,
         )
-
-
-@admin.register(WorkspaceLock)
-class WorkspaceLockAdmin(admin.ModelAdmin):
-    """The per-workspace processing locks, read-only: when each workspace was last folded."""
-
-    list_display = ("workspace_key", "processed_at")
-    search_fields = ("=workspace_key",)
-    ordering = ("-processed_at",)
-    show_full_result_count = False
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: WorkspaceLock | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: WorkspaceLock | None = None) -> bool:
-        return False
 
 
 @admin.register(WebhookBatch)

@@ -78,21 +78,6 @@ class Event(models.Model):
         return f"{self.source}:{self.external_id} ({self.type or 'unknown'})"
 
 
-class WorkspaceLock(models.Model):
-    """One row per workspace key, locked while that workspace's events are folded.
-
-    The workspace row itself may not exist yet (its first event creates it), so the processor locks
-    this row instead: two workers can never fold the same workspace at once, and the one that waited
-    re-reads every event after the lock is granted.
-    """
-
-    workspace_key = models.CharField(max_length=64, primary_key=True)
-    processed_at = models.DateTimeField(null=True, blank=True)
-
-    def __str__(self) -> str:
-        return self.workspace_key
-
-
 class WebhookBatch(models.Model):
     """A batch received on /webhooks/provisioning/batch/ (CONTRACT §2b), by its own webhook-id: the same batch
     again is a duplicate. Written in the transaction that stores its events, so the two cannot disagree."""
@@ -107,3 +92,34 @@ class WebhookBatch(models.Model):
 
     def __str__(self) -> str:
         return f"batch {self.webhook_id} ({self.events} events)"
+
+
+class SourceDay(models.Model):
+    """Events received per source and UTC day, rolled up incrementally (by event id) for the silence SLA,
+    so the check reads a few rows a source instead of scanning the event table."""
+
+    source = models.CharField(max_length=16)
+    day = models.DateField()
+    count = models.PositiveIntegerField(default=0)
+    first_at = models.DateTimeField()
+    last_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "ops_sourceday"
+        constraints = [models.UniqueConstraint(fields=["source", "day"], name="sourceday_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.source} {self.day}: {self.count}"
+
+
+class RollupCursor(models.Model):
+    """How far (by event id) a rollup has read; locked while it advances, so two runs never count twice."""
+
+    name = models.CharField(max_length=32, primary_key=True)
+    position = models.BigIntegerField(default=0)
+
+    class Meta:
+        db_table = "ops_rollupcursor"
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.position}"

@@ -524,9 +524,9 @@ def _storable(value: Any, unholdable: bool) -> Any:
 class Handling(StrEnum):
     """What the engine does with a stored event of a type, once (events/services.py enqueue_work routes by it)."""
 
-    FOLDED = "folded"  # its workspace is re-folded (workspaces/lifecycle.py FOLDS, events/pipeline.py)
-    ROLLED_UP = "rolled_up"  # added to the behaviour rollups in batches (triggers/services.py)
-    MARKETO = "marketo"  # links a lead (events/marketo.py)
+    FOLDED = "folded"  # its workspace is re-folded (workspaces/lifecycle.py FOLDS, processing/pipeline.py)
+    ROLLED_UP = "rolled_up"  # added to the behaviour rollups in batches (usage/rollups.py)
+    MARKETO = "marketo"  # links a lead (linking/marketo.py)
     IGNORED = "ignored"  # stored, never applied
 
 

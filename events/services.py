@@ -11,11 +11,11 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from events.groupcommit import Doorbell, GroupCommitWriter
+from events.intake import intake_filtered
 from events.models import Event, WebhookBatch
 from events.schemas import EVENT_TYPES, Handling
 from events.schemas import MARKETO_TYPE as MARKETO_TYPE  # where its readers import it from
 from events.store import NewEvent, holdable, insert_events
-from privacy.suppression import events_suppress
 
 _brokers: dict[int, object] = {}
 
@@ -49,7 +49,7 @@ def events_store(
     """
     with transaction.atomic():
         # An event naming an erased person is stored suppressed and scrubbed (docs/privacy.md).
-        events = events_suppress(events)
+        events = intake_filtered(events)
         inserted = insert_events(events)
         claimed: set[tuple[str, str]] = set()
         results = []
@@ -95,7 +95,7 @@ def enqueue_work(*, items: Sequence[WorkItem]) -> None:
     if rolled_up:
         async_task("triggers.tasks.rollup_usage", rolled_up, q_options={"group": "usage"})
     if marketo:
-        async_task("events.tasks.process_marketo_leads", marketo, q_options={"group": "marketo"})
+        async_task("processing.tasks.process_marketo_leads", marketo, q_options={"group": "marketo"})
 
 
 def enqueue_workspaces(*, workspace_keys: Sequence[str], force: bool = False, chunk: int = 100) -> None:
@@ -103,7 +103,7 @@ def enqueue_workspaces(*, workspace_keys: Sequence[str], force: bool = False, ch
     keys = list(workspace_keys)
     for start in range(0, len(keys), chunk):
         async_task(
-            "events.tasks.process_workspaces",
+            "processing.tasks.process_workspaces",
             keys[start : start + chunk],
             force,
             q_options={"group": "process"},
@@ -213,7 +213,7 @@ def review_items_reprocess(*, item_ids: Sequence[int]) -> int:
     """Admin action "reprocess": retry the items' events and re-fold their workspaces; return how
     many workspaces were queued. Items stay open: a re-fold that no longer sees the problem closes
     its question by itself."""
-    from linking.models import ReviewItem
+    from workspaces.models import ReviewItem
 
     items = ReviewItem.objects.filter(pk__in=item_ids).select_related("workspace").prefetch_related("events")
     keys: set[str] = set()

@@ -21,11 +21,10 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from config.admin_site import compact_time
 from events.services import review_items_reprocess
-from linking.models import ReviewItem
 from linking.services import review_item_link, review_items_resolve
-from workspaces.models import Account, Lead
+from workspaces.admin_display import compact_time
+from workspaces.models import Account, Lead, ReviewItem
 
 LINK_TEMPLATE = "admin/linking/reviewitem/link_action.html"
 
@@ -240,10 +239,10 @@ class ReviewItemAdmin(AuditlogHistoryAdminMixin, admin.ModelAdmin):
             "form": form,
             "action_name": "link_item",
             "action_checkbox_name": ACTION_CHECKBOX_NAME,
-            "item_url": reverse("admin:linking_reviewitem_change", args=[item.pk]),
+            "item_url": reverse("admin:workspaces_reviewitem_change", args=[item.pk]),
             "workspace_url": reverse("admin:workspaces_workspace_change", args=[item.workspace.pk]),
             "lead_link": _admin_link(item.workspace.lead, "workspaces_lead"),
             "account_link": _admin_link(item.workspace.account, "workspaces_account"),
-            "changelist_url": reverse("admin:linking_reviewitem_changelist"),
+            "changelist_url": reverse("admin:workspaces_reviewitem_changelist"),
         }
         return TemplateResponse(request, LINK_TEMPLATE, context)

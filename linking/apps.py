@@ -10,6 +10,6 @@ class LinkingConfig(AppConfig):
     def ready(self) -> None:
         from auditlog.registry import auditlog
 
-        from linking.models import ReviewItem
+        from workspaces.models import ReviewItem
 
         auditlog.register(ReviewItem, m2m_fields={"events"})

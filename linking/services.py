@@ -15,8 +15,8 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from linking.freemail import email_domain, is_freemail
-from linking.models import ReviewItem
-from workspaces.models import Account, Contact, Lead, Workspace
+from workspaces.models import Account, Contact, Lead, ReviewItem, Workspace
+from workspaces.review import review_flag_set, workspace_refresh_review_flag
 
 NO_ACCOUNT_MATCH = ReviewItem.Kind.NO_ACCOUNT_MATCH
 #: Kinds of question this module asks and withdraws by itself as the facts change.
@@ -281,40 +281,15 @@ def questions_reconcile(
     workspace_refresh_review_flag(workspace=workspace, items=items, unsaved=unsaved)
 
 
-def workspace_refresh_review_flag(
-    *, workspace: Workspace, items: Sequence[ReviewItem] | None = None, unsaved: set[str] | None = None
-) -> None:
-    """needs_review and review_reasons mirror the workspace's open review items (`items`: all of them,
-    current, when the caller holds them already). With `unsaved` the changed fields are added to it
-    for the caller's one save instead of saved here."""
-    if items is None:
-        items = ReviewItem.objects.filter(workspace=workspace)
-    opened = sorted(
-        (item for item in items if item.status == ReviewItem.Status.OPEN), key=lambda i: (i.created_at, i.pk)
-    )
-    _set_review_flag(workspace, [item.reason for item in opened], unsaved)
-
-
 def workspace_flag_new_questions(*, workspace: Workspace, wanted: Iterable[Question]) -> None:
     """A new workspace's review flag, set before its INSERT: it has no review items yet, so the open
     ones will be exactly the wanted questions, in the order questions_reconcile creates them."""
-    _set_review_flag(workspace, [question.reason for question in _by_key(wanted, MANAGED_KINDS).values()], set())
+    review_flag_set(workspace, [question.reason for question in _by_key(wanted, MANAGED_KINDS).values()], set())
 
 
 def _by_key(wanted: Iterable[Question], kinds: Sequence[str]) -> dict[str, Question]:
     """The wanted questions of these kinds by key, in the order questions_reconcile creates them."""
     return {question.key: question for question in wanted if question.kind in kinds}
-
-
-def _set_review_flag(workspace: Workspace, reasons: list[str], unsaved: set[str] | None) -> None:
-    if workspace.needs_review == bool(reasons) and workspace.review_reasons == reasons:
-        return
-    workspace.needs_review = bool(reasons)
-    workspace.review_reasons = reasons
-    if unsaved is not None:
-        unsaved.update(("needs_review", "review_reasons"))
-    else:
-        workspace.save(update_fields=["needs_review", "review_reasons", "updated_at"])
 
 
 def review_items_resolve(*, item_ids: Sequence[int], user: AbstractBaseUser, note: str) -> int:
@@ -408,17 +383,3 @@ def review_item_link(
             questions_reconcile(workspace=workspace, wanted=[], kinds=[NO_ACCOUNT_MATCH])
         workspace_refresh_review_flag(workspace=workspace)
     return workspace
-
-
-def review_item_raise(
-    *, kind: str, dedupe_key: str, reason: str, workspace: Workspace | None = None, event_pks: Sequence[int] = ()
-) -> ReviewItem:
-    """Open a question raised outside linking (a failed event, a write Salesforce refused), once per key."""
-    item, _ = ReviewItem.objects.get_or_create(
-        workspace=workspace, dedupe_key=dedupe_key, defaults={"kind": kind, "reason": reason}
-    )
-    if event_pks:
-        item.events.add(*event_pks)
-    if workspace is not None:
-        workspace_refresh_review_flag(workspace=workspace)
-    return item

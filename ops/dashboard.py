@@ -12,12 +12,12 @@ from django.utils import timezone
 
 from alerts.models import Delivery
 from events.models import Event
-from linking.models import ReviewItem
+from failures.models import ErrorKind, Heartbeat
+from failures.services import admin_change_url
 from ops import selectors
 from ops.health import heartbeat_report
-from ops.models import ErrorKind, Heartbeat
-from ops.services import admin_change_url
-from sync.models import OutboxItem
+from salesforce.models import OutboxItem
+from workspaces.models import ReviewItem
 
 
 @dataclass(frozen=True)
@@ -120,7 +120,7 @@ def _errors(now: datetime, since: datetime) -> Section:
             Figure(
                 f"{error.get_source_display()}: {error.kind}",
                 f"{error.count}× (last {age_display(error.last_seen, now)} ago)",
-                reverse("admin:ops_errorkind_change", args=[error.pk]),
+                reverse("admin:failures_errorkind_change", args=[error.pk]),
                 warn=error.resolved_at is None,
                 note=error.message[:160] + (f" — latest object: {link}" if link else ""),
             )

@@ -31,7 +31,7 @@ from django_q.brokers.redis_broker import Redis as RedisBroker
 from django_q.models import OrmQ
 
 from events.models import Event
-from ops.models import Heartbeat
+from failures.models import Heartbeat
 
 logger = logging.getLogger(__name__)
 

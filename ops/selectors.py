@@ -16,10 +16,10 @@ from django.db.models import Count, DurationField, ExpressionWrapper, F, Min, Q,
 
 from alerts.models import Delivery
 from events.models import Event
-from linking.models import ReviewItem
-from ops.models import ErrorKind
-from sync.models import OutboxItem, SyncControl
-from sync.pilot import PilotStatus, pilot_status
+from failures.models import ErrorKind
+from salesforce.models import OutboxItem, SyncControl
+from salesforce.pilot import PilotStatus, pilot_status
+from workspaces.models import ReviewItem
 
 #: Everything but `completed`, which only grows (counted over the window instead).
 BACKLOG_STATUSES = tuple(status for status in Event.Status.values if status != Event.Status.COMPLETED)

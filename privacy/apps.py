@@ -10,7 +10,12 @@ class PrivacyConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from events.intake import intake_filter_register
         from privacy import guards  # noqa: F401  (audit entries are deletable by nobody)
+        from privacy.suppression import events_suppress
+
+        # Events naming an erased person are stored suppressed and scrubbed (the inbox cannot import us).
+        intake_filter_register("privacy.suppression", events_suppress)
         from privacy.roles import groups_sync_after_migrate
 
         post_migrate.connect(groups_sync_after_migrate, sender=self, dispatch_uid="privacy.groups_sync")

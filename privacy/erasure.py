@@ -33,16 +33,16 @@ from django.db.models import F, Model, QuerySet
 from django.utils import timezone
 
 from events.models import Event
-from events.pipeline import workspace_process
 from events.services import async_task
 from privacy.identity import email_hash, normalise_email, placeholder_email
 from privacy.models import Tombstone
 from privacy.records import TEXT_FIELDS, Subject, mentioning, person_holdings
 from privacy.scrub import Person, names_in, scrub_json, scrub_text
-from sync.deletion import outbox_record_deletion
-from sync.models import OutboxItem
-from sync.outbox import contact_key, contact_payload, lead_key, lead_payload, outbox_record
-from triggers.models import UsageDailyUser
+from processing.pipeline import workspace_process
+from salesforce.deletion import outbox_record_deletion
+from salesforce.models import OutboxItem
+from salesforce.outbox import contact_key, contact_payload, lead_key, lead_payload, outbox_record
+from usage.models import UsageDailyUser
 from workspaces.actors import acting_as_system
 from workspaces.models import Contact, Lead, Workspace
 
@@ -227,4 +227,6 @@ def _tell_salesforce(subject: Subject, report: ErasureReport) -> None:
             queued["anonymise"] += 1
     report.salesforce = queued
     if any(queued.values()):
-        transaction.on_commit(lambda: async_task("sync.tasks.drain_outbox", q_options={"group": "sync"}), robust=True)
+        transaction.on_commit(
+            lambda: async_task("salesforce.tasks.drain_outbox", q_options={"group": "sync"}), robust=True
+        )

@@ -22,12 +22,11 @@ from django.db.models import Model, Q, QuerySet
 
 from alerts.models import Alert, Delivery
 from events.models import Event
-from linking.models import ReviewItem
-from sync.models import OutboxItem
-from sync.outbox import contact_key, lead_key
-from triggers.models import UsageDailyUser
+from salesforce.models import OutboxItem
+from salesforce.outbox import contact_key, lead_key
+from usage.models import UsageDailyUser
 from workspaces.lifecycle import LIFECYCLE_TYPES
-from workspaces.models import Account, Contact, Lead, Workspace
+from workspaces.models import Account, Contact, Lead, ReviewItem, Workspace
 
 
 def mentioning(fields: tuple[str, ...], email: str) -> Q:

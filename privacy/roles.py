@@ -24,12 +24,12 @@ AUDITORS = "Auditors"
 ROLE_PERMISSIONS: dict[str, dict[str, tuple[str, ...]]] = {
     ADMINS: {
         "events.event": ("view", "change"),
-        "events.workspacelock": ("view",),
+        "processing.workspacelock": ("view",),
         "workspaces.workspace": ("view", "change"),
         "workspaces.lead": ("view",),
         "workspaces.account": ("view", "change"),
         "workspaces.contact": ("view",),
-        "linking.reviewitem": ("view", "change"),
+        "workspaces.reviewitem": ("view", "change"),
         "sync.outboxitem": ("view", "change"),
         "sync.synccontrol": ("view", "change"),
         "alerts.alert": ("view", "change"),
@@ -38,9 +38,9 @@ ROLE_PERMISSIONS: dict[str, dict[str, tuple[str, ...]]] = {
         "alerts.rep": ("view", "add", "change", "delete"),
         "alerts.territoryrule": ("view", "add", "change", "delete"),
         "alerts.routingcursor": ("view",),
-        "triggers.usagedaily": ("view",),
+        "usage.usagedaily": ("view",),
         "ops.*": ("view",),
-        "ops.errorkind": ("view", "change"),  # mark error kinds resolved
+        "failures.errorkind": ("view", "change"),  # mark error kinds resolved
         "auditlog.logentry": ("view",),
         "privacy.datarequest": ("view", "add", "change"),
         "privacy.tombstone": ("view",),

@@ -15,8 +15,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from events.models import Event
-from linking.models import ReviewItem
-from workspaces.models import Account, Contact, Lead, Workspace
+from workspaces.models import Account, Contact, Lead, ReviewItem, Workspace
 
 pytestmark = pytest.mark.django_db
 
@@ -199,14 +198,14 @@ def test_workspace_page_lists_recent_events(admin_client: Client, records: Recor
 
 
 def test_review_item_page_links_its_events(admin_client: Client, records: Records) -> None:
-    response = admin_client.get(reverse("admin:linking_reviewitem_change", args=[records.item.pk]))
+    response = admin_client.get(reverse("admin:workspaces_reviewitem_change", args=[records.item.pk]))
 
     assert reverse("admin:events_event_change", args=[records.event.pk]) in response.text
 
 
 def _resolve(client: Client, item: ReviewItem, note: str) -> object:
     return client.post(
-        reverse("admin:linking_reviewitem_changelist"),
+        reverse("admin:workspaces_reviewitem_changelist"),
         {"action": "resolve_items", ACTION_CHECKBOX_NAME: [item.pk], "note": note},
         follow=True,
     )
@@ -280,7 +279,7 @@ def test_changelist_queries_do_not_grow_with_rows(admin_client: Client, records:
 @pytest.mark.django_db
 def test_alert_and_lock_admins_render(admin_client):
     from alerts.services import alert_raise
-    from events.models import WorkspaceLock
+    from processing.models import WorkspaceLock
 
     alert, _ = alert_raise(
         rule="event_failed", dedupe_key="k", title="Events need review", reason="boom", context={"event_ids": ["m1"]}
@@ -289,7 +288,7 @@ def test_alert_and_lock_admins_render(admin_client):
     assert admin_client.get("/admin/alerts/alert/").status_code == 200
     page = admin_client.get(f"/admin/alerts/alert/{alert.pk}/change/")
     assert b"m1" in page.content
-    assert admin_client.get("/admin/events/workspacelock/").status_code == 200
+    assert admin_client.get("/admin/processing/workspacelock/").status_code == 200
 
 
 def test_an_admin_hands_a_customer_over_to_another_rep(
@@ -348,7 +347,7 @@ def test_admin_pages_load_the_layout_stylesheet_and_carry_no_inline_style(
         reverse("admin:events_event_changelist"),
         reverse("admin:events_event_change", args=[records.event.pk]),
         reverse("admin:workspaces_workspace_changelist"),
-        reverse("admin:linking_reviewitem_changelist"),
+        reverse("admin:workspaces_reviewitem_changelist"),
     ):
         page = admin_client.get(url).text
         assert "/static/engine/admin.css" in page and "/static/engine/admin.js" in page, url

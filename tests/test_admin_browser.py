@@ -23,11 +23,10 @@ from pytest_django.live_server_helper import LiveServer
 
 from alerts.models import Alert, Delivery
 from events.models import Event
-from linking.models import ReviewItem
-from sync.models import OutboxItem
+from salesforce.models import OutboxItem
 from tests.factories import AccountFactory, EventFactory, LeadFactory, WorkspaceFactory
 from usage.models import Cohort, Stage
-from workspaces.models import Workspace
+from workspaces.models import ReviewItem, Workspace
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
@@ -278,7 +277,7 @@ def test_the_lists_admins_named_show_what_was_cut_off(browser, site, records, wi
     assert sorted(amounts) == ["294.00 EUR", "588.00 EUR", "882.00 EUR"]
     assert not fit_problems(browser)
 
-    browser.get(f"{site}/admin/linking/reviewitem/")
+    browser.get(f"{site}/admin/workspaces/reviewitem/")
     counter = browser.find_element(By.CSS_SELECTOR, ".actions .action-counter")
     go = browser.find_element(By.CSS_SELECTOR, ".actions button[name='index']")
     lines = browser.execute_script("return arguments[0].getClientRects().length", counter)

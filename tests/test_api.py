@@ -16,10 +16,10 @@ from drf_spectacular.generators import SchemaGenerator
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from api.workspaces import UTCDateTimeField, WorkspaceSerializer
 from events.models import Event
 from tests.conftest import api_service_user
 from tests.factories import AccountFactory, ContactFactory, EventFactory, LeadFactory, WorkspaceFactory
-from workspaces.api import UTCDateTimeField, WorkspaceSerializer
 from workspaces.models import Workspace
 
 pytestmark = pytest.mark.django_db

@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from tests.reps.conftest import World, make_user, world  # noqa: F401 (a fixture: people and workspaces)
 from tests.usage.test_behaviour import FEATURES, usage
-from triggers.services import usage_rollup
+from usage.rollups import usage_rollup
 from usage.services import behaviour_refresh
 
 pytestmark = pytest.mark.django_db

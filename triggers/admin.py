@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.http import HttpRequest
 
-from triggers.models import UsageDaily
+from usage.models import UsageDaily
 
 
 @admin.register(UsageDaily)

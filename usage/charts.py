@@ -12,8 +12,8 @@ from typing import Any
 
 from django.db.models import Count, Sum
 
-from triggers.models import UsageDaily, UsageDailyUser
 from usage.metrics import zone_named
+from usage.models import UsageDaily, UsageDailyUser
 
 #: One colour per product, stable across pages (plotly's default palette order).
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")

@@ -23,10 +23,9 @@ from zoneinfo import ZoneInfo
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from triggers.models import UsageDaily
 from usage import metrics_sql as sql
 from usage.metrics_rollups import RollupEvent, plan_limits_rollup, tickets_apply, zone_named
-from usage.models import PlanLimitDaily, SupportTicket
+from usage.models import PlanLimitDaily, SupportTicket, UsageDaily
 from workspaces.models import Workspace
 
 __all__ = [

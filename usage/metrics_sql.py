@@ -21,8 +21,7 @@ from typing import Any
 
 from django.db import NotSupportedError, connection
 
-from triggers.models import UsageDaily, UsageDailyUser
-from usage.models import PlanLimitDaily, SupportTicket
+from usage.models import PlanLimitDaily, SupportTicket, UsageDaily, UsageDailyUser
 
 INTEGRATION_PREFIX = "integration."
 

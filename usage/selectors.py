@@ -220,7 +220,7 @@ def in_stage(stage_key: str) -> QuerySet[Profile]:
 
 def with_behaviour(workspaces: QuerySet[Workspace]) -> QuerySet[Workspace]:
     """Annotate each workspace's stage name (`stage_name`) and its last usage (`last_active`)."""
-    from triggers.models import UsageDaily
+    from usage.models import UsageDaily
 
     profile = Profile.objects.filter(workspace_key=OuterRef("workspace_id"))
     last = UsageDaily.objects.filter(workspace_key=OuterRef("workspace_id")).order_by("-last_seen_at")

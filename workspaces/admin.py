@@ -18,7 +18,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from config.admin_site import compact_time
+from workspaces.admin_display import compact_time
 from workspaces.models import Account, Contact, Lead, Workspace
 
 #: How many of a workspace's events its change page lists.

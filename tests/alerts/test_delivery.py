@@ -14,8 +14,8 @@ from django.test import Client
 from alerts.delivery import backoff, deliveries_retry, deliveries_send_due, digests_send_due, next_digest_at
 from alerts.models import Alert, Delivery, Rep
 from alerts.services import alert_raise
-from alerts.slack import SlackError, slack_post, slack_url_problem
-from ops.models import ErrorKind
+from failures.models import ErrorKind
+from messaging.slack import SlackError, slack_post, slack_url_problem
 from tests.alerts.conftest import make_rep
 from tests.factories import WorkspaceFactory
 

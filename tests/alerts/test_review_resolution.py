@@ -8,7 +8,7 @@ import pytest
 
 from alerts.models import Alert
 from alerts.services import alert_rule, workspaces_alerts_evaluate
-from events.pipeline import workspace_process
+from processing.pipeline import workspace_process
 from tests.events.helpers import T0, lifecycle_event, store
 from workspaces.models import Workspace
 

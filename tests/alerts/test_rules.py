@@ -13,7 +13,7 @@ from django_q.models import Schedule
 from alerts.models import Alert, AlertRule, Delivery
 from alerts.roles import ADMINS_GROUP
 from alerts.services import alert_raise, alerts_evaluate_scheduled, workspace_alerts_evaluate
-from events.pipeline import workspace_process
+from processing.pipeline import workspace_process
 from tests.alerts.conftest import make_rep
 from tests.events.helpers import lifecycle_event, store
 from tests.factories import AccountFactory, EventFactory, WorkspaceFactory

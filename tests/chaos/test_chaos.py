@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
-from sync.emulator import Emulator
+from emulators.salesforce import Emulator
 from tests.chaos.harness import (
     REPO,
     SECRET,

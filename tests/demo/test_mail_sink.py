@@ -12,7 +12,7 @@ import pytest
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.core.management import CommandError, call_command
 
-from config.mailsink import MailSink
+from emulators.mailsink import MailSink
 
 
 @pytest.fixture

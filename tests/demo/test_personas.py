@@ -8,14 +8,14 @@ from datetime import UTC, datetime
 
 import pytest
 import time_machine
+from triggers.tasks import rollup_usage
 
+from emulators.simulate import simulate_traffic
 from events.models import Event
 from events.schemas import parse_provisioning_body
 from events.services import events_store
-from events.simulate import simulate_traffic
-from events.tasks import process_workspaces
 from events.views import provisioning_event
-from triggers.tasks import rollup_usage
+from processing.tasks import process_workspaces
 from usage.models import CohortMembership, Profile
 from usage.services import behaviour_refresh
 
@@ -45,9 +45,7 @@ def test_the_personas_fill_every_cohort_and_spread_the_stages(settings, seed: in
         behaviour_refresh(workspace_keys=keys)
 
     assert not Event.objects.filter(status__in=["new", "error", "review"]).exists()
-    members = Counter(
-        CohortMembership.objects.filter(exited_at__isnull=True).values_list("cohort__key", flat=True)
-    )
+    members = Counter(CohortMembership.objects.filter(exited_at__isnull=True).values_list("cohort__key", flat=True))
     assert set(members) == COHORTS, members
     stages = Counter(Profile.objects.values_list("stage__key", flat=True))
     assert {"onboarding", "activated", "adopted", "dormant", "at_risk"} <= set(stages), stages

@@ -9,8 +9,8 @@ from itertools import pairwise
 
 import pytest
 
+from emulators.simulate import EXISTING_ACCOUNTS, FREE_MAIL, SimulatedMessage, simulate_traffic
 from events.schemas import parse_provisioning_body
-from events.simulate import EXISTING_ACCOUNTS, FREE_MAIL, SimulatedMessage, simulate_traffic
 
 NOW = datetime(2026, 11, 20, 14, 0, tzinfo=UTC)
 

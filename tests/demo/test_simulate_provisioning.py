@@ -19,8 +19,8 @@ from typing import ClassVar
 import pytest
 from django.core.management import CommandError, call_command
 
+from emulators.simulate import simulate_traffic
 from events.models import Event
-from events.simulate import simulate_traffic
 from tests.demo.conftest import REPO, free_port
 
 LIFECYCLE = {"trial.started", "subscription.converted", "workspace.churned"}

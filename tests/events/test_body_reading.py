@@ -16,8 +16,8 @@ from django.core.handlers.wsgi import WSGIRequest
 from django.http import HttpResponse
 from django.test import RequestFactory
 
+from billing.webhook import stripe_webhook
 from events.models import Event
-from events.stripe_webhook import stripe_webhook
 from events.views import marketo_webhook, provisioning_webhook
 from tests.fuzz.conftest import MARKETO_TOKEN, STRIPE_SECRET
 

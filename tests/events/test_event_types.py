@@ -41,7 +41,7 @@ def drain_queue() -> None:
     while rows := list(OrmQ.objects.all()):
         OrmQ.objects.filter(pk__in=[row.pk for row in rows]).delete()
         for task in (SignedPackage.loads(row.payload) for row in rows):
-            if task["func"] in ("events.tasks.process_workspaces", "triggers.tasks.rollup_usage"):
+            if task["func"] in ("processing.tasks.process_workspaces", "triggers.tasks.rollup_usage"):
                 module, _, name = task["func"].rpartition(".")
                 with TestCase.captureOnCommitCallbacks(execute=True):
                     getattr(importlib.import_module(module), name)(*task["args"], **task["kwargs"])
@@ -144,7 +144,7 @@ def test_tickets_and_limits_are_rolled_up_with_the_behaviour_refreshed(
 
 def test_an_unreadable_stored_ticket_goes_to_review_and_the_rest_roll_up(django_capture_on_commit_callbacks):
     from tests.factories import EventFactory
-    from triggers.services import usage_rollup
+    from usage.rollups import usage_rollup
 
     at = datetime(2026, 11, 20, 12, tzinfo=UTC)
     bad = EventFactory(

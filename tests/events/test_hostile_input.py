@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from django.test import Client
 
+from billing.stripe_adapter import sign_payload
 from events.models import Event
 from events.schemas import MAX_JSON_DEPTH, json_nesting_exceeds
-from sync.stripe_billing import sign_payload
 from tests.conftest import lifecycle_body
 from tests.fuzz.conftest import MARKETO_TOKEN, STRIPE_SECRET
 

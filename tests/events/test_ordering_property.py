@@ -17,12 +17,11 @@ from django.db import transaction
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from events.pipeline import workspace_process
 from events.store import NewEvent
-from linking.models import ReviewItem
+from processing.pipeline import workspace_process
 from tests.events.helpers import T0, lifecycle_event, store
 from workspaces.lifecycle import TYPE_RANK
-from workspaces.models import Account, Workspace
+from workspaces.models import Account, ReviewItem, Workspace
 
 pytestmark = pytest.mark.django_db
 

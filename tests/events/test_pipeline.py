@@ -9,15 +9,14 @@ import time_machine
 from django.utils import timezone
 
 from alerts.models import Alert
-from events import pipeline
 from events.models import Event
-from events.pipeline import events_claim, retry_delay, workspace_process
-from events.sweeper import events_sweep
-from events.tasks import process_workspaces
-from linking.models import ReviewItem
+from processing import pipeline
+from processing.pipeline import events_claim, retry_delay, workspace_process
+from processing.sweeper import events_sweep
+from processing.tasks import process_workspaces
 from tests.conftest import lifecycle_body
 from tests.events.helpers import T0, lifecycle_event, store
-from workspaces.models import Lead, Workspace
+from workspaces.models import Lead, ReviewItem, Workspace
 
 pytestmark = pytest.mark.django_db
 
@@ -220,7 +219,7 @@ def test_an_expired_lease_is_reclaimed_by_the_sweeper_and_processed(settings, en
     with time_machine.travel(timezone.now() + timedelta(seconds=61)):
         counts = events_sweep()
         assert counts["expired_leases"] == 1
-        assert enqueued == [("events.tasks.process_workspaces", ["ws_1"], False)]
+        assert enqueued == [("processing.tasks.process_workspaces", ["ws_1"], False)]
         process_workspaces(["ws_1"])
     assert statuses() == {"e1": "completed"}
 
@@ -231,7 +230,7 @@ def test_task_lost_by_the_broker_is_recovered_by_the_sweeper(enqueued):
     assert events_sweep()["enqueued"] == 0, "a fresh event is left to its own task for a minute"
     with time_machine.travel(timezone.now() + timedelta(seconds=61)):
         assert events_sweep()["new"] == 1
-        assert enqueued == [("events.tasks.process_workspaces", ["ws_1"], False)]
+        assert enqueued == [("processing.tasks.process_workspaces", ["ws_1"], False)]
         process_workspaces(["ws_1"])
     assert statuses() == {"e1": "completed"}
 
@@ -256,7 +255,7 @@ def test_sweeper_re_enqueues_due_retries(broken_apply, enqueued):
     enqueued.clear()
     with time_machine.travel(timezone.now() + timedelta(hours=2)):
         assert events_sweep()["due_retries"] == 1
-    assert enqueued == [("events.tasks.process_workspaces", ["ws_1"], False)]
+    assert enqueued == [("processing.tasks.process_workspaces", ["ws_1"], False)]
 
 
 def test_sweeper_routes_usage_to_the_rollup(enqueued):
@@ -280,7 +279,7 @@ def test_enqueue_failing_after_commit_loses_nothing(send_webhook, monkeypatch, d
     monkeypatch.setattr("events.services.async_task", lambda func, *args, **kw: calls.append((func, *args)))
     with time_machine.travel(timezone.now() + timedelta(seconds=61)):
         events_sweep()
-    assert calls == [("events.tasks.process_workspaces", ["ws_9"], False)]
+    assert calls == [("processing.tasks.process_workspaces", ["ws_9"], False)]
     process_workspaces(["ws_9"])
     assert Event.objects.get().status == Event.Status.COMPLETED
 
@@ -288,7 +287,7 @@ def test_enqueue_failing_after_commit_loses_nothing(send_webhook, monkeypatch, d
 def test_the_sweeper_schedule_is_installed_without_catch_up(settings):
     from django_q.models import Schedule
 
-    schedule = Schedule.objects.get(func="events.tasks.sweep")
+    schedule = Schedule.objects.get(func="processing.tasks.sweep")
     assert schedule.schedule_type == Schedule.MINUTES and schedule.minutes == 1
     assert settings.Q_CLUSTER["catch_up"] is False
     assert settings.Q_CLUSTER["retry"] > settings.Q_CLUSTER["timeout"]

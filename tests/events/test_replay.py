@@ -8,8 +8,8 @@ from datetime import timedelta
 import pytest
 from django.core.management import call_command
 
-from events.pipeline import workspace_process
-from events.replay import replay
+from processing.pipeline import workspace_process
+from processing.replay import replay
 from tests.events.helpers import T0, lifecycle_event, store
 from workspaces.models import Workspace
 
@@ -53,7 +53,7 @@ def test_replay_command_repairs_through_the_queue(processed, monkeypatch):
     call_command("replay", "--repair", stdout=out, stderr=io.StringIO())
     assert "1 differ" in out.getvalue()
     assert "ws_1: status: stored 'churned' ≠ folded 'paid'" in out.getvalue()
-    assert queued == [("events.tasks.process_workspaces", ["ws_1"], True)]
+    assert queued == [("processing.tasks.process_workspaces", ["ws_1"], True)]
     workspace_process(workspace_key="ws_1", force=True)
     assert replay().drifted == []
 

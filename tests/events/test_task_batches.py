@@ -10,11 +10,11 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from events import pipeline
 from events.models import Event
-from events.tasks import process_workspaces
-from sync.models import OutboxItem
-from sync.outbox import EXTERNAL_ID, key_of
+from processing import pipeline
+from processing.tasks import process_workspaces
+from salesforce.models import OutboxItem
+from salesforce.outbox import EXTERNAL_ID, key_of
 from tests.events.helpers import T0, lifecycle_event, queued_tasks, store
 from workspaces.models import Account, Lead, Workspace
 from workspaces.services import workspace_apply_state
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.django_db
 
 def forced_refolds() -> list[tuple]:
     """The arguments of the forced process_workspaces tasks waiting in the queue."""
-    return [task["args"] for task in queued_tasks("events.tasks.process_workspaces") if task["args"][1]]
+    return [task["args"] for task in queued_tasks("processing.tasks.process_workspaces") if task["args"][1]]
 
 
 def statements(queries: CaptureQueriesContext, start: str) -> int:

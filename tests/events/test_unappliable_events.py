@@ -10,8 +10,8 @@ import pytest
 from django.urls import reverse
 
 from events.models import Event
-from events.pipeline import workspace_process, workspaces_process
-from ops.models import ErrorKind
+from failures.models import ErrorKind
+from processing.pipeline import workspace_process, workspaces_process
 from tests.events.helpers import T0, lifecycle_event, store
 from workspaces import lifecycle
 from workspaces.lifecycle import CONVERTED, TRIAL_STARTED, LifecycleEvent, Unapplied, fold

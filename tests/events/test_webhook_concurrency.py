@@ -90,7 +90,7 @@ def test_group_commit_isolates_a_failing_row(settings, stop_writer, monkeypatch)
 
 
 def _queued_workspace_keys() -> list[list[str]]:
-    return [task["args"][0] for task in queued_tasks("events.tasks.process_workspaces")]
+    return [task["args"][0] for task in queued_tasks("processing.tasks.process_workspaces")]
 
 
 def test_group_commit_rings_once_for_the_commits_of_its_window(settings, stop_writer, monkeypatch):

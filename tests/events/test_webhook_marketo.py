@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from events.marketo import marketo_events_apply
 from events.models import Event
+from linking.marketo import marketo_events_apply
 from workspaces.models import Lead
 
 pytestmark = pytest.mark.django_db
@@ -73,7 +73,7 @@ def test_applying_is_enqueued_on_commit_as_a_marketo_task(
         post(client, LEAD)
 
     # then
-    assert enqueued == [("events.tasks.process_marketo_leads", [Event.objects.get().pk])]
+    assert enqueued == [("processing.tasks.process_marketo_leads", [Event.objects.get().pk])]
 
 
 def test_same_lead_id_is_a_duplicate(client: Client):

@@ -14,10 +14,10 @@ from alerts.models import Alert, TerritoryRule
 from alerts.routing import workspace_route
 from alerts.services import alert_raise
 from alerts.tables import tables_cached
-from events.pipeline import workspace_process
-from events.tasks import process_workspaces
-from sync.models import OutboxItem
-from sync.outbox import NewRows, outbox_record, outbox_record_workspaces
+from processing.pipeline import workspace_process
+from processing.tasks import process_workspaces
+from salesforce.models import OutboxItem
+from salesforce.outbox import NewRows, outbox_record, outbox_record_workspaces
 from tests.alerts.conftest import make_rep
 from tests.events.helpers import T0, lifecycle_event, store
 from tests.factories import WorkspaceFactory

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from billing.stripe_adapter import sign_payload
 from events.models import Event
-from sync.stripe_billing import sign_payload
 from tests.fuzz.conftest import STRIPE_SECRET
 
 pytestmark = pytest.mark.django_db

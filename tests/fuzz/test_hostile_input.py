@@ -15,10 +15,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from billing.stripe_adapter import sign_payload
 from events.models import Event
 from events.schemas import TOO_DEEP, json_nesting_exceeds
 from events.views import body_key
-from sync.stripe_billing import sign_payload
 from tests.conftest import signed_headers
 from tests.fuzz.conftest import MARKETO_TOKEN, STRIPE_SECRET
 from tests.fuzz.schema import FUZZ_SETTINGS

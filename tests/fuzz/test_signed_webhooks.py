@@ -17,10 +17,10 @@ from schemathesis.core import NotSet
 from schemathesis.specs.openapi.checks import ignored_auth, negative_data_rejection, positive_data_acceptance
 from schemathesis.transport.serialization import serialize_json
 
+from billing.stripe_adapter import sign_payload
 from events.models import Event, WebhookBatch
 from events.openapi import STRIPE_HANDLED
 from events.signatures import sign_standard_webhook
-from sync.stripe_billing import sign_payload
 from tests.conftest import PROVISIONING_SECRET
 from tests.fuzz.conftest import MARKETO_TOKEN, STRIPE_SECRET
 from tests.fuzz.helpers import row_counts
@@ -105,7 +105,7 @@ def test_signed_webhook_requests_are_answered_as_documented(case):
     last_id, before = last_event_id(), row_counts()
 
     # ignored_auth probes whether generated credentials are refused; these are real ones. Stripe objects are
-    # read leniently by design (sync/stripe_billing.py: other API versions' shapes too), so an object off the
+    # read leniently by design (billing/stripe_adapter.py: other API versions' shapes too), so an object off the
     # documented shape is no reason to refuse an authentic event.
     excluded = [ignored_auth, negative_data_rejection] if case.path == "/webhooks/stripe/" else [ignored_auth]
     response = case.call_and_validate(data=raw, excluded_checks=excluded)

@@ -8,11 +8,11 @@ from typing import Any
 
 from django.utils import timezone
 
-from events.marketo import marketo_events_apply
 from events.models import Event
-from events.pipeline import workspace_process
 from events.services import MARKETO_TYPE, events_store
 from events.store import NewEvent
+from linking.marketo import marketo_events_apply
+from processing.pipeline import workspace_process
 from workspaces.models import Workspace
 
 TRIAL_AT = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)

@@ -10,7 +10,6 @@ import pytest
 from django.contrib.auth.models import AbstractBaseUser
 
 from linking.freemail import freemail_domains
-from linking.models import ReviewItem
 from linking.services import review_item_link, review_items_resolve, workspace_link
 from tests.factories import AccountFactory, ContactFactory, LeadFactory, WorkspaceFactory
 from tests.linking.helpers import (
@@ -22,7 +21,7 @@ from tests.linking.helpers import (
     process,
     trial,
 )
-from workspaces.models import Account, Contact, Lead
+from workspaces.models import Account, Contact, Lead, ReviewItem
 
 pytestmark = pytest.mark.django_db
 

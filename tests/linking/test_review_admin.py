@@ -11,14 +11,13 @@ from django.test import Client
 from django.urls import reverse
 
 from events.models import Event
-from linking.models import ReviewItem
 from tests.factories import AccountFactory, EventFactory, LeadFactory
 from tests.linking.helpers import process, trial
-from workspaces.models import Workspace
+from workspaces.models import ReviewItem, Workspace
 
 pytestmark = pytest.mark.django_db
 
-CHANGELIST = reverse("admin:linking_reviewitem_changelist")
+CHANGELIST = reverse("admin:workspaces_reviewitem_changelist")
 TEMPLATE = "admin/linking/reviewitem/link_action.html"
 
 
@@ -61,7 +60,7 @@ def test_reprocess_queues_the_items_workspace(
         )
 
     # then
-    assert ("events.tasks.process_workspaces", ["ws_1"], True) in enqueued
+    assert ("processing.tasks.process_workspaces", ["ws_1"], True) in enqueued
     assert "Queued 1 workspace(s) for reprocessing" in messages_of(response)[0]
     item.refresh_from_db()
     assert item.status == ReviewItem.Status.OPEN  # a re-fold closes it if the problem is gone
@@ -210,7 +209,7 @@ def test_change_page_shows_the_workspace_its_links_and_who_linked_them(admin_cli
     Workspace.objects.filter(pk=workspace.pk).update(account=account, linked_by_admin=True)
 
     # when
-    response = admin_client.get(reverse("admin:linking_reviewitem_change", args=[item.pk]))
+    response = admin_client.get(reverse("admin:workspaces_reviewitem_change", args=[item.pk]))
 
     # then
     html = response.text

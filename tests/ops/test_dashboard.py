@@ -11,13 +11,13 @@ from django.utils import timezone
 
 from alerts.models import Alert, Delivery
 from events.models import Event
-from linking.models import ReviewItem
+from failures.services import error_record
 from ops.dashboard import ops_overview
 from ops.selectors import processing_lag
-from ops.services import error_record
 from privacy.roles import groups_sync
-from sync.models import OutboxItem, SyncControl
+from salesforce.models import OutboxItem, SyncControl
 from tests.factories import EventFactory
+from workspaces.models import ReviewItem
 
 pytestmark = pytest.mark.django_db
 
@@ -225,8 +225,8 @@ def test_role_groups_and_the_ops_page(client, django_user_model, group, sees, re
     client.force_login(user)
 
     assert (client.get("/ops/").status_code == 200) is sees
-    assert user.has_perm("ops.change_errorkind") is resolves
-    assert not user.has_perm("ops.delete_errorkind")
+    assert user.has_perm("failures.change_errorkind") is resolves
+    assert not user.has_perm("failures.delete_errorkind")
 
 
 @pytest.mark.usefixtures("role_groups")

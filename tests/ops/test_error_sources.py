@@ -9,16 +9,16 @@ import pytest
 
 from alerts.delivery import deliveries_send_due
 from alerts.models import Alert
-from events.pipeline import workspace_process
+from failures.models import ErrorKind
 from ops.dashboard import ops_overview
-from ops.models import ErrorKind
-from sync.models import OutboxItem
-from sync.worker import outbox_drain
+from processing.pipeline import workspace_process
+from salesforce.models import OutboxItem
+from salesforce.worker import outbox_drain
 from tests.alerts.conftest import make_rep, smtp  # noqa: F401 (the SMTP server fixture)
 from tests.alerts.test_delivery import rep_alert
 from tests.events.helpers import lifecycle_event, store
-from tests.sync.conftest import salesforce  # noqa: F401 (the emulator fixture)
-from tests.sync.test_sync_live import make_due
+from tests.salesforce.conftest import salesforce  # noqa: F401 (the emulator fixture)
+from tests.salesforce.test_sync_live import make_due
 
 pytestmark = pytest.mark.django_db
 
@@ -35,7 +35,7 @@ def test_a_retried_salesforce_error_is_one_kind_counted_per_record(salesforce, c
     process_trial("ws_2", email="bo@two.example")
 
     # when
-    with caplog.at_level(logging.WARNING, logger="sync.worker"):
+    with caplog.at_level(logging.WARNING, logger="salesforce.worker"):
         outbox_drain()
 
     # then: both leads were refused; one kind, one row per failed record, the latest linked

@@ -10,13 +10,13 @@ import time_machine
 from django.db import DatabaseError
 
 from alerts.models import Alert
-from events import pipeline
-from events.marketo import MARKETO_TYPE, marketo_events_apply
 from events.models import Event
-from ops.models import ErrorKind
-from ops.services import error_kinds_resolve, error_message_normalise, error_record
+from failures.models import ErrorKind
+from failures.services import error_kinds_resolve, error_message_normalise, error_record
+from linking.marketo import MARKETO_TYPE, marketo_events_apply
+from processing import pipeline
 from tests.factories import EventFactory
-from triggers.services import usage_rollup
+from usage.rollups import usage_rollup
 
 pytestmark = pytest.mark.django_db
 

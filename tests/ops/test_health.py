@@ -14,12 +14,12 @@ from django.db.backends.utils import CursorWrapper
 from django.utils import timezone
 from django_q.models import OrmQ, Schedule
 
-from events import tasks as event_tasks
 from events.models import Event
+from failures.models import Heartbeat
 from ops import health
 from ops import tasks as ops_tasks
 from ops.health import broker_display
-from ops.models import Heartbeat
+from processing import tasks as event_tasks
 from tests.factories import EventFactory
 
 pytestmark = pytest.mark.django_db
@@ -151,7 +151,7 @@ def test_heartbeat_checks_can_be_switched_off_but_are_still_reported(client, set
 
 def test_the_heartbeat_schedules_are_installed():
     assert Schedule.objects.filter(func="ops.tasks.heartbeat", minutes=1, repeats=-1).exists()
-    assert Schedule.objects.filter(func="events.tasks.sweep", minutes=1, repeats=-1).exists()
+    assert Schedule.objects.filter(func="processing.tasks.sweep", minutes=1, repeats=-1).exists()
 
 
 def test_a_failing_sweep_leaves_the_heartbeat_to_go_stale(client, monkeypatch):

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from events import pipeline
 from events.models import Event
 from ops.logging import JsonFormatter
+from processing import pipeline
 from tests.factories import EventFactory
 
 
@@ -64,10 +64,10 @@ def test_a_processing_failure_is_logged_with_its_workspace_and_events(monkeypatc
     event = EventFactory(workspace_key="ws_log")
     monkeypatch.setattr(pipeline, "workspace_apply_state", explode)
 
-    with caplog.at_level(logging.ERROR, logger="events.pipeline"):
+    with caplog.at_level(logging.ERROR, logger="processing.pipeline"):
         pipeline.workspace_process(workspace_key="ws_log")
 
-    [failure] = [r for r in caplog.records if r.name == "events.pipeline"]
+    [failure] = [r for r in caplog.records if r.name == "processing.pipeline"]
     data = json.loads(JsonFormatter().format(failure))
     assert data["workspace_id"] == "ws_log"
     assert data["event_ids"] == [event.pk]

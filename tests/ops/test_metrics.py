@@ -12,8 +12,8 @@ from django.contrib.auth.models import Permission
 from prometheus_client.parser import text_string_to_metric_families
 
 from events.models import Event
-from ops.services import error_record
-from sync.models import OutboxItem
+from failures.services import error_record
+from salesforce.models import OutboxItem
 from tests.factories import EventFactory
 
 pytestmark = pytest.mark.django_db

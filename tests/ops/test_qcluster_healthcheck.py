@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 from django.utils import timezone
 
-from events import tasks as event_tasks
+from failures.models import Heartbeat
 from ops import tasks as ops_tasks
-from ops.models import Heartbeat
+from processing import tasks as event_tasks
 
 pytestmark = pytest.mark.django_db
 

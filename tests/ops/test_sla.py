@@ -9,11 +9,10 @@ import time_machine
 from django_q.models import Schedule
 
 from alerts.models import Alert
-from events.models import Event
+from alerts.sla import sla_evaluate, source_traffic_rollup
+from events.models import Event, SourceDay
 from ops import tasks
-from ops.models import SourceDay
-from ops.sla import sla_evaluate, source_traffic_rollup
-from sync.models import OutboxItem
+from salesforce.models import OutboxItem
 from tests.factories import EventFactory
 
 pytestmark = pytest.mark.django_db

@@ -9,7 +9,7 @@ from django.conf import settings
 from django.utils import timezone
 from django_q.models import Schedule, Task
 
-from ops.services import task_results_prune
+from failures.services import task_results_prune
 
 pytestmark = pytest.mark.django_db
 

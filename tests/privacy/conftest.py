@@ -13,14 +13,14 @@ from django.db import connection
 from django.test import Client
 
 from alerts.services import alert_raise
-from events.marketo import marketo_events_apply
-from events.pipeline import workspace_process
+from emulators.salesforce import Emulator
+from linking.marketo import marketo_events_apply
 from ops.logging import JsonFormatter
-from sync.emulator import Emulator
-from sync.models import OutboxItem, SyncControl
-from sync.worker import outbox_drain
+from processing.pipeline import workspace_process
+from salesforce.models import OutboxItem, SyncControl
+from salesforce.worker import outbox_drain
 from tests.conftest import lifecycle_body, signed_headers
-from triggers.services import usage_rollup
+from usage.rollups import usage_rollup
 from workspaces.models import Contact
 
 CANARY = "Cassandra.Quill@Canary-Corp.io"
@@ -33,7 +33,7 @@ MARKETO_TOKEN = "marketo-token-0123456789abcdef"
 
 @pytest.fixture
 def salesforce(settings, monkeypatch) -> Iterator[Emulator]:
-    """A fresh emulator, the engine in live sync against it, its CA trusted (as in tests/sync)."""
+    """A fresh emulator, the engine in live sync against it, its CA trusted (as in tests/salesforce)."""
     with Emulator(timeout_sleep=3.0, seed=7) as emulator:
         monkeypatch.setenv("REQUESTS_CA_BUNDLE", emulator.ca_bundle_path)
         settings.SALESFORCE_SYNC = "live"

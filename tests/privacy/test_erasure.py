@@ -11,16 +11,16 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.core.serializers.json import DjangoJSONEncoder
 
-from events.marketo import marketo_events_apply
 from events.models import Event
-from events.pipeline import workspace_process
-from events.replay import replay
+from linking.marketo import marketo_events_apply
 from privacy.erasure import person_erase
 from privacy.export import person_export
 from privacy.identity import email_hash
 from privacy.models import DataRequest, Tombstone
 from privacy.services import data_request_carry_out, data_request_create
-from sync.models import OutboxItem
+from processing.pipeline import workspace_process
+from processing.replay import replay
+from salesforce.models import OutboxItem
 from tests.conftest import lifecycle_body, signed_headers
 from tests.privacy.conftest import (
     CANARY,

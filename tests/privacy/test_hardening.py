@@ -22,8 +22,8 @@ from django_otp.oath import totp
 from django_otp.plugins.otp_totp.models import TOTPDevice
 from rest_framework.views import APIView
 
+from billing.webhook import stripe_webhook
 from events.models import Event
-from events.stripe_webhook import stripe_webhook
 from events.views import marketo_webhook, provisioning_batch_webhook, provisioning_webhook
 from privacy.guards import AuditEntryDeletionRefused
 from tests.conftest import lifecycle_body, signed_headers
@@ -97,8 +97,8 @@ def test_sources_have_separate_budgets(limits, send_webhook, client):
 
 
 def test_stripe_is_limited_too(limits, client, settings):
-    from sync.stripe_billing import sign_payload
-    from tests.stripe.conftest import STRIPE_SECRET, fixture
+    from billing.stripe_adapter import sign_payload
+    from tests.billing.conftest import STRIPE_SECRET, fixture
 
     settings.STRIPE_WEBHOOK_SECRET = STRIPE_SECRET
     statuses = []
@@ -220,12 +220,16 @@ def test_only_the_signed_webhooks_are_csrf_exempt():
     }
     webhooks = {provisioning_webhook, provisioning_batch_webhook, marketo_webhook, stripe_webhook}
     routes = {route for route, callback in _callbacks(get_resolver().url_patterns) if callback in webhooks}
-    assert exempt == routes == {
-        "webhooks/provisioning/",
-        "webhooks/provisioning/batch/",
-        "webhooks/marketo/",
-        "webhooks/stripe/",
-    }
+    assert (
+        exempt
+        == routes
+        == {
+            "webhooks/provisioning/",
+            "webhooks/provisioning/batch/",
+            "webhooks/marketo/",
+            "webhooks/stripe/",
+        }
+    )
 
 
 def test_forms_refuse_a_post_without_the_csrf_token(staff):

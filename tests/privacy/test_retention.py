@@ -17,17 +17,17 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from events.marketo import marketo_events_apply
 from events.models import Event
-from events.pipeline import lifecycle_event as fold_input
-from events.pipeline import workspace_process
-from events.replay import replay
 from events.services import MARKETO_TYPE
 from events.store import NewEvent
+from linking.marketo import marketo_events_apply
 from privacy.retention import payload_retained
 from privacy.services import retention_run
+from processing.pipeline import lifecycle_event as fold_input
+from processing.pipeline import workspace_process
+from processing.replay import replay
 from tests.events.helpers import T0, lifecycle_event, store
-from triggers.services import usage_rollup
+from usage.rollups import usage_rollup
 from workspaces.lifecycle import fold
 from workspaces.models import Workspace
 

@@ -15,11 +15,11 @@ from django.urls import reverse
 
 from alerts.models import Alert, Rep
 from events.models import Event
-from linking.models import ReviewItem
 from privacy.models import DataRequest, Tombstone
 from privacy.roles import ADMINS, AUDITORS, REPS
-from sync.models import OutboxItem
+from salesforce.models import OutboxItem
 from tests.factories import EventFactory, LeadFactory, WorkspaceFactory
+from workspaces.models import ReviewItem
 
 pytestmark = pytest.mark.django_db
 

@@ -25,8 +25,8 @@ from django.db import connection  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
 from events.models import Event  # noqa: E402
-from events.pipeline import workspace_process  # noqa: E402
 from privacy.services import data_request_carry_out, data_request_create  # noqa: E402
+from processing.pipeline import workspace_process  # noqa: E402
 
 EMAIL = "Wanda.Lowell@Example-Logistics.io"
 

@@ -10,8 +10,8 @@ from django.test import Client
 from django.utils import timezone
 
 from alerts.models import Alert
-from linking.models import ReviewItem
 from tests.reps.conftest import PASSWORD, make_alert
+from workspaces.models import ReviewItem
 
 
 def act(client: Client, alert: Alert, **data):

@@ -15,13 +15,13 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from triggers.tasks import rollup_usage
 
 from events.models import Event
 from tests.factories import EventFactory
-from triggers import services
-from triggers.models import UsageDaily, UsageDailyUser
-from triggers.services import usage_rollup
-from triggers.tasks import rollup_usage
+from usage import rollups as services
+from usage.models import UsageDaily, UsageDailyUser
+from usage.rollups import usage_rollup
 
 pytestmark = pytest.mark.django_db
 
@@ -250,10 +250,10 @@ def test_queries_do_not_grow_with_the_batch(settings):
 def test_the_admin_lists_daily_usage_read_only(admin_client):
     usage_event(product="cloud")
     usage_rollup()
-    response = admin_client.get(reverse("admin:triggers_usagedaily_changelist"), {"q": "ws_1", "product": "cloud"})
+    response = admin_client.get(reverse("admin:usage_usagedaily_changelist"), {"q": "ws_1", "product": "cloud"})
     assert response.status_code == 200
     assert response.context["cl"].result_count == 1
-    assert admin_client.get(reverse("admin:triggers_usagedaily_add")).status_code == 403
+    assert admin_client.get(reverse("admin:usage_usagedaily_add")).status_code == 403
 
 
 usage_data = st.fixed_dictionaries(

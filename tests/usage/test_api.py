@@ -14,8 +14,8 @@ from rest_framework.test import APIClient
 
 from tests.reps.conftest import World, world  # noqa: F401 (a fixture: the rep pages' people and workspaces)
 from tests.usage.test_behaviour import FEATURES, usage
-from triggers.services import usage_rollup
 from usage.metrics import METRICS
+from usage.rollups import usage_rollup
 from usage.services import behaviour_refresh
 
 pytestmark = pytest.mark.django_db

@@ -13,8 +13,8 @@ from django.urls import reverse
 
 from events.models import Event
 from tests.factories import EventFactory, WorkspaceFactory
-from triggers.services import usage_rollup
 from usage.models import Cohort, CohortMembership, Profile, StagePeriod
+from usage.rollups import usage_rollup
 from usage.services import behaviour_refresh, behaviour_sweep
 
 pytestmark = pytest.mark.django_db

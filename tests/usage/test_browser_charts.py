@@ -26,8 +26,8 @@ from tests.reps.test_browser import (  # noqa: F401 (fixtures)
     wait,
 )
 from tests.usage.test_behaviour import FEATURES, usage
-from triggers.services import usage_rollup
 from usage.models import Cohort
+from usage.rollups import usage_rollup
 from usage.services import behaviour_refresh
 
 pytestmark = [pytest.mark.browser]

@@ -16,10 +16,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.factories import EventFactory, WorkspaceFactory
-from triggers.services import usage_rollup
 from usage import metrics
 from usage.metrics import METRICS, RollupEvent, plan_limits_rollup, profiles_all, profiles_for, tickets_apply
 from usage.models import PlanLimitDaily, SupportTicket
+from usage.rollups import usage_rollup
 
 pytestmark = pytest.mark.django_db
 

@@ -19,10 +19,9 @@ from hypothesis import strategies as st
 
 from events.models import Event
 from tests.factories import EventFactory, WorkspaceFactory
-from triggers.models import UsageDaily, UsageDailyUser
-from triggers.services import usage_rollup
 from usage.metrics import METRICS, PRODUCTS, RollupEvent, plan_limits_rollup, profiles_all, profiles_for, tickets_apply
-from usage.models import PlanLimitDaily, SupportTicket
+from usage.models import PlanLimitDaily, SupportTicket, UsageDaily, UsageDailyUser
+from usage.rollups import usage_rollup
 from workspaces.models import Workspace
 
 pytestmark = pytest.mark.django_db

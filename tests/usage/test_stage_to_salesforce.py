@@ -8,12 +8,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import time_machine
 
-from events.pipeline import workspace_process
-from events.tasks import process_workspaces
-from sync.models import OutboxItem
+from processing.pipeline import workspace_process
+from processing.tasks import process_workspaces
+from salesforce.models import OutboxItem
 from tests.events.helpers import lifecycle_event, queued_tasks, store
 from tests.usage.test_behaviour import FEATURES, usage
-from triggers.services import usage_rollup
+from usage.rollups import usage_rollup
 from usage.tasks import sweep_behaviour
 
 pytestmark = pytest.mark.django_db
@@ -26,7 +26,7 @@ def stage_sent(workspace: str = "ws_1") -> str | None:
 
 
 def forced_runs() -> list[list[str]]:
-    return [task["args"][0] for task in queued_tasks("events.tasks.process_workspaces") if task["args"][1]]
+    return [task["args"][0] for task in queued_tasks("processing.tasks.process_workspaces") if task["args"][1]]
 
 
 @pytest.fixture

@@ -12,14 +12,13 @@ from auditlog.models import LogEntry
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
-from events import pipeline
-from events.tasks import process_workspaces
-from linking.models import ReviewItem
+from processing import pipeline
+from processing.tasks import process_workspaces
 from tests.events.helpers import T0, lifecycle_event, store
 from tests.workspaces.helpers import writes_entries
 from workspaces.actors import acting_as_system, system_actor
 from workspaces.auditing import audit_entries_together
-from workspaces.models import Account, Contact, Lead, Workspace
+from workspaces.models import Account, Contact, Lead, ReviewItem, Workspace
 
 pytestmark = pytest.mark.django_db
 

@@ -8,8 +8,8 @@ import pytest
 from django.db import IntegrityError, transaction
 
 from events.models import Event
-from linking.models import ReviewItem
 from tests.factories import AccountFactory, ContactFactory, EventFactory, LeadFactory, WorkspaceFactory
+from workspaces.models import ReviewItem
 
 pytestmark = pytest.mark.django_db
 

@@ -1,10 +1,10 @@
-"""`manage.py api_token create|revoke|list`: read API tokens and service accounts (config/tokens.py)."""
+"""`manage.py api_token create|revoke|list`: read API tokens and service accounts (api/tokens.py)."""
 
 from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
-from config.tokens import TokenError, api_token_create, api_token_list, api_token_revoke
+from api.tokens import TokenError, api_token_create, api_token_list, api_token_revoke
 
 
 class Command(BaseCommand):

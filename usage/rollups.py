@@ -1,0 +1,284 @@
+"""Rolling telemetry up, exactly once: `usage.recorded` into daily usage rows, `support.ticket_*` into
+tickets and `plan.limit_reached` into daily plan-limit hits (the types events/schemas.py marks rolled up).
+
+Claiming the events, adding them to the rollup and marking them completed happen in one transaction:
+a retried or duplicated task either finds the events already completed or waits for (PostgreSQL: skips)
+the rows another worker holds, so nothing is counted twice and nothing is lost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any, NamedTuple
+
+from django.conf import settings
+from django.db import NotSupportedError, connection, transaction
+from django.utils import timezone
+
+from events.models import Event
+from events.schemas import ROLLED_UP_TYPES, PayloadInvalid, validate_data
+from events.services import enqueue_workspaces
+from failures.services import error_record
+from usage.metrics_rollups import (
+    LIMIT_REACHED,
+    TICKET_OPENED,
+    TICKET_RESOLVED,
+    RollupEvent,
+    plan_limits_rollup,
+    tickets_apply,
+)
+from usage.models import UsageDaily, UsageDailyUser
+from usage.services import Change, behaviour_refresh
+from workspaces.models import Workspace
+
+USAGE_TYPE = "usage.recorded"
+DEFAULT_LIMIT = 5000
+
+_KEY_COLUMNS = ("workspace_key", "feature", "product", "day")
+_SUM_COLUMNS = ("events", "count", "duration_seconds", "errors")
+_COLUMNS = (*_KEY_COLUMNS, *_SUM_COLUMNS, "first_seen_at", "last_seen_at")
+# Two-argument min/max: SQLite's scalar min()/max(), PostgreSQL's LEAST/GREATEST.
+_MIN_MAX = {"postgresql": ("LEAST", "GREATEST"), "sqlite": ("min", "max")}
+
+
+class UsageKey(NamedTuple):
+    workspace_key: str
+    feature: str
+    product: str
+    day: date
+
+
+@dataclass(frozen=True)
+class Usage:
+    """One usage event, validated and reduced to what the rollup needs."""
+
+    key: UsageKey
+    count: int
+    duration_seconds: float
+    error: bool
+    user_email: str
+    occurred_at: datetime
+
+
+@dataclass
+class UsageTotals:
+    first_seen_at: datetime
+    last_seen_at: datetime
+    events: int = 0
+    count: int = 0
+    duration_seconds: float = 0.0
+    errors: int = 0
+
+    def add(self, usage: Usage) -> None:
+        self.events += 1
+        self.count += usage.count
+        self.duration_seconds += usage.duration_seconds
+        self.errors += usage.error
+        self.first_seen_at = min(self.first_seen_at, usage.occurred_at)
+        self.last_seen_at = max(self.last_seen_at, usage.occurred_at)
+
+
+@dataclass
+class Rollup:
+    """A claimed batch, aggregated in memory before anything is written."""
+
+    totals: dict[UsageKey, UsageTotals] = field(default_factory=dict)
+    users: set[tuple[UsageKey, str]] = field(default_factory=set)
+    rolled_up: list[int] = field(default_factory=list)
+    review: list[Event] = field(default_factory=list)
+    tickets: list[RollupEvent] = field(default_factory=list)
+    limits: list[RollupEvent] = field(default_factory=list)
+
+    @property
+    def workspace_keys(self) -> list[str]:
+        """The workspaces whose behaviour this batch changed."""
+        keys = {key.workspace_key for key in self.totals}
+        keys.update(event.workspace_key for event in (*self.tickets, *self.limits))
+        return sorted(keys)
+
+    def add(self, event_id: int, usage: Usage) -> None:
+        totals = self.totals.get(usage.key)
+        if totals is None:
+            totals = self.totals[usage.key] = UsageTotals(usage.occurred_at, usage.occurred_at)
+        totals.add(usage)
+        if usage.user_email:
+            self.users.add((usage.key, usage.user_email))
+        self.rolled_up.append(event_id)
+
+
+@dataclass(frozen=True)
+class RollupResult:
+    claimed: int
+    rolled_up: int
+    reviewed: int
+
+
+def usage_rollup(*, event_ids: Sequence[int] | None = None, limit: int = DEFAULT_LIMIT) -> int:
+    """Roll up new telemetry events (these ids, or the oldest `limit`); return how many were counted."""
+    return usage_rollup_batch(event_ids=event_ids, limit=limit).rolled_up
+
+
+def usage_rollup_batch(*, event_ids: Sequence[int] | None = None, limit: int = DEFAULT_LIMIT) -> RollupResult:
+    """As `usage_rollup`, also saying how many were claimed, so a caller can tell a backlog remains."""
+    with transaction.atomic(durable=True):
+        claimed = _claim(event_ids=event_ids, limit=limit)
+        rollup = _aggregate(claimed)
+        _upsert_daily(rollup.totals)
+        _insert_users(rollup.users)
+        tickets_apply(rollup.tickets)
+        plan_limits_rollup(rollup.limits, zones=_zones(rollup.limits))
+        _mark_completed(rollup.rolled_up)
+        Event.objects.bulk_update(rollup.review, ["status", "notes"])
+        if settings.BEHAVIOUR_PROFILES:  # cohorts and stages move with the telemetry, in the same transaction
+            changes = behaviour_refresh(workspace_keys=rollup.workspace_keys)
+            stage_changes_record(changes)
+    return RollupResult(len(claimed), len(rollup.rolled_up), len(rollup.review))
+
+
+def stage_changes_record(changes: Sequence[Change]) -> None:
+    """Salesforce holds each workspace's stage: a changed one is re-recorded by a forced processing run
+    after this commit (under the workspace's lock, so it never races the lifecycle's own writes)."""
+    keys = sorted(change.workspace_key for change in changes if change.stage_changed)
+    if keys and settings.SALESFORCE_SYNC != "off":
+        transaction.on_commit(lambda: enqueue_workspaces(workspace_keys=keys, force=True), robust=True)
+
+
+def _zones(events: Sequence[RollupEvent]) -> dict[str, str]:
+    """The workspaces' IANA zones (plan-limit hits count per local day); none known: UTC."""
+    keys = sorted({event.workspace_key for event in events})
+    if not keys:
+        return {}
+    rows = Workspace.objects.filter(workspace_id__in=keys).exclude(timezone="").values_list("workspace_id", "timezone")
+    return dict(rows)
+
+
+Claimed = tuple[int, str, datetime | None, Any, str]
+
+
+def _claim(*, event_ids: Sequence[int] | None, limit: int) -> list[Claimed]:
+    """Lock new rolled-up events for this transaction; on PostgreSQL, rows another worker holds are skipped."""
+    events = Event.objects.filter(type__in=ROLLED_UP_TYPES, status=Event.Status.NEW)
+    if event_ids is not None:
+        events = events.filter(pk__in=list(event_ids)).order_by("id")
+    else:
+        # Oldest first; the (status, received_at) index serves this.
+        events = events.order_by("received_at", "id")
+    skip_locked = connection.features.has_select_for_update_skip_locked
+    events = events.select_for_update(skip_locked=skip_locked)
+    return list(events.values_list("id", "type", "occurred_at", "payload", "notes")[:limit])
+
+
+def _aggregate(claimed: Iterable[Claimed]) -> Rollup:
+    rollup = Rollup()
+    for event_id, event_type, occurred_at, payload, notes in claimed:
+        try:
+            if event_type == USAGE_TYPE:
+                rollup.add(event_id, parse_usage(payload, occurred_at))
+                continue
+            event = parse_rollup_event(event_type, payload, occurred_at)
+            (rollup.limits if event_type == LIMIT_REACHED else rollup.tickets).append(event)
+            rollup.rolled_up.append(event_id)
+        except PayloadInvalid as exc:
+            note = f"Rollup: invalid stored payload, not counted ({_describe(exc)})."
+            notes = f"{notes}\n{note}" if notes else note
+            rollup.review.append(Event(pk=event_id, status=Event.Status.REVIEW, notes=notes))
+            error_record(source="processing", kind="PayloadInvalid", message=note, obj=Event(pk=event_id))
+    return rollup
+
+
+def parse_usage(payload: Any, occurred_at: datetime | None) -> Usage:
+    """Validate a stored `usage.recorded` body against the contract; raise PayloadInvalid if it fails."""
+    data = payload.get("data") if isinstance(payload, dict) else None
+    if not isinstance(data, dict):
+        raise PayloadInvalid({"data": ["Expected a JSON object."]})
+    if occurred_at is None:
+        raise PayloadInvalid({"timestamp": ["The event has no occurred_at."]})
+    valid = validate_data(USAGE_TYPE, data)
+    occurred_at = occurred_at.astimezone(UTC)
+    return Usage(
+        key=UsageKey(valid["workspace_id"], valid["feature"], valid.get("product") or "", occurred_at.date()),
+        count=valid["count"],
+        duration_seconds=float(valid.get("duration_seconds") or 0.0),
+        error=valid.get("outcome") == "error",
+        user_email=(valid.get("user_email") or "").lower(),
+        occurred_at=occurred_at,
+    )
+
+
+def parse_rollup_event(event_type: str, payload: Any, occurred_at: datetime | None) -> RollupEvent:
+    """A stored ticket or plan-limit event, validated against the contract, as the behaviour rollups take it."""
+    if event_type not in (TICKET_OPENED, TICKET_RESOLVED, LIMIT_REACHED):
+        raise PayloadInvalid({"type": [f"{event_type!r} is not rolled up here."]})
+    data = payload.get("data") if isinstance(payload, dict) else None
+    if not isinstance(data, dict):
+        raise PayloadInvalid({"data": ["Expected a JSON object."]})
+    if occurred_at is None:
+        raise PayloadInvalid({"timestamp": ["The event has no occurred_at."]})
+    valid = validate_data(event_type, data)
+    return RollupEvent(valid["workspace_id"], occurred_at.astimezone(UTC), valid, event_type)
+
+
+def _describe(exc: PayloadInvalid) -> str:
+    return "; ".join(f"{name}: {' '.join(messages)}" for name, messages in sorted(exc.fields.items()))
+
+
+def _upsert_daily(totals: dict[UsageKey, UsageTotals]) -> None:
+    """Add the totals to their rows with multi-row INSERT … ON CONFLICT DO UPDATE.
+
+    Keys go in sorted order so two workers adding to the same rows lock them in the same order and
+    cannot deadlock. SQLite caps parameters per statement, hence the batches (one on PostgreSQL).
+    """
+    rows = [_row(key, totals[key]) for key in sorted(totals)]
+    fields = [UsageDaily._meta.get_field(name) for name in _COLUMNS]
+    size = max(connection.ops.bulk_batch_size(fields, rows), 1)
+    with connection.cursor() as cursor:
+        for start in range(0, len(rows), size):
+            batch = rows[start : start + size]
+            cursor.execute(_upsert_sql(len(batch)), [value for row in batch for value in row])
+
+
+def _row(key: UsageKey, totals: UsageTotals) -> list[Any]:
+    ops = connection.ops
+    return [
+        key.workspace_key,
+        key.feature,
+        key.product,
+        ops.adapt_datefield_value(key.day),
+        totals.events,
+        totals.count,
+        totals.duration_seconds,
+        totals.errors,
+        ops.adapt_datetimefield_value(totals.first_seen_at),
+        ops.adapt_datetimefield_value(totals.last_seen_at),
+    ]
+
+
+def _upsert_sql(rows: int) -> str:
+    if connection.vendor not in _MIN_MAX:
+        raise NotSupportedError(f"usage rollup upsert is not written for {connection.vendor}")
+    least, greatest = _MIN_MAX[connection.vendor]
+    qn = connection.ops.quote_name
+    table = qn(UsageDaily._meta.db_table)
+    values = ", ".join(["(" + ", ".join(["%s"] * len(_COLUMNS)) + ")"] * rows)
+    updates = [f"{qn(c)} = {table}.{qn(c)} + excluded.{qn(c)}" for c in _SUM_COLUMNS]
+    for column, function in (("first_seen_at", least), ("last_seen_at", greatest)):
+        updates.append(f"{qn(column)} = {function}({table}.{qn(column)}, excluded.{qn(column)})")
+    return (
+        f"INSERT INTO {table} ({', '.join(qn(c) for c in _COLUMNS)}) VALUES {values} "  # noqa: S608 (names, not input)
+        f"ON CONFLICT ({', '.join(qn(c) for c in _KEY_COLUMNS)}) DO UPDATE SET {', '.join(updates)}"
+    )
+
+
+def _insert_users(users: set[tuple[UsageKey, str]]) -> None:
+    """Record who was active; a user already recorded for that key and day is left as it is."""
+    rows = [UsageDailyUser(**key._asdict(), user_email=email) for key, email in sorted(users)]
+    UsageDailyUser.objects.bulk_create(rows, ignore_conflicts=True)
+
+
+def _mark_completed(event_ids: list[int]) -> None:
+    # A queryset update: one statement for the batch (auditlog does not record it, by design here).
+    if event_ids:
+        completed = Event.objects.filter(pk__in=event_ids)
+        completed.update(status=Event.Status.COMPLETED, completed_at=timezone.now())

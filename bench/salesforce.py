@@ -6,7 +6,8 @@ Every phase runs on a fresh PostgreSQL database (cloned from a migrated template
 
 1. economy    — E lifecycle events over W workspaces, stored with events.services.events_store, processed with
                 processing.tasks.process_workspaces and drained with salesforce.worker.outbox_drain() until the
-                outbox is empty, in one Django child process. API calls received by the emulator ÷ a naive integration's.
+                outbox is empty, in one Django child process. API calls received by the emulator ÷ a naive
+                integration's.
 2. freshness  — a real gunicorn (config.wsgi, gthread) and a real `manage.py qcluster` (Redis broker) take
                 signed webhooks at a steady --rate for --seconds (open loop); for each accepted webhook, the
                 time from its 202 until the emulator holds the Workspace__c with the event's resulting status.

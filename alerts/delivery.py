@@ -32,17 +32,15 @@ from alerts.rep_schedule import next_digest_at, past_quiet_hours
 from alerts.roles import admin_recipients
 from alerts.routing import reps_by_user
 from alerts.tables import tables_cached
+from failures import retry
 from failures.services import error_record
-from messaging.email import MailError, mail_send
-from messaging.slack import SlackError, slack_post
+from messaging.registry import Message, TransportError, transport_for
 
 logger = logging.getLogger(__name__)
 
 LEASE = timedelta(minutes=5)
 SLACK_RECIPIENT = "webhook"
 DUE_STATUSES = (Delivery.Status.PENDING, Delivery.Status.FAILED)
-EMAIL_OFF = "email channel off: EMAIL_URL not set"
-SLACK_OFF = "Slack channel off: SLACK_WEBHOOK_URL not set"
 REP_EMAIL_OFF = "email off in the rep's settings"
 REP_SLACK_OFF = "Slack off in the rep's settings"
 
@@ -101,17 +99,18 @@ def _rows(alert: Alert, rule: AlertRule, now: datetime) -> list[Delivery]:
     if rule.send_email:
         for user, address, mode in _email_recipients(alert, rep):
             row = Delivery(alert=alert, channel="email", recipient=address, user=user, mode=mode)
-            if not settings.EMAIL_CHANNEL_ENABLED:
-                row.status, row.last_error = Delivery.Status.SKIPPED, EMAIL_OFF
-            elif rep is not None and not rep.email_on:
-                row.status, row.last_error = Delivery.Status.SKIPPED, REP_EMAIL_OFF
+            off = _channel_off(Delivery.Channel.EMAIL, rep)
+            if off:
+                row.status, row.last_error = Delivery.Status.SKIPPED, off
             else:
                 row.next_attempt_at = _due(rep, mode, now)
             rows.append(row)
-    if rule.send_slack and settings.SLACK_WEBHOOK_URL:
+    # Without a webhook there is no Slack channel to skip a message on: no row at all.
+    if rule.send_slack and not transport_for(Delivery.Channel.SLACK).off_reason():
         row = Delivery(alert=alert, channel="slack", recipient=SLACK_RECIPIENT, user=alert.recipient)
-        if rep is not None and not rep.slack_on:
-            row.status, row.last_error = Delivery.Status.SKIPPED, REP_SLACK_OFF
+        off = _channel_off(Delivery.Channel.SLACK, rep)
+        if off:
+            row.status, row.last_error = Delivery.Status.SKIPPED, off
         else:
             row.next_attempt_at = _due(rep, Delivery.Mode.INSTANT, now)
         rows.append(row)
@@ -148,9 +147,9 @@ def _enqueue(func: str, *args: object) -> None:
 
 
 def backoff(attempts: int) -> timedelta:
-    """Capped exponential: base·2^(n-1) seconds, at most ALERT_RETRY_MAX_SECONDS."""
-    seconds = settings.ALERT_RETRY_BASE_SECONDS * 2 ** (attempts - 1)
-    return timedelta(seconds=min(settings.ALERT_RETRY_MAX_SECONDS, seconds))
+    """Deliveries' parameters of the one backoff rule (failures/retry.py): base·2^(n-1) s, capped, no jitter
+    (a rep's quiet hours move it anyway)."""
+    return retry.backoff(attempts, base=settings.ALERT_RETRY_BASE_SECONDS, cap=settings.ALERT_RETRY_MAX_SECONDS)
 
 
 def _claim(delivery_id: int, now: datetime) -> bool:
@@ -161,26 +160,47 @@ def _claim(delivery_id: int, now: datetime) -> bool:
     return claimed == 1
 
 
+#: What a rep may turn off per channel (Rep.email_on, Rep.slack_on), and the reason a skipped row shows.
+_REP_SWITCH = {"email": ("email_on", REP_EMAIL_OFF), "slack": ("slack_on", REP_SLACK_OFF)}
+
+
+def _message(alert: Alert, delivery: Delivery, rep: Rep | None) -> Message:
+    """The alert rendered once with every channel's parts; the channel's transport takes what it shows."""
+    subject, text, html = alert_email(alert)
+    slack_text, blocks = alert_slack(alert, mention=rep.slack_member_id if rep else "")
+    if delivery.channel == Delivery.Channel.SLACK:
+        text = slack_text
+    return Message(
+        recipient=delivery.recipient,
+        subject=subject,
+        text=text,
+        html=html,
+        blocks=blocks,
+        key=f"delivery:{delivery.pk}",
+    )
+
+
+def _channel_off(channel: str, rep: Rep | None) -> str | None:
+    """Why this channel cannot carry the delivery now: off for the engine, or turned off by the rep."""
+    off = transport_for(channel).off_reason()
+    if off:
+        return off
+    switch, reason = _REP_SWITCH.get(channel, ("", ""))
+    if rep is not None and switch and not getattr(rep, switch):
+        return reason
+    return None
+
+
 def delivery_send(delivery: Delivery) -> None:
-    """Send one instant delivery; raise DeliveryError when it did not go out."""
+    """Send one instant delivery through its channel's transport; raise DeliveryError when it did not go out."""
     alert = delivery.alert
     rep = _rep_of(alert)
+    off = _channel_off(delivery.channel, rep)  # planned while it was on, or turned off since
+    if off:
+        raise ChannelOff(off)
     try:
-        if delivery.channel == Delivery.Channel.EMAIL:
-            if not settings.EMAIL_CHANNEL_ENABLED:  # planned while it was on
-                raise ChannelOff(EMAIL_OFF)
-            if rep is not None and not rep.email_on:  # turned off since
-                raise ChannelOff(REP_EMAIL_OFF)
-            subject, text, html = alert_email(alert)
-            mail_send(to=delivery.recipient, subject=subject, text=text, html=html)
-        elif not settings.SLACK_WEBHOOK_URL:
-            raise ChannelOff(SLACK_OFF)
-        elif rep is not None and not rep.slack_on:
-            raise ChannelOff(REP_SLACK_OFF)
-        else:
-            text, blocks = alert_slack(alert, mention=rep.slack_member_id if rep else "")
-            slack_post(url=settings.SLACK_WEBHOOK_URL, text=text, blocks=blocks)
-    except (MailError, SlackError) as exc:
+        transport_for(delivery.channel).send(_message(alert, delivery, rep))
+    except TransportError as exc:
         raise DeliveryError(str(exc), retryable=exc.retryable) from exc
 
 
@@ -265,15 +285,15 @@ def digests_send_due(*, now: datetime | None = None) -> SendReport:
         rows = list(Delivery.objects.filter(pk__in=mine).select_related("alert").order_by("alert__created_at", "pk"))
         error: DeliveryError | None = None
         rep = _rep_of(rows[0].alert)
-        if not settings.EMAIL_CHANNEL_ENABLED:
-            error = ChannelOff(EMAIL_OFF)
-        elif rep is not None and not rep.email_on:  # turned off since these rows were planned
-            error = ChannelOff(REP_EMAIL_OFF)
+        off = _channel_off(Delivery.Channel.EMAIL, rep)  # off, or turned off since these rows were planned
+        if off:
+            error = ChannelOff(off)
         else:
             subject, text, html = digest_email([row.alert for row in rows])
+            digest = Message(recipient=recipient, subject=subject, text=text, html=html, key=f"digest:{mine[0]}")
             try:
-                mail_send(to=recipient, subject=subject, text=text, html=html)
-            except MailError as exc:
+                transport_for(Delivery.Channel.EMAIL).send(digest)
+            except TransportError as exc:
                 error = DeliveryError(str(exc), retryable=exc.retryable)
         finished = timezone.now()
         for row in rows:

@@ -4,7 +4,7 @@
 Why: a django-q2 worker killed while idle (the OOM killer, a stray `kill -9`) can die holding the lock
 of the cluster's internal multiprocessing queue; its siblings then wait on that lock for good and the
 cluster runs nothing, although every process is alive (django-q2 issue #23). The engine notices: the
-`ops.tasks.heartbeat` task stops stamping its row and /healthz reports the queue heartbeat `stale` (and
+`failures.tasks.heartbeat` task stops stamping its row and /healthz reports the queue heartbeat `stale` (and
 answers 503 naming `queue_heartbeat`, unless HEALTH_CHECK_HEARTBEATS is off there). This script, run
 every minute by lifecycle-qcluster-health.timer, then restarts the cluster's systemd unit. Nothing is
 lost by the restart: the event rows are the record and the sweeper re-enqueues.

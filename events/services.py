@@ -93,7 +93,7 @@ def enqueue_work(*, items: Sequence[WorkItem]) -> None:
     if workspaces:
         enqueue_workspaces(workspace_keys=workspaces)
     if rolled_up:
-        async_task("triggers.tasks.rollup_usage", rolled_up, q_options={"group": "usage"})
+        async_task("usage.tasks.rollup_usage", rolled_up, q_options={"group": "usage"})
     if marketo:
         async_task("processing.tasks.process_marketo_leads", marketo, q_options={"group": "marketo"})
 

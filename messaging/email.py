@@ -1,4 +1,4 @@
-"""Sending one email through Django's configured backend (SMTP per EMAIL_URL), with one error type."""
+"""The email transport: one message through Django's configured backend (SMTP per EMAIL_URL)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ import smtplib
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 
+from messaging.registry import Message, Transport, TransportError, transport_register
 
-class MailError(Exception):
+EMAIL_OFF = "email channel off: EMAIL_URL not set"
+
+
+class MailError(TransportError):
     """A message the mail server did not take; `retryable` is False for permanent (5xx) refusals."""
-
-    def __init__(self, message: str, *, retryable: bool) -> None:
-        super().__init__(message)
-        self.retryable = retryable
 
 
 def mail_send(*, to: str, subject: str, text: str, html: str) -> None:
@@ -30,3 +30,15 @@ def mail_send(*, to: str, subject: str, text: str, html: str) -> None:
         raise MailError(f"SMTP {exc.smtp_code}: {detail}", retryable=exc.smtp_code < 500) from exc
     except (smtplib.SMTPException, OSError) as exc:
         raise MailError(f"{type(exc).__name__}: {exc}", retryable=True) from exc
+
+
+@transport_register
+class EmailTransport(Transport):
+    kind = "email"
+    label = "Email"
+
+    def off_reason(self) -> str | None:
+        return None if settings.EMAIL_CHANNEL_ENABLED else EMAIL_OFF
+
+    def send(self, message: Message) -> None:
+        mail_send(to=message.recipient, subject=message.subject, text=message.text, html=message.html)

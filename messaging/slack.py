@@ -1,4 +1,5 @@
-"""The one module that talks to Slack (slack_sdk's WebhookClient): allowlist, no redirects, one error type.
+"""The Slack transport, the one module that talks to Slack (slack_sdk's WebhookClient): allowlist, no
+redirects, one error type.
 
 WebhookClient posts with urllib, whose default opener follows redirects (and turns a redirected POST
 into a GET to wherever the answer points). A webhook address that redirects is misconfigured or
@@ -18,16 +19,15 @@ from urllib.request import Request
 from django.conf import settings
 from slack_sdk.webhook import WebhookClient, WebhookResponse
 
+from messaging.registry import Message, Transport, TransportError, transport_register
+
 SLACK_HOSTS = ("hooks.slack.com",)
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+SLACK_OFF = "Slack channel off: SLACK_WEBHOOK_URL not set"
 
 
-class SlackError(Exception):
+class SlackError(TransportError):
     """A message Slack did not take; `retryable` says whether trying later can help."""
-
-    def __init__(self, message: str, *, retryable: bool) -> None:
-        super().__init__(message)
-        self.retryable = retryable
 
 
 def slack_url_problem(url: str) -> str | None:
@@ -86,3 +86,17 @@ def _status_error(status: int, body: str) -> SlackError:
         return SlackError(f"HTTP {status}: redirects are not followed", retryable=False)
     retryable = status == 429 or status >= 500
     return SlackError(f"HTTP {status}: {detail}", retryable=retryable)
+
+
+@transport_register
+class SlackTransport(Transport):
+    """Posts to the one channel webhook (SLACK_WEBHOOK_URL); a message's recipient is "webhook"."""
+
+    kind = "slack"
+    label = "Slack"
+
+    def off_reason(self) -> str | None:
+        return None if settings.SLACK_WEBHOOK_URL else SLACK_OFF
+
+    def send(self, message: Message) -> None:
+        slack_post(url=settings.SLACK_WEBHOOK_URL, text=message.text, blocks=message.blocks)

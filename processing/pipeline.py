@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import socket
 import uuid
 from collections.abc import Sequence
@@ -30,6 +29,7 @@ from alerts.services import alert_raise, workspaces_alerts_after_processing
 from events.models import Event
 from events.schemas import PayloadInvalid, instant_in_range, validate_data
 from events.services import enqueue_workspaces
+from failures.retry import backoff
 from failures.services import error_record
 from linking.freemail import email_domain, is_freemail
 from linking.services import (
@@ -465,9 +465,8 @@ def _park(row: Event, kind: str, note: str) -> None:
 
 
 def retry_delay(attempt: int) -> timedelta:
-    """Capped exponential backoff with jitter: base·2^(n-1), capped, scaled by a random 50–100 %."""
-    ceiling = min(settings.EVENT_RETRY_MAX_SECONDS, settings.EVENT_RETRY_BASE_SECONDS * 2 ** (attempt - 1))
-    return timedelta(seconds=ceiling * random.uniform(0.5, 1.0))
+    """Events' parameters of the one backoff rule (failures/retry.py): base·2^(n-1), capped, 50–100 %."""
+    return backoff(attempt, base=settings.EVENT_RETRY_BASE_SECONDS, cap=settings.EVENT_RETRY_MAX_SECONDS, spread=0.5)
 
 
 def events_record_failure(*, event_ids: list[int], worker: str, error: Exception) -> None:

@@ -6,7 +6,7 @@ commits costs one task, not one each. The drainer (`drain_run`, run by the `sale
 task) takes the lease and sends each object type from its own thread (PostgreSQL): a stage sends what
 may go as soon as it may (a workspace right after its lead, not after a whole pass over every type), in
 collections of up to 200 records, and wakes the other stages when it has sent something. Every record
-still waits for the records its lookups point at (`salesforce.worker._claim`), so the order Account → Lead →
+still waits for the records its lookups point at (`salesforce.claiming.claim_batch`), so the order Account → Lead →
 lead conversion → Contact → Workspace__c holds per record.
 
 The drainer looks at the dirty flag every 50 ms while it runs. It gives its worker back once nothing
@@ -32,17 +32,10 @@ from django.db.models import Q
 from django.utils import timezone
 
 from salesforce.adapter import SalesforceClient, shared_client
+from salesforce.claiming import due_types
 from salesforce.models import OutboxItem, SyncControl
-from salesforce.worker import (
-    ORDER,
-    DrainReport,
-    drainer_name,
-    due_types,
-    outbox_drain_step,
-    sync_control,
-    sync_paused,
-    track_usage,
-)
+from salesforce.sending import DrainReport, sync_control, sync_paused, track_usage
+from salesforce.worker import ORDER, drainer_name, outbox_drain_step
 from workspaces.actors import acting_as_system
 
 logger = logging.getLogger(__name__)

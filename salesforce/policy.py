@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import enum
-import random
 from datetime import timedelta
+
+from failures import retry
 
 
 class Action(enum.Enum):
@@ -54,18 +55,15 @@ def action_for(code: str, *, previous_code: str = "") -> Action:
 FIRST_RETRY_SECONDS = (0.1, 0.25)
 
 
-def backoff(
-    attempt: int, *, base: float = 1.0, factor: float = 3.0, cap: float = 1800.0, jitter: float | None = None
-) -> timedelta:
-    """Capped exponential backoff with jitter: 50–100 % of base·factor^(n-1), at most `cap`.
+def backoff(attempt: int, *, jitter: float | None = None) -> timedelta:
+    """Salesforce's parameters of the one backoff rule (failures/retry.py): 50–100 % of 3^(n-1) s, at most
+    30 minutes.
 
     The first retry comes within a quarter second (a 5xx or a lock is often gone by then, the record
     is late already, and a retry that fails again costs one call); then 1.5–3 s, 4.5–9 s, … so the
     attempts before a dead letter still span ~15 minutes (9–18). `jitter` (0–1) places the delay in its
     range; rows that failed in one call share it, so they are retried together, in one call again.
     """
-    share = random.random() if jitter is None else jitter
-    if attempt <= 1:
-        low, high = FIRST_RETRY_SECONDS
-        return timedelta(seconds=low + (high - low) * share)
-    return timedelta(seconds=min(cap, base * factor ** (attempt - 1)) * (0.5 + 0.5 * share))
+    return retry.backoff(
+        attempt, base=1.0, factor=3.0, cap=1800.0, spread=0.5, jitter=jitter, first=FIRST_RETRY_SECONDS
+    )

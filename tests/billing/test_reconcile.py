@@ -175,12 +175,12 @@ def test_daily_schedule_is_installed_without_catch_up(settings):
     from django_q.models import Schedule
 
     schedule = Schedule.objects.get(name="Stripe billing reconciliation")
-    assert (schedule.func, schedule.schedule_type, schedule.repeats) == ("salesforce.tasks.reconcile_billing", "D", -1)
+    assert (schedule.func, schedule.schedule_type, schedule.repeats) == ("billing.tasks.reconcile_billing", "D", -1)
     assert settings.Q_CLUSTER["catch_up"] is False
 
 
 def test_task_skips_without_a_key(settings):
-    from salesforce.tasks import reconcile_billing
+    from billing.tasks import reconcile_billing
 
     settings.STRIPE_API_KEY = ""
     assert reconcile_billing() == {"skipped": "STRIPE_API_KEY is not set"}
@@ -188,7 +188,7 @@ def test_task_skips_without_a_key(settings):
 
 def test_task_repairs_and_raises_one_alert_for_what_it_cannot_repair(localstripe):
     from alerts.models import Alert
-    from salesforce.tasks import reconcile_billing
+    from billing.tasks import reconcile_billing
 
     sub = stripe_subscription("ws_task", quantity=2)
     paid_workspace("ws_task", sub.id)

@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 
 import pytest
 import time_machine
-from triggers.tasks import rollup_usage
 
 from emulators.simulate import simulate_traffic
 from events.models import Event
@@ -18,6 +17,7 @@ from events.views import provisioning_event
 from processing.tasks import process_workspaces
 from usage.models import CohortMembership, Profile
 from usage.services import behaviour_refresh
+from usage.tasks import rollup_usage
 
 pytestmark = pytest.mark.django_db
 

@@ -21,8 +21,8 @@ import django
 
 django.setup()
 
-from events import pipeline  # noqa: E402
 from events.models import Event  # noqa: E402
+from processing import pipeline  # noqa: E402
 from processing.sweeper import events_sweep  # noqa: E402
 from processing.tasks import process_workspaces  # noqa: E402
 from tests.events.helpers import T0, lifecycle_event, store  # noqa: E402

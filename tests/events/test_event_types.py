@@ -41,7 +41,7 @@ def drain_queue() -> None:
     while rows := list(OrmQ.objects.all()):
         OrmQ.objects.filter(pk__in=[row.pk for row in rows]).delete()
         for task in (SignedPackage.loads(row.payload) for row in rows):
-            if task["func"] in ("processing.tasks.process_workspaces", "triggers.tasks.rollup_usage"):
+            if task["func"] in ("processing.tasks.process_workspaces", "usage.tasks.rollup_usage"):
                 module, _, name = task["func"].rpartition(".")
                 with TestCase.captureOnCommitCallbacks(execute=True):
                     getattr(importlib.import_module(module), name)(*task["args"], **task["kwargs"])

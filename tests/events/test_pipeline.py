@@ -263,7 +263,7 @@ def test_sweeper_routes_usage_to_the_rollup(enqueued):
     enqueued.clear()
     with time_machine.travel(timezone.now() + timedelta(seconds=61)):
         events_sweep()
-    assert enqueued[0][0] == "triggers.tasks.rollup_usage"
+    assert enqueued[0][0] == "usage.tasks.rollup_usage"
 
 
 def test_enqueue_failing_after_commit_loses_nothing(send_webhook, monkeypatch, django_capture_on_commit_callbacks):

@@ -231,7 +231,7 @@ def test_one_transaction_one_insert_and_one_doorbell_per_batch(client, django_ca
     inserts = [query["sql"] for query in queries if query["sql"].startswith(f'INSERT INTO "{table}"')]
     assert len(inserts) == 1, "all rows in one multi-row INSERT"
     assert len(callbacks) == 1, "the doorbell rings once, on commit"
-    [rollup] = queued_tasks("triggers.tasks.rollup_usage")
+    [rollup] = queued_tasks("usage.tasks.rollup_usage")
     assert len(rollup["args"][0]) == 200
     [process] = queued_tasks("processing.tasks.process_workspaces")
     assert process["args"][0] == ["ws_0", "ws_1", "ws_2"]

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 
+from failures import tasks
 from failures.models import ErrorKind
 from failures.services import error_record
-from ops import tasks
 from tests.factories import EventFactory
 
 pytestmark = pytest.mark.django_db

@@ -15,9 +15,9 @@ from django.utils import timezone
 from django_q.models import OrmQ, Schedule
 
 from events.models import Event
+from failures import tasks as ops_tasks
 from failures.models import Heartbeat
 from ops import health
-from ops import tasks as ops_tasks
 from ops.health import broker_display
 from processing import tasks as event_tasks
 from tests.factories import EventFactory
@@ -150,7 +150,7 @@ def test_heartbeat_checks_can_be_switched_off_but_are_still_reported(client, set
 
 
 def test_the_heartbeat_schedules_are_installed():
-    assert Schedule.objects.filter(func="ops.tasks.heartbeat", minutes=1, repeats=-1).exists()
+    assert Schedule.objects.filter(func="failures.tasks.heartbeat", minutes=1, repeats=-1).exists()
     assert Schedule.objects.filter(func="processing.tasks.sweep", minutes=1, repeats=-1).exists()
 
 

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from django.utils import timezone
 
+from failures import tasks as ops_tasks
 from failures.models import Heartbeat
-from ops import tasks as ops_tasks
 from processing import tasks as event_tasks
 
 pytestmark = pytest.mark.django_db

@@ -8,10 +8,10 @@ import pytest
 import time_machine
 from django_q.models import Schedule
 
+from alerts import tasks
 from alerts.models import Alert
 from alerts.sla import sla_evaluate, source_traffic_rollup
 from events.models import Event, SourceDay
-from ops import tasks
 from salesforce.models import OutboxItem
 from tests.factories import EventFactory
 
@@ -187,7 +187,7 @@ def test_each_silence_alerts_once(clock):
 
 
 def test_the_sla_task_is_scheduled():
-    assert Schedule.objects.filter(func="ops.tasks.evaluate_slas", repeats=-1).exists()
+    assert Schedule.objects.filter(func="alerts.tasks.evaluate_slas", repeats=-1).exists()
     assert tasks.evaluate_slas() == {"breaches": 0, "raised": 0}
 
 

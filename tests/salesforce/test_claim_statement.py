@@ -10,7 +10,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from salesforce import worker
+from salesforce import claiming as worker
 from salesforce.models import OutboxItem
 from salesforce.outbox import outbox_record
 
@@ -32,9 +32,9 @@ def test_a_row_not_yet_due_is_claimed_once_it_is_although_the_statement_is_reuse
     start = timezone.now()
     lead_row(state=OutboxItem.State.RETRY, next_attempt_at=start + timedelta(seconds=30))
     with time_machine.travel(start, tick=False):
-        assert worker._claim("Lead", "w1") == []  # compiles the statement
+        assert worker.claim_batch("Lead", "w1") == []  # compiles the statement
     with time_machine.travel(start + timedelta(seconds=31), tick=False):
-        [claimed] = worker._claim("Lead", "w1")  # the same statement, a later "now"
+        [claimed] = worker.claim_batch("Lead", "w1")  # the same statement, a later "now"
     assert claimed.lease_owner == "w1"
 
 
@@ -42,9 +42,9 @@ def test_a_lapsed_lease_is_claimed_by_the_next_drainer(live):
     start = timezone.now()
     lead_row(lease_owner="dead", lease_expires_at=start + timedelta(seconds=60))
     with time_machine.travel(start, tick=False):
-        assert worker._claim("Lead", "w2") == []
+        assert worker.claim_batch("Lead", "w2") == []
     with time_machine.travel(start + timedelta(seconds=61), tick=False):
-        assert [item.lease_owner for item in worker._claim("Lead", "w2")] == ["w2"]
+        assert [item.lease_owner for item in worker.claim_batch("Lead", "w2")] == ["w2"]
 
 
 def test_a_workspace_waits_for_its_lead_with_the_compiled_statement(live):
@@ -54,9 +54,9 @@ def test_a_workspace_waits_for_its_lead_with_the_compiled_statement(live):
         external_id="ws_1",
         payload={"Lead__r": {"Lifecycle_Engine_ID__c": "lead_1"}, "Name": "ws"},
     )
-    assert worker._claim("Workspace__c", "w") == []  # its lead is not in Salesforce yet
+    assert worker.claim_batch("Workspace__c", "w") == []  # its lead is not in Salesforce yet
     OutboxItem.objects.filter(pk=lead.pk).update(state=OutboxItem.State.SYNCED, salesforce_id="00Q000000000001")
-    assert [item.external_id for item in worker._claim("Workspace__c", "w")] == ["ws_1"]
+    assert [item.external_id for item in worker.claim_batch("Workspace__c", "w")] == ["ws_1"]
 
 
 def test_the_statement_is_built_once_per_shape(live, monkeypatch):
@@ -66,7 +66,7 @@ def test_the_statement_is_built_once_per_shape(live, monkeypatch):
     monkeypatch.setattr(worker, "_plain_candidates", lambda *a: built.append(a[0]) or original(*a))
     for _ in range(3):
         with CaptureQueriesContext(connection):
-            worker._claim("Contact", "w")
+            worker.claim_batch("Contact", "w")
     assert built == ["Contact", "Contact"]  # the two probes, then only executions
 
 
@@ -89,8 +89,8 @@ def test_a_row_changed_after_its_lookups_were_checked_is_let_go_not_sent(live, m
         return ready
 
     monkeypatch.setattr(worker, "_ready_ids_plain", then_processing_commits)
-    assert worker._claim("Workspace__c", "w") == []
+    assert worker.claim_batch("Workspace__c", "w") == []
     workspace.refresh_from_db()
     assert workspace.version == 2 and workspace.lease_owner == "" and workspace.lease_expires_at is None
     monkeypatch.setattr(worker, "_ready_ids_plain", checked)
-    assert worker._claim("Workspace__c", "w") == []  # the new version waits for its contact
+    assert worker.claim_batch("Workspace__c", "w") == []  # the new version waits for its contact

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.apps import apps as django_apps
 from django.contrib.auth.models import User
 from django.utils import timezone
 from django_q.models import Schedule
@@ -298,24 +300,39 @@ def test_a_rep_pilot_covers_the_customers_their_alerts_go_to_converted_ones_too(
     assert salesforce.store.find_one("Workspace__c", Workspace_ID__c=first)["Self_Serve_Status__c"] == "Paid"
 
 
-def test_the_owner_rep_is_the_accounts_else_the_customers_kept_one_else_whom_its_alerts_went_to():
+def test_the_owner_rep_is_the_accounts_else_the_customers_kept_one():
     ann, bo, cy = (User.objects.create_user(name) for name in ("ann", "bo", "cy"))
     owned, shared = AccountFactory(owner=bo), AccountFactory()
     WorkspaceFactory(workspace_id="ws_owned", account=owned, owner=ann)  # the account's owner wins
     WorkspaceFactory(workspace_id="ws_kept", owner=ann)
     WorkspaceFactory(workspace_id="ws_colleague", account=shared)  # its colleague's kept owner
     WorkspaceFactory(workspace_id="ws_first", account=shared, owner=cy, owner_since=timezone.now())
-    WorkspaceFactory(workspace_id="ws_alerted")  # routed before owners were kept: its first rep alert's
-    for recipient in (bo, ann):
-        Alert.objects.create(
-            rule="trial_expiring", dedupe_key=f"x:{recipient}", audience="rep", workspace_key="ws_alerted",
-            title="t", reason="r", recipient=recipient,
-        )  # fmt: skip
     WorkspaceFactory(workspace_id="ws_nobody")
 
-    owners = workspace_owner_reps(["ws_owned", "ws_kept", "ws_colleague", "ws_first", "ws_alerted", "ws_nobody"])
+    owners = workspace_owner_reps(["ws_owned", "ws_kept", "ws_colleague", "ws_first", "ws_nobody"])
 
-    assert owners == {"ws_owned": "bo", "ws_kept": "ann", "ws_colleague": "cy", "ws_first": "cy", "ws_alerted": "bo"}
+    assert owners == {"ws_owned": "bo", "ws_kept": "ann", "ws_colleague": "cy", "ws_first": "cy"}
+
+
+def test_customers_routed_before_owners_were_kept_get_their_first_alerts_rep_as_owner():
+    """alerts/migrations/0010: the pilot reads owners from the workspace alone, so the old fallback (the
+    rep of the first rep alert) became the owner of such customers when the apps were put in layers."""
+    backfill = importlib.import_module("alerts.migrations.0010_owners_from_first_alert").backfill
+    ann, bo = (User.objects.create_user(name) for name in ("ann", "bo"))
+    WorkspaceFactory(workspace_id="ws_alerted")
+    WorkspaceFactory(workspace_id="ws_owned", owner=ann)
+    WorkspaceFactory(workspace_id="ws_nobody")
+    for recipient, key in ((bo, "ws_alerted"), (ann, "ws_alerted"), (bo, "ws_owned")):
+        Alert.objects.create(
+            rule="trial_expiring", dedupe_key=f"{key}:{recipient}", audience="rep", workspace_key=key,
+            title="t", reason="r", recipient=recipient,
+        )  # fmt: skip
+
+    backfill(django_apps, None)
+
+    owners = workspace_owner_reps(["ws_alerted", "ws_owned", "ws_nobody"])
+    assert owners == {"ws_alerted": "bo", "ws_owned": "ann"}
+    assert Workspace.objects.get(workspace_id="ws_alerted").owner_why.startswith("The rep its first alert went to")
 
 
 # --- what the admin sees ------------------------------------------------------------------------------

@@ -16,7 +16,8 @@ from django.test.utils import CaptureQueriesContext
 from salesforce.adapter import RecordResult, shared_client
 from salesforce.models import OutboxItem
 from salesforce.outbox import outbox_record
-from salesforce.worker import DrainReport, outbox_drain_step
+from salesforce.sending import DrainReport
+from salesforce.worker import outbox_drain_step
 from tests.events.helpers import T0, lifecycle_event
 from tests.factories import WorkspaceFactory
 from tests.salesforce.test_sync_live import converted, drain_until_quiet, process, trial

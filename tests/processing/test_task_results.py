@@ -9,7 +9,7 @@ from django.conf import settings
 from django.utils import timezone
 from django_q.models import Schedule, Task
 
-from failures.services import task_results_prune
+from processing.housekeeping import task_results_prune
 
 pytestmark = pytest.mark.django_db
 
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.django_db
 def _task(n: int, *, success: bool = True) -> Task:
     stopped = timezone.now() - timedelta(minutes=100 - n)
     return Task.objects.create(
-        id=f"{n:032x}", name=f"task-{n}", func="ops.tasks.heartbeat", started=stopped, stopped=stopped,
+        id=f"{n:032x}", name=f"task-{n}", func="failures.tasks.heartbeat", started=stopped, stopped=stopped,
         success=success,
     )  # fmt: skip
 
@@ -45,5 +45,5 @@ def test_keep_minus_one_saves_nothing_and_prunes_nothing(settings):
 
 def test_prune_is_scheduled():
     schedule = Schedule.objects.get(name="Ops: prune task results")
-    assert schedule.func == "ops.tasks.prune_task_results"
+    assert schedule.func == "processing.tasks.prune_task_results"
     assert schedule.repeats == -1

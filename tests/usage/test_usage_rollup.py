@@ -15,13 +15,13 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from triggers.tasks import rollup_usage
 
 from events.models import Event
 from tests.factories import EventFactory
 from usage import rollups as services
 from usage.models import UsageDaily, UsageDailyUser
 from usage.rollups import usage_rollup
+from usage.tasks import rollup_usage
 
 pytestmark = pytest.mark.django_db
 
@@ -179,7 +179,7 @@ def test_limit_takes_the_oldest_and_the_task_drains_the_backlog(monkeypatch):
         events[0].pk,
         events[1].pk,
     }
-    monkeypatch.setattr("triggers.tasks.DEFAULT_LIMIT", 2)
+    monkeypatch.setattr("usage.tasks.DEFAULT_LIMIT", 2)
     assert rollup_usage() == 3
     assert row().events == 5
 

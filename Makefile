@@ -33,6 +33,7 @@ test: $(INSTALLED)
 lint: $(INSTALLED)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(VENV)/bin/lint-imports --no-cache
 
 ## make bench: the benchmark suite (PostgreSQL and Redis on 127.0.0.1), results and SUMMARY.md in bench/results/
 ## BENCH_ARGS="--quick" for a smoke run, "--only queue audit" for some, "--summary-only" to rebuild the table

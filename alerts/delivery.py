@@ -117,14 +117,9 @@ def _rows(alert: Alert, rule: AlertRule, now: datetime) -> list[Delivery]:
     return rows
 
 
-def deliveries_plan(*, alert: Alert, rule: AlertRule) -> list[Delivery]:
-    """Create the alert's delivery rows per its rule's channels; ring the doorbell on commit."""
-    return deliveries_plan_all(planned=[(alert, rule)])
-
-
 def deliveries_plan_all(*, planned: Sequence[tuple[Alert, AlertRule]]) -> list[Delivery]:
-    """deliveries_plan for several saved alerts: their rows in one INSERT, and on commit one task sends
-    the instant ones of all of them (a queued task costs ~15 ms of CPU of its own)."""
+    """Create the delivery rows of saved alerts per their rules' channels, all in one INSERT; on commit one
+    task sends the instant ones of all of them (a queued task costs ~15 ms of CPU of its own)."""
     now = timezone.now()
     rows = [row for alert, rule in planned for row in _rows(alert, rule, now)]
     Delivery.objects.bulk_create(rows)

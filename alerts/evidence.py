@@ -11,13 +11,8 @@ from workspaces.lifecycle import LIFECYCLE_TYPES, LifecycleEvent
 COUNTED = ("new", "processing", "completed", "error", "review")
 
 
-def workspace_events(*, workspace_key: str) -> list[LifecycleEvent]:
-    """The workspace's lifecycle events in fold order, with their payload data (unvalidated)."""
-    return workspaces_events(workspace_keys=[workspace_key]).get(workspace_key, [])
-
-
 def workspaces_events(*, workspace_keys: Sequence[str]) -> dict[str, list[LifecycleEvent]]:
-    """workspace_events for several workspaces, read in one query."""
+    """Each workspace's lifecycle events (the fold's input), for several workspaces in one query."""
     rows = Event.objects.filter(
         workspace_key__in=list(workspace_keys), type__in=LIFECYCLE_TYPES, status__in=COUNTED
     ).only("workspace_key", "external_id", "type", "occurred_at", "payload", "source")

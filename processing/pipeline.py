@@ -12,44 +12,39 @@ events therefore need no special cases.
 from __future__ import annotations
 
 import logging
-import os
-import socket
-import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 
-from alerts.services import alert_raise, workspaces_alerts_after_processing
+from alerts.services import workspaces_alerts_after_processing
 from events.models import Event
 from events.schemas import PayloadInvalid, instant_in_range, validate_data
 from events.services import enqueue_workspaces
-from failures.retry import backoff
 from failures.services import error_record
-from linking.freemail import email_domain, is_freemail
+from linking.repair import links_recheck_after_commit
 from linking.services import (
     Question,
     questions_reconcile,
     workspace_flag_new_questions,
     workspace_link,
-    workspaces_without_account_on,
 )
+from processing.claims import events_claim, events_claim_many, worker_name, workspace_lock, workspaces_lock
 from processing.models import WorkspaceLock
+from processing.retries import events_record_failure
 from salesforce.outbox import outbox_record_workspaces
 from usage.services import behaviour_refresh
 from workspaces.actors import acting_as_system
 from workspaces.auditing import audit_entries_together
 from workspaces.lifecycle import LIFECYCLE_TYPES, LifecycleEvent, WorkspaceState, fold
-from workspaces.models import Account, ReviewItem, Workspace
-from workspaces.review import review_item_raise
+from workspaces.models import Workspace
 from workspaces.services import workspace_apply_state
 
 logger = logging.getLogger(__name__)
+
 
 #: Event statuses whose events count towards a workspace's state.
 FOLDED_STATUSES = (
@@ -61,67 +56,11 @@ FOLDED_STATUSES = (
 )
 
 
-@dataclass(frozen=True)
 class Outcome:
     workspace_key: str
     claimed: int
     applied: int = 0
     failed: bool = False
-
-
-def worker_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-def due_filter(now: datetime) -> Q:
-    """Events that may be (re)claimed now: new, due for retry, or abandoned by a dead worker."""
-    return (
-        Q(status=Event.Status.NEW)
-        | Q(status=Event.Status.ERROR, next_attempt_at__lte=now)
-        | Q(status=Event.Status.PROCESSING, lease_expires_at__lt=now)
-    )
-
-
-def events_claim(*, workspace_key: str, worker: str) -> list[int]:
-    """Mark the workspace's due lifecycle events `processing` under a lease; return their ids.
-
-    Committed on its own, before the work: if the worker dies, the lease is what tells the sweeper.
-    """
-    return events_claim_many(workspace_keys=[workspace_key], worker=worker).get(workspace_key, [])
-
-
-def events_claim_many(*, workspace_keys: Sequence[str], worker: str) -> dict[str, list[int]]:
-    """events_claim for several workspaces in two statements: {workspace key: claimed event ids}."""
-    now = timezone.now()
-    lifecycle = Event.objects.filter(workspace_key__in=sorted(set(workspace_keys)), type__in=LIFECYCLE_TYPES)
-    lifecycle.filter(due_filter(now)).update(
-        status=Event.Status.PROCESSING,
-        lease_owner=worker,
-        lease_expires_at=now + timedelta(seconds=settings.EVENT_LEASE_SECONDS),
-    )
-    claimed: dict[str, list[int]] = {}
-    mine = lifecycle.filter(status=Event.Status.PROCESSING, lease_owner=worker).order_by("pk")
-    for pk, key in mine.values_list("pk", "workspace_key"):
-        claimed.setdefault(key, []).append(pk)
-    return claimed
-
-
-def workspaces_waiting(*, besides: Sequence[str], limit: int) -> list[str]:
-    """Up to `limit` other workspaces with new lifecycle events, oldest first: their tasks are still in
-    the queue (or lost), so a task running now may as well take them along. Their own task then finds
-    nothing due. One query on the (status, received_at) index."""
-    if limit <= 0:
-        return []
-    skip = set(besides)
-    waiting: list[str] = []
-    rows = Event.objects.filter(status=Event.Status.NEW, type__in=LIFECYCLE_TYPES).order_by("received_at")
-    for key in rows.values_list("workspace_key", flat=True)[: 4 * limit]:
-        if key not in skip:
-            skip.add(key)
-            waiting.append(key)
-            if len(waiting) == limit:
-                break
-    return waiting
 
 
 def workspace_process(*, workspace_key: str, force: bool = False, alerts: bool = True) -> Outcome:
@@ -194,24 +133,6 @@ def lifecycle_event(external_id: str, type_: str, occurred_at: datetime, payload
     return LifecycleEvent(external_id, type_, occurred_at, validate_data(type_, data or {}), source)
 
 
-def _lock(workspace_key: str) -> None:
-    """Take the workspace's lock row, creating it on first use: one INSERT … ON CONFLICT DO UPDATE, which
-    waits for (and then holds) the row lock like SELECT … FOR UPDATE, without a savepoint."""
-    _lock_many([workspace_key])
-
-
-def _lock_many(workspace_keys: Sequence[str]) -> None:
-    """_lock for several workspaces in one statement, in key order: two tasks sharing workspaces take
-    their locks in the same order, so they wait for each other instead of deadlocking."""
-    now = timezone.now()
-    WorkspaceLock.objects.bulk_create(
-        [WorkspaceLock(workspace_key=key, processed_at=now) for key in sorted(set(workspace_keys))],
-        update_conflicts=True,
-        unique_fields=["workspace_key"],
-        update_fields=["processed_at"],
-    )
-
-
 _EVENT_FIELDS = ("pk", "external_id", "type", "occurred_at", "payload", "source", "status")
 
 
@@ -228,14 +149,14 @@ def _folded_events(workspace_keys: Sequence[str]) -> dict[str, list[Event]]:
 
 def _fold_and_apply(workspace_key: str) -> int:
     """Under the workspace lock: fold every lifecycle event, persist, link, and mark them completed."""
-    _lock(workspace_key)
+    workspace_lock(workspace_key)
     rows = list(
         Event.objects.filter(workspace_key=workspace_key, type__in=LIFECYCLE_TYPES, status__in=FOLDED_STATUSES).only(
             *_EVENT_FIELDS
         )
     )
     applied, done, record = _fold_rows(workspace_key, rows)
-    _check_links_after_commit([record] if record is not None else [])
+    links_recheck_after_commit(applied=[(record.workspace, record.converted)] if record is not None else [])
     _complete(done)
     return applied
 
@@ -247,7 +168,7 @@ def _fold_and_apply_many(workspace_keys: list[str]) -> dict[str, int]:
     links colleagues to its contact or its new account: a workspace whose lead or account an earlier one
     of the batch touched, or that a conversion re-linked, is read afresh instead (what was read is stale).
     """
-    _lock_many(workspace_keys)
+    workspaces_lock(workspace_keys)
     events = _folded_events(workspace_keys)
     loaded = {
         workspace.workspace_id: workspace
@@ -273,7 +194,7 @@ def _fold_and_apply_many(workspace_keys: list[str]) -> dict[str, int]:
             records.append(record)
     _behaviour_refresh(to_record)
     outbox_record_workspaces(workspaces=to_record)
-    _check_links_after_commit(records)
+    links_recheck_after_commit(applied=[(record.workspace, record.converted) for record in records])
     _complete(done)
     return applied
 
@@ -292,7 +213,6 @@ def _records_of(workspace: Workspace) -> set[tuple[str, int | None]]:
 _UNREAD: Any = object()
 
 
-@dataclass(frozen=True)
 class _Applied:
     workspace: Workspace
     relinked: frozenset[str]  # other workspaces a conversion changed
@@ -389,45 +309,6 @@ def _lead_converted(workspace: Workspace) -> bool:
     return workspace.lead is not None and workspace.lead.converted_at is not None
 
 
-def _check_links_after_commit(records: list[_Applied]) -> None:
-    """After the commit, look again for an account and a workspace on one domain that missed each other.
-
-    A payment creating a domain's account adopts the workspaces on that domain it can see; a new trial on
-    the domain, committed by another worker at the same moment, sees no account and is seen by no adoption:
-    left unlinked until its next event (found by bench/salesforce.py under faults). Whichever transaction
-    commits second sees the other's rows once committed, so each side looks after its own commit: one
-    that left company-domain workspaces unlinked looks for their accounts, one that converted a lead
-    looks for workspaces still unlinked on its domain. What it finds is re-processed (a forced re-fold).
-    """
-    unlinked: dict[str, list[str]] = {}
-    converted: set[str] = set()
-    for record in records:
-        domain = email_domain(record.workspace.email)
-        if not domain or is_freemail(domain):
-            continue
-        if record.workspace.account_id is None:
-            unlinked.setdefault(domain, []).append(record.workspace.workspace_id)
-        elif record.converted:
-            converted.add(domain)
-    if unlinked or converted:
-        transaction.on_commit(lambda: _relink_missed(unlinked=unlinked, converted=converted), robust=True)
-
-
-def _relink_missed(*, unlinked: dict[str, list[str]], converted: set[str]) -> list[str]:
-    """Re-process the workspaces that an account on their domain missed (see _check_links_after_commit)."""
-    keys: set[str] = set()
-    if unlinked:
-        have_accounts = Account.objects.filter(domain__in=sorted(unlinked)).values_list("domain", flat=True)
-        keys.update(key for domain in have_accounts for key in unlinked[domain])
-    if converted:
-        orphans = workspaces_without_account_on(domains=converted).filter(linked_by_admin=False)
-        keys.update(orphans.values_list("workspace_id", flat=True))
-    if keys:
-        logger.info("re-processing %d workspace(s) an account on their domain missed", len(keys))
-        enqueue_workspaces(workspace_keys=sorted(keys), force=True)
-    return sorted(keys)
-
-
 def _siblings(workspace: Workspace, keys: set[str]) -> list[Workspace]:
     """A conversion linked these other workspaces (same person, same new account): theirs to record too.
 
@@ -462,59 +343,3 @@ def _park(row: Event, kind: str, note: str) -> None:
     ids = {"event_id": row.pk, "external_id": row.external_id, "workspace_id": row.workspace_key}
     logger.warning("event %s parked for review (%s)", row.pk, kind, extra=ids)
     error_record(source="processing", kind=kind, message=note, obj=row, workspace_key=row.workspace_key)
-
-
-def retry_delay(attempt: int) -> timedelta:
-    """Events' parameters of the one backoff rule (failures/retry.py): base·2^(n-1), capped, 50–100 %."""
-    return backoff(attempt, base=settings.EVENT_RETRY_BASE_SECONDS, cap=settings.EVENT_RETRY_MAX_SECONDS, spread=0.5)
-
-
-def events_record_failure(*, event_ids: list[int], worker: str, error: Exception) -> None:
-    """Put claimed events in `error` with a next attempt, or in `review` once attempts run out."""
-    now = timezone.now()
-    message = f"{type(error).__name__}: {error}"[:500]
-    with transaction.atomic(), acting_as_system():
-        events = list(Event.objects.select_for_update().filter(pk__in=event_ids, lease_owner=worker))
-        exhausted = []
-        for event in events:
-            event.retry_count += 1
-            event.lease_owner, event.lease_expires_at = "", None
-            event.notes = f"{now:%Y-%m-%d %H:%M:%S}Z attempt {event.retry_count}: {message}"
-            if event.retry_count >= settings.EVENT_MAX_ATTEMPTS:
-                event.status, event.next_attempt_at = Event.Status.REVIEW, None
-                exhausted.append(event)
-            else:
-                event.status, event.next_attempt_at = Event.Status.ERROR, now + retry_delay(event.retry_count)
-            event.save(
-                update_fields=[
-                    "retry_count",
-                    "lease_owner",
-                    "lease_expires_at",
-                    "notes",
-                    "status",
-                    "next_attempt_at",
-                ]
-            )
-        if exhausted:
-            _escalate(exhausted, message)
-
-
-def _escalate(events: list[Event], message: str) -> None:
-    """Events out of attempts: one review item and exactly one admin alert for them."""
-    workspace_key = events[0].workspace_key
-    first = min(event.pk for event in events)
-    review_item_raise(
-        kind=ReviewItem.Kind.PROCESSING_FAILED,
-        dedupe_key=f"processing_failed:{workspace_key}:{first}",
-        reason=f"Workspace {workspace_key}: {len(events)} event(s) failed {settings.EVENT_MAX_ATTEMPTS} times. "
-        f"Last error: {message}",
-        event_pks=[event.pk for event in events],
-    )
-    alert_raise(
-        rule="event_failed",
-        dedupe_key=f"event_failed:{workspace_key}:{first}",
-        title=f"Events for workspace {workspace_key} need review",
-        reason=f"{len(events)} event(s) failed {settings.EVENT_MAX_ATTEMPTS} attempts. Last error: {message}",
-        workspace_key=workspace_key,
-        context={"event_ids": [event.external_id for event in events], "error": message},
-    )

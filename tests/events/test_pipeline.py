@@ -11,7 +11,9 @@ from django.utils import timezone
 from alerts.models import Alert
 from events.models import Event
 from processing import pipeline
-from processing.pipeline import events_claim, retry_delay, workspace_process
+from processing.claims import events_claim
+from processing.pipeline import workspace_process
+from processing.retries import retry_delay
 from processing.sweeper import events_sweep
 from processing.tasks import process_workspaces
 from tests.conftest import lifecycle_body

@@ -2,7 +2,7 @@ from django.apps import AppConfig
 
 
 class TriggersConfig(AppConfig):
-    """Usage rollups now; cohorts, trigger rules and experiments read them later (DESIGN.md)."""
+    """The trigger engine: triggers as data, their firings (with the why) and timers (DESIGN.md)."""
 
     name = "triggers"
-    verbose_name = "Usage and triggers"
+    verbose_name = "Triggers"

@@ -1,0 +1,106 @@
+"""The trigger engine's entry points: evaluate a workspace's new events and behaviour changes, save a
+trigger (validated, versioned), and the actions a firing plans (the seam deliveries will read).
+
+`triggers_evaluate` is called by the processing run inside its transaction and under the workspace's
+lock, with the events the run applied and the cohort and stage changes `behaviour_refresh` returned.
+It settles goals the new events reach, keeps the timers (stall, silence, date) in step with the events,
+and decides every instant occurrence once (`triggers.decide`). Timers fire from `timers_fire_due`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from events.models import Event
+from triggers.decide import Candidate, firings_decide
+from triggers.models import Firing, Trigger
+from triggers.timers import goals_reached
+from triggers.when import WHEN, Context, Seen
+from usage.services import Change
+from workspaces.models import Workspace
+
+
+def triggers_evaluate(
+    *,
+    workspace_key: str,
+    new_events: Iterable[Event],
+    behaviour_changes: Sequence[Change] = (),
+    now: datetime | None = None,
+    triggers: Sequence[Trigger] | None = None,
+) -> list[Firing]:
+    """Evaluate the enabled triggers for one workspace; return the firings this call created.
+
+    Safe to repeat: a replay of the same events names the same occurrences, and each is decided once.
+    """
+    now = now or timezone.now()
+    triggers = list(triggers) if triggers is not None else list(Trigger.objects.filter(enabled=True))
+    events = sorted(
+        (Seen.of(event) for event in new_events if event.workspace_key == workspace_key and not event.suppressed),
+        key=lambda seen: (seen.at, seen.id),
+    )
+    changes = [change for change in behaviour_changes if change.workspace_key == workspace_key]
+    workspace = Workspace.objects.select_related("account__owner", "owner").filter(workspace_id=workspace_key).first()
+    context = Context(workspace_key=workspace_key, workspace=workspace, events=events, changes=changes, now=now)
+    with transaction.atomic():
+        goals_reached(workspace_key, events, now)
+        candidates: list[Candidate] = []
+        for trigger in triggers:
+            candidates += WHEN[trigger.when["kind"]](trigger, context)
+        return firings_decide(candidates, workspaces={workspace_key: workspace} if workspace else {}, now=now)
+
+
+def trigger_save(*, trigger: Trigger) -> Trigger:
+    """Validate and save a trigger; its version goes up when what it does changed (text alone does not).
+
+    Raises ValidationError naming each field and path (`when.event.where[0].op: Expected …`).
+    """
+    trigger.clean()
+    with transaction.atomic():
+        stored = Trigger.objects.select_for_update().filter(pk=trigger.pk).first() if trigger.pk else None
+        if stored is not None and _behaviour(stored) != _behaviour(trigger):
+            trigger.version = stored.version + 1
+        elif stored is not None:
+            trigger.version = stored.version
+        trigger.save()
+    return trigger
+
+
+def _behaviour(trigger: Trigger) -> dict[str, Any]:
+    return {name: getattr(trigger, name) for name in Trigger.BEHAVIOUR_FIELDS}
+
+
+@dataclass(frozen=True)
+class PlannedAction:
+    """One action a fired firing asks for: the channel kind (messaging's registry), its template and params,
+    and who gets it. Deliveries (later) turn each into a message; `key` is stable per firing and channel,
+    so a channel that deduplicates (the in-app webhook-id, CONTRACT §9) sees retries as one."""
+
+    firing_id: int
+    channel: str
+    template: str
+    params: dict[str, Any]
+    recipient: str
+    key: str
+
+
+def firing_planned_actions(firing: Firing) -> list[PlannedAction]:
+    """The actions a fired firing plans (none for a suppressed or still-deferred one)."""
+    if firing.status != Firing.Status.FIRED:
+        return []
+    return [
+        PlannedAction(
+            firing_id=firing.pk,
+            channel=action["channel"],
+            template=action["template"],
+            params=action.get("params") or {},
+            recipient=firing.recipient,
+            key=f"firing-{firing.pk}-{action['channel']}-{index}",
+        )
+        for index, action in enumerate(firing.actions)
+    ]

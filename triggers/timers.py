@@ -1,0 +1,208 @@
+"""The timer sweep: what is due fires once, after a re-check against the events themselves.
+
+`timers_fire_due` claims due timers with SELECT … FOR UPDATE SKIP LOCKED on PostgreSQL (two sweeps take
+disjoint rows; a killed worker's transaction rolls back and releases them, so its timers are due again)
+and plainly on SQLite, whose writers are serialised anyway. A stall re-reads the events for a finish and
+a silence for newer activity before firing, so a finish that arrived late, or an evaluation that missed
+a move, still cancels or moves the timer instead of firing it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from triggers.decide import Candidate, firings_decide, follow_up_start
+from triggers.models import Firing, Timer
+from triggers.spec import ACTIVITY, data_at, filter_matches
+from triggers.when import Seen, date_value, seen_between
+from usage.conditions import Facts, condition_explain
+from usage.models import Profile
+from workspaces.models import Workspace
+
+Outcome = tuple[str, "Candidate | None"]  # (what happened to the timer, what would fire)
+
+
+def timers_fire_due(*, now: datetime | None = None, limit: int = 200) -> list[Firing]:
+    """Fire (or cancel, or move) up to `limit` due timers; return the firings created."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        timers = _claim(now, limit)
+        if not timers:
+            return []
+        workspaces = {
+            ws.workspace_id: ws
+            for ws in Workspace.objects.select_related("account__owner", "owner").filter(
+                workspace_id__in={timer.workspace_key for timer in timers}
+            )
+        }
+        candidates = []
+        for timer in timers:
+            outcome, candidate = HANDLERS[timer.kind](timer, workspaces.get(timer.workspace_key), now)
+            if candidate is not None:
+                candidates.append(candidate)
+            if timer.status == Timer.Status.PENDING and timer.due_at <= now:
+                Timer.objects.filter(pk=timer.pk).update(status=Timer.Status.DONE, outcome=outcome, done_at=now)
+        return firings_decide(candidates, workspaces=workspaces, now=now)
+
+
+def _claim(now: datetime, limit: int) -> list[Timer]:
+    rows = Timer.objects.filter(status=Timer.Status.PENDING, due_at__lte=now).order_by("due_at", "id")
+    if connection.features.has_select_for_update_skip_locked:
+        rows = rows.select_for_update(skip_locked=True, of=("self",))
+    return list(rows.select_related("trigger", "firing")[:limit])
+
+
+def _candidate(timer: Timer, occurrence: str, explanation: dict[str, Any], **extra: Any) -> Candidate:
+    return Candidate(
+        trigger=timer.trigger,
+        workspace_key=timer.workspace_key,
+        occurrence=occurrence,
+        explanation=explanation,
+        user_email=timer.data.get("user_email", ""),
+        **extra,
+    )
+
+
+def _stall(timer: Timer, workspace: Workspace | None, now: datetime) -> Outcome:
+    """Fire unless a finish (same key) happened between the start and the deadline."""
+    when = timer.trigger.when
+    started = datetime.fromisoformat(timer.data["started_at"])
+    finishes = [
+        event for event in seen_between(timer.workspace_key, when["finish"], started - timedelta(microseconds=1))
+        if not when.get("key") or data_at(event.data, when["key"]) == timer.data.get("key")
+    ]  # fmt: skip
+    if finishes:
+        return f"finished by event {finishes[0].id}", None
+    explanation = {
+        "kind": "stall", "event_ids": [timer.data["start_event_id"]], "started_at": started.isoformat(),
+        "within_seconds": when["within_seconds"], "due_at": timer.due_at.isoformat(), "key": timer.data.get("key"),
+        "finish_filter": when["finish"], "finish_seen": False, "checked_at": now.isoformat(),
+    }  # fmt: skip
+    return "fired", _candidate(timer, timer.occurrence, explanation)
+
+
+def _silence(timer: Timer, workspace: Workspace | None, now: datetime) -> Outcome:
+    """Fire unless activity came after the one it was set from; then move it (and fire if still due)."""
+    when = timer.trigger.when
+    last_at = datetime.fromisoformat(timer.data["last_activity_at"])
+    newer = seen_between(timer.workspace_key, when.get("event") or ACTIVITY, last_at)
+    if newer:
+        latest = newer[-1]
+        due = latest.at + timedelta(seconds=when["for_seconds"])
+        data = {**timer.data, "last_event_id": latest.id, "last_activity_at": latest.at.isoformat()}
+        Timer.objects.filter(pk=timer.pk).update(due_at=due, occurrence=f"silence:{latest.id}", data=data)
+        timer.due_at, timer.occurrence, timer.data = due, f"silence:{latest.id}", data
+        if due > now:
+            return "moved", None
+    explanation = {
+        "kind": "silence", "event_ids": [timer.data["last_event_id"]],
+        "last_activity_at": timer.data["last_activity_at"], "for_seconds": when["for_seconds"],
+        "silent_seconds": int((now - datetime.fromisoformat(timer.data["last_activity_at"])).total_seconds()),
+        "filter": when.get("event") or ACTIVITY,
+    }  # fmt: skip
+    return "fired", _candidate(timer, timer.occurrence, explanation)
+
+
+def _date(timer: Timer, workspace: Workspace | None, now: datetime) -> Outcome:
+    """Fire if the workspace still has the date the timer was set for (a conversion ends a trial's)."""
+    value = date_value(workspace, timer.data["field"]) if workspace is not None else None
+    if value is None or value.isoformat() != timer.data["date"]:
+        return "the date no longer applies", None
+    explanation = {
+        "kind": "date", "field": timer.data["field"], "date": timer.data["date"],
+        "days_before": timer.data["days_before"], "days_left": round((value - now).total_seconds() / 86400, 2),
+    }  # fmt: skip
+    return "fired", _candidate(timer, timer.occurrence, explanation)
+
+
+def _release(timer: Timer, workspace: Workspace | None, now: datetime) -> Outcome:
+    """Quiet hours are over: the deferred firing fires now (its slot was taken when it was decided)."""
+    firing = timer.firing
+    if firing is None or firing.status != Firing.Status.DEFERRED:
+        return "nothing deferred", None
+    explanation = {**firing.explanation, "released_at": now.isoformat()}
+    actions = [{**action, "status": "planned"} for action in firing.actions]
+    Firing.objects.filter(pk=firing.pk).update(
+        status=Firing.Status.FIRED, fired_at=now, explanation=explanation, actions=actions
+    )
+    firing.status, firing.fired_at = Firing.Status.FIRED, now
+    follow_up_start(firing, now)
+    return "released", None
+
+
+def _follow_up(timer: Timer, workspace: Workspace | None, now: datetime) -> Outcome:
+    """The goal's window ended: reached (a late check), missed, or missed with activity at zero: escalate."""
+    firing = timer.firing
+    if firing is None or firing.goal != Firing.Goal.PENDING:
+        return "goal already settled", None
+    follow_up = timer.trigger.follow_up or {}
+    reached = goal_check(firing, follow_up, until=firing.goal_due_at or now)
+    if reached is not None:
+        Firing.objects.filter(pk=firing.pk).update(goal=Firing.Goal.REACHED, goal_event_id=reached or None)
+        return "goal reached", None
+    activity = seen_between(firing.workspace_key, follow_up.get("activity") or ACTIVITY, firing.decided_at, now)
+    if activity or not follow_up.get("escalate"):
+        Firing.objects.filter(pk=firing.pk).update(goal=Firing.Goal.MISSED)
+        return f"goal missed; {len(activity)} activity events since", None
+    Firing.objects.filter(pk=firing.pk).update(goal=Firing.Goal.ESCALATED)
+    explanation = {
+        "kind": "escalation", "firing_id": firing.pk, "goal": follow_up["goal"],
+        "goal_due_at": (firing.goal_due_at or now).isoformat(), "activity_since_firing": 0,
+        "original": firing.explanation,
+    }  # fmt: skip
+    candidate = _candidate(
+        timer, f"escalation:{firing.pk}", explanation, actions=follow_up["escalate"],
+        audience=follow_up.get("escalate_to", "owner_rep"), escalation_of=firing,
+    )  # fmt: skip
+    return "goal missed, activity at zero: escalated", candidate
+
+
+def goal_check(firing: Firing, follow_up: dict[str, Any], *, until: datetime) -> int | None:
+    """The goal event's id (0 for a metric goal) when the goal was reached after the firing, else None."""
+    goal = follow_up.get("goal") or {}
+    if "event" in goal:
+        events = seen_between(firing.workspace_key, goal["event"], firing.decided_at, until)
+        return events[0].id if events else None
+    profile = Profile.objects.filter(workspace_key=firing.workspace_key).values_list("metrics", flat=True).first()
+    explained = condition_explain(goal["condition"], Facts(metrics=profile or {}))
+    return 0 if explained["result"] else None
+
+
+def goals_reached(workspace_key: str, events: list[Seen], now: datetime) -> int:
+    """New events that reach pending event goals settle them and cancel their follow-up timers; how many."""
+    if not events:
+        return 0
+    pending = Firing.objects.filter(workspace_key=workspace_key, goal=Firing.Goal.PENDING).select_related("trigger")
+    settled = 0
+    for firing in pending:
+        goal = (firing.trigger.follow_up or {}).get("goal") or {}
+        if "event" not in goal:
+            continue
+        hit = next(
+            (e for e in events if firing.decided_at < e.at <= (firing.goal_due_at or now)
+             and filter_matches(goal["event"], e.type, e.data)),
+            None,
+        )  # fmt: skip
+        if hit is None:
+            continue
+        settled += Firing.objects.filter(pk=firing.pk, goal=Firing.Goal.PENDING).update(
+            goal=Firing.Goal.REACHED, goal_event_id=hit.id
+        )
+        Timer.objects.filter(firing=firing, kind=Timer.Kind.FOLLOW_UP, status=Timer.Status.PENDING).update(
+            status=Timer.Status.CANCELLED, outcome=f"goal reached by event {hit.id}", done_at=now
+        )
+    return settled
+
+
+HANDLERS: dict[str, Callable[[Timer, Workspace | None, datetime], Outcome]] = {
+    Timer.Kind.STALL: _stall,
+    Timer.Kind.SILENCE: _silence,
+    Timer.Kind.DATE: _date,
+    Timer.Kind.RELEASE: _release,
+    Timer.Kind.FOLLOW_UP: _follow_up,
+}

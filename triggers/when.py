@@ -1,0 +1,378 @@
+"""Each kind of `when`, read against a workspace's new events and behaviour changes.
+
+An instant kind (event, count, cohort, stage) returns candidates now. A kind that needs an effect without
+an event (stall, silence, date) writes timers instead: a start sets a stall timer and its finish cancels
+it; activity moves the silence timer; the workspace's date sets (or moves) the date timer. The sweep
+(`triggers.timers`) fires what comes due, re-checking the events themselves first.
+
+Every occurrence is named from rows that do not change (event ids, membership and stage period ids, the
+date), so two evaluations of the same input name the same occurrence and the firing's unique key holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
+
+from events.models import Event
+from triggers.decide import Candidate
+from triggers.models import Firing, Timer, Trigger
+from triggers.spec import ACTIVITY, data_at, filter_matches
+from usage.models import CohortMembership, StagePeriod
+from usage.services import Change
+from workspaces.models import Workspace
+
+#: How many event ids an explanation lists (the count is always exact).
+MAX_LISTED_IDS = 50
+
+
+@dataclass(frozen=True)
+class Seen:
+    """One event as the engine reads it: its id, type, time and data."""
+
+    id: int
+    type: str
+    at: datetime
+    data: dict[str, Any]
+
+    @classmethod
+    def of(cls, event: Event) -> Seen:
+        payload = event.payload if isinstance(event.payload, dict) else {}
+        data = payload.get("data") if isinstance(payload.get("data"), dict) else {}
+        return cls(id=event.pk, type=event.type, at=event.occurred_at or event.received_at, data=data)
+
+    @property
+    def user_email(self) -> str:
+        value = self.data.get("user_email") or ""
+        return value if isinstance(value, str) else ""
+
+
+@dataclass(frozen=True)
+class Context:
+    """What one evaluation of one workspace sees."""
+
+    workspace_key: str
+    workspace: Workspace | None
+    events: Sequence[Seen]  # the new events, in time order
+    changes: Sequence[Change]
+    now: datetime
+
+
+def events_of(workspace_key: str) -> QuerySet[Event]:
+    """The workspace's events a trigger may count: not refused, not naming an erased person."""
+    return Event.objects.filter(workspace_key=workspace_key, suppressed=False).exclude(status=Event.Status.REJECTED)
+
+
+def seen_between(
+    workspace_key: str, node: dict[str, Any], after: datetime, until: datetime | None = None
+) -> list[Seen]:
+    """Events matching a filter in (after, until], in time order (the type narrows the query; the data
+    conditions are checked on each row)."""
+    rows = events_of(workspace_key).filter(type=node["type"], occurred_at__gt=after)
+    if until is not None:
+        rows = rows.filter(occurred_at__lte=until)
+    seen = [Seen.of(event) for event in rows.order_by("occurred_at", "id").only("id", "type", "occurred_at", "payload")]
+    return [event for event in seen if filter_matches(node, event.type, event.data)]
+
+
+def _matching(node: dict[str, Any], events: Iterable[Seen]) -> list[Seen]:
+    return [event for event in events if filter_matches(node, event.type, event.data)]
+
+
+def _ids(events: Sequence[Seen]) -> list[int]:
+    return [event.id for event in events[:MAX_LISTED_IDS]]
+
+
+# --- instant kinds ----------------------------------------------------------------------------------------
+
+
+def when_event(trigger: Trigger, context: Context) -> list[Candidate]:
+    """Each matching new event is an occurrence."""
+    node = trigger.when["event"]
+    return [
+        Candidate(
+            trigger=trigger,
+            workspace_key=context.workspace_key,
+            occurrence=f"event:{event.id}",
+            user_email=event.user_email,
+            explanation={
+                "kind": "event",
+                "event_ids": [event.id],
+                "event_type": event.type,
+                "occurred_at": event.at.isoformat(),
+                "filter": node,
+                "values": {c["path"]: data_at(event.data, c["path"]) for c in node.get("where", [])},
+            },
+        )
+        for event in _matching(node, context.events)
+    ]
+
+
+def when_count(trigger: Trigger, context: Context) -> list[Candidate]:
+    """N matching events within W seconds, counted from the events (to the second), anew after each firing:
+    the occurrence is the event that brought the count to N."""
+    when, node = trigger.when, trigger.when["event"]
+    new = _matching(node, context.events)
+    if not new:
+        return []
+    window = timedelta(seconds=when["within_seconds"])
+    reset = _count_reset(trigger, context.workspace_key)
+    after = max(new[0].at - window, reset[0]) if reset else new[0].at - window
+    history = seen_between(context.workspace_key, node, after - timedelta(microseconds=1), new[-1].at)
+    candidates = []
+    for event in new:
+        counted = [
+            seen for seen in history
+            if seen.at > event.at - window and (seen.at, seen.id) <= (event.at, event.id)
+            and (reset is None or (seen.at, seen.id) > reset)
+        ]  # fmt: skip
+        if len(counted) < when["count"]:
+            continue
+        reset = (event.at, event.id)
+        candidates.append(_count_candidate(trigger, context, event, counted, window))
+    return candidates
+
+
+def _count_reset(trigger: Trigger, workspace_key: str) -> tuple[datetime, int] | None:
+    """(time, id) of the event that made this trigger's last count decision: counting starts after it."""
+    last = (
+        Firing.objects.filter(trigger=trigger, workspace_key=workspace_key, occurrence__startswith="count:")
+        .order_by("-decided_at", "-id")
+        .values_list("occurrence", flat=True)
+        .first()
+    )
+    if last is None:
+        return None
+    event = Event.objects.filter(pk=int(last.split(":", 1)[1])).values_list("occurred_at", "received_at").first()
+    return ((event[0] or event[1]), int(last.split(":", 1)[1])) if event else None
+
+
+def _count_candidate(
+    trigger: Trigger, context: Context, event: Seen, counted: list[Seen], window: timedelta
+) -> Candidate:
+    return Candidate(
+        trigger=trigger,
+        workspace_key=context.workspace_key,
+        occurrence=f"count:{event.id}",
+        user_email=event.user_email,
+        explanation={
+            "kind": "count",
+            "event_ids": _ids(counted),
+            "count": len(counted),
+            "threshold": trigger.when["count"],
+            "window_seconds": int(window.total_seconds()),
+            "window_start": (event.at - window).isoformat(),
+            "window_end": event.at.isoformat(),
+            "first_at": counted[0].at.isoformat(),
+            "filter": trigger.when["event"],
+        },
+    )
+
+
+def when_cohort(trigger: Trigger, context: Context) -> list[Candidate]:
+    """A cohort entered or exited in this run; the occurrence is the membership period."""
+    key, change = trigger.when["cohort"], trigger.when["change"]
+    if not any(key in (c.entered if change == "entered" else c.exited) for c in context.changes):
+        return []
+    rows = CohortMembership.objects.filter(workspace_key=context.workspace_key, cohort__key=key)
+    if change == "entered":
+        period = rows.filter(exited_at__isnull=True).order_by("-entered_at", "-id").first()
+    else:
+        period = rows.filter(exited_at__isnull=False).order_by("-exited_at", "-id").first()
+    if period is None:
+        return []
+    why = period.entered_why if change == "entered" else period.exited_why
+    at = period.entered_at if change == "entered" else period.exited_at
+    return [
+        Candidate(
+            trigger=trigger,
+            workspace_key=context.workspace_key,
+            occurrence=f"cohort:{period.pk}:{change}",
+            explanation={
+                "kind": "cohort",
+                "cohort": key,
+                "change": change,
+                "membership_id": period.pk,
+                "at": at.isoformat(),
+                "definition_version": period.entered_version,
+                "why": why,
+            },
+        )
+    ]
+
+
+def when_stage(trigger: Trigger, context: Context) -> list[Candidate]:
+    """A stage change matching from/to (null: any); the occurrence is the stage period entered."""
+    wanted_from, wanted_to = trigger.when.get("from"), trigger.when.get("to")
+    for change in context.changes:
+        if not change.stage_changed:
+            continue
+        if wanted_from is not None and change.stage_from != wanted_from:
+            continue
+        if wanted_to is not None and change.stage_to != wanted_to:
+            continue
+        period = (
+            StagePeriod.objects.filter(workspace_key=context.workspace_key, exited_at__isnull=True)
+            .select_related("stage")
+            .first()
+        )
+        if period is None:
+            return []
+        return [
+            Candidate(
+                trigger=trigger,
+                workspace_key=context.workspace_key,
+                occurrence=f"stage:{period.pk}",
+                explanation={
+                    "kind": "stage",
+                    "from": change.stage_from,
+                    "to": change.stage_to,
+                    "period_id": period.pk,
+                    "at": period.entered_at.isoformat(),
+                    "why": period.entered_why,
+                },
+            )
+        ]
+    return []
+
+
+# --- kinds that set timers --------------------------------------------------------------------------------
+
+
+def when_stall(trigger: Trigger, context: Context) -> list[Candidate]:
+    """A start sets a timer at start + T; a finish (with the same key, when one is named) cancels it."""
+    when = trigger.when
+    within = timedelta(seconds=when["within_seconds"])
+    for event in context.events:
+        if filter_matches(when["start"], event.type, event.data):
+            data = {"start_event_id": event.id, "started_at": event.at.isoformat(), "key": _stall_key(when, event)}
+            _timer_create(trigger, context.workspace_key, Timer.Kind.STALL, f"stall:{event.id}", event.at + within,
+                          data, user_email=event.user_email)  # fmt: skip
+        if filter_matches(when["finish"], event.type, event.data):
+            stall_finish(trigger, context.workspace_key, event)
+    return []
+
+
+def _stall_key(when: dict[str, Any], event: Seen) -> Any:
+    return data_at(event.data, when["key"]) if when.get("key") else None
+
+
+def stall_finish(trigger: Trigger, workspace_key: str, finish: Seen) -> int:
+    """Cancel the pending stall timers this finish ends (started at or before it, same key); how many."""
+    pending = Timer.objects.filter(
+        trigger=trigger, workspace_key=workspace_key, kind=Timer.Kind.STALL, status=Timer.Status.PENDING
+    )
+    key = _stall_key(trigger.when, finish)
+    ended = [
+        timer.pk for timer in pending
+        if datetime.fromisoformat(timer.data["started_at"]) <= finish.at and timer.data.get("key") == key
+    ]  # fmt: skip
+    return Timer.objects.filter(pk__in=ended, status=Timer.Status.PENDING).update(
+        status=Timer.Status.CANCELLED, outcome=f"finished by event {finish.id}", done_at=finish.at
+    )
+
+
+def when_silence(trigger: Trigger, context: Context) -> list[Candidate]:
+    """The latest activity (re)sets the one silence timer to activity + T."""
+    node = trigger.when.get("event") or ACTIVITY
+    active = _matching(node, context.events)
+    if active:
+        silence_move(trigger, context.workspace_key, active[-1])
+    return []
+
+
+def silence_move(trigger: Trigger, workspace_key: str, last: Seen) -> None:
+    """Move the pending silence timer to `last` + T (never back), or create it."""
+    due = last.at + timedelta(seconds=trigger.when["for_seconds"])
+    data = {"last_event_id": last.id, "last_activity_at": last.at.isoformat()}
+    pending = Timer.objects.filter(
+        trigger=trigger, workspace_key=workspace_key, kind=Timer.Kind.SILENCE, status=Timer.Status.PENDING
+    )
+    if pending.filter(due_at__lt=due).update(due_at=due, occurrence=f"silence:{last.id}", data=data):
+        return
+    if not pending.exists() and not _silence_already_past(trigger, workspace_key, last):
+        _timer_create(trigger, workspace_key, Timer.Kind.SILENCE, f"silence:{last.id}", due, data)
+        # a concurrent run may have made it first: move that one (a no-op when ours stands)
+        pending.filter(due_at__lt=due).update(due_at=due, occurrence=f"silence:{last.id}", data=data)
+
+
+def _silence_already_past(trigger: Trigger, workspace_key: str, last: Seen) -> bool:
+    """A late event older than the silence already fired starts no new silence (it would fire twice)."""
+    done = (
+        Timer.objects.filter(trigger=trigger, workspace_key=workspace_key, kind=Timer.Kind.SILENCE)
+        .exclude(status=Timer.Status.PENDING)
+        .order_by("-due_at")
+        .values_list("data", flat=True)
+        .first()
+    )
+    return done is not None and datetime.fromisoformat(done["last_activity_at"]) >= last.at
+
+
+def when_date(trigger: Trigger, context: Context) -> list[Candidate]:
+    """Keep one pending timer at (the workspace's date − N days); a changed or cleared date moves it."""
+    date_timer_sync(trigger, context.workspace, context.now)
+    return []
+
+
+def date_timer_sync(trigger: Trigger, workspace: Workspace | None, now: datetime) -> None:
+    """Set the date timer for the workspace's current date, cancelling one set for an earlier value."""
+    if workspace is None:
+        return
+    field, days = trigger.when["field"], trigger.when["days_before"]
+    value = date_value(workspace, field)
+    occurrence = f"{field}:{value.isoformat()}:{days}" if value is not None else ""
+    pending = Timer.objects.filter(
+        trigger=trigger, workspace_key=workspace.workspace_id, kind=Timer.Kind.DATE, status=Timer.Status.PENDING
+    )
+    pending.exclude(occurrence=occurrence).update(
+        status=Timer.Status.CANCELLED, outcome="the date changed", done_at=now
+    )
+    if value is None or value <= now:
+        return
+    due = max(value - timedelta(days=days), now)
+    _timer_create(trigger, workspace.workspace_id, Timer.Kind.DATE, occurrence, due,
+                  {"field": field, "date": value.isoformat(), "days_before": days})  # fmt: skip
+
+
+def date_value(workspace: Workspace, field: str) -> datetime | None:
+    """The date a date trigger watches, when it still applies (a trial's expiry only while in trial)."""
+    if field == "trial_expires_at" and workspace.status != Workspace.Status.TRIAL:
+        return None
+    return getattr(workspace, field)
+
+
+def _timer_create(
+    trigger: Trigger,
+    workspace_key: str,
+    kind: str,
+    occurrence: str,
+    due_at: datetime,
+    data: dict[str, Any],
+    *,
+    user_email: str = "",
+) -> None:
+    """Create a timer once (a repeat of the same occurrence, or a concurrent one, finds it made)."""
+    try:
+        with transaction.atomic():
+            Timer.objects.get_or_create(
+                trigger=trigger, workspace_key=workspace_key, kind=kind, occurrence=occurrence,
+                defaults={"due_at": due_at, "data": {**data, "user_email": user_email}},
+            )  # fmt: skip
+    except IntegrityError:
+        pass  # another worker made the pending silence timer of this workspace first: it moves that one
+
+
+WHEN: dict[str, Callable[[Trigger, Context], list[Candidate]]] = {
+    "event": when_event,
+    "count": when_count,
+    "stall": when_stall,
+    "silence": when_silence,
+    "cohort": when_cohort,
+    "stage": when_stage,
+    "date": when_date,
+}

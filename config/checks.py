@@ -245,3 +245,62 @@ def check_ops(app_configs, **kwargs) -> list:
             )
         )
     return errors
+
+
+def _inapp_warnings() -> list:
+    """The in-app channel (CONTRACT §9) is optional: whatever is wrong turns it off and warns."""
+    from messaging.inapp import inapp_url_problem
+
+    url, secret = settings.PRODUCT_WEBHOOK_URL, settings.PRODUCT_WEBHOOK_SECRET
+    ignored = settings.OPTIONAL_SECRETS_IGNORED.get("PRODUCT_WEBHOOK_SECRET")
+    if ignored:
+        return [
+            Warning(
+                f"PRODUCT_WEBHOOK_SECRET: {ignored}; it counts as unset: the in-app channel is off.",
+                hint="Use the whsec_ key the product verifies with: whsec_ and 24-64 random bytes, base64.",
+                id="lifecycle.W070",
+            )
+        ]
+    if url and (problem := inapp_url_problem(url)):
+        return [Warning(f"{problem}: the in-app channel refuses every message.", id="lifecycle.W071")]
+    if bool(url) != bool(secret):
+        missing = "PRODUCT_WEBHOOK_SECRET" if url else "PRODUCT_WEBHOOK_URL"
+        return [Warning(f"{missing} is not set: the in-app channel is off.", id="lifecycle.W072")]
+    return []
+
+
+def _zendesk_warnings() -> list:
+    """The ticket channel (CONTRACT §9) is optional too: a partial or refused setup warns, never stops."""
+    from messaging.zendesk import zendesk_url_problem
+
+    values = {name: getattr(settings, name) for name in ("ZENDESK_URL", "ZENDESK_EMAIL", "ZENDESK_API_TOKEN")}
+    if not any(values.values()):
+        return []
+    missing = [name for name, value in values.items() if not value]
+    if missing:
+        return [Warning(f"{', '.join(missing)} not set: the ticket channel is off.", id="lifecycle.W073")]
+    if problem := zendesk_url_problem(values["ZENDESK_URL"]):
+        return [Warning(f"{problem}: the ticket channel refuses every ticket.", id="lifecycle.W074")]
+    return []
+
+
+@register()
+def check_behaviour_channels(app_configs, **kwargs) -> list:
+    """In-app and ticket channels: warnings for what turns them off; errors only for timeouts that break every call."""
+    errors = _inapp_warnings() + _zendesk_warnings()
+    timeouts = (
+        "PRODUCT_WEBHOOK_CONNECT_TIMEOUT_SECONDS",
+        "PRODUCT_WEBHOOK_TIMEOUT_SECONDS",
+        "ZENDESK_CONNECT_TIMEOUT_SECONDS",
+        "ZENDESK_TIMEOUT_SECONDS",
+    )
+    for name in timeouts:
+        if not 0 < getattr(settings, name) <= 120:
+            errors.append(
+                Error(
+                    f"{name}={getattr(settings, name):g} is not between 0 and 120 seconds.",
+                    hint="Use a few seconds to connect and 10-30 s to answer (defaults 5 and 10-15).",
+                    id="lifecycle.E075",
+                )
+            )
+    return errors

@@ -16,7 +16,7 @@ import environ
 from django.core.exceptions import ImproperlyConfigured
 
 from config.devenv import DEMO_DIR, running_demo_env
-from config.optional_secrets import optional_secret
+from config.optional_secrets import optional_secret, whsec_problem
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -372,6 +372,26 @@ ALERT_ADMIN_EMAILS = env.list("ALERT_ADMIN_EMAILS", default=[])
 REPORTING_CURRENCY = env.str("REPORTING_CURRENCY", default="USD").strip().upper()
 if not (len(REPORTING_CURRENCY) == 3 and REPORTING_CURRENCY.isascii() and REPORTING_CURRENCY.isalpha()):
     raise ImproperlyConfigured(f"REPORTING_CURRENCY must be a three-letter ISO 4217 code, not {REPORTING_CURRENCY!r}")
+
+# --- Behaviour channels (CONTRACT §1, §9) ----------------------------------------------------------
+# In-app messages: a Standard Webhooks-signed POST to the product. Without both the channel is off; a
+# secret that is not a usable whsec_ key counts as none (manage.py check warns, lifecycle.W070).
+PRODUCT_WEBHOOK_URL = env.str("PRODUCT_WEBHOOK_URL", default="").strip()
+PRODUCT_WEBHOOK_SECRET = env.str("PRODUCT_WEBHOOK_SECRET", default="").strip()
+if PRODUCT_WEBHOOK_SECRET and (_problem := whsec_problem(PRODUCT_WEBHOOK_SECRET)):
+    OPTIONAL_SECRETS_IGNORED["PRODUCT_WEBHOOK_SECRET"] = _problem
+    PRODUCT_WEBHOOK_SECRET = ""
+# Loopback product URLs (a local stand-in) are refused unless this is on; https elsewhere always passes.
+PRODUCT_WEBHOOK_ALLOW_LOOPBACK = env.bool("PRODUCT_WEBHOOK_ALLOW_LOOPBACK", default=DEBUG)
+PRODUCT_WEBHOOK_CONNECT_TIMEOUT_SECONDS = env.float("PRODUCT_WEBHOOK_CONNECT_TIMEOUT_SECONDS", default=5.0)
+PRODUCT_WEBHOOK_TIMEOUT_SECONDS = env.float("PRODUCT_WEBHOOK_TIMEOUT_SECONDS", default=10.0)
+# Support tickets: the Zendesk Tickets API with an API token; off unless all three are set.
+ZENDESK_URL = env.str("ZENDESK_URL", default="").strip().rstrip("/")
+ZENDESK_EMAIL = env.str("ZENDESK_EMAIL", default="").strip()
+ZENDESK_API_TOKEN = env.str("ZENDESK_API_TOKEN", default="").strip()
+ZENDESK_ALLOW_LOOPBACK = env.bool("ZENDESK_ALLOW_LOOPBACK", default=DEBUG)
+ZENDESK_CONNECT_TIMEOUT_SECONDS = env.float("ZENDESK_CONNECT_TIMEOUT_SECONDS", default=5.0)
+ZENDESK_TIMEOUT_SECONDS = env.float("ZENDESK_TIMEOUT_SECONDS", default=15.0)
 
 # --- Usage profile (usage/metrics.py, docs/metrics.md) -------------------------------------------
 # On: each usage batch re-evaluates its workspaces' profiles, cohorts and stages in the same transaction,

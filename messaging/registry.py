@@ -23,6 +23,9 @@ class Message:
     html: str = ""
     blocks: list[dict[str, Any]] = field(default_factory=list)  # Slack Block Kit
     key: str = ""  # stable per message (idempotency key where the channel takes one)
+    # Structured facts a channel sends as fields rather than prose (in-app: workspace_id, trigger,
+    # firing_id, cta_url); optional, so email and Slack messages never set it.
+    data: dict[str, Any] = field(default_factory=dict)
 
 
 class TransportError(Exception):

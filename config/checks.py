@@ -12,6 +12,8 @@ from django.conf import settings
 from django.core.checks import Error, Warning, register
 
 from config.optional_secrets import secret_problem, whsec_problem
+from messaging.inapp import inapp_url_problem
+from messaging.zendesk import zendesk_url_problem
 
 __all__ = ["whsec_problem"]
 
@@ -249,8 +251,6 @@ def check_ops(app_configs, **kwargs) -> list:
 
 def _inapp_warnings() -> list:
     """The in-app channel (CONTRACT §9) is optional: whatever is wrong turns it off and warns."""
-    from messaging.inapp import inapp_url_problem
-
     url, secret = settings.PRODUCT_WEBHOOK_URL, settings.PRODUCT_WEBHOOK_SECRET
     ignored = settings.OPTIONAL_SECRETS_IGNORED.get("PRODUCT_WEBHOOK_SECRET")
     if ignored:
@@ -271,8 +271,6 @@ def _inapp_warnings() -> list:
 
 def _zendesk_warnings() -> list:
     """The ticket channel (CONTRACT §9) is optional too: a partial or refused setup warns, never stops."""
-    from messaging.zendesk import zendesk_url_problem
-
     values = {name: getattr(settings, name) for name in ("ZENDESK_URL", "ZENDESK_EMAIL", "ZENDESK_API_TOKEN")}
     if not any(values.values()):
         return []

@@ -1,20 +1,22 @@
 """The support-ticket transport (CONTRACT §9), the one module that imports zenpy (the Zendesk client).
 
 Why zenpy: on PyPI it is maintained (2.0.57, February 2026, after a long run of releases) and resolves
-with our dependencies (it adds only cachetools, pytz and six). Three of its habits are set aside here:
+with our dependencies (it adds only cachetools, pytz and six). Four of its habits are set aside here:
 - it builds every address as `https://{subdomain}.{domain}`: ZENDESK_URL's host is split at its first
   dot into the two (a port stays with the domain), which is also how a local stand-in on 127.0.0.1 is
   reached; the process-wide ZENPY_FORCE_NETLOC override is not used;
 - on 429 it would sleep in the worker for Retry-After: a zero `ratelimit_budget` makes it raise at once,
   and the caller's one backoff rule decides when to try again;
-- it caches objects: the cache is off, because deduplication reads a ticket's current status.
+- it caches objects: the cache is off, because deduplication reads a ticket's current status;
 - it puts query values into URLs unquoted: the external_id searched for is quoted here.
 Its requests.Session follows no redirect (`max_redirects = 0`) and every call has a timeout.
 
 One escalation, one open ticket: the ticket's `external_id` is the message key (the escalation key).
 A second send finds the open ticket by it (`GET /api/v2/tickets.json?external_id=…`) and adds a private
 comment; once that ticket is solved or closed, the next send opens a new one. A retry after a lost
-answer therefore updates the ticket it created instead of opening a second one.
+answer therefore updates the ticket it created instead of opening a second one. Two sends of the same
+escalation at the same moment could both find none and open two: the caller sends one escalation from
+one worker at a time (Zendesk has no unique external_id to let the desk decide).
 """
 
 from __future__ import annotations

@@ -31,7 +31,8 @@ def test_the_higher_priority_trigger_wins_the_last_slot_and_the_loser_says_why(s
     firings = started("ws_c")
 
     by_key = {f.trigger.key: f for f in firings}
-    assert (by_key["high"].status, by_key["low"].status, by_key["low"].reason) == ("fired", "suppressed", "cap_workspace")
+    high, low = by_key["high"], by_key["low"]
+    assert (high.status, low.status, low.reason) == ("fired", "suppressed", "cap_workspace")
     assert by_key["low"].explanation["caps"] == [{"cap": "workspace", "limit": 1, "window_seconds": 86400, "used": 1}]
     assert by_key["low"].explanation["why_not"] == "The workspace cap across triggers"
     assert firing_planned_actions(by_key["low"]) == []

@@ -65,7 +65,8 @@ def test_the_model_raises_errors_by_field_for_the_admin_form():
         trigger_save(trigger=trigger)
 
     assert set(raised.value.message_dict) == {"when", "actions"}
-    assert raised.value.message_dict["when"] == ["when.for_seconds: Expected whole seconds from 1 to 31622400 (a year)."]
+    [message] = raised.value.message_dict["when"]
+    assert message == "when.for_seconds: Expected whole seconds from 1 to 31622400 (a year)."
     assert not Trigger.objects.exists()
 
 

@@ -139,7 +139,7 @@ def ticket_escalate(*, client: Zenpy, escalation_key: str, subject: str, context
 class ZendeskTransport(Transport):
     """Escalates to the support desk: `key` is the escalation, `text` the behavioural context."""
 
-    kind = "zendesk"
+    kind = "ticket"  # the ticket channel (CONTRACT §1, §9); Zendesk is its one desk today
     label = "Support ticket"
 
     def off_reason(self) -> str | None:

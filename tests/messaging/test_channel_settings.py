@@ -94,7 +94,7 @@ def test_channel_settings_are_read_from_the_environment() -> None:
     )
     code = (
         "from django.conf import settings as s; from messaging.registry import transport_for as t; "
-        "print(s.PRODUCT_WEBHOOK_TIMEOUT_SECONDS, s.ZENDESK_URL, t('in_app').off_reason(), t('zendesk').off_reason())"
+        "print(s.PRODUCT_WEBHOOK_TIMEOUT_SECONDS, s.ZENDESK_URL, t('in_app').off_reason(), t('ticket').off_reason())"
     )
 
     result = run_manage("shell", "-v", "0", "-c", code, env=env)

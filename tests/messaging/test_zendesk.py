@@ -19,7 +19,7 @@ def escalation(key: str = "escalation:ws_1:at_risk", text: str = CONTEXT) -> Mes
 
 def test_an_escalation_opens_a_ticket_with_the_behavioural_context(zendesk: ZendeskEmulator) -> None:
     # when
-    transport_for("zendesk").send(escalation())
+    transport_for("ticket").send(escalation())
 
     # then
     (ticket,) = zendesk.desk.tickets.values()
@@ -33,10 +33,10 @@ def test_an_escalation_opens_a_ticket_with_the_behavioural_context(zendesk: Zend
 
 def test_the_same_escalation_updates_its_open_ticket(zendesk: ZendeskEmulator) -> None:
     # given
-    transport_for("zendesk").send(escalation())
+    transport_for("ticket").send(escalation())
 
     # when
-    transport_for("zendesk").send(escalation(text="Still declining: 1 session this week."))
+    transport_for("ticket").send(escalation(text="Still declining: 1 session this week."))
 
     # then
     (ticket,) = zendesk.desk.tickets.values()
@@ -46,11 +46,11 @@ def test_the_same_escalation_updates_its_open_ticket(zendesk: ZendeskEmulator) -
 
 def test_after_the_ticket_is_solved_a_new_one_is_opened(zendesk: ZendeskEmulator) -> None:
     # given
-    transport_for("zendesk").send(escalation())
+    transport_for("ticket").send(escalation())
     zendesk.desk.update(1, {"status": "solved"})
 
     # when
-    transport_for("zendesk").send(escalation(text="Declining again."))
+    transport_for("ticket").send(escalation(text="Declining again."))
 
     # then
     tickets = zendesk.desk.with_external_id("escalation:ws_1:at_risk")
@@ -62,8 +62,8 @@ def test_after_the_ticket_is_solved_a_new_one_is_opened(zendesk: ZendeskEmulator
 def test_a_key_with_reserved_characters_still_finds_its_ticket(zendesk: ZendeskEmulator) -> None:
     key = "escalation:ws 1&status=solved#x"
 
-    transport_for("zendesk").send(escalation(key=key))
-    transport_for("zendesk").send(escalation(key=key))
+    transport_for("ticket").send(escalation(key=key))
+    transport_for("ticket").send(escalation(key=key))
 
     (ticket,) = zendesk.desk.tickets.values()
     assert ticket["external_id"] == key
@@ -71,8 +71,8 @@ def test_a_key_with_reserved_characters_still_finds_its_ticket(zendesk: ZendeskE
 
 
 def test_another_escalation_gets_its_own_ticket(zendesk: ZendeskEmulator) -> None:
-    transport_for("zendesk").send(escalation(key="escalation:ws_1:at_risk"))
-    transport_for("zendesk").send(escalation(key="escalation:ws_2:at_risk"))
+    transport_for("ticket").send(escalation(key="escalation:ws_1:at_risk"))
+    transport_for("ticket").send(escalation(key="escalation:ws_2:at_risk"))
 
     assert sorted(t["external_id"] for t in zendesk.desk.tickets.values()) == [
         "escalation:ws_1:at_risk",
@@ -86,7 +86,7 @@ def test_a_wrong_token_is_not_retryable_and_says_what_to_check(settings, zendesk
 
     # when
     with pytest.raises(ZendeskError) as refused:
-        transport_for("zendesk").send(escalation())
+        transport_for("ticket").send(escalation())
 
     # then
     assert not refused.value.retryable
@@ -102,7 +102,7 @@ def test_server_errors_and_rate_limits_are_retryable_other_4xx_not(zendesk, stat
 
     # when
     with pytest.raises(ZendeskError) as failed:
-        transport_for("zendesk").send(escalation())
+        transport_for("ticket").send(escalation())
 
     # then
     assert failed.value.retryable is retryable
@@ -115,7 +115,7 @@ def test_a_rate_limit_does_not_sleep_in_the_worker(zendesk: ZendeskEmulator) -> 
 
     # when
     with pytest.raises(ZendeskError, match="429") as failed:
-        transport_for("zendesk").send(escalation())
+        transport_for("ticket").send(escalation())
 
     # then: one call, no second attempt after a wait
     assert failed.value.retryable
@@ -124,20 +124,20 @@ def test_a_rate_limit_does_not_sleep_in_the_worker(zendesk: ZendeskEmulator) -> 
 
 def test_a_lost_answer_then_retry_updates_the_ticket_it_created(zendesk: ZendeskEmulator) -> None:
     # given: the create went through, then the retry arrives (as after a timeout on the answer)
-    transport_for("zendesk").send(escalation())
+    transport_for("ticket").send(escalation())
 
     # when
-    transport_for("zendesk").send(escalation())
+    transport_for("ticket").send(escalation())
 
     # then
     assert len(zendesk.desk.tickets) == 1
 
 
 def test_a_closed_ticket_is_not_updated_a_new_one_is_opened(zendesk: ZendeskEmulator) -> None:
-    transport_for("zendesk").send(escalation())
+    transport_for("ticket").send(escalation())
     zendesk.desk.update(1, {"status": "closed"})
 
-    transport_for("zendesk").send(escalation())
+    transport_for("ticket").send(escalation())
 
     assert [t["status"] for t in zendesk.desk.tickets.values()] == ["closed", "new"]
 
@@ -154,7 +154,7 @@ def test_a_timeout_is_retryable(settings) -> None:
 
         # when
         with pytest.raises(ZendeskError) as failed:
-            transport_for("zendesk").send(escalation())
+            transport_for("ticket").send(escalation())
 
     # then
     assert failed.value.retryable
@@ -173,7 +173,7 @@ def test_addresses_outside_the_allowlist_are_refused(settings, url: str, reason:
     settings.ZENDESK_URL, settings.ZENDESK_EMAIL, settings.ZENDESK_API_TOKEN = url, "a@b.example", "t" * 40
 
     with pytest.raises(ZendeskError) as refused:
-        transport_for("zendesk").send(escalation())
+        transport_for("ticket").send(escalation())
 
     assert not refused.value.retryable
     assert reason in str(refused.value)
@@ -183,22 +183,22 @@ def test_loopback_needs_the_explicit_setting(settings, zendesk: ZendeskEmulator)
     settings.ZENDESK_ALLOW_LOOPBACK = False
 
     with pytest.raises(ZendeskError, match="ZENDESK_ALLOW_LOOPBACK"):
-        transport_for("zendesk").send(escalation())
+        transport_for("ticket").send(escalation())
 
     assert zendesk.desk.calls == []
 
 
 @pytest.mark.parametrize("unset", ["ZENDESK_URL", "ZENDESK_EMAIL", "ZENDESK_API_TOKEN"])
 def test_the_channel_is_off_when_a_setting_is_unset(settings, zendesk: ZendeskEmulator, unset: str) -> None:
-    assert transport_for("zendesk").off_reason() is None
+    assert transport_for("ticket").off_reason() is None
 
     setattr(settings, unset, "")
 
-    assert transport_for("zendesk").off_reason() == ZENDESK_OFF
+    assert transport_for("ticket").off_reason() == ZENDESK_OFF
 
 
 def test_a_message_without_an_escalation_key_is_refused(zendesk: ZendeskEmulator) -> None:
     with pytest.raises(ZendeskError, match="escalation key"):
-        transport_for("zendesk").send(escalation(key=""))
+        transport_for("ticket").send(escalation(key=""))
 
     assert zendesk.desk.calls == []

@@ -39,6 +39,8 @@ DATE_FIELDS = ("trial_expires_at", "renews_at")
 #: What "activity" means when a silence or a follow-up names no filter: any usage of the product.
 ACTIVITY = {"type": "usage.recorded"}
 MAX_SECONDS = 366 * 86400
+AUDIENCES = ("user", "owner_rep", "csm", "team")
+REENTRY = ("every_time", "once")
 
 Errors = dict[str, list[str]]
 
@@ -266,7 +268,9 @@ def follow_up_errors(follow_up: Any, channels: tuple[str, ...] | None, types: fr
         errors.update(actions_errors(follow_up["escalate"], "follow_up.escalate", channels))
     if "activity" in follow_up:
         errors.update(filter_errors(follow_up["activity"], "follow_up.activity", types))
-    extra = sorted(set(follow_up) - {"goal", "within_seconds", "escalate", "activity"})
+    if follow_up.get("escalate_to", "owner_rep") not in AUDIENCES:
+        _add(errors, "follow_up.escalate_to", f"Expected one of {', '.join(AUDIENCES)}.")
+    extra = sorted(set(follow_up) - {"goal", "within_seconds", "escalate", "activity", "escalate_to"})
     if extra:
         _add(errors, "follow_up", f"Unexpected key(s): {', '.join(extra)}.")
     return errors
@@ -294,11 +298,28 @@ def trigger_errors(
     errors.update(when_errors(document.get("when"), event_types=event_types))
     errors.update(actions_errors(document.get("actions"), "actions", channels))
     errors.update(follow_up_errors(document.get("follow_up"), channels, event_types))
-    if document.get("audience") == "team" and not document.get("team"):
+    if document.get("audience", "user") not in AUDIENCES:
+        errors["audience"] = [f"Expected one of {', '.join(AUDIENCES)}."]
+    elif document.get("audience") == "team" and not document.get("team"):
         errors["team"] = ["Name the team the firing goes to."]
     cap = document.get("cap_seconds")
     if cap is not None:
         _seconds(errors, "cap_seconds", cap)
+    errors.update(_setting_errors(document))
+    return errors
+
+
+def _setting_errors(document: Mapping[str, Any]) -> Errors:
+    """The plain settings: flags, a whole-number priority, a known re-entry rule."""
+    errors: Errors = {}
+    for name in ("enabled", "transactional"):
+        if not isinstance(document.get(name, False), bool):
+            errors[name] = ["Expected true or false."]
+    priority = document.get("priority", 0)
+    if not (isinstance(priority, int) and not isinstance(priority, bool) and -1000 <= priority <= 1000):
+        errors["priority"] = ["Expected a whole number from -1000 to 1000."]
+    if document.get("reentry", "every_time") not in REENTRY:
+        errors["reentry"] = [f"Expected one of {', '.join(REENTRY)}."]
     return errors
 
 

@@ -103,9 +103,10 @@ class Desk:
                 raise DeskError(404, {"error": "RecordNotFound", "description": "Not found"})
             return dict(self.tickets[ticket_id])
 
-    def with_external_id(self, external_id: str) -> list[dict[str, Any]]:
+    def with_external_id(self, external_id: str | None = None) -> list[dict[str, Any]]:
+        """Tickets with this external_id, or every ticket when None."""
         with self.lock:
-            return [dict(t) for t in self.tickets.values() if t["external_id"] == external_id]
+            return [dict(t) for t in self.tickets.values() if external_id is None or t["external_id"] == external_id]
 
 
 def _comment(fields: dict[str, Any]) -> dict[str, Any] | None:
@@ -168,8 +169,8 @@ class _Handler(BaseHTTPRequestHandler):
             ticket = desk.create(_ticket_fields(body))
             return 201, {"ticket": ticket, "audit": _audit(ticket)}
         if split.path == TICKETS and method == "GET":
-            external_id = (parse_qs(split.query).get("external_id") or [""])[0]
-            tickets = desk.with_external_id(external_id) if external_id else list(desk.tickets.values())
+            external_id = (parse_qs(split.query).get("external_id") or [None])[0]
+            tickets = desk.with_external_id(external_id)
             page = {"tickets": tickets, "count": len(tickets), "next_page": None, "previous_page": None}
             return 200, page | {"meta": {"has_more": False}, "links": {"next": None, "prev": None}}
         if match := TICKET_RE.fullmatch(split.path):

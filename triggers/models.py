@@ -172,6 +172,8 @@ class Timer(models.Model):
     data = models.JSONField(default=dict, help_text="What it was set from (start event, last activity, date).")
     firing = models.ForeignKey(Firing, null=True, blank=True, on_delete=models.CASCADE, related_name="timers")
     outcome = models.CharField(max_length=255, blank=True, help_text="What the sweep or an event did with it.")
+    attempts = models.PositiveIntegerField(default=0, help_text="Sweeps that failed on it (each backs it off).")
+    last_error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     done_at = models.DateTimeField(null=True, blank=True)
 

@@ -16,6 +16,8 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
+from failures.retry import backoff
+from failures.services import error_record
 from triggers.decide import Candidate, firings_decide, follow_up_start
 from triggers.models import Firing, Timer
 from triggers.spec import ACTIVITY, data_at, filter_matches
@@ -42,12 +44,32 @@ def timers_fire_due(*, now: datetime | None = None, limit: int = 200) -> list[Fi
         }
         candidates = []
         for timer in timers:
-            outcome, candidate = HANDLERS[timer.kind](timer, workspaces.get(timer.workspace_key), now)
+            candidate = _handle(timer, workspaces.get(timer.workspace_key), now)
             if candidate is not None:
                 candidates.append(candidate)
+        # decided together, so timers due at once for one workspace or person respect the priorities
+        return firings_decide(candidates, workspaces=workspaces, now=now)
+
+
+def _handle(timer: Timer, workspace: Workspace | None, now: datetime) -> Candidate | None:
+    """Run one timer's handler in a savepoint: a timer that fails is backed off and recorded, and the
+    others in the batch go on (one bad row cannot stall the sweep). The error ledger has no "triggers"
+    source yet (failures/models.py), so it is recorded under processing, which the sweep is part of."""
+    try:
+        with transaction.atomic():
+            outcome, candidate = HANDLERS[timer.kind](timer, workspace, now)
             if timer.status == Timer.Status.PENDING and timer.due_at <= now:
                 Timer.objects.filter(pk=timer.pk).update(status=Timer.Status.DONE, outcome=outcome, done_at=now)
-        return firings_decide(candidates, workspaces=workspaces, now=now)
+            return candidate
+    except Exception as exc:  # any failure of one timer is recorded on it, not raised
+        attempts = timer.attempts + 1
+        Timer.objects.filter(pk=timer.pk).update(
+            attempts=attempts, last_error=f"{type(exc).__name__}: {exc}"[:2000],
+            due_at=now + backoff(attempts, base=60, cap=6 * 3600, spread=0.5),
+        )  # fmt: skip
+        error_record(source="processing", kind=f"trigger timer {timer.kind}: {type(exc).__name__}", message=str(exc),
+                     obj=timer, workspace_key=timer.workspace_key, now=now)  # fmt: skip
+        return None
 
 
 def _claim(now: datetime, limit: int) -> list[Timer]:

@@ -114,8 +114,12 @@ def when_event(trigger: Trigger, context: Context) -> list[Candidate]:
 
 
 def when_count(trigger: Trigger, context: Context) -> list[Candidate]:
-    """N matching events within W seconds, counted from the events (to the second), anew after each firing:
-    the occurrence is the event that brought the count to N."""
+    """N matching events within W seconds, counted from the events (to the second), anew after each firing.
+
+    Every window that holds a new event is checked, ending at a new event or at a later one already
+    stored (a late event can complete a window that ends after it); the occurrence is the event that
+    ends the first window holding N, so two evaluations of the same events name the same one.
+    """
     when, node = trigger.when, trigger.when["event"]
     new = _matching(node, context.events)
     if not new:
@@ -123,18 +127,19 @@ def when_count(trigger: Trigger, context: Context) -> list[Candidate]:
     window = timedelta(seconds=when["within_seconds"])
     reset = _count_reset(trigger, context.workspace_key)
     after = max(new[0].at - window, reset[0]) if reset else new[0].at - window
-    history = seen_between(context.workspace_key, node, after - timedelta(microseconds=1), new[-1].at)
-    candidates = []
-    for event in new:
-        counted = [
-            seen for seen in history
-            if seen.at > event.at - window and (seen.at, seen.id) <= (event.at, event.id)
-            and (reset is None or (seen.at, seen.id) > reset)
-        ]  # fmt: skip
-        if len(counted) < when["count"]:
-            continue
-        reset = (event.at, event.id)
-        candidates.append(_count_candidate(trigger, context, event, counted, window))
+    history = seen_between(context.workspace_key, node, after - timedelta(microseconds=1), new[-1].at + window)
+    new_ids = {event.id for event in new}
+    candidates, start = [], 0
+    for index, end in enumerate(history):
+        while start <= index and (
+            history[start].at <= end.at - window
+            or (reset is not None and (history[start].at, history[start].id) <= reset)
+        ):
+            start += 1
+        counted = history[start : index + 1]
+        if len(counted) >= when["count"] and new_ids.intersection(seen.id for seen in counted):
+            candidates.append(_count_candidate(trigger, context, end, counted, window))
+            reset, start = (end.at, end.id), index + 1
     return candidates
 
 

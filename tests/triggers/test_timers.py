@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 
+from failures.models import ErrorKind
 from tests.factories import WorkspaceFactory
 from tests.triggers.conftest import T0, make_trigger, usage
 from triggers import timers
@@ -33,12 +34,12 @@ def test_a_sweep_killed_halfway_leaves_every_timer_due(quiet_workspaces, monkeyp
     def dies_on_the_second(timer, workspace, now):
         calls.append(timer.pk)
         if len(calls) == 2:
-            raise RuntimeError("worker killed")
+            raise SystemExit("worker killed")  # not an error of the timer: the process goes
         return real(timer, workspace, now)
 
     real = timers.HANDLERS[Timer.Kind.SILENCE]
     monkeypatch.setitem(timers.HANDLERS, Timer.Kind.SILENCE, dies_on_the_second)
-    with pytest.raises(RuntimeError):
+    with pytest.raises(SystemExit):
         timers_fire_due(now=T0 + timedelta(hours=2))
     monkeypatch.setitem(timers.HANDLERS, Timer.Kind.SILENCE, real)
 
@@ -46,6 +47,27 @@ def test_a_sweep_killed_halfway_leaves_every_timer_due(quiet_workspaces, monkeyp
     assert Timer.objects.filter(status="pending").count() == 3
     assert len(timers_fire_due(now=T0 + timedelta(hours=2))) == 3
     assert timers_fire_due(now=T0 + timedelta(hours=3)) == []
+
+
+def test_a_timer_that_fails_is_backed_off_and_recorded_and_the_others_fire(quiet_workspaces, monkeypatch):
+    real = timers.HANDLERS[Timer.Kind.SILENCE]
+
+    def fails_for_one(timer, workspace, now):
+        if timer.workspace_key == "ws_k1":
+            raise ValueError("bad data")
+        return real(timer, workspace, now)
+
+    monkeypatch.setitem(timers.HANDLERS, Timer.Kind.SILENCE, fails_for_one)
+    now = T0 + timedelta(hours=2)
+
+    fired = timers_fire_due(now=now)
+
+    assert sorted(f.workspace_key for f in fired) == ["ws_k0", "ws_k2"]
+    failed = Timer.objects.get(workspace_key="ws_k1")
+    assert (failed.status, failed.attempts, failed.last_error) == ("pending", 1, "ValueError: bad data")
+    assert now + timedelta(seconds=30) <= failed.due_at <= now + timedelta(seconds=60)
+    assert ErrorKind.objects.filter(source="processing", kind="trigger timer silence: ValueError").exists()
+    assert timers_fire_due(now=now) == []  # backed off: not due again at once
 
 
 def test_the_sweep_takes_the_earliest_due_first_and_at_most_its_limit(quiet_workspaces):

@@ -63,7 +63,7 @@ def test_n_events_within_a_window_count_to_the_second(ws):
     }  # fmt: skip
 
 
-def test_a_count_starts_anew_after_it_fired(ws):
+def test_a_count_starts_anew_after_it_fired_however_the_runs_split_the_events(ws):
     make_trigger("burst", {"kind": "count", "event": EXPORT, "count": 2, "within_seconds": 600})
     events = [usage("ws_t", T0 + timedelta(seconds=10 * i), "export", outcome="error") for i in range(5)]
 
@@ -71,7 +71,22 @@ def test_a_count_starts_anew_after_it_fired(ws):
     second = evaluate(events[3:], now=T0 + minutes(1))
 
     assert [f.occurrence for f in first + second] == [f"count:{events[1].pk}", f"count:{events[3].pk}"]
-    assert second[0].explanation["event_ids"] == [events[2].pk, events[3].pk]
+    assert Firing.objects.get(occurrence=f"count:{events[3].pk}").explanation["event_ids"] == [
+        events[2].pk, events[3].pk
+    ]  # fmt: skip
+    assert evaluate(events, now=T0 + minutes(2)) == []  # a replay of them all adds nothing
+
+
+def test_a_late_event_completes_a_window_that_ends_after_it(ws):
+    make_trigger("burst", {"kind": "count", "event": EXPORT, "count": 3, "within_seconds": 60})
+    first, third = (usage("ws_t", T0 + timedelta(seconds=s), "export", outcome="error") for s in (0, 20))
+    assert evaluate([first, third]) == []
+
+    late = usage("ws_t", T0 + timedelta(seconds=10), "export", outcome="error")  # sent before, arrived after
+    [firing] = evaluate([late], now=T0 + minutes(1))
+
+    assert firing.occurrence == f"count:{third.pk}"
+    assert firing.explanation["event_ids"] == [first.pk, late.pk, third.pk]
 
 
 def test_a_stall_fires_when_the_step_is_not_finished_in_time(ws):

@@ -15,7 +15,7 @@ from typing import Any
 from django.db import transaction
 
 from triggers.models import Trigger
-from triggers.services import trigger_save
+from triggers.services import date_timers_sync, trigger_save
 from triggers.spec import trigger_errors
 
 FORMAT = 1
@@ -81,6 +81,8 @@ def triggers_load(document: dict[str, Any], *, dry_run: bool = False) -> LoadRep
     with transaction.atomic():
         for item in document.get("triggers", []):
             _load_one(DEFAULTS | item, report)
+        if not dry_run:
+            _dates_sync(report)
         if dry_run:
             transaction.set_rollback(True)
     return report
@@ -105,6 +107,14 @@ def _load_one(item: dict[str, Any], report: LoadReport) -> None:
         report.new_versions.append(f"{label} (now v{trigger.version})")
     else:
         report.updated.append(label)
+
+
+def _dates_sync(report: LoadReport) -> None:
+    """Date triggers created or changed by this load set their timers for every workspace now."""
+    keys = [label.split()[1] for label in (*report.created, *report.new_versions)]
+    for trigger in Trigger.objects.filter(key__in=keys, enabled=True):
+        if trigger.when.get("kind") == "date":
+            date_timers_sync(trigger=trigger)
 
 
 def triggers_dump() -> dict[str, Any]:

@@ -21,7 +21,7 @@ from events.models import Event
 from triggers.decide import Candidate, firings_decide
 from triggers.models import Firing, Trigger
 from triggers.timers import goals_reached
-from triggers.when import WHEN, Context, Seen
+from triggers.when import WHEN, Context, Seen, date_timer_sync
 from usage.services import Change
 from workspaces.models import Workspace
 
@@ -69,6 +69,25 @@ def trigger_save(*, trigger: Trigger) -> Trigger:
             trigger.version = stored.version
         trigger.save()
     return trigger
+
+
+def date_timers_sync(*, trigger: Trigger, now: datetime | None = None) -> int:
+    """Set a date trigger's timer for every workspace whose date lies ahead; how many were visited.
+
+    For a date trigger just created or changed: evaluations keep the timers in step, but a workspace
+    with no new events would otherwise wait for one. A workspace whose date no longer applies keeps no
+    live timer: the sweep re-reads the date before firing.
+    """
+    now = now or timezone.now()
+    field = trigger.when["field"]
+    rows = Workspace.objects.filter(**{f"{field}__gt": now}).order_by("pk")
+    if field == "trial_expires_at":
+        rows = rows.filter(status=Workspace.Status.TRIAL)
+    visited = 0
+    for workspace in rows.iterator(chunk_size=500):
+        date_timer_sync(trigger, workspace, now)
+        visited += 1
+    return visited
 
 
 def _behaviour(trigger: Trigger) -> dict[str, Any]:

@@ -10,6 +10,7 @@ a move, still cancels or moves the timer instead of firing it.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -29,13 +30,24 @@ from workspaces.models import Workspace
 Outcome = tuple[str, "Candidate | None"]  # (what happened to the timer, what would fire)
 
 
+@dataclass(frozen=True)
+class Sweep:
+    claimed: int
+    firings: list[Firing]
+
+
 def timers_fire_due(*, now: datetime | None = None, limit: int = 200) -> list[Firing]:
     """Fire (or cancel, or move) up to `limit` due timers; return the firings created."""
+    return timers_sweep(now=now, limit=limit).firings
+
+
+def timers_sweep(*, now: datetime | None = None, limit: int = 200) -> Sweep:
+    """One batch of the sweep in one transaction: how many timers it claimed, and the firings made."""
     now = now or timezone.now()
     with transaction.atomic():
         timers = _claim(now, limit)
         if not timers:
-            return []
+            return Sweep(0, [])
         workspaces = {
             ws.workspace_id: ws
             for ws in Workspace.objects.select_related("account__owner", "owner").filter(
@@ -48,7 +60,7 @@ def timers_fire_due(*, now: datetime | None = None, limit: int = 200) -> list[Fi
             if candidate is not None:
                 candidates.append(candidate)
         # decided together, so timers due at once for one workspace or person respect the priorities
-        return firings_decide(candidates, workspaces=workspaces, now=now)
+        return Sweep(len(timers), firings_decide(candidates, workspaces=workspaces, now=now))
 
 
 def _handle(timer: Timer, workspace: Workspace | None, now: datetime) -> Candidate | None:

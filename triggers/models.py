@@ -105,7 +105,8 @@ class Firing(models.Model):
         MISSED = "missed"
         ESCALATED = "escalated"
 
-    trigger = models.ForeignKey(Trigger, on_delete=models.CASCADE, related_name="firings")
+    # PROTECT: firings are the record of what was sent and why; a trigger that has fired is disabled, not deleted.
+    trigger = models.ForeignKey(Trigger, on_delete=models.PROTECT, related_name="firings")
     trigger_version = models.PositiveIntegerField()
     workspace_key = models.CharField(max_length=64)
     occurrence = models.CharField(max_length=128, help_text="What happened, stably named (event:42, stall:17, …).")

@@ -28,6 +28,8 @@ from usage.models import Profile
 from workspaces.models import Workspace
 
 Outcome = tuple[str, "Candidate | None"]  # (what happened to the timer, what would fire)
+#: A disabled trigger starts nothing new; what it already decided (a deferral, a follow-up) goes on.
+WAIT_FOR_AN_ENABLED_TRIGGER = (Timer.Kind.STALL, Timer.Kind.SILENCE, Timer.Kind.DATE)
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,11 @@ def _handle(timer: Timer, workspace: Workspace | None, now: datetime) -> Candida
     """Run one timer's handler in a savepoint: a timer that fails is backed off and recorded, and the
     others in the batch go on (one bad row cannot stall the sweep). The error ledger has no "triggers"
     source yet (failures/models.py), so it is recorded under processing, which the sweep is part of."""
+    if not timer.trigger.enabled and timer.kind in WAIT_FOR_AN_ENABLED_TRIGGER:
+        Timer.objects.filter(pk=timer.pk).update(
+            status=Timer.Status.CANCELLED, outcome="the trigger is disabled", done_at=now
+        )
+        return None
     try:
         with transaction.atomic():
             outcome, candidate = HANDLERS[timer.kind](timer, workspace, now)

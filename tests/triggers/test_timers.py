@@ -10,7 +10,7 @@ from failures.models import ErrorKind
 from tests.factories import WorkspaceFactory
 from tests.triggers.conftest import T0, make_trigger, usage
 from triggers import timers
-from triggers.models import Firing, Timer
+from triggers.models import Firing, Timer, Trigger
 from triggers.services import triggers_evaluate
 from triggers.timers import timers_fire_due
 
@@ -86,3 +86,10 @@ def test_a_late_event_older_than_a_fired_silence_starts_no_second_one(quiet_work
 
     assert timers_fire_due(now=T0 + timedelta(hours=3)) == []
     assert Firing.objects.filter(workspace_key="ws_k0").count() == 1
+
+
+def test_a_disabled_trigger_fires_no_timer_it_had_set(quiet_workspaces):
+    Trigger.objects.update(enabled=False)
+
+    assert timers_fire_due(now=T0 + timedelta(hours=2)) == []
+    assert set(Timer.objects.values_list("status", "outcome")) == {("cancelled", "the trigger is disabled")}

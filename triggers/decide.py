@@ -153,6 +153,7 @@ def _decide_one(candidate: Candidate, recipient: Recipient | None, now: datetime
     }
     if deferred_until is not None:
         explanation["quiet_hours"] = {"zone": recipient.zone, "until": deferred_until.isoformat()}
+        reason = Firing.Reason.QUIET_HOURS
     if reason:
         explanation["why_not"] = Firing.Reason(reason).label
     firing = _insert(candidate, recipient, status, reason, explanation, now)

@@ -166,10 +166,11 @@ def _release(timer: Timer, workspace: Workspace | None, now: datetime) -> Outcom
     firing = timer.firing
     if firing is None or firing.status != Firing.Status.DEFERRED:
         return "nothing deferred", None
-    explanation = {**firing.explanation, "released_at": now.isoformat()}
+    kept = {key: value for key, value in firing.explanation.items() if key != "why_not"}
+    explanation = {**kept, "released_at": now.isoformat()}
     actions = [{**action, "status": "planned"} for action in firing.actions]
     Firing.objects.filter(pk=firing.pk).update(
-        status=Firing.Status.FIRED, fired_at=now, explanation=explanation, actions=actions
+        status=Firing.Status.FIRED, reason="", fired_at=now, explanation=explanation, actions=actions
     )
     firing.status, firing.fired_at = Firing.Status.FIRED, now
     follow_up_start(firing, now)

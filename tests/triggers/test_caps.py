@@ -115,13 +115,15 @@ def test_quiet_hours_in_the_recipients_zone_defer_and_a_timer_releases(settings)
 
     [firing] = started("ws_q", evening_in_tokyo)
 
-    assert firing.status == "deferred" and firing_planned_actions(firing) == []
+    assert (firing.status, firing.reason) == ("deferred", "quiet_hours") and firing_planned_actions(firing) == []
+    assert firing.explanation["why_not"] == "Quiet hours (deferred)"
     assert firing.explanation["quiet_hours"] == {"zone": "Asia/Tokyo", "until": "2026-11-24T08:00:00+09:00"}
     assert Timer.objects.get().due_at == datetime(2026, 11, 23, 23, 0, tzinfo=UTC)
     assert timers_fire_due(now=datetime(2026, 11, 23, 22, 59, tzinfo=UTC)) == []
     timers_fire_due(now=datetime(2026, 11, 23, 23, 0, tzinfo=UTC))
     firing.refresh_from_db()
-    assert (firing.status, firing.fired_at) == ("fired", datetime(2026, 11, 23, 23, 0, tzinfo=UTC))
+    assert (firing.status, firing.reason, firing.fired_at) == ("fired", "", datetime(2026, 11, 23, 23, 0, tzinfo=UTC))
+    assert firing.explanation["released_at"] == "2026-11-23T23:00:00+00:00" and "why_not" not in firing.explanation
     assert firing.actions[0]["status"] == "planned"
 
 
@@ -133,5 +135,6 @@ def test_a_deferred_firing_holds_its_slot(settings):
 
     night, morning = started("ws_q", T0.replace(hour=23)), started("ws_q", T0.replace(hour=23) + timedelta(hours=10))
 
-    assert [(f.status, f.reason) for f in night + morning] == [("deferred", ""), ("suppressed", "cap_workspace")]
+    decided = [(f.status, f.reason) for f in night + morning]
+    assert decided == [("deferred", "quiet_hours"), ("suppressed", "cap_workspace")]
     assert Firing.objects.filter(status="suppressed").get().explanation["caps"][0]["used"] == 1

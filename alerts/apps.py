@@ -10,6 +10,11 @@ class AlertsConfig(AppConfig):
         from auditlog.registry import auditlog
 
         from alerts import checks  # noqa: F401 - registers the system checks
+        from alerts.services import alert_from_notice
+        from failures.notices import notice_sink_set
+
+        # The low apps' notices (a dead letter, a paused sync, billing drift) become admin alerts.
+        notice_sink_set(alert_from_notice)
         from alerts.models import Alert, AlertRule, Rep, TerritoryRule
 
         auditlog.register(Alert, exclude_fields=["context"])

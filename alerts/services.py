@@ -33,6 +33,7 @@ from alerts.rules import (
     rules_evaluate,
 )
 from alerts.tables import tables_cached
+from failures.notices import Notice
 from workspaces.actors import acting_as_system
 from workspaces.auditing import audit_entries_together
 from workspaces.lifecycle import LifecycleEvent
@@ -416,3 +417,16 @@ def alerts_evaluate_scheduled(*, now: datetime | None = None) -> dict[str, int]:
         for start in range(0, len(ordered), chunk)
     )
     return {"workspaces": len(keys), "raised": raised, "unsnoozed": unsnoozed}
+
+
+def alert_from_notice(notice: Notice) -> Alert:
+    """The sink of failures.notices (set at app ready): a low app's notice becomes an admin alert."""
+    alert, _ = alert_raise(
+        rule=notice.rule,
+        dedupe_key=notice.dedupe_key,
+        title=notice.title,
+        reason=notice.reason,
+        workspace_key=notice.workspace_key,
+        context=notice.context,
+    )
+    return alert

@@ -39,8 +39,11 @@ ROLE_PERMISSIONS: dict[str, dict[str, tuple[str, ...]]] = {
         "alerts.territoryrule": ("view", "add", "change", "delete"),
         "alerts.routingcursor": ("view",),
         "usage.usagedaily": ("view",),
-        "ops.*": ("view",),
+        "ops.*": ("view",),  # the dashboard
+        "failures.heartbeat": ("view",),
         "failures.errorkind": ("view", "change"),  # mark error kinds resolved
+        "events.sourceday": ("view",),
+        "events.rollupcursor": ("view",),
         "auditlog.logentry": ("view",),
         "privacy.datarequest": ("view", "add", "change"),
         "privacy.tombstone": ("view",),
@@ -54,11 +57,15 @@ ROLE_PERMISSIONS: dict[str, dict[str, tuple[str, ...]]] = {
     REPS: {},
     AUDITORS: {
         "events.*": ("view",),
+        "processing.*": ("view",),
         "workspaces.*": ("view",),
         "linking.*": ("view",),
         "sync.*": ("view",),
         "alerts.*": ("view",),
         "triggers.*": ("view",),
+        "usage.usagedaily": ("view",),
+        "usage.usagedailyuser": ("view",),
+        "failures.*": ("view",),
         "ops.*": ("view",),
         "auditlog.logentry": ("view",),
         "privacy.datarequest": ("view",),

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -56,6 +57,7 @@ FOLDED_STATUSES = (
 )
 
 
+@dataclass(frozen=True)
 class Outcome:
     workspace_key: str
     claimed: int
@@ -213,6 +215,7 @@ def _records_of(workspace: Workspace) -> set[tuple[str, int | None]]:
 _UNREAD: Any = object()
 
 
+@dataclass(frozen=True)
 class _Applied:
     workspace: Workspace
     relinked: frozenset[str]  # other workspaces a conversion changed

@@ -6,8 +6,8 @@ from django.conf import settings
 
 from alerts.services import workspaces_alerts_after_processing
 from failures.services import heartbeat_beat
-from processing.housekeeping import task_results_prune
 from processing.claims import workspaces_waiting
+from processing.housekeeping import task_results_prune
 from processing.pipeline import workspaces_process
 from processing.sweeper import events_sweep
 from salesforce.drain import drain_request

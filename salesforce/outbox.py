@@ -48,7 +48,7 @@ def pk_of(key: str) -> int:
 
 
 #: Lookups sent as external-ID relationship references, and the object each one points at (a record goes
-#: only once those are in Salesforce: salesforce/worker.py).
+#: only once those are in Salesforce: salesforce/claiming.py).
 RELATIONSHIPS = {"Lead__r": "Lead", "Account__r": "Account", "Contact__r": "Contact", "Account": "Account"}
 #: The lookups each type sends (external-id relationship references): the records they point at must be
 #: in Salesforce first, or Salesforce refuses the record (INVALID_FIELD: foreign key external id not found).

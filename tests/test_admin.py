@@ -82,7 +82,7 @@ def _messages(response: object) -> list[str]:
 
 
 MODELS = ["events_event", "workspaces_workspace", "workspaces_lead", "workspaces_account",
-          "workspaces_contact", "linking_reviewitem"]  # fmt: skip
+          "workspaces_contact", "workspaces_reviewitem"]  # fmt: skip
 
 
 def _object(records: Records, model: str) -> object:
@@ -92,7 +92,7 @@ def _object(records: Records, model: str) -> object:
         "workspaces_lead": records.lead,
         "workspaces_account": records.account,
         "workspaces_contact": records.contact,
-        "linking_reviewitem": records.item,
+        "workspaces_reviewitem": records.item,
     }[model]
 
 
@@ -126,9 +126,9 @@ def test_change_page_renders(admin_client: Client, records: Records, model: str)
         ("workspaces_lead", "ann@acme.com", True),
         ("workspaces_account", "acme.com", True),
         ("workspaces_contact", "ann@", True),
-        ("linking_reviewitem", "ws_acme", True),
-        ("linking_reviewitem", "domain acme", True),
-        ("linking_reviewitem", "conflict", False),
+        ("workspaces_reviewitem", "ws_acme", True),
+        ("workspaces_reviewitem", "domain acme", True),
+        ("workspaces_reviewitem", "conflict", False),
     ],
 )
 def test_search(admin_client: Client, records: Records, model: str, query: str, found: bool) -> None:
@@ -258,7 +258,7 @@ def _changelist_queries(client: Client, model: str) -> int:
     return len(queries)
 
 
-@pytest.mark.parametrize("model", ["workspaces_workspace", "linking_reviewitem", "events_event"])
+@pytest.mark.parametrize("model", ["workspaces_workspace", "workspaces_reviewitem", "events_event"])
 def test_changelist_queries_do_not_grow_with_rows(admin_client: Client, records: Records, model: str) -> None:
     # given
     before = _changelist_queries(admin_client, model)
@@ -314,9 +314,9 @@ def test_admin_index_lists_the_business_records_first_and_every_model(admin_clie
 
     apps = response.context["app_list"]
     labels = [app["app_label"] for app in apps]
-    assert labels[:6] == ["events", "linking", "workspaces", "sync", "alerts", "usage"]
+    assert labels[:5] == ["events", "workspaces", "sync", "alerts", "usage"]
     # the plumbing after the records, never before them
-    assert labels.index("axes") > labels.index("privacy") and labels.index("django_q") > labels.index("ops")
+    assert labels.index("axes") > labels.index("privacy") and labels.index("django_q") > labels.index("failures")
     first = {app["app_label"]: [model["object_name"] for model in app["models"]] for app in apps}
     assert first["events"][0] == "Event" and first["workspaces"][0] == "Workspace"
     assert first["alerts"][:2] == ["Alert", "Delivery"]

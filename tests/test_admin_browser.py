@@ -9,7 +9,6 @@ git-ignored artifacts/browser/admin/). Skipped, saying why, only when chromium o
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Iterator
 from datetime import timedelta
 from decimal import Decimal
@@ -17,34 +16,26 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import User
-from django.test import Client, override_settings
+from django.test import Client
 from django.utils import timezone
 from pytest_django.live_server_helper import LiveServer
 
 from alerts.models import Alert, Delivery
 from events.models import Event
 from salesforce.models import OutboxItem
+from tests.browser import BROWSER_MARKS, chrome, plain_http_live_server
 from tests.factories import AccountFactory, EventFactory, LeadFactory, WorkspaceFactory
 from usage.models import Cohort, Stage
 from workspaces.models import ReviewItem, Workspace
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 ARTIFACTS = (
     Path(os.environ.get("BROWSER_ARTIFACTS") or Path(__file__).resolve().parents[1] / "artifacts" / "browser") / "admin"
 )
 WIDTHS = (1400, 1280)
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()),
-        reason="needs Debian's chromium and chromium-driver: apt-get install -y chromium chromium-driver",
-    ),
-]
+pytestmark = BROWSER_MARKS
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="needs selenium (pip install -e '.[dev]')")
-from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support import expected_conditions as ec  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
@@ -52,7 +43,7 @@ from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 #: The lists admins work in, as (admin URL name, what its rows are).
 CHANGELISTS = (
     "events_event",
-    "linking_reviewitem",
+    "workspaces_reviewitem",
     "workspaces_workspace",
     "workspaces_lead",
     "workspaces_account",
@@ -88,28 +79,13 @@ return {
 
 @pytest.fixture
 def browser() -> Iterator[webdriver.Chrome]:
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,900"):
-        options.add_argument(argument)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.implicitly_wait(0)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    try:
-        yield driver
-    finally:
-        driver.quit()
+    yield from chrome(1400)
 
 
 @pytest.fixture(scope="module")
 def plain_http_server(django_db_setup) -> Iterator[LiveServer]:
-    """Our own live server, built with the HTTPS redirect off (see tests/reps/test_browser.py)."""
-    server = LiveServer("127.0.0.1", start=False)
-    with override_settings(SECURE_SSL_REDIRECT=False):
-        server.start()
-    yield server
-    server.stop()
+    yield from plain_http_live_server()
 
 
 @pytest.fixture

@@ -54,7 +54,7 @@ def test_the_personas_fill_every_cohort_and_spread_the_stages(settings, seed: in
 @pytest.mark.parametrize("seed", range(8))
 def test_every_persona_appears_whatever_the_seed(seed: int, monkeypatch: pytest.MonkeyPatch):
     """Each persona is given once before any repeats, as soon as a workspace's history fits it."""
-    from events import simulate
+    from emulators import simulate
 
     seen: list[str] = []
     original = simulate.persona_for

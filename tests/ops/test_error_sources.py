@@ -8,6 +8,7 @@ import logging
 import pytest
 
 from alerts.delivery import deliveries_send_due
+from alerts.error_alerts import error_alerts_raise
 from alerts.models import Alert
 from failures.models import ErrorKind
 from ops.dashboard import ops_overview
@@ -35,7 +36,7 @@ def test_a_retried_salesforce_error_is_one_kind_counted_per_record(salesforce, c
     process_trial("ws_2", email="bo@two.example")
 
     # when
-    with caplog.at_level(logging.WARNING, logger="salesforce.worker"):
+    with caplog.at_level(logging.WARNING, logger="salesforce"):
         outbox_drain()
 
     # then: both leads were refused; one kind, one row per failed record, the latest linked
@@ -44,6 +45,7 @@ def test_a_retried_salesforce_error_is_one_kind_counted_per_record(salesforce, c
     assert kind.kind == "UNABLE_TO_LOCK_ROW"
     assert kind.count == len(leads) == 2
     assert kind.last_object_id in {str(lead.pk) for lead in leads}
+    error_alerts_raise()
     assert Alert.objects.filter(rule="error_new_kind").count() == 1
     refused = [r for r in caplog.records if r.getMessage().startswith("Salesforce refused Lead")]
     assert sorted(r.workspace_id for r in refused) == ["ws_1", "ws_2"]
@@ -96,4 +98,5 @@ def test_refused_alert_emails_are_one_delivery_error_kind(smtp):  # noqa: F811
     assert kind.count == 2
     assert "@" not in kind.message and "@" not in kind.last_example
     assert kind.last_object_type.model == "delivery"
+    error_alerts_raise()
     assert Alert.objects.filter(rule="error_new_kind").count() == 1

@@ -9,6 +9,7 @@ import pytest
 import time_machine
 from django.db import DatabaseError
 
+from alerts.error_alerts import error_alerts_raise
 from alerts.models import Alert
 from events.models import Event
 from failures.models import ErrorKind
@@ -58,7 +59,10 @@ def test_the_same_kind_is_counted_and_alerts_once():
         error_record(source="sync", kind="UNABLE_TO_LOCK_ROW", message="row 001xx000003DGb3AAG locked")
         error_record(source="sync", kind="UNABLE_TO_LOCK_ROW", message="row 001xx000003DGb4AAG locked")
 
-    # then
+    # then (the alerts app's task, every minute, raises what the ledger marked)
+    assert not Alert.objects.exists()
+    assert error_alerts_raise() == 1
+    assert error_alerts_raise() == 0  # raised once
     [kind] = ErrorKind.objects.all()
     assert kind.pk == first.pk
     assert kind.count == 3
@@ -76,6 +80,7 @@ def test_a_new_kind_alerts_again():
     error_record(source="sync", kind="UNABLE_TO_LOCK_ROW", message="locked")
     error_record(source="sync", kind="REQUIRED_FIELD_MISSING", message="Required fields are missing: [LastName]")
     error_record(source="processing", kind="UNABLE_TO_LOCK_ROW", message="locked")
+    error_alerts_raise()
 
     assert ErrorKind.objects.count() == 3
     assert Alert.objects.filter(rule="error_new_kind").count() == 3
@@ -89,6 +94,7 @@ def test_crossing_the_rate_alerts_once_per_window(settings):
         with time_machine.travel(at, tick=False):
             for _ in range(n):
                 error_record(source="delivery", kind="SlackError", message="HTTP 500 from Slack")
+            error_alerts_raise()  # the task's minute comes round
 
     burst(NOON, 2)
     assert not Alert.objects.filter(rule="error_rate").exists()
@@ -98,8 +104,8 @@ def test_crossing_the_rate_alerts_once_per_window(settings):
 
     alerts = list(Alert.objects.filter(rule="error_rate").order_by("pk"))
     assert [a.context["window_start"] for a in alerts] == ["2026-11-20T12:00:00+00:00", "2026-11-20T12:20:00+00:00"]
-    assert alerts[0].context["window_count"] == 3
-    assert "3 failures of this kind since 12:00 UTC (threshold: 3 in 10 minutes)" in alerts[0].reason
+    assert alerts[0].context["window_count"] == 6  # what the window held when the task raised it
+    assert "6 failures of this kind since 12:00 UTC (threshold: 3 in 10 minutes)" in alerts[0].reason
     assert ErrorKind.objects.get().count == 11
 
 
@@ -107,16 +113,19 @@ def test_a_rate_of_zero_never_alerts(settings):
     settings.ERROR_ALERT_RATE = 0
     for _ in range(5):
         error_record(source="sync", kind="X", message="m")
+    error_alerts_raise()
 
     assert not Alert.objects.filter(rule="error_rate").exists()
 
 
 def test_a_resolved_kind_that_comes_back_alerts_once_more():
     kind = error_record(source="sync", kind="INVALID_FIELD", message="No such column 'Foo__c'")
+    error_alerts_raise()
     error_kinds_resolve(ids=[kind.pk])
 
     error_record(source="sync", kind="INVALID_FIELD", message="No such column 'Bar__c'")
     error_record(source="sync", kind="INVALID_FIELD", message="No such column 'Baz__c'")
+    error_alerts_raise()
 
     titles = list(Alert.objects.filter(rule="error_new_kind").order_by("pk").values_list("title", flat=True))
     assert titles == ["New salesforce sync error: INVALID_FIELD", "Reappeared salesforce sync error: INVALID_FIELD"]
@@ -133,6 +142,7 @@ def test_the_latest_object_is_linked_and_emails_are_masked():
     assert kind.last_example == "bad owner <email>"
     assert "dana@acme.io" not in kind.message
     assert kind.last_workspace_key == "ws_1"
+    error_alerts_raise()
     assert Alert.objects.get().context["object"] == f"/admin/events/event/{event.pk}/change/"
 
 

@@ -9,34 +9,24 @@ git-ignored artifacts/browser/ folder. Skipped, saying why, only when chromium o
 from __future__ import annotations
 
 import base64
-import shutil
 from collections.abc import Iterator
 from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from django.test import override_settings
 from django.utils import timezone
 from pytest_django.live_server_helper import LiveServer
 
 from alerts.models import Alert
+from tests.browser import BROWSER_MARKS, chrome, plain_http_live_server
 from tests.reps.conftest import PASSWORD, PAYLOAD_SECRET, make_user
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "browser"
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()),
-        reason="needs Debian's chromium and chromium-driver: apt-get install -y chromium chromium-driver",
-    ),
-]
+pytestmark = BROWSER_MARKS
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="needs selenium (pip install -e '.[dev]')")
-from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support import expected_conditions as ec  # noqa: E402
@@ -45,34 +35,13 @@ from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 @pytest.fixture
 def browser() -> Iterator[webdriver.Chrome]:
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,900"):
-        options.add_argument(argument)
-    # The console log: a page the Content-Security-Policy breaks says so there.
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    # The driver's path is given, so Selenium Manager never looks for (or downloads) one.
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.implicitly_wait(0)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    try:
-        yield driver
-    finally:
-        driver.quit()
+    yield from chrome(1280)
 
 
 @pytest.fixture(scope="module")
 def plain_http_server(django_db_setup) -> Iterator[LiveServer]:
-    """A live server of our own: its middleware must be built with the HTTPS redirect off.
-
-    pytest-django's `live_server` is started once per session with the production settings the suite
-    runs under, so its SecurityMiddleware would send the browser to https:// for good.
-    """
-    server = LiveServer("127.0.0.1", start=False)
-    with override_settings(SECURE_SSL_REDIRECT=False):
-        server.start()
-    yield server
-    server.stop()
+    yield from plain_http_live_server()
 
 
 @pytest.fixture

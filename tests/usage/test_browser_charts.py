@@ -5,16 +5,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pytest
 from django.test import override_settings
 from django.utils import timezone
 
+from tests.browser import BROWSER_MARKS
 from tests.factories import WorkspaceFactory
 from tests.reps.conftest import PASSWORD, make_user, world  # noqa: F401 (a fixture)
 from tests.reps.test_browser import (  # noqa: F401 (fixtures)
     ARTIFACTS,
-    CHROMEDRIVER,
-    CHROMIUM,
     By,
     Keys,
     browser,
@@ -30,7 +28,7 @@ from usage.models import Cohort
 from usage.rollups import usage_rollup
 from usage.services import behaviour_refresh
 
-pytestmark = [pytest.mark.browser]
+pytestmark = BROWSER_MARKS
 
 
 def test_the_cohort_preview_draws_its_members_chart_under_the_csp(browser, site):  # noqa: F811

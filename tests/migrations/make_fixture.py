@@ -277,7 +277,7 @@ def make_outbox() -> None:
     states = OutboxItem.State.values
     types = OutboxItem.ObjectType.values
     rows = []
-    for n, state in enumerate(states + ["synced"]):
+    for n, state in enumerate([*states, "synced"]):
         rows.append(
             OutboxItem.objects.create(
                 object_type=types[n % len(types)],
@@ -346,7 +346,7 @@ def make_alerts(users: dict[str, Any], workspaces: list[Any]) -> None:
     rule.days_before = "5,2"
     rule.send_slack = False
     rule.save()
-    for n, status in enumerate(Alert.Status.values + ["open"]):
+    for n, status in enumerate([*Alert.Status.values, "open"]):
         rep = n % 2 == 0
         alert = Alert.objects.create(
             rule=["trial_expiring", "needs_review", "payment_failed", "converted", "churned"][n],

@@ -43,10 +43,11 @@ class Run:
 
     command: str
     returncode: int
-    output: str
+    stdout: str
+    stderr: str
 
     def failure(self) -> str:
-        return f"`{self.command}` exited {self.returncode}:\n{self.output[-4000:]}"
+        return f"`{self.command}` exited {self.returncode}:\n{self.stdout[-3000:]}\n{self.stderr[-3000:]}"
 
 
 @dataclass
@@ -62,14 +63,14 @@ class Forward:
         """The checker's JSON; fails the test with the command's output when migrate or the checker broke."""
         assert self.migrate.returncode == 0, self.migrate.failure()
         assert self.checker.returncode == 0, self.checker.failure()
-        return json.loads(self.checker.output)
+        return json.loads(self.checker.stdout)  # warnings of the system checks go to stderr
 
 
 def run(args: list[str], database_url: str, **kwargs: Any) -> Run:
     """Run a command of this checkout against the given database, as an operator would (not under pytest)."""
     env = {**os.environ, **ENVIRONMENT, "DATABASE_URL": database_url}
     done = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=TIMEOUT, **kwargs)
-    return Run(" ".join(args[1:]), done.returncode, done.stdout + done.stderr)
+    return Run(" ".join(args[1:]), done.returncode, done.stdout, done.stderr)
 
 
 def run_checked(args: list[str], database_url: str, **kwargs: Any) -> None:
@@ -173,4 +174,4 @@ def test_nothing_is_pending_after_migrate(forward: Forward) -> None:
     assert forward.migrate.returncode == 0, forward.migrate.failure()
     assert forward.migrate_check.returncode == 0, forward.migrate_check.failure()
     assert forward.makemigrations_check.returncode == 0, forward.makemigrations_check.failure()
-    assert "No changes detected" in forward.makemigrations_check.output
+    assert "No changes detected" in forward.makemigrations_check.stdout

@@ -1,0 +1,67 @@
+"""The rollup re-evaluates the workspaces it touched: concurrent rollups of one workspace take turns."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from datetime import UTC, datetime
+
+import pytest
+
+from events.models import Event, WorkspaceLock
+from tests.factories import WorkspaceFactory
+from tests.triggers.test_usage_rollup import postgres_only, run_concurrently, usage_event
+from triggers.services import usage_rollup
+from triggers.tasks import rollup_usage
+from usage.definitions import definitions_load, shipped_document
+from usage.models import Profile, StagePeriod
+
+AT = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+
+
+@postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_rollups_of_one_workspace_open_one_stage_period(settings):
+    # given: fresh workspaces (no profile, no stage yet) and four rollup tasks per workspace at once
+    settings.BEHAVIOUR_PROFILES = True
+    definitions_load(shipped_document())
+    for round_ in range(4):
+        key = f"ws_r{round_}"
+        WorkspaceFactory(workspace_id=key)
+        ids = iter([usage_event(AT, workspace_id=key, feature=f"f{n}").pk for n in range(8)])
+        lock = threading.Lock()
+
+        def task(ids: itertools.chain = ids, lock: threading.Lock = lock) -> int:
+            with lock:
+                mine = [next(ids), next(ids)]
+            return usage_rollup(event_ids=mine)
+
+        # when: each would see no open stage period and open one; the second used to fail on the constraint
+        counted = run_concurrently(task)
+        # then: every event counted once, one open stage period, the profile written
+        assert sum(counted) == 8
+        assert StagePeriod.objects.filter(workspace_key=key, exited_at__isnull=True).count() == 1
+        assert Profile.objects.filter(workspace_key=key, stage__isnull=False).exists()
+    assert not Event.objects.exclude(status=Event.Status.COMPLETED).exists()
+
+
+@pytest.mark.django_db
+def test_the_rollup_leaves_the_lifecycle_lock_time_alone(settings):
+    # given: one workspace the lifecycle processed at a known time, one it never saw
+    settings.BEHAVIOUR_PROFILES = True
+    WorkspaceLock.objects.create(workspace_key="ws_a", processed_at=AT)
+    usage_event(AT, workspace_id="ws_a")
+    usage_event(AT, workspace_id="ws_b")
+    # when
+    rollup_usage(None)
+    # then: both have a lock row (usage can come first); the lifecycle's processed_at is unchanged
+    locks = dict(WorkspaceLock.objects.values_list("workspace_key", "processed_at"))
+    assert locks == {"ws_a": AT, "ws_b": None}
+
+
+@pytest.mark.django_db
+def test_no_lock_rows_without_profiles(settings):
+    settings.BEHAVIOUR_PROFILES = False
+    usage_event(AT, workspace_id="ws_a")
+    rollup_usage(None)
+    assert not WorkspaceLock.objects.exists()

@@ -143,7 +143,7 @@ def check_audit_entries(description: dict[str, Any], state: Any) -> tuple[list[s
     new label, that model finds the object, and the recorded changes are as they were."""
     from auditlog.models import LogEntry
 
-    problems = []
+    problems: list[str] = []
     compared = 0
     for old, saved in description["audit_entries"].items():
         model = model_at(new_label(old))
@@ -158,7 +158,8 @@ def check_audit_entries(description: dict[str, Any], state: Any) -> tuple[list[s
             if found is None:
                 problems.append(f"audit entry {entry['pk']} is gone")
             elif found.content_type.model_class() is not model:
-                problems.append(f"audit entry {entry['pk']} is about {found.content_type}, not {new_label(old)}")
+                about = f"{found.content_type.app_label}.{found.content_type.model}"
+                problems.append(f"audit entry {entry['pk']} is about {about}, not {new_label(old)}")
             elif not model._default_manager.filter(pk=found.object_pk).exists():
                 problems.append(f"audit entry {entry['pk']}: no {new_label(old)} {found.object_pk}")
             elif json.loads(json.dumps(found.changes)) != entry["changes"]:

@@ -20,9 +20,10 @@ description of what the database holds, from tests/migrations/state.py). To rege
     cd - && git worktree remove --force /tmp/pre_layers
 
 Everything is deterministic: the clock is frozen at FROZEN for the migrations and the rows (auto_now fields,
-audit entries, schedules' next runs), no value is random, and the same run gives the same rows on both
-vendors. SQLite is written as a gzipped database file, PostgreSQL as gzipped plain SQL from
-`pg_dump --no-owner --no-privileges`.
+audit entries, schedules' next runs), no value is random, the hash seed is fixed, and the same run gives the
+same rows on both vendors. The PostgreSQL dump is byte for byte the same each run; in the SQLite file only the
+key order inside audit entries' JSON may differ (django-auditlog walks a set of fields). SQLite is written as a
+gzipped database file, PostgreSQL as gzipped plain SQL from `pg_dump --no-owner --no-privileges`.
 """
 
 from __future__ import annotations
@@ -602,7 +603,10 @@ def dump(vendor: str, folder: Path) -> Path:
         return target
     target = folder / "pre_layers.postgres.sql.gz"
     command = ["pg_dump", "--no-owner", "--no-privileges", "--dbname", os.environ["DATABASE_URL"]]
-    sql = subprocess.run(command, check=True, capture_output=True).stdout
+    lines = subprocess.run(command, check=True, capture_output=True).stdout.splitlines(keepends=True)
+    # Newer pg_dump fences the script with \restrict <random key>: left out, the file is the same every run
+    # and older psql can read it (it is our own trusted dump).
+    sql = b"".join(line for line in lines if not line.startswith((b"\\restrict ", b"\\unrestrict ")))
     with gzip.GzipFile(target, "wb", mtime=0) as packed:
         packed.write(sql)
     return target
@@ -610,6 +614,10 @@ def dump(vendor: str, folder: Path) -> Path:
 
 def main() -> None:
     """Migrate the empty database with the old code, fill it, describe it, dump it."""
+    if os.environ.get("PYTHONHASHSEED") != "0":
+        # Group permissions are granted from a set (privacy.roles.groups_sync): a fixed hash seed makes the
+        # order of their rows, so their ids, the same every run.
+        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, "PYTHONHASHSEED": "0"})  # noqa: S606
     if len(sys.argv) != 2:
         sys.exit(f"usage: {Path(sys.argv[0]).name} OUTPUT_FOLDER   (run inside a checkout of {COMMIT})")
     folder = Path(sys.argv[1]).resolve()

@@ -93,7 +93,13 @@ def test_valid_event_keeps_drf_types_and_trimming() -> None:
     schema = EVENT_TYPES["subscription.converted"].schema
     validated, errors = run_schema(schema, {"workspace_id": " ws_1 ", "plan": "team", "mrr": "297", "email": ""})
     assert errors == {}
-    assert validated == {"workspace_id": "ws_1", "email": "", "plan": "team", "mrr": Decimal("297.00"), "currency": "USD"}
+    assert validated == {
+        "workspace_id": "ws_1",
+        "email": "",
+        "plan": "team",
+        "mrr": Decimal("297.00"),
+        "currency": "USD",
+    }
     envelope, _ = run_schema(EnvelopeSerializer, {"type": "x", "timestamp": "2026-11-20T15:03:11+01:00", "data": {}})
     assert envelope["timestamp"] == datetime(2026, 11, 20, 14, 3, 11, tzinfo=UTC)
 

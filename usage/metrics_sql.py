@@ -25,6 +25,10 @@ from triggers.models import UsageDaily, UsageDailyUser
 from usage.models import PlanLimitDaily, SupportTicket
 
 INTEGRATION_PREFIX = "integration."
+#: Workspaces per sessions statement: their (workspace, day, user) rows are sorted to be deduplicated,
+#: and at ~55 rows a workspace 500 of them sort within PostgreSQL's default work_mem (4 MB); 1,000
+#: spilled the sort to disk (external merge, 3 MB). 400 leaves room for busier workspaces.
+SESSION_KEYS = 400
 
 
 @dataclass(frozen=True)
@@ -186,6 +190,7 @@ def usage_users(bounds: Sequence[Bounds]) -> dict[str, dict[str, Any]]:
         params=[_earliest(bounds)],
         where="x.day <= b.t AND x.day >= b.d30",
         names=USAGE_USER_ALIASES,
+        max_keys=SESSION_KEYS,
     )
 
 
@@ -247,13 +252,15 @@ def _grouped(
     params: Sequence[Any],
     where: str,
     names: Sequence[str],
+    max_keys: int | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Run one GROUP BY workspace over `source` for these workspaces, in statements SQLite accepts.
 
-    `params` are those of `columns` and then of `source`, in the order they appear.
+    `params` are those of `columns` and then of `source`, in the order they appear; `max_keys` caps the
+    workspaces of one statement.
     """
     result: dict[str, dict[str, Any]] = {}
-    per_statement = max((_max_params() - len(params)) // (len(bound_columns) + 2), 1)
+    per_statement = max(min((_max_params() - len(params)) // (len(bound_columns) + 2), max_keys or 1 << 30), 1)
     qn = connection.ops.quote_name
     key = f"{alias}.{qn('workspace_key')}"
     for start in range(0, len(bounds), per_statement):

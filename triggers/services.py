@@ -131,9 +131,10 @@ def usage_rollup_batch(*, event_ids: Sequence[int] | None = None, limit: int = D
         plan_limits_rollup(rollup.limits, zones=_zones(rollup.limits))
         _mark_completed(rollup.rolled_up)
         Event.objects.bulk_update(rollup.review, ["status", "notes"])
-        if settings.BEHAVIOUR_PROFILES:  # cohorts and stages move with the telemetry, in the same transaction
-            workspace_locks_take(rollup.workspace_keys)
-            changes = behaviour_refresh(workspace_keys=rollup.workspace_keys)
+        if settings.BEHAVIOUR_PROFILES and (keys := rollup.workspace_keys):
+            # cohorts and stages move with the telemetry, in the same transaction
+            workspace_locks_take(keys)
+            changes = behaviour_refresh(workspace_keys=keys)
             stage_changes_record(changes)
     return RollupResult(len(claimed), len(rollup.rolled_up), len(rollup.review))
 

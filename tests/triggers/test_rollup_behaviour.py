@@ -11,6 +11,7 @@ import pytest
 from events.models import Event, WorkspaceLock
 from tests.factories import WorkspaceFactory
 from tests.triggers.test_usage_rollup import postgres_only, run_concurrently, usage_event
+from triggers import services
 from triggers.services import usage_rollup
 from triggers.tasks import rollup_usage
 from usage.definitions import definitions_load, shipped_document
@@ -65,3 +66,22 @@ def test_no_lock_rows_without_profiles(settings):
     usage_event(AT, workspace_id="ws_a")
     rollup_usage(None)
     assert not WorkspaceLock.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_task_takes_the_batches_queued_behind_it_and_evaluates_once(settings, monkeypatch):
+    # given: two webhook batches for one workspace, each ringing its own task, the first not yet run
+    settings.BEHAVIOUR_PROFILES = True
+    evaluated: list[list[str]] = []
+    refresh = services.behaviour_refresh
+    monkeypatch.setattr(
+        services, "behaviour_refresh", lambda **kw: evaluated.append(list(kw["workspace_keys"])) or refresh(**kw)
+    )
+    first = [usage_event(AT, workspace_id="ws_a", feature=f"f{n}").pk for n in range(3)]
+    second = [usage_event(AT, workspace_id="ws_a", feature=f"g{n}").pk for n in range(2)]
+    # when
+    counted = [rollup_usage(first), rollup_usage(second)]
+    # then: the first task counted both batches and re-evaluated the workspace once; the second found nothing
+    assert counted == [5, 0]
+    assert evaluated == [["ws_a"]]
+    assert not Event.objects.exclude(status=Event.Status.COMPLETED).exists()

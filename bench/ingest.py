@@ -5,8 +5,9 @@ Phases, each on a freshly truncated `events_event` table of a throw-away Postgre
 
 1. raw      — the baseline: K concurrent psycopg connections, one `INSERT` + commit per row
               (autocommit), of the same rows the engine stores.
-2. engine   — N signed webhooks at a real gunicorn server (gthread), K concurrent keep-alive
-              clients, closed loop. Every answer must be 202 and every event must be a row.
+2. engine   — N signed webhooks at a real server (gunicorn gthread as deployed; --server picks gunicorn
+              sync or granian to compare), K concurrent keep-alive clients, closed loop. Every answer
+              must be 202 and every event must be a row.
 3. paced    — an open-loop schedule at a fixed rate: request i is due at t0 + i/rate and its
               latency counts from that due time, so a slow server cannot hide its queueing
               (no coordinated omission).

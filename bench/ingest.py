@@ -537,7 +537,7 @@ def latency_stats(values: list[float]) -> dict[str, float]:
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 NOT_CPU = ("cores", "machine_busy_pct", "other_pct_of_machine")
 QUIET_BUSY_PCT = 20.0
-SHOWN_CPU = ("client", "gunicorn", "postgres", "redis", "other", "machine")
+SHOWN_CPU = ("client", "gunicorn", "granian", "postgres", "redis", "other", "machine")
 
 
 def _processes() -> dict[int, tuple[str, int, float, float]]:
@@ -556,8 +556,8 @@ def _processes() -> dict[int, tuple[str, int, float, float]]:
     return table
 
 
-def find_cpu_roots(gunicorn_pid: int | None = None) -> dict[str, int]:
-    """The process trees to account: the local postmaster, redis-server and the gunicorn master."""
+def find_cpu_roots(server_pid: int | None = None, server: str = "gunicorn") -> dict[str, int]:
+    """The process trees to account: the local postmaster, redis-server and the server under test (its master)."""
     table = _processes()
     roots = {}
     for pid, (comm, ppid, *_) in table.items():
@@ -565,8 +565,8 @@ def find_cpu_roots(gunicorn_pid: int | None = None) -> dict[str, int]:
             roots.setdefault("postgres", pid)
         elif comm.startswith("redis-server"):
             roots.setdefault("redis", pid)
-    if gunicorn_pid:
-        roots["gunicorn"] = gunicorn_pid
+    if server_pid:
+        roots[server] = server_pid
     return roots
 
 
@@ -864,7 +864,7 @@ def benchmark(run: Run) -> dict[str, Any]:
         say(f"starting {args.server} on 127.0.0.1:{port} (-w {args.workers} --threads {args.threads})")
         run.server = start_gunicorn(args, env, port, run.log)
         wait_ready(run.server, port)
-        roots = find_cpu_roots(run.server.pid)
+        roots = find_cpu_roots(run.server.pid, "granian" if args.server == "granian" else "gunicorn")
         warmup = sign_requests(make_events(args.warmup, prefix="warm", seed=args.seed + 1), secret)
         run_phase(phase_http(args, "warm-up", warmup, port, concurrency=args.concurrency), cpu_roots=roots)
         truncate_events(args.database_url)

@@ -10,7 +10,8 @@ Two phases, each in its own database:
   process: every workspace's metrics, cohorts and stage, and the writes (profiles, memberships, stage
   periods) — first over workspaces never evaluated (every row new), then a day later (every profile due:
   the daily pass). Targets: each pass ≤ 30 s at 100,000 workspaces and ≤ 3× the plain aggregate; memory
-  flat (RSS after the last workspace within 15 % of RSS after the first 10 %).
+  flat (RSS after the last workspace within 15 % of RSS after the first 10 %). CPU is the process's (all
+  its threads), its own PostgreSQL backend's and that of the backend the sweep reads ahead on.
 - processing — a backlog of lifecycle events and of usage events over the same workspaces, drained in a
   child process (`events.tasks.process_workspaces`, then `triggers.services.usage_rollup_batch`) once with
   BEHAVIOUR_PROFILES on and once off, each on a fresh clone. CPU per event (the process's own and its

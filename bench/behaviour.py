@@ -10,7 +10,8 @@ Two phases, each in its own database:
   process: every workspace's metrics, cohorts and stage, and the writes (profiles, memberships, stage
   periods) — first over workspaces never evaluated (every row new), then a day later (every profile due:
   the daily pass). Targets: each pass ≤ 30 s at 100,000 workspaces and ≤ 3× the plain aggregate; memory
-  flat (RSS after the last workspace within 15 % of RSS after the first 10 %).
+  flat (RSS after the last workspace within 15 % of RSS after the first 10 %). CPU is the process's (all
+  its threads), its own PostgreSQL backend's and that of the backend the sweep reads ahead on.
 - processing — a backlog of lifecycle events and of usage events over the same workspaces, drained in a
   child process (`processing.tasks.process_workspaces`, then `usage.rollups.usage_rollup_batch`) once with
   BEHAVIOUR_PROFILES on and once off, each on a fresh clone. CPU per event (the process's own and its
@@ -204,12 +205,19 @@ def child_sweep(args: argparse.Namespace) -> int:
     now = datetime.fromisoformat(args.at)
     rss: list[tuple[int, float]] = []
     chunks = 0
+    others: dict[int, float] = {}  # the sweep's other backends (its read-ahead connection): CPU last seen
 
     def on_changes(changes: list) -> None:
         nonlocal chunks
         chunks += 1
         rss.append((chunks * SWEEP_CHUNK, round(proc_status().get("VmRSS", 0) / 1024, 1)))
         emit({"progress": min(chunks * SWEEP_CHUNK, args.workspaces)})
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                           "AND backend_type = 'client backend' AND pid <> pg_backend_pid()")  # fmt: skip
+            for (pid,) in cursor.fetchall():
+                with contextlib.suppress(OSError):
+                    others[pid] = _pid_cpu(pid)
 
     connection.ensure_connection()
     backend = connection.connection.info.backend_pid
@@ -217,8 +225,9 @@ def child_sweep(args: argparse.Namespace) -> int:
     t0 = time.monotonic()
     result = behaviour_sweep(now=now, on_changes=on_changes)
     seconds = time.monotonic() - t0
-    emit({"result": {"seconds": seconds, "visited": result.visited, "changed": result.changed,
-                     "cpu_seconds": {"process": _own_cpu() - cpu0, "postgres_backend": _pid_cpu(backend) - backend0},
+    cpu = {"process": _own_cpu() - cpu0, "postgres_backend": _pid_cpu(backend) - backend0,
+           "postgres_read_ahead_backend": sum(others.values())}  # fmt: skip
+    emit({"result": {"seconds": seconds, "visited": result.visited, "changed": result.changed, "cpu_seconds": cpu,
                      "rss_series_mb": rss, "peak_rss_mb": round(proc_status().get("VmHWM", 0) / 1024, 1)}})  # fmt: skip
     return 0
 

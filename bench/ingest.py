@@ -5,8 +5,9 @@ Phases, each on a freshly truncated `events_event` table of a throw-away Postgre
 
 1. raw      — the baseline: K concurrent psycopg connections, one `INSERT` + commit per row
               (autocommit), of the same rows the engine stores.
-2. engine   — N signed webhooks at a real gunicorn server (gthread), K concurrent keep-alive
-              clients, closed loop. Every answer must be 202 and every event must be a row.
+2. engine   — N signed webhooks at a real server (gunicorn gthread as deployed; --server picks gunicorn
+              sync or granian to compare), K concurrent keep-alive clients, closed loop. Every answer
+              must be 202 and every event must be a row.
 3. paced    — an open-loop schedule at a fixed rate: request i is due at t0 + i/rate and its
               latency counts from that due time, so a slow server cannot hide its queueing
               (no coordinated omission).
@@ -219,28 +220,98 @@ def sql_rows(events: list[BenchEvent]) -> list[tuple[Any, ...]]:
 
 
 class HttpSender:
-    """One persistent keep-alive connection; send() answers the HTTP status as a string."""
+    """One persistent keep-alive connection speaking plain HTTP/1.1; send() answers the HTTP status as a string.
+
+    The load generator shares the machine's two cores with the server under test, so it is kept lean: the
+    request is one sendall of bytes joined here, and the answer is read by its Content-Length, without
+    http.client's header parsing (which cost the client about 250 µs of CPU a request, most of what it spent).
+    """
 
     path = WEBHOOK_PATH
 
     def __init__(self, target: str) -> None:
         host, port = target.rsplit(":", 1)
-        self.conn = http.client.HTTPConnection(host, int(port), timeout=60)
-        self.conn.connect()
-        self.conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.address = (host, int(port))
+        self.head = f"POST {self.path} HTTP/1.1\r\nHost: {target}\r\n".encode()
+        self.sock: socket.socket | None = None
+        self.buffer = b""
+        self._connect()
+
+    def _connect(self) -> socket.socket:
+        sock = socket.create_connection(self.address, timeout=60)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock, self.buffer = sock, b""
+        return sock
 
     def send(self, item: tuple[bytes, dict[str, str]]) -> str:
+        return str(self.exchange(item)[0])
+
+    def exchange(self, item: tuple[bytes, dict[str, str]]) -> tuple[int, bytes]:
+        """Send one request and read its whole answer: (status, body)."""
         body, headers = item
-        self.conn.request("POST", self.path, body=body, headers=headers)
-        response = self.conn.getresponse()
-        response.read()
-        return str(response.status)
+        sock = self.sock or self._connect()
+        fields = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+        sock.sendall(b"".join((self.head, fields.encode(), b"Content-Length: %d\r\n\r\n" % len(body), body)))
+        return self._answer()
+
+    def _answer(self) -> tuple[int, bytes]:
+        data = self.buffer
+        while (end := data.find(b"\r\n\r\n")) < 0:
+            data += self._receive()
+        status_line, *fields = data[:end].decode("latin-1").split("\r\n")
+        status, length, close, chunked = int(status_line.split(" ", 2)[1]), None, False, False
+        for field in fields:
+            name, _, value = field.partition(":")
+            name = name.strip().lower()
+            if name == "content-length":
+                length = int(value)
+            elif name == "connection":
+                close = value.strip().lower() == "close"
+            elif name == "transfer-encoding":
+                chunked = value.strip().lower() == "chunked"
+        rest = data[end + 4 :]
+        if chunked:
+            body, rest = self._chunks(rest)
+        elif length is None:
+            raise RuntimeError("an answer with neither Content-Length nor chunks")
+        else:
+            while len(rest) < length:
+                rest += self._receive()
+            body, rest = rest[:length], rest[length:]
+        self.buffer = rest
+        if close:
+            self.reset()
+        return status, body
+
+    def _chunks(self, data: bytes) -> tuple[bytes, bytes]:
+        """A chunked body from `data` on (reading more as needed): (body, what follows it)."""
+        parts = []
+        while True:
+            while (eol := data.find(b"\r\n")) < 0:
+                data += self._receive()
+            size = int(data[:eol].split(b";")[0], 16)
+            while len(data) < eol + 2 + size + 2:
+                data += self._receive()
+            if size == 0:  # no trailers from the servers measured here
+                return b"".join(parts), data[eol + 4 :]
+            parts.append(data[eol + 2 : eol + 2 + size])
+            data = data[eol + 2 + size + 2 :]
+
+    def _receive(self) -> bytes:
+        assert self.sock is not None
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("the server closed the connection")
+        return chunk
 
     def reset(self) -> None:
-        self.conn.close()
+        """Drop the connection (after an error or a `Connection: close`); the next send opens a new one."""
+        if self.sock is not None:
+            self.sock.close()
+        self.sock, self.buffer = None, b""
 
     def close(self) -> None:
-        self.conn.close()
+        self.reset()
 
 
 class SqlSender:
@@ -267,15 +338,12 @@ class BatchSender(HttpSender):
     path = BATCH_PATH
 
     def send(self, item: tuple[bytes, dict[str, str]]) -> str:
-        body, headers = item
-        self.conn.request("POST", self.path, body=body, headers=headers)
-        response = self.conn.getresponse()
-        answer = response.read()
-        if response.status == 202:
+        status, answer = self.exchange(item)
+        if status == 202:
             counts = json.loads(answer)
             if counts["duplicates"] or counts["ignored"] or counts["rejected"]:
                 return "202-not-all-accepted"
-        return str(response.status)
+        return str(status)
 
 
 SENDERS = {"http": HttpSender, "sql": SqlSender, "batch": BatchSender}
@@ -469,7 +537,7 @@ def latency_stats(values: list[float]) -> dict[str, float]:
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 NOT_CPU = ("cores", "machine_busy_pct", "other_pct_of_machine")
 QUIET_BUSY_PCT = 20.0
-SHOWN_CPU = ("client", "gunicorn", "postgres", "redis", "other", "machine")
+SHOWN_CPU = ("client", "gunicorn", "granian", "postgres", "redis", "other", "machine")
 
 
 def _processes() -> dict[int, tuple[str, int, float, float]]:
@@ -488,8 +556,8 @@ def _processes() -> dict[int, tuple[str, int, float, float]]:
     return table
 
 
-def find_cpu_roots(gunicorn_pid: int | None = None) -> dict[str, int]:
-    """The process trees to account: the local postmaster, redis-server and the gunicorn master."""
+def find_cpu_roots(server_pid: int | None = None, server: str = "gunicorn") -> dict[str, int]:
+    """The process trees to account: the local postmaster, redis-server and the server under test (its master)."""
     table = _processes()
     roots = {}
     for pid, (comm, ppid, *_) in table.items():
@@ -497,8 +565,8 @@ def find_cpu_roots(gunicorn_pid: int | None = None) -> dict[str, int]:
             roots.setdefault("postgres", pid)
         elif comm.startswith("redis-server"):
             roots.setdefault("redis", pid)
-    if gunicorn_pid:
-        roots["gunicorn"] = gunicorn_pid
+    if server_pid:
+        roots[server] = server_pid
     return roots
 
 
@@ -646,20 +714,42 @@ def migrate(env: dict[str, str]) -> None:
         raise RuntimeError(f"migrate failed:\n{done.stdout}{done.stderr}")
 
 
-def start_gunicorn(args: argparse.Namespace, env: dict[str, str], port: int, log: Any) -> subprocess.Popen:
-    command = [
+#: The WSGI servers the engine phases can run on (--server); `gthread` is what deploy/gunicorn.conf.py runs.
+SERVERS = ("gthread", "sync", "granian")
+
+
+def server_command(args: argparse.Namespace, port: int) -> list[str]:
+    """The command line of the server under test: gunicorn (gthread or sync workers) or granian (WSGI)."""
+    if args.server == "granian":
+        return [
+            sys.executable, "-m", "granian", "--interface", "wsgi", "config.wsgi:application",
+            "--workers", str(args.workers),
+            "--blocking-threads", str(args.threads),
+            "--host", "127.0.0.1", "--port", str(port),
+            "--backlog", "2048",
+            "--log-level", "warning", "--no-ws",
+            *args.gunicorn_arg,
+        ]  # fmt: skip
+    threads = ["--threads", str(args.threads)] if args.server == "gthread" else []
+    return [
         sys.executable, "-m", "gunicorn", "config.wsgi",
-        "--worker-class", "gthread",
+        "--worker-class", args.server,
         "--workers", str(args.workers),
-        "--threads", str(args.threads),
+        *threads,
         "--bind", f"127.0.0.1:{port}",
         "--keep-alive", "75",
         "--backlog", "2048",
         "--log-level", "warning",
         *args.gunicorn_arg,
     ]  # fmt: skip
-    # Its own session: a Ctrl-C reaches only this script, which then stops the server in order.
-    return subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=log, start_new_session=True)
+
+
+def start_gunicorn(args: argparse.Namespace, env: dict[str, str], port: int, log: Any) -> subprocess.Popen:
+    """Start the server under test (--server). Its own session: a Ctrl-C reaches only this script, which then
+    stops the server in order."""
+    return subprocess.Popen(
+        server_command(args, port), cwd=REPO, env=env, stdout=log, stderr=log, start_new_session=True
+    )
 
 
 def wait_ready(server: subprocess.Popen, port: int, timeout: float = 60.0) -> None:
@@ -771,10 +861,10 @@ def benchmark(run: Run) -> dict[str, Any]:
 
     if phases & {"engine", "paced", "batch"}:
         port = free_port()
-        say(f"starting gunicorn on 127.0.0.1:{port} (-w {args.workers} --threads {args.threads})")
+        say(f"starting {args.server} on 127.0.0.1:{port} (-w {args.workers} --threads {args.threads})")
         run.server = start_gunicorn(args, env, port, run.log)
         wait_ready(run.server, port)
-        roots = find_cpu_roots(run.server.pid)
+        roots = find_cpu_roots(run.server.pid, "granian" if args.server == "granian" else "gunicorn")
         warmup = sign_requests(make_events(args.warmup, prefix="warm", seed=args.seed + 1), secret)
         run_phase(phase_http(args, "warm-up", warmup, port, concurrency=args.concurrency), cpu_roots=roots)
         truncate_events(args.database_url)
@@ -893,8 +983,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--paced-concurrency", type=int, default=64,
                         help="connections available to the paced schedule (enough that the client never "
                              "waits for one: rate x target latency = 50)")  # fmt: skip
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
-    parser.add_argument("--threads", type=int, default=8, help="gunicorn threads per worker (gthread)")
+    parser.add_argument("--server", choices=SERVERS, default="gthread",
+                        help="WSGI server of the engine phases: gunicorn gthread or sync, or granian")  # fmt: skip
+    parser.add_argument("--workers", type=int, default=2, help="server worker processes")
+    parser.add_argument("--threads", type=int, default=8, help="threads a worker (gthread; granian: blocking threads)")
     parser.add_argument("--client-processes", type=int, default=4, help="load generator processes")
     parser.add_argument("--warmup", type=int, default=1000, help="events sent (and discarded) before measuring")
     parser.add_argument("--broker", default=DEFAULT_BROKER, help="Q_BROKER for the server: redis://… or orm")

@@ -1,11 +1,11 @@
 #!/usr/bin/env python
 """The benchmark suite: every benchmark in sequence, then one summary table of measure vs target.
 
-Runs ingest, process, replay, salesforce (economy, freshness, faults), queue, audit and behaviour, each as its own
-subprocess with its own arguments (`--quick` passes through), each writing bench/results/<name>.json
-(<name>-quick.json with --quick). Then builds bench/results/summary.json and bench/results/SUMMARY.md
-from every result's `targets` — also without running anything (`--summary-only`), from the JSONs already
-there. Exit status 0 only when every step ran and every target passed.
+Runs ingest, process, replay, salesforce (economy, freshness, faults), queue, audit, behaviour and
+usage_freshness, each as its own subprocess with its own arguments (`--quick` passes through), each writing
+bench/results/<name>.json (<name>-quick.json with --quick). Then builds bench/results/summary.json and
+bench/results/SUMMARY.md from every result's `targets` — also without running anything (`--summary-only`),
+from the JSONs already there. Exit status 0 only when every step ran and every target passed.
 """
 
 from __future__ import annotations
@@ -60,6 +60,13 @@ STEPS = (
         "behaviour.py",
         "behaviour sweep over 100,000 workspaces ÷ a plain aggregate; processing CPU with profiles on ÷ off",
         minutes=15,
+        quick_minutes=3,
+    ),
+    Step(
+        "usage_freshness",
+        "usage_freshness.py",
+        "usage events at 500/s in batches: accepted → profile re-evaluated p99; CPU per event profiles off ÷ on",
+        minutes=5,
         quick_minutes=3,
     ),
 )

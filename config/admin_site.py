@@ -21,12 +21,11 @@ from django_otp.admin import OTPAdminAuthenticationForm, OTPAdminSite
 #: so nothing registered is ever left out.
 APP_ORDER: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("events", ("Event", "WebhookBatch")),
-    ("workspaces", ("Workspace", "ReviewItem", "Account", "Lead", "Contact")),
+    ("workspaces", ("Workspace", "ReviewItem", "Account", "Lead", "Contact", "WorkspaceLock")),
     ("sync", ("OutboxItem", "SyncControl")),
     ("alerts", ("Alert", "Delivery", "Rep", "TerritoryRule", "AlertRule")),
     ("usage", ("Cohort", "Stage", "Profile", "CohortMembership", "StagePeriod", "SupportTicket", "PlanLimitDaily")),
     ("triggers", ()),
-    ("processing", ("WorkspaceLock",)),
     ("failures", ("ErrorKind", "Heartbeat")),
     ("ops", ()),
     ("privacy", ("DataRequest", "Tombstone")),

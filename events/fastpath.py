@@ -39,4 +39,8 @@ class WebhookFastPathMiddleware:
         view = self.views().get(request.path_info)
         if view is None:
             return self.get_response(request)
-        return view(request)
+        response = view(request)
+        # As CommonMiddleware (skipped here) does: with a length the server need not chunk the answer.
+        if not response.streaming and not response.has_header("Content-Length"):
+            response.headers["Content-Length"] = str(len(response.content))
+        return response

@@ -24,7 +24,7 @@ AUDITORS = "Auditors"
 ROLE_PERMISSIONS: dict[str, dict[str, tuple[str, ...]]] = {
     ADMINS: {
         "events.event": ("view", "change"),
-        "processing.workspacelock": ("view",),
+        "workspaces.workspacelock": ("view",),
         "workspaces.workspace": ("view", "change"),
         "workspaces.lead": ("view",),
         "workspaces.account": ("view", "change"),
@@ -57,7 +57,6 @@ ROLE_PERMISSIONS: dict[str, dict[str, tuple[str, ...]]] = {
     REPS: {},
     AUDITORS: {
         "events.*": ("view",),
-        "processing.*": ("view",),
         "workspaces.*": ("view",),
         "linking.*": ("view",),
         "sync.*": ("view",),

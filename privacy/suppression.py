@@ -44,11 +44,16 @@ def events_suppress(events: Sequence[NewEvent]) -> list[NewEvent]:
 
 def _tombstones(hashes: set[str]) -> dict[str, int]:
     """{hash: tombstone id} of the erased among these hashes. Plain SQL: on the webhook path the ORM's
-    query building cost several times the round trip itself (measured: ~0.9 ms against ~0.15 ms)."""
+    query building cost several times the round trip itself (measured: ~0.9 ms against ~0.15 ms). On
+    PostgreSQL the hashes travel as one array, so the statement text is the same for any number of them and
+    the driver prepares it once (DB_PREPARE_THRESHOLD) instead of PostgreSQL parsing and planning each."""
     table = connection.ops.quote_name(Tombstone._meta.db_table)
-    placeholders = ", ".join(["%s"] * len(hashes))
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT email_hash, id FROM {table} WHERE email_hash IN ({placeholders})", list(hashes))  # noqa: S608
+        if connection.vendor == "postgresql":
+            cursor.execute(f"SELECT email_hash, id FROM {table} WHERE email_hash = ANY(%s)", [sorted(hashes)])  # noqa: S608
+        else:
+            placeholders = ", ".join(["%s"] * len(hashes))
+            cursor.execute(f"SELECT email_hash, id FROM {table} WHERE email_hash IN ({placeholders})", list(hashes))  # noqa: S608
         return dict(cursor.fetchall())
 
 

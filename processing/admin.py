@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.http import HttpRequest
 
-from processing.models import WorkspaceLock
+from workspaces.models import WorkspaceLock
 
 
 @admin.register(WorkspaceLock)

@@ -14,8 +14,8 @@ from django.db.models import Q
 from django.utils import timezone
 
 from events.models import Event
-from processing.models import WorkspaceLock
 from workspaces.lifecycle import LIFECYCLE_TYPES
+from workspaces.models import WorkspaceLock
 
 logger = logging.getLogger(__name__)
 

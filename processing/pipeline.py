@@ -34,14 +34,13 @@ from linking.services import (
     workspace_link,
 )
 from processing.claims import events_claim, events_claim_many, worker_name, workspace_lock, workspaces_lock
-from processing.models import WorkspaceLock
 from processing.retries import events_record_failure
 from salesforce.outbox import outbox_record_workspaces
 from usage.services import behaviour_refresh
 from workspaces.actors import acting_as_system
 from workspaces.auditing import audit_entries_together
 from workspaces.lifecycle import LIFECYCLE_TYPES, LifecycleEvent, WorkspaceState, fold
-from workspaces.models import Workspace
+from workspaces.models import Workspace, WorkspaceLock
 from workspaces.services import workspace_apply_state
 
 logger = logging.getLogger(__name__)

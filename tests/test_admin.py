@@ -279,7 +279,7 @@ def test_changelist_queries_do_not_grow_with_rows(admin_client: Client, records:
 @pytest.mark.django_db
 def test_alert_and_lock_admins_render(admin_client):
     from alerts.services import alert_raise
-    from processing.models import WorkspaceLock
+    from workspaces.models import WorkspaceLock
 
     alert, _ = alert_raise(
         rule="event_failed", dedupe_key="k", title="Events need review", reason="boom", context={"event_ids": ["m1"]}

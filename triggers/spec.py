@@ -11,6 +11,11 @@ the type, and conditions on the event's `data` (a dotted path). `when` is one of
 - `{"kind": "cohort", "cohort": key, "change": "entered" | "exited"}`;
 - `{"kind": "stage", "from": key | null, "to": key | null}` (null: any stage);
 - `{"kind": "date", "field": "trial_expires_at" | "renews_at", "days_before": N}`.
+
+Actions are `[{"channel": a kind in messaging's registry, "template": key, "params": {…}}, …]`. A follow-up
+is `{"goal": {"event": filter} | {"condition": a metric condition tree (usage.conditions)},
+"within_seconds": T, "escalate": [actions]?, "escalate_to": audience?, "activity": filter?}`: when the
+goal is missed and the activity (default: any usage) since the firing is zero, the escalation fires.
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@ Each query joins one table to a small `bounds` CTE — one row per workspace wit
 (its local "today" and the days or instants counted from it) — and groups by workspace. The same
 statement serves one workspace on its event and a chunk of a thousand in the bulk pass, so the two
 cannot disagree. Windows are whole days ending today: `[today-(n-1), today]` in the table's days.
-Written for SQLite and PostgreSQL: no COUNT(DISTINCT a, b) (distinct days and features are the rows of
-inner GROUP BYs), no LIKE (case-insensitive on SQLite), no NULLs in the bounds (PostgreSQL types them).
+Written for SQLite and PostgreSQL: no COUNT(DISTINCT a, b) (a pair is counted as one unambiguous text),
+no FILTER, no LIKE (case-insensitive on SQLite), no NULLs in the bounds (PostgreSQL types them).
 On PostgreSQL the bounds and the key list travel as a few arrays, not thousands of placeholders, and the
 statements are not prepared (their best plan depends on the chunk's keys and windows).
 """
@@ -24,6 +24,10 @@ from django.db import NotSupportedError, connection
 from usage.models import PlanLimitDaily, SupportTicket, UsageDaily, UsageDailyUser
 
 INTEGRATION_PREFIX = "integration."
+#: Workspaces per sessions statement: their (workspace, day, user) rows are sorted to be deduplicated,
+#: and at ~55 rows a workspace 500 of them sort within PostgreSQL's default work_mem (4 MB); 1,000
+#: spilled the sort to disk (external merge, 3 MB). 400 leaves room for busier workspaces.
+SESSION_KEYS = 400
 
 
 @dataclass(frozen=True)
@@ -42,64 +46,43 @@ class Bounds:
     until: datetime  # first instant of local day today + 1
 
 
-def _usage_daily_sql(products: Sequence[str]) -> tuple[str, list[Any], list[Any]]:
-    """Two inner GROUP BYs instead of DISTINCT counts over the raw rows: `days` is one row per
-    (workspace, day) — active days are its rows, the sums add up — and `pairs` one row per (workspace,
-    product, feature) in the 30-day window — features and depths are its rows. Only the products and
-    integrations are still counted DISTINCT, over those few pair rows. The outer aggregates hash instead
-    of sorting every workspace's rows for each DISTINCT.
+def _usage_daily_sql(products: Sequence[str]) -> tuple[str, list[Any]]:
+    """One GROUP BY workspace straight over the window's rows, every window a conditional aggregate.
 
-    Returns the SELECT after the bounds CTE and the `WHERE` placeholder for the row filter, and the
-    parameters before and after that filter.
+    The rows come from the (workspace_key, day) index already grouped by workspace, so the aggregate
+    streams; the distinct days, features, products and integrations are small per-workspace DISTINCTs.
+    Measured 2-3x cheaper than the former two inner GROUP BYs over a materialised CTE (a CTE scan, a hash
+    of every (workspace, day) and a sort of every row by product and feature). A (product, feature) pair
+    is counted as the product's length, the product and the feature: no two pairs give the same text.
+
+    Returns the SELECT after the bounds CTE (with `{where}` for the row filter) and its parameters, which
+    follow the filter's.
     """
-    days = (
-        "SELECT r.k, r.day, r.d7, r.d14, r.d28, r.d30, SUM(r.duration_seconds) AS duration, "
-        "SUM(r.errors) AS errors, SUM(r.events) AS events, "
-        "SUM(CASE WHEN r.product = %s THEN r.events ELSE 0 END) AS api_events, MAX(r.last_seen_at) AS last_at "
-        "FROM r GROUP BY r.k, r.day, r.d7, r.d14, r.d28, r.d30"
-    )
-    pairs = (
-        "SELECT r.k, r.product, r.feature, MAX(CASE WHEN r.events > r.errors THEN 1 ELSE 0 END) AS ok "
-        "FROM r WHERE r.day >= r.d30 GROUP BY r.k, r.product, r.feature"
-    )
-    day_columns = [
-        "SUM(CASE WHEN d.day >= d.d7 THEN 1 ELSE 0 END)",
-        "SUM(CASE WHEN d.day >= d.d30 THEN 1 ELSE 0 END)",
-        "SUM(CASE WHEN d.day >= d.d7 THEN d.duration ELSE 0 END)",
-        "SUM(CASE WHEN d.day >= d.d28 THEN d.duration ELSE 0 END)",
-        "SUM(CASE WHEN d.day >= d.d14 THEN d.duration ELSE 0 END)",
-        "SUM(CASE WHEN d.day >= d.d28 AND d.day < d.d14 THEN d.duration ELSE 0 END)",
-        "SUM(CASE WHEN d.day >= d.d7 THEN d.errors ELSE 0 END)",
-        "SUM(CASE WHEN d.day >= d.d30 THEN d.events ELSE 0 END)",
-        "SUM(CASE WHEN d.day >= d.d30 THEN d.api_events ELSE 0 END)",
-        "MAX(d.day)",
-        "MAX(d.last_at)",
+    columns = [
+        "COUNT(DISTINCT CASE WHEN u.day >= b.d7 THEN u.day END)",
+        "COUNT(DISTINCT u.day)",
+        "SUM(CASE WHEN u.day >= b.d7 THEN u.duration_seconds ELSE 0 END)",
+        "SUM(CASE WHEN u.day >= b.d28 THEN u.duration_seconds ELSE 0 END)",
+        "SUM(CASE WHEN u.day >= b.d14 THEN u.duration_seconds ELSE 0 END)",
+        "SUM(CASE WHEN u.day >= b.d28 AND u.day < b.d14 THEN u.duration_seconds ELSE 0 END)",
+        "SUM(CASE WHEN u.day >= b.d7 THEN u.errors ELSE 0 END)",
+        "COUNT(DISTINCT LENGTH(u.product) || ':' || u.product || u.feature)",
+        "COUNT(DISTINCT CASE WHEN u.product <> '' THEN u.product END)",
+        "SUM(u.events)",
+        "SUM(CASE WHEN u.product = %s THEN u.events ELSE 0 END)",
+        "COUNT(DISTINCT CASE WHEN SUBSTR(u.feature, 1, %s) = %s AND u.events > u.errors THEN u.feature END)",
+        "MAX(u.day)",
+        "MAX(u.last_seen_at)",
     ]
-    pair_columns = [
-        "COUNT(*)",
-        "COUNT(DISTINCT CASE WHEN p.product <> '' THEN p.product END)",
-        "COUNT(DISTINCT CASE WHEN SUBSTR(p.feature, 1, %s) = %s AND p.ok = 1 THEN p.feature END)",
-    ]
-    pair_params: list[Any] = [len(INTEGRATION_PREFIX), INTEGRATION_PREFIX]
+    params: list[Any] = ["api", len(INTEGRATION_PREFIX), INTEGRATION_PREFIX]
     for product in products:
-        pair_columns.append("SUM(CASE WHEN p.product = %s THEN 1 ELSE 0 END)")
-        pair_params.append(product)
-    pair_names = ["features", "products", "integrations", *(f"depth{n}" for n in range(len(products)))]
-    # In the order of USAGE_DAILY_ALIASES, then the depths.
-    outer = [*(f"dc.c{n}" for n in range(7)), "pc.features", "pc.products", "dc.c7", "dc.c8", "pc.integrations",
-             "dc.c9", "dc.c10", *(f"pc.depth{n}" for n in range(len(products)))]  # fmt: skip
+        columns.append("COUNT(DISTINCT CASE WHEN u.product = %s THEN u.feature END)")
+        params.append(product)
     select = (
-        ", r AS (SELECT u.workspace_key AS k, u.product, u.feature, u.day, u.events, u.errors, "  # noqa: S608
-        f"u.duration_seconds, u.last_seen_at, b.d7, b.d14, b.d28, b.d30 FROM {_table(UsageDaily)} u "
-        "JOIN b ON u.workspace_key = b.k WHERE {where}), "
-        f"days AS ({days}), pairs AS ({pairs}) "
-        f"SELECT dc.k, {', '.join(outer)} FROM ("
-        f"SELECT d.k, {', '.join(f'{c} AS c{n}' for n, c in enumerate(day_columns))} FROM days d GROUP BY d.k"
-        ") dc LEFT JOIN ("
-        f"SELECT p.k, {', '.join(f'{c} AS {name}' for c, name in zip(pair_columns, pair_names, strict=True))} "
-        "FROM pairs p GROUP BY p.k) pc ON pc.k = dc.k"
+        f"SELECT u.workspace_key, {', '.join(columns)} FROM {_table(UsageDaily)} u "  # noqa: S608 (names)
+        "JOIN b ON u.workspace_key = b.k WHERE {where} GROUP BY u.workspace_key"
     )
-    return select, ["api"], pair_params
+    return select, params
 
 
 USAGE_DAILY_ALIASES = (
@@ -130,21 +113,22 @@ def depth_alias(product: str) -> str:
 def usage_daily(bounds: Sequence[Bounds], products: Sequence[str]) -> dict[str, dict[str, Any]]:
     """Sums and counts over `UsageDaily` (UTC days today), per workspace.
 
-    Only days from the chunk's earliest 30-day window start are read; the last active day and time
-    come from those rows when there are any, else from `last_active` for the few workspaces without.
+    Only the rows of each workspace's own 30-day window are read (the chunk's earliest window start
+    bounds the index range); the last active day and time come from those rows when there are any,
+    else from `last_active` for the workspaces without.
     """
-    select, day_params, pair_params = _usage_daily_sql(products)
+    select, column_params = _usage_daily_sql(products)
     aliases = (*USAGE_DAILY_ALIASES, *(depth_alias(p) for p in products))
     result: dict[str, dict[str, Any]] = {}
-    fixed = len(day_params) + len(pair_params) + 1
+    fixed = len(column_params) + 1
     per_statement = max((_max_params() - fixed) // 7, 1)
     for start in range(0, len(bounds), per_statement):
         part = bounds[start : start + per_statement]
         cte, cte_params = _bounds_cte(part, ("t", "d7", "d14", "d28", "d30"))
         keys, key_params = _key_list(part)
-        where = f"u.workspace_key {keys} AND u.day >= %s AND u.day <= b.t"
-        sql = cte + select.replace("{where}", where)
-        params = [*cte_params, *key_params, _earliest(part), *day_params, *pair_params]
+        where = f"u.workspace_key {keys} AND u.day >= %s AND u.day <= b.t AND u.day >= b.d30"
+        sql = f"{cte} {select.replace('{where}', where)}"
+        params = [*cte_params, *column_params, *key_params, _earliest(part)]
         with connection.cursor() as cursor, _custom_plan():
             cursor.execute(sql, params)
             for key, *values in cursor.fetchall():
@@ -205,6 +189,7 @@ def usage_users(bounds: Sequence[Bounds]) -> dict[str, dict[str, Any]]:
         params=[_earliest(bounds)],
         where="x.day <= b.t AND x.day >= b.d30",
         names=USAGE_USER_ALIASES,
+        max_keys=SESSION_KEYS,
     )
 
 
@@ -266,13 +251,15 @@ def _grouped(
     params: Sequence[Any],
     where: str,
     names: Sequence[str],
+    max_keys: int | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Run one GROUP BY workspace over `source` for these workspaces, in statements SQLite accepts.
 
-    `params` are those of `columns` and then of `source`, in the order they appear.
+    `params` are those of `columns` and then of `source`, in the order they appear; `max_keys` caps the
+    workspaces of one statement.
     """
     result: dict[str, dict[str, Any]] = {}
-    per_statement = max((_max_params() - len(params)) // (len(bound_columns) + 2), 1)
+    per_statement = max(min((_max_params() - len(params)) // (len(bound_columns) + 2), max_keys or 1 << 30), 1)
     qn = connection.ops.quote_name
     key = f"{alias}.{qn('workspace_key')}"
     for start in range(0, len(bounds), per_statement):

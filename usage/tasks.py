@@ -18,16 +18,16 @@ def sweep_behaviour() -> dict[str, int]:
 
 
 def rollup_usage(event_ids: list[int] | None = None) -> int:
-    """Roll up these new usage events, or, given None (the sweeper), drain every new one.
+    """Roll up every new telemetry event, oldest first, in batches of DEFAULT_LIMIT; return how many were
+    counted. `event_ids` (the events whose commit rang the doorbell) are among them, or already taken.
 
-    Returns how many events were counted. Safe to run twice or concurrently: the service claims each
-    event once, in the same transaction that counts it.
+    Each task drains the backlog instead of only its own ids: when tasks queue up behind a busy cluster,
+    the first takes everything that arrived meanwhile in one batch, so each workspace is re-evaluated
+    once for all its events of that batch (not once per webhook batch), and the tasks behind it find
+    nothing left. Idle, a task finds just its own events, as before. Safe to run twice or concurrently:
+    the service claims each event once (PostgreSQL: skipping rows another worker holds), in the same
+    transaction that counts it.
     """
-    if event_ids is not None:
-        return sum(
-            usage_rollup_batch(event_ids=event_ids[start : start + DEFAULT_LIMIT]).rolled_up
-            for start in range(0, len(event_ids), DEFAULT_LIMIT)
-        )
     total = 0
     while True:
         result = usage_rollup_batch(limit=DEFAULT_LIMIT)

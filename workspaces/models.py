@@ -248,3 +248,22 @@ class ReviewItem(AuditSnapshot, models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()}: {self.reason[:60]}"
+
+
+class WorkspaceLock(models.Model):
+    """One row per workspace key, locked while that workspace's state is written: its events folded (the
+    processing run) or its usage rolled up and its behaviour re-evaluated (usage/rollups.py).
+
+    The workspace row itself may not exist yet (its first event creates it), so the processor locks
+    this row instead: two workers can never fold the same workspace at once, and the one that waited
+    re-reads every event after the lock is granted.
+    """
+
+    workspace_key = models.CharField(max_length=64, primary_key=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "events_workspacelock"
+
+    def __str__(self) -> str:
+        return self.workspace_key

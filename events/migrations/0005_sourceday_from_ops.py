@@ -1,4 +1,4 @@
-"""SourceDay and RollupCursor (events received per source and day) move here from ops and keep their tables; WorkspaceLock moves to processing."""
+"""SourceDay and RollupCursor (events received per source and day) move here from ops and keep their tables; WorkspaceLock moves to workspaces."""
 
 from django.db import migrations, models
 
@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ("processing", "0001_initial"),
+        ("workspaces", "0006_reviewitem_from_linking"),
         ("ops", "0005_prune_task_results_schedule"),
         ('events', '0004_webhookbatch'),
     ]

@@ -30,6 +30,8 @@ def test_security_headers_still_apply_and_the_site_middleware_does_not(send_webh
     assert "Content-Security-Policy" in response
     assert "X-Frame-Options" not in response, "the frame policy is for pages; the site middleware was skipped"
     assert "Set-Cookie" not in response and "csrftoken" not in response.cookies
+    # As CommonMiddleware would: a server need not chunk an answer whose length it is told.
+    assert response["Content-Length"] == str(len(response.content))
 
 
 @pytest.mark.parametrize("path", ["/webhooks/provisioning/", "/webhooks/provisioning/batch/", "/webhooks/marketo/"])

@@ -9,10 +9,10 @@ import pytest
 from django.db import connection, connections, transaction
 from django_q.models import OrmQ
 
-from processing.models import WorkspaceLock
 from processing.pipeline import workspace_process
 from salesforce.models import OutboxItem
 from tests.events.helpers import T0, lifecycle_event, queued_tasks, store
+from workspaces.models import WorkspaceLock
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

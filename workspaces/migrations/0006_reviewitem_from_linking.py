@@ -1,4 +1,5 @@
-"""The model moved here from linking and keeps its table (Meta.db_table): the state moves, the database does not. Its many-to-many table (linking_reviewitem_events) follows the model's table name."""
+"""ReviewItem moved here from linking, and WorkspaceLock from events (the lock every writer of a
+workspace's state takes); each keeps its table (Meta.db_table): the state moves, the database does not. Its many-to-many table (linking_reviewitem_events) follows the model's table name."""
 
 import django.db.models.deletion
 import workspaces.auditing
@@ -42,6 +43,16 @@ class Migration(migrations.Migration):
                     'constraints': [models.UniqueConstraint(fields=('workspace', 'dedupe_key'), name='review_unique_question'), models.CheckConstraint(condition=models.Q(models.Q(('resolved_at__isnull', True), ('status', 'open')), models.Q(('resolved_at__isnull', False), ('status', 'resolved')), _connector='OR'), name='review_resolved_has_time')],
                 },
                 bases=(workspaces.auditing.AuditSnapshot, models.Model),
+            ),
+            migrations.CreateModel(
+                name='WorkspaceLock',
+                fields=[
+                    ('workspace_key', models.CharField(max_length=64, primary_key=True, serialize=False)),
+                    ('processed_at', models.DateTimeField(blank=True, null=True)),
+                ],
+                options={
+                    'db_table': 'events_workspacelock',
+                },
             ),
             ],
         ),

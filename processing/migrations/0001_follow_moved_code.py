@@ -7,7 +7,7 @@ from django.db import migrations
 
 #: (old app label, model) -> new app label, for every model that moved with its table.
 MOVED_MODELS = {
-    ("events", "workspacelock"): "processing",
+    ("events", "workspacelock"): "workspaces",
     ("linking", "reviewitem"): "workspaces",
     ("ops", "heartbeat"): "failures",
     ("ops", "errorkind"): "failures",
@@ -61,7 +61,6 @@ class Migration(migrations.Migration):
     dependencies = [
         ("contenttypes", "0002_remove_content_type_name"),
         ("django_q", "0018_task_success_index"),
-        ("processing", "0001_initial"),
         ("events", "0005_sourceday_from_ops"),
         ("failures", "0001_initial"),
         ("ops", "0006_ledger_to_failures"),

@@ -6,3 +6,6 @@ class TriggersConfig(AppConfig):
 
     name = "triggers"
     verbose_name = "Triggers"
+
+    def ready(self) -> None:
+        from triggers import checks  # noqa: F401 - registers the system checks

@@ -6,6 +6,7 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from tests.triggers.conftest import make_trigger
+from triggers.checks import check_trigger_settings
 from triggers.models import Trigger
 from triggers.services import trigger_save
 from triggers.spec import filter_matches, trigger_errors
@@ -99,3 +100,24 @@ def test_a_change_of_behaviour_bumps_the_version_and_a_change_of_words_does_not(
 def test_filters_match_the_data(where, data, expected):
     assert filter_matches({"type": "usage.recorded", "where": [where]}, "usage.recorded", data) is expected
     assert filter_matches({"type": "usage.recorded", "where": [where]}, "trial.started", data) is False
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "code"),
+    [
+        ("TRIGGERS_WORKSPACE_CAP", (0, 86400), "lifecycle.E080"),
+        ("TRIGGERS_PERSON_CAP", (3,), "lifecycle.E081"),
+        ("TRIGGERS_QUIET_HOURS", ("21:00", "25:00"), "lifecycle.E082"),
+        ("TRIGGERS_QUIET_HOURS", ("08:00", "08:00"), "lifecycle.E082"),
+    ],
+)
+def test_a_wrong_cap_or_quiet_hours_setting_stops_the_engine_at_its_checks(settings, name, value, code):
+    setattr(settings, name, value)
+
+    assert [error.id for error in check_trigger_settings(None)] == [code]
+
+
+def test_the_defaults_and_off_pass_the_checks(settings):
+    assert check_trigger_settings(None) == []  # the tests' own: off
+    del settings.TRIGGERS_QUIET_HOURS, settings.TRIGGERS_WORKSPACE_CAP, settings.TRIGGERS_PERSON_CAP
+    assert check_trigger_settings(None) == []  # the defaults

@@ -7,18 +7,15 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 from decimal import Decimal
-from pathlib import Path
 
-import pytest
 from django.utils import timezone
 
 from alerts.models import Alert, Delivery, ExchangeRate
+from tests.browser import BROWSER_MARKS
 from tests.factories import EventFactory, WorkspaceFactory
 from tests.reps.conftest import PASSWORD, make_alert
 from tests.reps.test_browser import (  # noqa: F401 (fixtures)
     ARTIFACTS,
-    CHROMEDRIVER,
-    CHROMIUM,
     browser,
     csp_violations,
     full_page_screenshot,
@@ -29,13 +26,7 @@ from tests.reps.test_browser import (  # noqa: F401 (fixtures)
     wait,
 )
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()),
-        reason="needs Debian's chromium and chromium-driver: apt-get install -y chromium chromium-driver",
-    ),
-]
+pytestmark = BROWSER_MARKS
 
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402

@@ -5,15 +5,11 @@ git-ignored artifacts/browser/ folder."""
 from __future__ import annotations
 
 from datetime import date, time
-from pathlib import Path
-
-import pytest
 
 from alerts.models import Rep
+from tests.browser import BROWSER_MARKS
 from tests.reps.test_browser import (  # noqa: F401 (fixtures)
     ARTIFACTS,
-    CHROMEDRIVER,
-    CHROMIUM,
     browser,
     csp_violations,
     log_in,
@@ -22,13 +18,7 @@ from tests.reps.test_browser import (  # noqa: F401 (fixtures)
     wait,
 )
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()),
-        reason="needs Debian's chromium and chromium-driver: apt-get install -y chromium chromium-driver",
-    ),
-]
+pytestmark = BROWSER_MARKS
 
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support import expected_conditions as ec  # noqa: E402

@@ -10,7 +10,7 @@ import pytest
 
 from events.models import Event
 from tests.factories import WorkspaceFactory
-from tests.triggers.test_usage_rollup import postgres_only, run_concurrently, usage_event
+from tests.usage.test_usage_rollup import postgres_only, run_concurrently, usage_event
 from usage import rollups as services
 from usage.definitions import definitions_load, shipped_document
 from usage.models import Profile, StagePeriod

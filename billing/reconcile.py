@@ -19,7 +19,8 @@ from typing import Any
 
 from django.utils import timezone
 
-from billing.stripe_adapter import Subscription, subscription_retrieve, subscriptions_list
+from billing.stripe_adapter import subscription_retrieve, subscriptions_list
+from billing.stripe_objects import Subscription
 from workspaces.models import Workspace
 
 #: Stripe subscription status → the engine's workspace status (None: nothing to compare yet).

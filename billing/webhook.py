@@ -36,14 +36,8 @@ from django.db import DatabaseError
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from billing.stripe_adapter import (
-    Invoice,
-    Subscription,
-    WebhookMalformed,
-    WebhookRefused,
-    construct_event,
-    instant,
-)
+from billing.stripe_adapter import WebhookMalformed, WebhookRefused, construct_event
+from billing.stripe_objects import Invoice, Subscription, instant
 from events.models import Event
 from events.ratelimit import webhook_refusal, webhook_throttle
 from events.schemas import (

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from billing.stripe_adapter import Subscription, interval_from_period
+from billing.stripe_objects import Subscription, interval_from_period
 from events.models import Event
 from processing.pipeline import lifecycle_event
 from tests.billing.conftest import fixture

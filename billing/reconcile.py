@@ -262,8 +262,9 @@ def _conversion(workspace: Workspace, sub: Subscription, drifted: dict[str, str]
 
 def _store(corrections: list[tuple[str, str, Correction]], report: BillingReport) -> None:
     """Store the corrections as Stripe-sourced lifecycle events; processing is enqueued on commit."""
+    from events.jsonbody import PayloadInvalid
     from events.models import Event  # sync sits below events; the reconciliation alone writes events
-    from events.schemas import PayloadInvalid, validate_data
+    from events.schemas import validate_data
     from events.services import events_store
     from events.store import NewEvent
 

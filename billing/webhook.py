@@ -38,17 +38,11 @@ from django.views.decorators.csrf import csrf_exempt
 
 from billing.stripe_adapter import WebhookMalformed, WebhookRefused, construct_event
 from billing.stripe_objects import Invoice, Subscription, instant
+from events.fields import instant_in_range
+from events.jsonbody import TOO_DEEP, PayloadInvalid, json_nesting_exceeds, load_json, number_errors
 from events.models import Event
 from events.ratelimit import webhook_refusal, webhook_throttle
-from events.schemas import (
-    TOO_DEEP,
-    PayloadInvalid,
-    instant_in_range,
-    json_nesting_exceeds,
-    load_json,
-    number_errors,
-    validate_data,
-)
+from events.schemas import validate_data
 from events.services import event_receive
 from events.store import NewEvent
 from events.views import body_key, claimed_type, error_response, method_not_allowed, read_webhook_body, reject

@@ -16,16 +16,10 @@ from django.http import HttpRequest, JsonResponse, UnreadablePostError
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
+from events.jsonbody import PayloadInvalid
 from events.models import Event
 from events.ratelimit import webhook_refusal, webhook_throttle
-from events.schemas import (
-    BatchItem,
-    ParsedWebhook,
-    PayloadInvalid,
-    parse_batch_body,
-    parse_marketo_body,
-    parse_provisioning_body,
-)
+from events.schemas import BatchItem, ParsedWebhook, parse_batch_body, parse_marketo_body, parse_provisioning_body
 from events.services import MARKETO_TYPE, batch_counts, batch_receive, event_receive, events_store
 from events.signatures import SIGNATURE_HEADERS, SignatureError, verify_standard_webhook
 from events.store import NewEvent

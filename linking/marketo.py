@@ -8,8 +8,9 @@ from collections.abc import Sequence
 from django.db import transaction
 from django.utils import timezone
 
+from events.jsonbody import PayloadInvalid
 from events.models import Event
-from events.schemas import PayloadInvalid, parse_marketo_body
+from events.schemas import parse_marketo_body
 from events.services import MARKETO_TYPE
 from failures.services import error_record
 from linking.services import marketo_lead_upsert

@@ -22,8 +22,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from alerts.services import workspaces_alerts_after_processing
+from events.fields import instant_in_range
+from events.jsonbody import PayloadInvalid
 from events.models import Event
-from events.schemas import PayloadInvalid, instant_in_range, validate_data
+from events.schemas import validate_data
 from events.services import enqueue_workspaces
 from failures.services import error_record
 from linking.repair import links_recheck_after_commit

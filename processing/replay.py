@@ -10,8 +10,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from events.jsonbody import PayloadInvalid
 from events.models import Event
-from events.schemas import PayloadInvalid
 from processing.pipeline import FOLDED_STATUSES, lifecycle_event
 from workspaces.lifecycle import LIFECYCLE_TYPES, WorkspaceState, fold
 from workspaces.models import Workspace

@@ -17,8 +17,9 @@ from django.conf import settings
 from django.db import NotSupportedError, connection, transaction
 from django.utils import timezone
 
+from events.jsonbody import PayloadInvalid
 from events.models import Event
-from events.schemas import ROLLED_UP_TYPES, PayloadInvalid, validate_data
+from events.schemas import ROLLED_UP_TYPES, validate_data
 from events.services import enqueue_workspaces
 from failures.services import error_record
 from usage.metrics_rollups import (

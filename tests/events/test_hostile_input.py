@@ -11,8 +11,8 @@ import pytest
 from django.test import Client
 
 from billing.stripe_adapter import sign_payload
+from events.jsonbody import MAX_JSON_DEPTH, json_nesting_exceeds
 from events.models import Event
-from events.schemas import MAX_JSON_DEPTH, json_nesting_exceeds
 from tests.conftest import lifecycle_body
 from tests.fuzz.conftest import MARKETO_TOKEN, STRIPE_SECRET
 

@@ -11,16 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from events.schemas import (
-    EVENT_TYPES,
-    EnvelopeSerializer,
-    PayloadInvalid,
-    _fields_of,
-    _OutOfRange,
-    parse_provisioning_body,
-    run_schema,
-    run_schema_drf,
-)
+from events.jsonbody import PayloadInvalid, _OutOfRange
+from events.lean import _fields_of, run_schema, run_schema_drf
+from events.schemas import EVENT_TYPES, EnvelopeSerializer, parse_provisioning_body
 
 SCHEMAS = [EnvelopeSerializer, *(event_type.schema for event_type in EVENT_TYPES.values())]
 

@@ -10,8 +10,9 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
+from events.jsonbody import INT_OUT_OF_RANGE, NOT_FINITE, TOO_DEEP
 from events.models import Event, WebhookBatch
-from events.schemas import INT_OUT_OF_RANGE, MAX_BATCH_EVENTS, NOT_FINITE, TOO_DEEP
+from events.schemas import MAX_BATCH_EVENTS
 from tests.conftest import lifecycle_body, signed_headers
 from tests.events.helpers import queued_tasks
 

@@ -16,8 +16,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from billing.stripe_adapter import sign_payload
+from events.jsonbody import TOO_DEEP, json_nesting_exceeds
 from events.models import Event
-from events.schemas import TOO_DEEP, json_nesting_exceeds
 from events.views import body_key
 from tests.conftest import signed_headers
 from tests.fuzz.conftest import MARKETO_TOKEN, STRIPE_SECRET

@@ -167,6 +167,27 @@ def generate(dsn: str, workspaces: int, today: str) -> dict[str, Any]:
     return {"rows": rows, "database_size": size, "generate_seconds": round(time.monotonic() - t0, 1)}
 
 
+def reuse(dsn: str, workspaces: int, today: str) -> dict[str, Any]:
+    """The data of an earlier run kept with --keep-database, generated today for as many workspaces, with
+    the behaviour state emptied (the first pass then finds every workspace new, as on generated data)."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        found = conn.execute("SELECT count(*), max(day) FROM workspaces_workspace, "
+                             "(SELECT max(day) AS day FROM usage_planlimitdaily) d").fetchone()  # fmt: skip
+        if found[0] != workspaces or str(found[1]) != today:
+            raise SystemExit(f"--reuse-database: the kept database has {found[0]:,} workspaces with rollups up to "
+                             f"{found[1]}, not {workspaces:,} up to {today}")  # fmt: skip
+        conn.execute("TRUNCATE usage_cohortmembership, usage_stageperiod, usage_profile")
+        rows = {
+            name: conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+            for name, table in (("workspaces", "workspaces_workspace"), ("usage_daily", "triggers_usagedaily"),
+                                ("usage_users", "triggers_usagedailyuser"), ("tickets", "usage_supportticket"),
+                                ("plan_limits", "usage_planlimitdaily"))
+        }  # fmt: skip
+        size = conn.execute("SELECT pg_size_pretty(pg_database_size(current_database()))").fetchone()[0]
+    say(f"reusing the kept data: {rows}")
+    return {"rows": rows, "database_size": size, "reused": True}
+
+
 PLAIN = {
     "usage_daily": "SELECT workspace_key, count(*), sum(events), sum(count), sum(duration_seconds), sum(errors), "
     "max(day), max(last_seen_at) FROM triggers_usagedaily GROUP BY workspace_key",
@@ -331,13 +352,17 @@ def sweep(run: Run, at: datetime, label: str) -> dict[str, Any]:
 def bulk(run: Run) -> dict[str, Any]:
     args = run.args
     run.databases.append(args.database_url)
-    say(f"creating {db_name(args.database_url)}, migrating it")
-    recreate_database(args.database_url)
-    migrate(django_env(args.database_url))
     dsn = libpq_dsn(args.database_url)
     today = datetime.now(UTC).date()
-    say(f"generating {args.workspaces:,} workspaces × {DAYS} days of rollups")
-    out: dict[str, Any] = {"data": generate(dsn, args.workspaces, today.isoformat())}
+    out: dict[str, Any] = {}
+    if args.reuse_database:
+        out["data"] = reuse(dsn, args.workspaces, today.isoformat())
+    else:
+        say(f"creating {db_name(args.database_url)}, migrating it")
+        recreate_database(args.database_url)
+        migrate(django_env(args.database_url))
+        say(f"generating {args.workspaces:,} workspaces × {DAYS} days of rollups")
+        out["data"] = generate(dsn, args.workspaces, today.isoformat())
     say("plain aggregate (the baseline)")
     out["plain_aggregate"] = plain_aggregate(dsn)
     say(f"plain aggregate: {out['plain_aggregate']['seconds']:.2f} s")
@@ -493,6 +518,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--usage-events", type=int, default=50_000, help="usage events to roll up")
     parser.add_argument("--chunk", type=int, default=100, help="workspaces per process_workspaces call")
     parser.add_argument("--batch", type=int, default=1_000, help="usage events per rollup batch")
+    parser.add_argument("--reuse-database", action="store_true",
+                        help="bulk phase on the data an earlier --keep-database run generated today for as many "
+                        "workspaces (its behaviour rows emptied) instead of generating it again")  # fmt: skip
     parser.add_argument("--at", help=argparse.SUPPRESS)
     scaffold.common_arguments(
         parser,

@@ -36,7 +36,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +77,6 @@ OTHER_BENCHMARKS = "bench/ingest.py|bench/salesforce.py|bench/process.py|bench/b
 MODES = ("on", "off")
 TARGET_P99_MS = 1000.0  # accepted → profile re-evaluated (issue 22 §5)
 MIN_COST_RATIO = 0.7  # processing CPU per usage event, profiles off ÷ on
-SLACK = timedelta(seconds=10)  # evaluated_at is taken before its transaction commits: re-read this far back
 BACKEND_SAMPLE_SECONDS = 0.5  # how often this database's backends' CPU is read
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 OUR_POSTGRES = "postgres (this database's backends)"
@@ -231,7 +230,6 @@ class Poller(threading.Thread):
         self.rolling: set[str] = set()  # accepted, not yet seen rolled up
         self.evaluating: dict[str, set[str]] = defaultdict(set)  # workspace → rolled up, profile not yet seen
         self.evaluated: dict[str, datetime] = {}
-        self.watermark = datetime.now(UTC)  # earlier evaluations cannot reflect the events
         self.error: BaseException | None = None
         self.backends = BackendCpu()
 
@@ -261,9 +259,12 @@ class Poller(threading.Thread):
             self.error = exc
 
     def poll(self, conn: psycopg.Connection) -> None:
-        """One look: rolled-up events (and their completed_at), then profiles evaluated since the watermark."""
+        """One look: rolled-up events (and their completed_at), then the profiles of the workspaces that have
+        rolled-up events not yet reflected (only those: reading every recent profile cost the poller more CPU
+        than the engine's gunicorn)."""
         with self.lock:
             rolling = list(self.rolling)
+            pending = set(self.evaluating)
         new = {row[0] for row in conn.execute(
             "SELECT external_id FROM events_event WHERE status = 'new' AND type = 'usage.recorded'")}  # fmt: skip
         left = [external_id for external_id in rolling if external_id not in new]
@@ -271,14 +272,14 @@ class Poller(threading.Thread):
             "SELECT external_id, completed_at FROM events_event"
             " WHERE source = 'provisioning' AND external_id = ANY(%s)",
             [left])) if left else {}  # fmt: skip
+        if self.profiles:
+            pending.update(self.events[external_id].workspace for external_id in left)
         evaluated = conn.execute(
-            "SELECT workspace_key, evaluated_at FROM usage_profile WHERE evaluated_at > %s", [self.watermark - SLACK]
-        ).fetchall() if self.profiles else []  # fmt: skip
+            "SELECT workspace_key, evaluated_at FROM usage_profile WHERE workspace_key = ANY(%s)", [sorted(pending)]
+        ).fetchall() if pending else []  # fmt: skip
         seen = time.monotonic()
         with self.lock:
-            for workspace, at in evaluated:
-                self.evaluated[workspace] = max(at, self.evaluated.get(workspace, at))
-                self.watermark = max(self.watermark, at)
+            self.evaluated.update(evaluated)
             for external_id in left:
                 watched = self.events[external_id]
                 watched.rolled_up, watched.completed_at = seen, completed.get(external_id)

@@ -275,8 +275,8 @@ def _grouped(
         )
         with connection.cursor() as cursor, _custom_plan():
             cursor.execute(sql, [*cte_params, *params, *key_params])
-            for key, *values in cursor.fetchall():
-                result[key] = dict(zip(names, values, strict=True))
+            for workspace, *values in cursor.fetchall():
+                result[workspace] = dict(zip(names, values, strict=True))
     return result
 
 

@@ -111,3 +111,17 @@ def test_the_sweep_reading_ahead_writes_what_evaluating_in_turn_writes(monkeypat
         [tuple(str(v).replace("ws_turn_", "ws_ahead_") for v in row) for row in part] for part in _state(in_turn)
     ]
     assert [[tuple(str(v) for v in row) for row in part] for part in _state(ahead)] == renamed
+
+
+@pytest.mark.django_db
+def test_workspaces_over_several_statements_get_what_each_gets_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sessions aggregate runs in statements of at most SESSION_KEYS workspaces; every statement
+    after the first must still be whole (a loop once reused the statement's own name for a key)."""
+    from usage import metrics_sql
+    from usage.metrics import profiles_for
+
+    keys = _world("ws_split_")
+    alone = {key: profiles_for([key], now=T0)[key] for key in keys}
+    monkeypatch.setattr(metrics_sql, "SESSION_KEYS", 2)
+    assert profiles_for(keys, now=T0) == alone
+    assert any(profile["sessions_28d"] for profile in alone.values())

@@ -86,3 +86,20 @@ def test_a_task_takes_the_batches_queued_behind_it_and_evaluates_once(settings, 
     assert counted == [5, 0]
     assert evaluated == [["ws_a"]]
     assert not Event.objects.exclude(status=Event.Status.COMPLETED).exists()
+
+
+@pytest.mark.django_db
+def test_a_rollup_touching_more_workspaces_than_one_metrics_statement_takes(settings, monkeypatch):
+    # given: more workspaces in one batch than one sessions statement takes (400 in production; 2 here)
+    settings.BEHAVIOUR_PROFILES = True
+    monkeypatch.setattr("usage.metrics_sql.SESSION_KEYS", 2)
+    keys = [f"ws_m{n}" for n in range(5)]
+    for n, key in enumerate(keys):
+        usage_event(AT, workspace_id=key, user_email=f"ann@acme{n}.io")
+    # when: the second statement used to name a workspace where the key column belongs (a ProgrammingError)
+    counted = rollup_usage(None)
+    # then: every workspace profiled, each with its own session
+    assert counted == 5
+    profiles = dict(Profile.objects.values_list("workspace_key", "metrics"))
+    assert sorted(profiles) == keys
+    assert {key: bool(profiles[key]) for key in keys} == dict.fromkeys(keys, True)

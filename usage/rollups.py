@@ -32,7 +32,7 @@ from usage.metrics_rollups import (
 )
 from usage.models import UsageDaily, UsageDailyUser
 from usage.services import Change, behaviour_refresh
-from workspaces.models import Workspace, WorkspaceLock
+from workspaces.models import Workspace
 
 USAGE_TYPE = "usage.recorded"
 DEFAULT_LIMIT = 5000
@@ -134,36 +134,9 @@ def usage_rollup_batch(*, event_ids: Sequence[int] | None = None, limit: int = D
         Event.objects.bulk_update(rollup.review, ["status", "notes"])
         if settings.BEHAVIOUR_PROFILES and (keys := rollup.workspace_keys):
             # cohorts and stages move with the telemetry, in the same transaction
-            workspace_locks_take(keys)
             changes = behaviour_refresh(workspace_keys=keys)
             stage_changes_record(changes)
     return RollupResult(len(claimed), len(rollup.rolled_up), len(rollup.review))
-
-
-def workspace_locks_take(workspace_keys: Sequence[str]) -> None:
-    """Hold these workspaces' processing locks (workspaces.WorkspaceLock) until the commit, taken in key order.
-
-    Two rollups (or a rollup and a lifecycle run) re-evaluating one workspace at once both saw its old
-    stage period open and both opened a new one: the second failed on the one-open-period constraint and
-    its whole batch was rolled back (found by bench/usage_freshness.py). Locked, the second waits and then
-    reads what the first wrote. One INSERT … ON CONFLICT DO UPDATE that leaves `processed_at` as it was
-    (the lifecycle's) and, on PostgreSQL, takes the row locks as it goes.
-    """
-    keys = sorted(set(workspace_keys))
-    if not keys:
-        return
-    qn = connection.ops.quote_name
-    table = qn(WorkspaceLock._meta.db_table)
-    key, processed = qn("workspace_key"), qn("processed_at")
-    size = max(connection.ops.bulk_batch_size([WorkspaceLock._meta.pk], keys), 1)
-    with connection.cursor() as cursor:
-        for start in range(0, len(keys), size):
-            batch = keys[start : start + size]
-            cursor.execute(
-                f"INSERT INTO {table} ({key}, {processed}) VALUES {', '.join(['(%s, NULL)'] * len(batch))} "  # noqa: S608
-                f"ON CONFLICT ({key}) DO UPDATE SET {processed} = {table}.{processed}",
-                batch,
-            )
 
 
 def stage_changes_record(changes: Sequence[Change]) -> None:

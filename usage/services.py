@@ -30,6 +30,7 @@ from usage.metrics import METRICS, profiles_for, zone_named
 from usage.metrics_rollups import execute_batches, insert_sql
 from usage.models import Cohort, CohortMembership, Profile, Stage, StagePeriod
 from usage.models import Period as _Period
+from workspaces.locks import workspace_locks_take
 from workspaces.models import Workspace
 
 #: Metrics that grow by one a day while nothing happens: a threshold on them is crossed on a known day.
@@ -203,6 +204,7 @@ def _apply(read: _Read, now: datetime, definitions: Definitions) -> list[Change]
     stored profiles are not read at all: the upsert keeps a profile's stage when nothing decides one.
     """
     keys, records, zones, metrics = read.keys, read.records, read.zones, read.metrics
+    workspace_locks_take(keys)  # before reading what is open: one writer of a workspace's behaviour at a time
     memberships = CohortMembership.objects.filter(workspace_key__in=keys, exited_at__isnull=True)
     open_memberships = {
         (key, cohort): pk for pk, key, cohort in memberships.values_list("id", "workspace_key", "cohort_id")

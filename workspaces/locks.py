@@ -1,0 +1,36 @@
+"""The per-workspace lock (WorkspaceLock) for writers that take many workspaces at once."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from django.db import connection
+
+from workspaces.models import WorkspaceLock
+
+
+def workspace_locks_take(workspace_keys: Sequence[str]) -> None:
+    """Hold these workspaces' locks until the commit, taken in key order (as the processing run takes them).
+
+    Every writer of a workspace's behaviour takes them (usage.services: the processing run, which holds
+    them already, the usage rollup and the sweep): two re-evaluating one workspace at once both saw its
+    old stage period open and both opened a new one; the second failed on the one-open-period constraint
+    and its whole batch was rolled back (found by bench/usage_freshness.py). Locked, the second waits and
+    then reads what the first wrote. One INSERT … ON CONFLICT DO UPDATE that leaves `processed_at` as it was
+    (the lifecycle's) and, on PostgreSQL, takes the row locks as it goes.
+    """
+    keys = sorted(set(workspace_keys))
+    if not keys:
+        return
+    qn = connection.ops.quote_name
+    table = qn(WorkspaceLock._meta.db_table)
+    key, processed = qn("workspace_key"), qn("processed_at")
+    size = max(connection.ops.bulk_batch_size([WorkspaceLock._meta.pk], keys), 1)
+    with connection.cursor() as cursor:
+        for start in range(0, len(keys), size):
+            batch = keys[start : start + size]
+            cursor.execute(
+                f"INSERT INTO {table} ({key}, {processed}) VALUES {', '.join(['(%s, NULL)'] * len(batch))} "  # noqa: S608
+                f"ON CONFLICT ({key}) DO UPDATE SET {processed} = {table}.{processed}",
+                batch,
+            )

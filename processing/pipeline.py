@@ -38,7 +38,8 @@ from linking.services import (
 from processing.claims import events_claim, events_claim_many, worker_name, workspace_lock, workspaces_lock
 from processing.retries import events_record_failure
 from salesforce.outbox import outbox_record_workspaces
-from usage.services import behaviour_refresh
+from triggers.services import triggers_enabled, triggers_evaluate
+from usage.services import Change, behaviour_refresh
 from workspaces.actors import acting_as_system
 from workspaces.auditing import audit_entries_together
 from workspaces.lifecycle import LIFECYCLE_TYPES, LifecycleEvent, WorkspaceState, fold
@@ -136,14 +137,18 @@ def lifecycle_event(external_id: str, type_: str, occurred_at: datetime, payload
     return LifecycleEvent(external_id, type_, occurred_at, validate_data(type_, data or {}), source)
 
 
-_EVENT_FIELDS = ("pk", "external_id", "type", "occurred_at", "payload", "source", "status")
+# workspace_key, suppressed and received_at: what the trigger engine reads of a new event (never deferred).
+_EVENT_FIELDS = (
+    "pk", "external_id", "type", "occurred_at", "payload", "source", "status", "workspace_key", "suppressed",
+    "received_at",
+)  # fmt: skip
 
 
 def _folded_events(workspace_keys: Sequence[str]) -> dict[str, list[Event]]:
     """Every lifecycle event that counts towards these workspaces' state, by workspace, in one query."""
     rows = Event.objects.filter(
         workspace_key__in=sorted(set(workspace_keys)), type__in=LIFECYCLE_TYPES, status__in=FOLDED_STATUSES
-    ).only(*_EVENT_FIELDS, "workspace_key")
+    ).only(*_EVENT_FIELDS)
     by_key: dict[str, list[Event]] = {key: [] for key in workspace_keys}
     for row in rows:
         by_key[row.workspace_key].append(row)
@@ -160,6 +165,7 @@ def _fold_and_apply(workspace_key: str) -> int:
     )
     applied, done, record = _fold_rows(workspace_key, rows)
     links_recheck_after_commit(applied=[(record.workspace, record.converted)] if record is not None else [])
+    _triggers_evaluate(_new_events(rows, done), record.changes if record is not None else [])
     _complete(done)
     return applied
 
@@ -195,18 +201,46 @@ def _fold_and_apply_many(workspace_keys: list[str]) -> dict[str, int]:
             touched |= _records_of(record.workspace)
             relinked |= record.relinked
             records.append(record)
-    _behaviour_refresh(to_record)
+    changes = _behaviour_refresh(to_record)
     outbox_record_workspaces(workspaces=to_record)
     links_recheck_after_commit(applied=[(record.workspace, record.converted) for record in records])
+    _triggers_evaluate(_new_events([row for key in workspace_keys for row in events[key]], done), changes)
     _complete(done)
     return applied
 
 
-def _behaviour_refresh(workspaces: list[Workspace]) -> None:
+def _behaviour_refresh(workspaces: list[Workspace]) -> list[Change]:
     """Cohorts and stage follow the lifecycle too (a conversion can make a workspace "expanding"), in the
-    same transaction, before the outbox records the stage Salesforce must hold."""
+    same transaction, before the outbox records the stage Salesforce must hold; returns what changed."""
     if settings.BEHAVIOUR_PROFILES and workspaces:
-        behaviour_refresh(workspace_keys=[workspace.workspace_id for workspace in workspaces], workspaces=workspaces)
+        return behaviour_refresh(
+            workspace_keys=[workspace.workspace_id for workspace in workspaces], workspaces=workspaces
+        )
+    return []
+
+
+def _new_events(rows: list[Event], done: list[int]) -> dict[str, list[Event]]:
+    """The events this run applies for the first time (those it completes), by workspace."""
+    ids = set(done)
+    by_key: dict[str, list[Event]] = {}
+    for row in rows:
+        if row.pk in ids:
+            by_key.setdefault(row.workspace_key, []).append(row)
+    return by_key
+
+
+def _triggers_evaluate(new_events: dict[str, list[Event]], changes: Sequence[Change]) -> None:
+    """The trigger engine decides on the run's new events and behaviour changes, in the run's transaction
+    and under its locks: a firing commits with the state it was decided on, or not at all (a failure fails
+    the run, which is retried). With no trigger enabled this is one cache read: no query per workspace."""
+    enabled = triggers_enabled()
+    if not enabled:
+        return
+    keys = {key for key, events in new_events.items() if events} | {change.workspace_key for change in changes}
+    for key in sorted(keys):
+        triggers_evaluate(
+            workspace_key=key, new_events=new_events.get(key, []), behaviour_changes=changes, triggers=enabled
+        )
 
 
 def _records_of(workspace: Workspace) -> set[tuple[str, int | None]]:
@@ -221,6 +255,7 @@ class _Applied:
     workspace: Workspace
     relinked: frozenset[str]  # other workspaces a conversion changed
     converted: bool  # its lead was converted now
+    changes: tuple[Change, ...] = ()  # what its behaviour refresh changed (when this run refreshed it)
 
 
 def _fold_rows(
@@ -301,12 +336,14 @@ def _apply(
     if unsaved:
         workspace.save(update_fields=[*unsaved, "updated_at"])
     recorded = [workspace, *(_siblings(workspace, relinked) if relinked else [])]
+    changes: list[Change] = []
     if to_record is None:
-        _behaviour_refresh(recorded)
+        changes = _behaviour_refresh(recorded)
         outbox_record_workspaces(workspaces=recorded)
     else:
         to_record += recorded
-    return _Applied(workspace, frozenset(relinked), not converted_before and _lead_converted(workspace))
+    converted = not converted_before and _lead_converted(workspace)
+    return _Applied(workspace, frozenset(relinked), converted, tuple(changes))
 
 
 def _lead_converted(workspace: Workspace) -> bool:

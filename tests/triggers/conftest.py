@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from django.core.cache import cache
 
 from events.models import Event
 from triggers.models import Trigger
-from triggers.services import trigger_save
+from triggers.services import ENABLED_CACHE_KEY, trigger_save
 
 #: Midday UTC on a Monday: outside the default quiet hours in UTC.
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -50,3 +52,11 @@ def usage(workspace: str, at: datetime, feature: str = "envelope.send", **data: 
 
 def minutes(n: float) -> timedelta:
     return timedelta(minutes=n)
+
+
+@pytest.fixture(autouse=True)
+def enabled_triggers_not_cached() -> Iterator[None]:
+    """The enabled-trigger cache outlives a test's rolled-back rows: each test starts and ends without it."""
+    cache.delete(ENABLED_CACHE_KEY)
+    yield
+    cache.delete(ENABLED_CACHE_KEY)

@@ -66,3 +66,10 @@ def test_loading_a_date_trigger_sets_timers_for_workspaces_without_new_events():
 
     due = dict(Timer.objects.values_list("workspace_key", "due_at"))
     assert due == {"ws_d1": soon - timedelta(days=3), "ws_d2": later - timedelta(days=3)}
+
+
+def test_the_timer_sweep_is_scheduled_every_minute():
+    from django_q.models import Schedule
+
+    schedule = Schedule.objects.get(func="triggers.tasks.fire_due_timers")
+    assert (schedule.schedule_type, schedule.minutes, schedule.repeats) == (Schedule.MINUTES, 1, -1)

@@ -19,6 +19,7 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 
 from triggers.audience import Recipient, recipient_for
+from triggers.deliveries import firing_dispatches_plan
 from triggers.models import CapLock, Firing, Timer, Trigger
 from workspaces.models import Workspace
 
@@ -163,6 +164,7 @@ def _decide_one(candidate: Candidate, recipient: Recipient | None, now: datetime
         _timer_add(firing, Timer.Kind.RELEASE, deferred_until)
     elif status == Firing.Status.FIRED:
         follow_up_start(firing, now)
+        firing_dispatches_plan(firing)  # in this transaction: the firing and its messages commit together
     return firing
 
 

@@ -1,5 +1,5 @@
 """The trigger engine's entry points: evaluate a workspace's new events and behaviour changes, save a
-trigger (validated, versioned), and the actions a firing plans (the seam deliveries will read).
+trigger (validated, versioned); the actions a firing plans become dispatches (`triggers.deliveries`).
 
 `triggers_evaluate` is called by the processing run inside its transaction and under the workspace's
 lock, with the events the run applied and the cohort and stage changes `behaviour_refresh` returned.
@@ -10,7 +10,6 @@ and decides every instant occurrence once (`triggers.decide`). Timers fire from 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -20,11 +19,17 @@ from django.utils import timezone
 
 from events.models import Event
 from triggers.decide import Candidate, firings_decide
+from triggers.deliveries import PlannedAction, firing_planned_actions
 from triggers.models import Firing, Trigger
 from triggers.timers import goals_reached
 from triggers.when import WHEN, Context, Seen, date_timer_sync
 from usage.services import Change
 from workspaces.models import Workspace
+
+__all__ = [
+    "PlannedAction", "date_timers_sync", "firing_planned_actions", "trigger_save", "triggers_enabled",
+    "triggers_evaluate",
+]  # fmt: skip
 
 #: The enabled triggers are cached (one cache read per processing run instead of one query): a saved
 #: trigger clears the entry at once and after its commit; other processes with a per-process cache see
@@ -116,34 +121,3 @@ def date_timers_sync(*, trigger: Trigger, now: datetime | None = None) -> int:
 
 def _behaviour(trigger: Trigger) -> dict[str, Any]:
     return {name: getattr(trigger, name) for name in Trigger.BEHAVIOUR_FIELDS}
-
-
-@dataclass(frozen=True)
-class PlannedAction:
-    """One action a fired firing asks for: the channel kind (messaging's registry), its template and params,
-    and who gets it. Deliveries (later) turn each into a message; `key` is stable per firing and channel,
-    so a channel that deduplicates (the in-app webhook-id, CONTRACT §9) sees retries as one."""
-
-    firing_id: int
-    channel: str
-    template: str
-    params: dict[str, Any]
-    recipient: str
-    key: str
-
-
-def firing_planned_actions(firing: Firing) -> list[PlannedAction]:
-    """The actions a fired firing plans (none for a suppressed or still-deferred one)."""
-    if firing.status != Firing.Status.FIRED:
-        return []
-    return [
-        PlannedAction(
-            firing_id=firing.pk,
-            channel=action["channel"],
-            template=action["template"],
-            params=action.get("params") or {},
-            recipient=firing.recipient,
-            key=f"firing-{firing.pk}-{action['channel']}-{index}",
-        )
-        for index, action in enumerate(firing.actions)
-    ]

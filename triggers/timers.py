@@ -20,6 +20,7 @@ from django.utils import timezone
 from failures.retry import backoff
 from failures.services import error_record
 from triggers.decide import Candidate, firings_decide, follow_up_start
+from triggers.deliveries import firing_dispatches_plan
 from triggers.models import Firing, Timer
 from triggers.spec import ACTIVITY, data_at, filter_matches
 from triggers.when import Seen, date_value, seen_between
@@ -174,6 +175,7 @@ def _release(timer: Timer, workspace: Workspace | None, now: datetime) -> Outcom
     )
     firing.status, firing.fired_at = Firing.Status.FIRED, now
     follow_up_start(firing, now)
+    firing_dispatches_plan(firing)
     return "released", None
 
 

@@ -1,0 +1,122 @@
+"""A fired firing's actions become dispatches (messaging.Dispatch), in the firing's transaction.
+
+Each planned action (`firing_planned_actions`) is rendered now from its template and inserted as one row
+under the action's stable key, so a repeat (a replay, a second worker, a release) adds nothing; messaging
+sends the rows after the commit. Templates are plain Django templates keyed by the action's template key:
+`triggers/<key>.subject.txt`, `triggers/<key>.txt` and, for email, `triggers/<key>.html`. An action whose
+template is missing is not sent with made-up words: its row is `dead`, naming the missing file, and the
+failure is counted in the error ledger.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.template import TemplateDoesNotExist
+from django.template.loader import render_to_string
+
+from failures.services import error_record
+from messaging.delivery import dispatches_create
+from messaging.models import Dispatch
+from triggers.models import Firing
+from workspaces.models import Workspace
+
+#: The Slack transport posts to its one channel webhook.
+SLACK_RECIPIENT = "webhook"
+
+
+@dataclass(frozen=True)
+class PlannedAction:
+    """One action a fired firing asks for: the channel kind (messaging's registry), its template and params,
+    and who gets it. `firing_dispatches_plan` turns each into a dispatch; `key` is stable per firing and channel,
+    so a channel that deduplicates (the in-app webhook-id, CONTRACT §9) sees retries as one."""
+
+    firing_id: int
+    channel: str
+    template: str
+    params: dict[str, Any]
+    recipient: str
+    key: str
+
+
+def firing_planned_actions(firing: Firing) -> list[PlannedAction]:
+    """The actions a fired firing plans (none for a suppressed or still-deferred one)."""
+    if firing.status != Firing.Status.FIRED:
+        return []
+    return [
+        PlannedAction(
+            firing_id=firing.pk,
+            channel=action["channel"],
+            template=action["template"],
+            params=action.get("params") or {},
+            recipient=firing.recipient,
+            key=f"firing-{firing.pk}-{action['channel']}-{index}",
+        )
+        for index, action in enumerate(firing.actions)
+    ]
+
+
+def firing_dispatches_plan(firing: Firing) -> list[str]:
+    """Insert a dispatch per planned action of a fired firing (none otherwise); the keys."""
+    actions = firing_planned_actions(firing)
+    if not actions:
+        return []
+    workspace = Workspace.objects.filter(workspace_id=firing.workspace_key).first()
+    address = recipient_address(firing.recipient)
+    return dispatches_create([_row(firing, action, workspace, address) for action in actions])
+
+
+def recipient_address(recipient: str) -> str:
+    """The address behind a firing's recipient key: email:… is the address, user:<id> that user's email,
+    team:… the team's address."""
+    kind, _, value = recipient.partition(":")
+    if kind == "user":
+        user = get_user_model().objects.filter(pk=value).first() if value.isdigit() else None
+        return (user.email or "") if user is not None else ""
+    return value
+
+
+def _row(firing: Firing, action: PlannedAction, workspace: Workspace | None, address: str) -> Dispatch:
+    row = Dispatch(
+        key=action.key,
+        source="firing",
+        source_id=firing.pk,
+        channel=action.channel,
+        recipient=SLACK_RECIPIENT if action.channel == "slack" else address,
+        template=action.template,
+        next_attempt_at=firing.fired_at,
+    )
+    context = _context(firing, action, workspace)
+    try:
+        row.subject = " ".join(render_to_string(f"triggers/{action.template}.subject.txt", context).split())[:255]
+        row.text = render_to_string(f"triggers/{action.template}.txt", context).strip()
+        if action.channel == "email":
+            row.html = render_to_string(f"triggers/{action.template}.html", context)
+    except TemplateDoesNotExist as exc:
+        row.status, row.next_attempt_at, row.last_error = Dispatch.Status.DEAD, None, f"template {exc} is missing"
+        error_record(source="delivery", kind="trigger template missing", message=row.last_error, obj=firing,
+                     workspace_key=firing.workspace_key)  # fmt: skip
+        return row
+    if action.channel == "in_app":
+        row.data = {
+            "workspace_id": firing.workspace_key,
+            "trigger": firing.trigger.key,
+            "firing_id": str(firing.pk),
+            "cta_url": str(action.params.get("cta_url", "")),
+        }
+    return row
+
+
+def _context(firing: Firing, action: PlannedAction, workspace: Workspace | None) -> dict[str, Any]:
+    """What a template may use: the workspace, the trigger, the firing and its why, the action's params."""
+    return {
+        "workspace": workspace,
+        "workspace_id": firing.workspace_key,
+        "trigger": firing.trigger,
+        "firing": firing,
+        "explanation": firing.explanation,
+        "params": action.params,
+        "channel": action.channel,
+    }

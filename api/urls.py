@@ -6,6 +6,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 
 from api.alerts import AlertListView
 from api.events import EventListView
+from api.firings import FiringListView
 from api.usage import CohortListView, WorkspaceProfileView
 from api.workspaces import CanReadApi, WorkspaceDetailView, WorkspaceListView
 
@@ -16,6 +17,7 @@ urlpatterns = [
     path("cohorts/", CohortListView.as_view(), name="api-cohort-list"),
     path("events/", EventListView.as_view(), name="api-event-list"),
     path("alerts/", AlertListView.as_view(), name="api-alert-list"),
+    path("firings/", FiringListView.as_view(), name="api-firing-list"),
     # The schema and the docs need a login or a token like everything else. Swagger UI's own script is
     # served as a file (the split view), so the docs need no inline script (config/security.py).
     path("schema/", SpectacularAPIView.as_view(permission_classes=[CanReadApi]), name="api-schema"),

@@ -41,6 +41,11 @@ class PlannedAction:
     key: str
 
 
+def action_key(firing_id: int, channel: str, index: int) -> str:
+    """The stable key of a firing's action: its dispatch's key, the in-app webhook-id, the ticket's id."""
+    return f"firing-{firing_id}-{channel}-{index}"
+
+
 def firing_planned_actions(firing: Firing) -> list[PlannedAction]:
     """The actions a fired firing plans (none for a suppressed or still-deferred one)."""
     if firing.status != Firing.Status.FIRED:
@@ -52,7 +57,7 @@ def firing_planned_actions(firing: Firing) -> list[PlannedAction]:
             template=action["template"],
             params=action.get("params") or {},
             recipient=firing.recipient,
-            key=f"firing-{firing.pk}-{action['channel']}-{index}",
+            key=action_key(firing.pk, action["channel"], index),
         )
         for index, action in enumerate(firing.actions)
     ]

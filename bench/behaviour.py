@@ -356,6 +356,7 @@ def bulk(run: Run) -> dict[str, Any]:
     today = datetime.now(UTC).date()
     out: dict[str, Any] = {}
     if args.reuse_database:
+        migrate(django_env(args.database_url))  # the code measured may bring migrations (an index) the data lacks
         out["data"] = reuse(dsn, args.workspaces, today.isoformat())
     else:
         say(f"creating {db_name(args.database_url)}, migrating it")

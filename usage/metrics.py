@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -199,7 +199,13 @@ def _evaluate(
 ) -> dict[str, Profile]:
     if now.tzinfo is None:
         raise ValueError("now must be an aware datetime")
-    bounds = [_bounds(key, now, zone_of(key, zones)) for key in keys]
+    edges: dict[str, tuple[Any, ...]] = {}  # per zone name: a chunk has a few zones, not a zone per workspace
+    bounds = []
+    for key in keys:
+        name = zones.get(key) or "UTC"
+        if name not in edges:
+            edges[name] = astuple(_bounds("", now, zone_named(name)))[1:]
+        bounds.append(sql.Bounds(key, *edges[name]))
     daily = sql.usage_daily(bounds, PRODUCTS)
     idle = [bound for bound in bounds if daily.get(bound.key, {}).get("last_active_day") is None]
     for key, last in sql.last_active(idle).items():

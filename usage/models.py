@@ -223,6 +223,11 @@ class UsageDailyUser(models.Model):
                 name="usagedailyuser_unique_key",
             ),
         ]
+        indexes = [
+            # Sessions and seats read a workspace's (day, user) pairs of a window: an index-only range scan
+            # already in (workspace, day, user) order, so the DISTINCT streams instead of sorting.
+            models.Index(fields=["workspace_key", "day", "user_email"], name="usagedailyuser_ws_day_user"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.user_email} {self.feature} {self.day}"

@@ -288,7 +288,7 @@ def test_alert_and_lock_admins_render(admin_client):
     assert admin_client.get("/admin/alerts/alert/").status_code == 200
     page = admin_client.get(f"/admin/alerts/alert/{alert.pk}/change/")
     assert b"m1" in page.content
-    assert admin_client.get("/admin/processing/workspacelock/").status_code == 200
+    assert admin_client.get("/admin/workspaces/workspacelock/").status_code == 200
 
 
 def test_an_admin_hands_a_customer_over_to_another_rep(

@@ -267,7 +267,7 @@ def test_the_lists_admins_named_show_what_was_cut_off(browser, site, records, wi
 
     browser.get(f"{site}/admin/")
     captions = [caption.text for caption in browser.find_elements(By.CSS_SELECTOR, "#content-main .module caption")]
-    assert captions[:3] == ["EVENTS", "LINKING AND REVIEW", "WORKSPACES AND CRM RECORDS"], captions
+    assert captions[:3] == ["EVENTS", "WORKSPACES AND CRM RECORDS", "SALESFORCE SYNC"], captions
     browser.save_screenshot(str(ARTIFACTS / f"{width}-index.png"))
 
 

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from django.core.cache import cache
 from django.core.handlers.wsgi import WSGIRequest
 from django.http import HttpResponse
 from django.test import RequestFactory
@@ -28,6 +29,7 @@ VIEWS = {"provisioning": provisioning_webhook, "stripe": stripe_webhook, "market
 
 @pytest.fixture(autouse=True)
 def configured(settings: Any) -> None:
+    cache.clear()  # the rate limits' counters: other tests' refusals this minute must not count here
     settings.STRIPE_WEBHOOK_SECRET = STRIPE_SECRET
     settings.MARKETO_WEBHOOK_TOKEN = MARKETO_TOKEN
     settings.WEBHOOK_BODY_READ_TIMEOUT_SECONDS = 0.3

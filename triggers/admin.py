@@ -1,10 +1,19 @@
-"""Read-only admin for the usage rollup: the rows are derived from events, never edited by hand."""
+"""Admin for the trigger engine: triggers edited as data (validated by triggers/spec.py, versioned by
+`trigger_save`), firings and timers read-only with their explanation. Also the read-only usage rollup
+(its rows are derived from events, never edited by hand), registered here since it moved to usage.
+"""
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from django.contrib import admin
 from django.http import HttpRequest
+from django.utils.html import format_html
 
+from triggers.models import Firing, Timer, Trigger
+from triggers.services import trigger_save
 from usage.models import UsageDaily
 
 
@@ -39,3 +48,93 @@ class UsageDailyAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: UsageDaily | None = None) -> bool:
         return False
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Rows the engine writes: an admin reads them, never adds, edits or deletes one."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+def pretty_json(value: Any) -> str:
+    """A JSON value indented in a <pre>, escaped."""
+    return format_html("<pre>{}</pre>", json.dumps(value, indent=2, sort_keys=True, default=str))
+
+
+@admin.register(Trigger)
+class TriggerAdmin(admin.ModelAdmin):
+    """Edit a trigger: saving validates it (each error on its field, with its path) and raises its version
+    when what it does changed."""
+
+    list_display = ("key", "name", "enabled", "priority", "when_kind", "audience", "version", "updated_at")
+    list_filter = ("enabled", "audience", "transactional")
+    search_fields = ("key", "name")
+    readonly_fields = ("version", "created_at", "updated_at")
+    fieldsets = (
+        (None, {"fields": ("key", "name", "description", "enabled", "priority", "version")}),
+        ("When, who, what", {"fields": ("when", "audience", "team", "actions", "follow_up")}),
+        ("How often", {"fields": ("cap_seconds", "reentry", "transactional")}),
+        ("History", {"fields": ("created_at", "updated_at")}),
+    )
+
+    @admin.display(description="When")
+    def when_kind(self, obj: Trigger) -> str:
+        return str((obj.when or {}).get("kind", ""))
+
+    def save_model(self, request: HttpRequest, obj: Trigger, form: Any, change: bool) -> None:
+        trigger_save(trigger=obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Trigger | None = None) -> bool:
+        return False  # a trigger that fired is the record of its firings: disable it instead
+
+
+@admin.register(Firing)
+class FiringAdmin(ReadOnlyAdmin):
+    list_display = ("decided_at", "trigger", "trigger_version", "workspace_key", "status", "reason", "recipient")
+    list_filter = ("status", "reason", "trigger")
+    list_select_related = ("trigger",)
+    search_fields = ("=workspace_key", "=occurrence")
+    search_help_text = "Exact workspace id or occurrence."
+    date_hierarchy = "decided_at"
+    show_full_result_count = False
+    fields = (
+        "trigger", "trigger_version", "workspace_key", "occurrence", "status", "reason", "decided_at", "fired_at",
+        "audience", "recipient", "recipient_zone", "priority", "transactional", "arm", "escalation_of", "goal",
+        "goal_due_at", "goal_event_id", "actions_shown", "explanation_shown",
+    )  # fmt: skip
+    readonly_fields = fields
+
+    @admin.display(description="Actions")
+    def actions_shown(self, obj: Firing) -> str:
+        return pretty_json(obj.actions)
+
+    @admin.display(description="Explanation (why)")
+    def explanation_shown(self, obj: Firing) -> str:
+        return pretty_json(obj.explanation)
+
+
+@admin.register(Timer)
+class TimerAdmin(ReadOnlyAdmin):
+    list_display = ("due_at", "kind", "trigger", "workspace_key", "status", "attempts", "outcome")
+    list_filter = ("status", "kind", "trigger")
+    list_select_related = ("trigger",)
+    search_fields = ("=workspace_key",)
+    search_help_text = "Exact workspace id."
+    date_hierarchy = "due_at"
+    show_full_result_count = False
+    fields = (
+        "trigger", "workspace_key", "kind", "occurrence", "due_at", "status", "firing", "outcome", "attempts",
+        "last_error", "data_shown", "created_at", "done_at",
+    )  # fmt: skip
+    readonly_fields = fields
+
+    @admin.display(description="Data")
+    def data_shown(self, obj: Timer) -> str:
+        return pretty_json(obj.data)

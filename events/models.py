@@ -90,6 +90,9 @@ class WebhookBatch(models.Model):
     ignored = models.PositiveIntegerField(default=0)
     rejected = models.PositiveIntegerField(default=0)
 
+    class Meta:
+        verbose_name_plural = "webhook batches"
+
     def __str__(self) -> str:
         return f"batch {self.webhook_id} ({self.events} events)"
 

@@ -165,3 +165,17 @@ def test_an_in_app_action_reaches_the_product_with_the_firing_and_a_stable_webho
         "message": None,
     }  # fmt: skip
     assert received.payload["data"]["message"]["cta_url"] == "https://app.example/go"
+
+
+def test_the_firings_of_one_transaction_ring_one_send_task(django_capture_on_commit_callbacks):
+    actions = [{"channel": "email", "template": "welcome"}]
+    with django_capture_on_commit_callbacks(execute=True):
+        fire(actions, workspace="ws_1")
+        WorkspaceFactory(workspace_id="ws_2", email="eve@acme.io")
+        now = timezone.now()
+        triggers_evaluate(workspace_key="ws_2", new_events=[event("ws_2", "trial.started", now)], now=now)
+
+    [task] = queued_tasks("messaging.tasks.send_dispatches")
+    # (keys of earlier tests' rolled-back transactions may ride along: the sender finds no such rows)
+    assert set(Dispatch.objects.values_list("key", flat=True)) <= set(task["args"][0])
+    assert Dispatch.objects.count() == 2

@@ -306,6 +306,8 @@ class Poller(threading.Thread):
 
 def child_main(args: argparse.Namespace) -> int:
     """Evaluate every workspace once (the steady state a live engine is in), as the sweep does."""
+    sys.modules.pop("salesforce", None)  # bench/salesforce.py (imported above) would shadow the salesforce app
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     django_setup()
     from usage.services import behaviour_sweep
 

@@ -160,12 +160,14 @@ def behaviour_refresh(
     now: datetime | None = None,
     definitions: Definitions | None = None,
     workspaces: Sequence[Workspace] | None = None,
+    locked: bool = False,
 ) -> list[Change]:
     """Re-evaluate the profiles, cohorts and stages of these workspaces; write what changed; return it.
 
     Reads the metrics (one query per rollup table), the workspaces (unless the caller has them loaded:
     `workspaces`), the open memberships and stage periods and the profiles in one query each, then writes
-    the differences in bulk.
+    the differences in bulk. `locked`: the caller's transaction holds the workspaces' locks already (the
+    processing run), so none are taken here.
     """
     keys = sorted(set(workspace_keys))
     if not keys:
@@ -174,6 +176,8 @@ def behaviour_refresh(
     definitions = definitions or Definitions.load()
     read = _read(keys, now, workspaces)
     with transaction.atomic():
+        if not locked:
+            workspace_locks_take(keys)  # one writer of a workspace's behaviour at a time
         return _apply(read, now, definitions)
 
 
@@ -216,7 +220,6 @@ def _apply(read: _Read, now: datetime, definitions: Definitions) -> list[Change]
     stored profiles are not read at all: the upsert keeps a profile's stage when nothing decides one.
     """
     keys, records, zones, metrics = read.keys, read.records, read.zones, read.metrics
-    workspace_locks_take(keys)  # before reading what is open: one writer of a workspace's behaviour at a time
     memberships = CohortMembership.objects.filter(_among("workspace_key", keys), exited_at__isnull=True)
     open_memberships = {
         (key, cohort): pk for pk, key, cohort in memberships.values_list("id", "workspace_key", "cohort_id")
@@ -503,6 +506,7 @@ def behaviour_sweep(
     visited = changed = 0
     for read in _reads_ahead(now, limit):
         with transaction.atomic():
+            workspace_locks_take(read.keys)  # before reading what is open: a rollup or a run may be at them
             changes = _apply(read, now, definitions)
             if on_changes is not None:
                 on_changes(changes)

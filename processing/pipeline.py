@@ -214,7 +214,7 @@ def _behaviour_refresh(workspaces: list[Workspace]) -> list[Change]:
     same transaction, before the outbox records the stage Salesforce must hold; returns what changed."""
     if settings.BEHAVIOUR_PROFILES and workspaces:
         return behaviour_refresh(
-            workspace_keys=[workspace.workspace_id for workspace in workspaces], workspaces=workspaces
+            workspace_keys=[workspace.workspace_id for workspace in workspaces], workspaces=workspaces, locked=True
         )
     return []
 

@@ -10,7 +10,6 @@ once for a permanent refusal, the row is `dead`. A channel that is off sends not
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -57,34 +56,31 @@ def dispatches_create(rows: Sequence[Dispatch]) -> list[str]:
     return [row.key for row in rows]
 
 
-#: Keys created in this thread's open transaction, waiting for its commit to be sent.
-_waiting = threading.local()
+class _Ring:
+    """The one send task of a transaction: the keys of all its dispatches, enqueued on its commit."""
+
+    def __init__(self) -> None:
+        self.keys: list[str] = []
+
+    def __call__(self) -> None:
+        from django_q.tasks import async_task
+
+        async_task(SEND_TASK, sorted(set(self.keys)), q_options={"group": "messaging"})
 
 
 def _ring_on_commit(keys: list[str]) -> None:
     """One send task per commit, whatever the number of firings in it: a queued task costs ~15 ms of CPU
-    of its own, which one per firing made the processing run pay several times over (bench/triggers_processing.py).
-    Keys of a rolled-back transaction may ride along with the next commit's: the sender finds them absent."""
-    pending = getattr(_waiting, "keys", None)
-    if pending is None:
-        pending = _waiting.keys = []
-    first = not pending
-    pending.extend(keys)
-    if first or not _flush_registered():
-        transaction.on_commit(_flush, robust=True)  # outside a transaction: now
-
-
-def _flush_registered() -> bool:
+    of its own, which one per firing made a processing run pay many times (bench/triggers_processing.py).
+    The ring is the transaction's own on-commit callback, so a rollback drops it with its keys."""
     connection = transaction.get_connection()
-    return any(callback is _flush for _, callback, *_ in connection.run_on_commit)
-
-
-def _flush() -> None:
-    keys, _waiting.keys = sorted(set(getattr(_waiting, "keys", None) or [])), []
-    if keys:
-        from django_q.tasks import async_task
-
-        async_task(SEND_TASK, keys, q_options={"group": "messaging"})
+    if connection.in_atomic_block:
+        for _, callback, *_ in connection.run_on_commit:
+            if isinstance(callback, _Ring):
+                callback.keys += keys
+                return
+    ring = _Ring()
+    ring.keys += keys
+    transaction.on_commit(ring, robust=True)  # outside a transaction: now
 
 
 def dispatches_send_due(

@@ -165,7 +165,7 @@ def _fold_and_apply(workspace_key: str) -> int:
     )
     applied, done, record = _fold_rows(workspace_key, rows)
     links_recheck_after_commit(applied=[(record.workspace, record.converted)] if record is not None else [])
-    _triggers_evaluate(_new_events(rows, done), record.changes if record is not None else [])
+    _triggers_evaluate(_new_events(rows, done), record.changes if record is not None else [], _workspaces([record]))
     _complete(done)
     return applied
 
@@ -204,7 +204,8 @@ def _fold_and_apply_many(workspace_keys: list[str]) -> dict[str, int]:
     changes = _behaviour_refresh(to_record)
     outbox_record_workspaces(workspaces=to_record)
     links_recheck_after_commit(applied=[(record.workspace, record.converted) for record in records])
-    _triggers_evaluate(_new_events([row for key in workspace_keys for row in events[key]], done), changes)
+    new = _new_events([row for key in workspace_keys for row in events[key]], done)
+    _triggers_evaluate(new, changes, _workspaces(records))
     _complete(done)
     return applied
 
@@ -229,7 +230,13 @@ def _new_events(rows: list[Event], done: list[int]) -> dict[str, list[Event]]:
     return by_key
 
 
-def _triggers_evaluate(new_events: dict[str, list[Event]], changes: Sequence[Change]) -> None:
+def _workspaces(records: Sequence[_Applied | None]) -> dict[str, Workspace]:
+    return {record.workspace.workspace_id: record.workspace for record in records if record is not None}
+
+
+def _triggers_evaluate(
+    new_events: dict[str, list[Event]], changes: Sequence[Change], workspaces: dict[str, Workspace]
+) -> None:
     """The trigger engine decides on the run's new events and behaviour changes, in the run's transaction
     and under its locks: a firing commits with the state it was decided on, or not at all (a failure fails
     the run, which is retried). With no trigger enabled this is one cache read: no query per workspace."""
@@ -239,8 +246,9 @@ def _triggers_evaluate(new_events: dict[str, list[Event]], changes: Sequence[Cha
     keys = {key for key, events in new_events.items() if events} | {change.workspace_key for change in changes}
     for key in sorted(keys):
         triggers_evaluate(
-            workspace_key=key, new_events=new_events.get(key, []), behaviour_changes=changes, triggers=enabled
-        )
+            workspace_key=key, new_events=new_events.get(key, []), behaviour_changes=changes, triggers=enabled,
+            workspace=workspaces.get(key),
+        )  # fmt: skip
 
 
 def _records_of(workspace: Workspace) -> set[tuple[str, int | None]]:

@@ -95,7 +95,7 @@ def firings_decide(candidates: list[Candidate], *, workspaces: dict[str, Workspa
         _lock_caps(fresh, recipients)
         created = []
         for candidate in fresh:
-            firing = _decide_one(candidate, recipients[id(candidate)], now)
+            firing = _decide_one(candidate, recipients[id(candidate)], now, workspaces.get(candidate.workspace_key))
             if firing is not None:
                 created.append(firing)
         return created
@@ -136,7 +136,9 @@ def _lock_caps(candidates: list[Candidate], recipients: dict[int, Recipient | No
         list(CapLock.objects.select_for_update().filter(key__in=sorted(keys)).order_by("key").values_list("key"))
 
 
-def _decide_one(candidate: Candidate, recipient: Recipient | None, now: datetime) -> Firing | None:
+def _decide_one(
+    candidate: Candidate, recipient: Recipient | None, now: datetime, workspace: Workspace | None
+) -> Firing | None:
     trigger = candidate.trigger
     caps: list[dict[str, Any]] = []
     reason = _suppression(candidate, recipient, now, caps)
@@ -164,7 +166,7 @@ def _decide_one(candidate: Candidate, recipient: Recipient | None, now: datetime
         _timer_add(firing, Timer.Kind.RELEASE, deferred_until)
     elif status == Firing.Status.FIRED:
         follow_up_start(firing, now)
-        firing_dispatches_plan(firing)  # in this transaction: the firing and its messages commit together
+        firing_dispatches_plan(firing, workspace)  # in this transaction: the firing and its messages commit together
     return firing
 
 

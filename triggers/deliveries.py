@@ -63,12 +63,14 @@ def firing_planned_actions(firing: Firing) -> list[PlannedAction]:
     ]
 
 
-def firing_dispatches_plan(firing: Firing) -> list[str]:
-    """Insert a dispatch per planned action of a fired firing (none otherwise); the keys."""
+def firing_dispatches_plan(firing: Firing, workspace: Workspace | None = None) -> list[str]:
+    """Insert a dispatch per planned action of a fired firing (none otherwise); the keys. `workspace`: the
+    firing's, when the caller has it (else it is read)."""
     actions = firing_planned_actions(firing)
     if not actions:
         return []
-    workspace = Workspace.objects.filter(workspace_id=firing.workspace_key).first()
+    if workspace is None or workspace.workspace_id != firing.workspace_key:
+        workspace = Workspace.objects.filter(workspace_id=firing.workspace_key).first()
     address = recipient_address(firing.recipient)
     return dispatches_create([_row(firing, action, workspace, address) for action in actions])
 

@@ -61,10 +61,12 @@ def triggers_evaluate(
     behaviour_changes: Sequence[Change] = (),
     now: datetime | None = None,
     triggers: Sequence[Trigger] | None = None,
+    workspace: Workspace | None = None,
 ) -> list[Firing]:
     """Evaluate the enabled triggers for one workspace; return the firings this call created.
 
     Safe to repeat: a replay of the same events names the same occurrences, and each is decided once.
+    `workspace`: the workspace, when the caller has it loaded (else it is read).
     """
     now = now or timezone.now()
     triggers = list(triggers) if triggers is not None else list(Trigger.objects.filter(enabled=True))
@@ -73,10 +75,14 @@ def triggers_evaluate(
         key=lambda seen: (seen.at, seen.id),
     )
     changes = [change for change in behaviour_changes if change.workspace_key == workspace_key]
-    workspace = Workspace.objects.select_related("account__owner", "owner").filter(workspace_id=workspace_key).first()
+    if workspace is None or workspace.workspace_id != workspace_key:
+        workspace = (
+            Workspace.objects.select_related("account__owner", "owner").filter(workspace_id=workspace_key).first()
+        )
     context = Context(workspace_key=workspace_key, workspace=workspace, events=events, changes=changes, now=now)
     with transaction.atomic():
-        goals_reached(workspace_key, events, now)
+        if any(trigger.follow_up for trigger in triggers):  # else the follow-up sweep's late check settles them
+            goals_reached(workspace_key, events, now)
         candidates: list[Candidate] = []
         for trigger in triggers:
             candidates += WHEN[trigger.when["kind"]](trigger, context)

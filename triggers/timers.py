@@ -175,7 +175,7 @@ def _release(timer: Timer, workspace: Workspace | None, now: datetime) -> Outcom
     )
     firing.status, firing.fired_at = Firing.Status.FIRED, now
     follow_up_start(firing, now)
-    firing_dispatches_plan(firing)
+    firing_dispatches_plan(firing, workspace)
     return "released", None
 
 

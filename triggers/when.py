@@ -334,14 +334,21 @@ def date_timer_sync(trigger: Trigger, workspace: Workspace | None, now: datetime
     pending = Timer.objects.filter(
         trigger=trigger, workspace_key=workspace.workspace_id, kind=Timer.Kind.DATE, status=Timer.Status.PENDING
     )
-    pending.exclude(occurrence=occurrence).update(
-        status=Timer.Status.CANCELLED, outcome="the date changed", done_at=now
-    )
-    if value is None or value <= now:
+    held = set(pending.values_list("occurrence", flat=True))  # one read: usually the timer is set already
+    if held - {occurrence}:
+        pending.exclude(occurrence=occurrence).update(
+            status=Timer.Status.CANCELLED, outcome="the date changed", done_at=now
+        )
+    if value is None or value <= now or occurrence in held:
         return
     due = max(value - timedelta(days=days), now)
-    _timer_create(trigger, workspace.workspace_id, Timer.Kind.DATE, occurrence, due,
-                  {"field": field, "date": value.isoformat(), "days_before": days})  # fmt: skip
+    data = {"field": field, "date": value.isoformat(), "days_before": days, "user_email": ""}
+    try:
+        with transaction.atomic():  # read just now as absent: an INSERT, which a concurrent one may beat
+            Timer.objects.create(trigger=trigger, workspace_key=workspace.workspace_id, kind=Timer.Kind.DATE,
+                                 occurrence=occurrence, due_at=due, data=data)  # fmt: skip
+    except IntegrityError:
+        pass
 
 
 def date_value(workspace: Workspace, field: str) -> datetime | None:

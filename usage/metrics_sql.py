@@ -315,7 +315,8 @@ def array_literal(values: Iterable[str]) -> str:
     """
     values = list(values)
     joined = '","'.join(values)
-    if '"' in joined or "\\" in joined:  # rare: escape each value (a quote or backslash in a key)
+    # Rare: a value holds a backslash or a quote (beyond the separators' two each): escape every value.
+    if "\\" in joined or joined.count('"') > 2 * (len(values) - 1):
         joined = '","'.join(value.replace("\\", "\\\\").replace('"', '\\"') for value in values)
     return '{"' + joined + '"}' if values else "{}"
 

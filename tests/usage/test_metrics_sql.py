@@ -17,6 +17,7 @@ def test_array_literal_quotes_every_value() -> None:
     assert array_literal(["ws_1", "2026-12-07"]) == '{"ws_1","2026-12-07"}'
     assert array_literal([]) == "{}"
     assert array_literal(iter(["x"])) == '{"x"}'
+    assert array_literal(['a"b']) == '{"a\\"b"}'  # a lone value's quote is escaped too
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="the literal is read by PostgreSQL only")

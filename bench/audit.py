@@ -161,7 +161,7 @@ def run_once(run: Run, mode: str, label: str) -> dict[str, Any]:
     args = run.args
     clone_database(template_url(args.database_url), args.database_url)
     busy_before = background_busy_pct(1.0)
-    for line in scaffold.other_benchmarks("bench/ingest.py|bench/salesforce.py|bench/process.py|bench/replay.py"):
+    for line in scaffold.other_benchmarks("bench/ingest.py|bench/salesforce_sync.py|bench/process.py|bench/replay.py"):
         run.others.setdefault(line.split()[0], line[:160])
     roots = find_cpu_roots()
     cpu_before = cpu_snapshot(roots)

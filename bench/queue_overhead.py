@@ -269,7 +269,7 @@ def measure(run: Run, phase: str, kind: str, mode: str, items: list, broker: str
         progress.show(len(done))
         if polls % 40 == 1:
             for line in scaffold.other_benchmarks(
-                "bench/ingest.py|bench/salesforce.py|bench/process.py|bench/replay.py"
+                "bench/ingest.py|bench/salesforce_sync.py|bench/process.py|bench/replay.py"
             ):
                 run.others.setdefault(line.split()[0], line[:160])
         finished = result is not None and len(done) >= len(items)

@@ -42,7 +42,7 @@ EXPECTED_ERRORS: tuple[type[BaseException], ...] = (
     psycopg.OperationalError,
     subprocess.CalledProcessError,
 )
-OTHER_BENCHMARKS = "bench/ingest.py|bench/salesforce.py"
+OTHER_BENCHMARKS = "bench/ingest.py|bench/salesforce_sync.py"
 REDIS_PHASE = "for the redis phase, Redis (the database of --redis is flushed before and after)"
 
 

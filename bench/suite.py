@@ -42,7 +42,7 @@ STEPS = (
     Step("replay", "replay.py", "1,000,000 cached events re-folded ÷ COPY; peak RSS", minutes=10, quick_minutes=3),
     Step(
         "salesforce",
-        "salesforce.py",
+        "salesforce_sync.py",
         "API calls ÷ naive; accepted → in Salesforce p99 (and with faults)",
         minutes=60,
         quick_minutes=8,

@@ -16,7 +16,7 @@ Each --modes run (BEHAVIOUR_PROFILES on, then off, each on a fresh clone) also r
 tree from /proc (gunicorn, qcluster, PostgreSQL, Redis, the machine) from the first measured batch until the
 last event is rolled up: CPU per usage event, and processing (qcluster + this database's PostgreSQL backends +
 Redis) off ÷ on, the live counterpart of bench/behaviour.py's processing ratio (target ≥ 0.7). SALESFORCE_SYNC
-is off here: stage changes to Salesforce are bench/salesforce.py's.
+is off here: stage changes to Salesforce are bench/salesforce_sync.py's.
 """
 
 from __future__ import annotations
@@ -66,14 +66,13 @@ from common import (
     template_url,
 )
 from ingest import BatchSender, BenchEvent, sign_batches
+from salesforce_sync import free_port, own_cpu, start_gunicorn, stats_ms
 from scaffold import Progress, machine_info, say
-
-from salesforce import free_port, own_cpu, start_gunicorn, stats_ms
 
 SCRIPT = Path(__file__).resolve()
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/lifecycle_bench_usage_freshness"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/12"
-OTHER_BENCHMARKS = "bench/ingest.py|bench/salesforce.py|bench/process.py|bench/behaviour.py"
+OTHER_BENCHMARKS = "bench/ingest.py|bench/salesforce_sync.py|bench/process.py|bench/behaviour.py"
 MODES = ("on", "off")
 TARGET_P99_MS = 1000.0  # accepted → profile re-evaluated (issue 22 §5)
 MIN_COST_RATIO = 0.7  # processing CPU per usage event, profiles off ÷ on
@@ -306,7 +305,6 @@ class Poller(threading.Thread):
 
 def child_main(args: argparse.Namespace) -> int:
     """Evaluate every workspace once (the steady state a live engine is in), as the sweep does."""
-    sys.modules.pop("salesforce", None)  # bench/salesforce.py (imported above) would shadow the salesforce app
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     django_setup()
     from usage.services import behaviour_sweep

@@ -22,7 +22,7 @@ def links_recheck_after_commit(*, applied: Sequence[tuple[Workspace, bool]]) -> 
 
     A payment creating a domain's account adopts the workspaces on that domain it can see; a new trial on
     the domain, committed by another worker at the same moment, sees no account and is seen by no adoption:
-    left unlinked until its next event (found by bench/salesforce.py under faults). Whichever transaction
+    left unlinked until its next event (found by bench/salesforce_sync.py under faults). Whichever transaction
     commits second sees the other's rows once committed, so each side looks after its own commit: one
     that left company-domain workspaces unlinked looks for their accounts, one that converted a lead
     looks for workspaces still unlinked on its domain. What it finds is re-processed (a forced re-fold).

@@ -365,7 +365,7 @@ def _siblings(workspace: Workspace, keys: set[str]) -> list[Workspace]:
     all made a conversion cost as much as the account has workspaces).
 
     Each under its own lock, read after taking it: a run of that workspace committing meanwhile must not
-    be overwritten with the older state read before it (found by bench/salesforce.py: a colleague's
+    be overwritten with the older state read before it (found by bench/salesforce_sync.py: a colleague's
     Workspace__c left at Trial). One being processed right now (its lock taken) is re-processed after
     this commit instead; waiting for it could deadlock with a conversion of its own.
     """

@@ -166,7 +166,7 @@ def test_a_workspace_reaches_salesforce_within_moments_of_its_commit(salesforce,
     workspace_process(workspace_key="ws_1")
     committed = time.monotonic()
     drain_request()
-    # No timed assertion (speed is bench/salesforce.py's): the running drainer must send it by itself,
+    # No timed assertion (speed is bench/salesforce_sync.py's): the running drainer must send it by itself,
     # long before the safety-net schedule would, with exactly the two calls it needs.
     while salesforce.store.find_one("Workspace__c", Workspace_ID__c="ws_1") is None:
         assert time.monotonic() - committed < 30, "the running drainer did not send it"

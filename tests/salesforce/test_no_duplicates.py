@@ -1,5 +1,5 @@
 """Zero duplicate Salesforce records, and no write before the records it points at: regressions found by
-the Salesforce benchmark (bench/salesforce.py), each reproduced here against the emulator over HTTPS."""
+the Salesforce benchmark (bench/salesforce_sync.py), each reproduced here against the emulator over HTTPS."""
 
 from __future__ import annotations
 

@@ -42,6 +42,10 @@ ROLE_PERMISSIONS: dict[str, dict[str, tuple[str, ...]]] = {
         "ops.*": ("view",),  # the dashboard
         "failures.heartbeat": ("view",),
         "failures.errorkind": ("view", "change"),  # mark error kinds resolved
+        "triggers.trigger": ("view", "add", "change"),
+        "triggers.firing": ("view",),
+        "triggers.timer": ("view",),
+        "messaging.dispatch": ("view", "change"),  # retry a dead or skipped dispatch
         "events.sourceday": ("view",),
         "events.rollupcursor": ("view",),
         "auditlog.logentry": ("view",),
@@ -65,6 +69,7 @@ ROLE_PERMISSIONS: dict[str, dict[str, tuple[str, ...]]] = {
         "usage.usagedaily": ("view",),
         "usage.usagedailyuser": ("view",),
         "failures.*": ("view",),
+        "messaging.*": ("view",),
         "ops.*": ("view",),
         "auditlog.logentry": ("view",),
         "privacy.datarequest": ("view",),

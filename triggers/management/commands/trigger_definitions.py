@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import json
-import sys
-from pathlib import Path
-
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 
 from triggers.definitions import TriggersInvalid, triggers_dump, triggers_load, triggers_validate
+from usage.definition_files import document_read, document_write, invalid_error, load_report_write
 
 
 class Command(BaseCommand):
@@ -25,14 +22,9 @@ class Command(BaseCommand):
 
     def handle(self, *args, action: str, file: str | None, dry_run: bool, **options) -> None:
         if action == "dump":
-            text = json.dumps(triggers_dump(), indent=2, ensure_ascii=False) + "\n"
-            if file:
-                Path(file).write_text(text)
-                self.stderr.write(f"Wrote {file}.")
-            else:
-                sys.stdout.write(text)
+            document_write(self, triggers_dump(), file)
             return
-        document = self._read(file)
+        document = document_read(file)
         try:
             if action == "check":
                 triggers_validate(document)
@@ -40,24 +32,10 @@ class Command(BaseCommand):
                 return
             report = triggers_load(document, dry_run=dry_run)
         except TriggersInvalid as exc:
-            lines = "\n".join(f"  {path}: {' '.join(messages)}" for path, messages in exc.errors.items())
-            raise CommandError(f"Nothing was changed; fix these and load again:\n{lines}") from exc
-        prefix = "Would have " if dry_run else ""
-        for title, labels in (
+            raise invalid_error(exc.errors) from exc
+        rows = (
             ("created", report.created),
             ("given a new version", report.new_versions),
             ("updated (name or description)", report.updated),
-        ):
-            if labels:
-                self.stdout.write(f"{prefix}{title}: {', '.join(labels)}")
-        self.stdout.write(f"{len(report.unchanged)} unchanged.")
-
-    def _read(self, file: str | None) -> object:
-        if file is None:
-            raise CommandError("Name the file to load or check.")
-        try:
-            return json.loads(Path(file).read_text())
-        except OSError as exc:
-            raise CommandError(f"Cannot read {file}: {exc.strerror}.") from exc
-        except json.JSONDecodeError as exc:
-            raise CommandError(f"{file} is not valid JSON: {exc}.") from exc
+        )
+        load_report_write(self, rows, len(report.unchanged), dry_run=dry_run)

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import json
-import sys
-from pathlib import Path
+from django.core.management.base import BaseCommand
 
-from django.core.management.base import BaseCommand, CommandError
-
+from usage.definition_files import document_read, document_write, invalid_error, load_report_write
 from usage.definitions import SHIPPED, DefinitionsInvalid, definitions_dump, definitions_load, definitions_validate
 
 
@@ -28,14 +25,10 @@ class Command(BaseCommand):
 
     def handle(self, *args, action: str, file: str | None, shipped: bool, dry_run: bool, **options) -> None:
         if action == "dump":
-            text = json.dumps(definitions_dump(), indent=2, ensure_ascii=False) + "\n"
-            if file:
-                Path(file).write_text(text)
-                self.stderr.write(f"Wrote {file}.")
-            else:
-                sys.stdout.write(text)
+            document_write(self, definitions_dump(), file)
             return
-        document = self._read(SHIPPED if shipped else file)
+        missing = "Name the file to load or check (or pass --shipped)."
+        document = document_read(SHIPPED if shipped else file, missing=missing)
         try:
             if action == "check":
                 definitions_validate(document)
@@ -43,25 +36,11 @@ class Command(BaseCommand):
                 return
             report = definitions_load(document, dry_run=dry_run)
         except DefinitionsInvalid as exc:
-            lines = "\n".join(f"  {path}: {' '.join(messages)}" for path, messages in exc.errors.items())
-            raise CommandError(f"Nothing was changed; fix these and load again:\n{lines}") from exc
-        prefix = "Would have " if dry_run else ""
-        for title, labels in (
+            raise invalid_error(exc.errors) from exc
+        rows = (
             ("created", report.created),
             ("given a new version", report.new_versions),
             ("updated (name, description, order or enabled)", report.updated),
             ("disabled", report.disabled),
-        ):
-            if labels:
-                self.stdout.write(f"{prefix}{title}: {', '.join(labels)}")
-        self.stdout.write(f"{len(report.unchanged)} unchanged.")
-
-    def _read(self, file: str | Path | None) -> object:
-        if file is None:
-            raise CommandError("Name the file to load or check (or pass --shipped).")
-        try:
-            return json.loads(Path(file).read_text())
-        except OSError as exc:
-            raise CommandError(f"Cannot read {file}: {exc.strerror}.") from exc
-        except json.JSONDecodeError as exc:
-            raise CommandError(f"{file} is not valid JSON: {exc}.") from exc
+        )
+        load_report_write(self, rows, len(report.unchanged), dry_run=dry_run)

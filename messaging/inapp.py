@@ -18,8 +18,8 @@ from urllib.parse import urlparse
 
 import requests
 from django.conf import settings
-from standardwebhooks.webhooks import Webhook
 
+from events.signatures import sign_standard_webhook
 from messaging.registry import Message, Transport, TransportError, transport_register
 
 INAPP_OFF = "in-app channel off: PRODUCT_WEBHOOK_URL or PRODUCT_WEBHOOK_SECRET not set"
@@ -113,7 +113,9 @@ def inapp_signed_headers(*, secret: str, webhook_id: str, body: str, now: dateti
         "content-type": "application/json",
         "webhook-id": webhook_id,
         "webhook-timestamp": str(int(now.timestamp())),
-        "webhook-signature": Webhook(secret).sign(webhook_id, now, body),
+        "webhook-signature": sign_standard_webhook(
+            secret=secret, msg_id=webhook_id, timestamp=int(now.timestamp()), body=body
+        ),
     }
 
 

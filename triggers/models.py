@@ -1,13 +1,17 @@
 """The trigger engine's rows (DESIGN.md "Behaviour model", layer 4): triggers as data, their firings and timers.
 
 A `Trigger` says when (`when`, validated by `triggers.spec`), who, what (actions) and how often (caps,
-re-entry). A `Firing` is one decision, fired or not, unique per (trigger, workspace, occurrence), so
-retries, replays and concurrent workers never make two; it stores everything it was decided on. A `Timer`
+re-entry). An `Experiment` splits a trigger's workspaces into arms by a stable hash, one of which may be
+a holdout that is recorded but never sent. A `Firing` is one decision, fired or not, unique per
+(trigger, workspace, occurrence), so retries, replays and concurrent workers never make two; it stores
+everything it was decided on. A `Timer`
 is an effect due without an event (a stall, a silence, a date, a follow-up, a deferral): a row, so a
 restart or a killed worker loses nothing.
 """
 
 from __future__ import annotations
+
+import secrets
 
 from django.core.exceptions import ValidationError
 from django.db import models
@@ -80,6 +84,76 @@ class Trigger(models.Model):
         return {"key": self.key, "name": self.name} | {name: getattr(self, name) for name in self.BEHAVIOUR_FIELDS}
 
 
+def new_salt() -> str:
+    """A fresh experiment salt: two experiments on one trigger split its workspaces independently."""
+    return secrets.token_hex(8)
+
+
+class Experiment(models.Model):
+    """A trigger's experiment: arms with weights (one may be the holdout), a goal within a window.
+
+    A workspace's arm is a pure function of (salt, workspace id) (`triggers.experiments`), so replays,
+    retries and every worker put it in the same arm. `version` goes up when the arms, salt or goal change;
+    each firing records the version it was assigned under, so results compare like with like.
+    """
+
+    #: The reserved arm key: a firing in it is recorded (suppressed, reason holdout) and sends nothing.
+    HOLDOUT = "holdout"
+
+    # PROTECT: a trigger with an experiment is disabled, never deleted (triggers are not deleted anyway).
+    trigger = models.ForeignKey(Trigger, on_delete=models.PROTECT, related_name="experiments")
+    key = models.SlugField(max_length=64, unique=True, help_text="Stable name used by results and files.")
+    name = models.CharField(max_length=128)
+    hypothesis = models.TextField(blank=True, help_text="What the experiment is meant to show.")
+    arms = models.JSONField(
+        help_text='[{"key": "holdout", "weight": 10}, {"key": "control", "weight": 90}, '
+        '{"key": "short", "weight": 0, "actions": [...]}]: weights are relative shares; '
+        'an arm\'s "actions" replace the trigger\'s; "holdout" sends nothing.'
+    )
+    salt = models.CharField(max_length=64, default=new_salt, help_text="Hashed with the workspace id to pick its arm.")
+    goal = models.JSONField(
+        null=True,
+        blank=True,
+        help_text='{"event": filter} | {"condition": metric condition}; empty: the trigger\'s follow-up goal.',
+    )
+    goal_within_seconds = models.PositiveIntegerField(
+        null=True, blank=True, help_text="The goal's window after the firing (with a goal of its own)."
+    )
+    version = models.PositiveIntegerField(default=1, help_text="Goes up when the arms, salt or goal change.")
+    started_at = models.DateTimeField(null=True, blank=True, help_text="Assigns arms from this time; empty: a draft.")
+    stopped_at = models.DateTimeField(null=True, blank=True, help_text="Assigns no arm from this time.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    #: The fields whose change makes a new version.
+    ASSIGNMENT_FIELDS = ("arms", "salt", "goal", "goal_within_seconds")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            # One experiment at a time per trigger (a draft or a running one): assignment is never ambiguous.
+            models.UniqueConstraint(
+                fields=["trigger"], condition=Q(stopped_at__isnull=True), name="experiment_one_open_per_trigger"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        """Every problem named by its field and path (arms[1].weight: …), for the admin form."""
+        from triggers.experiments import experiment_errors
+
+        errors = experiment_errors(self)
+        if errors:
+            by_field: dict[str, list[str]] = {}
+            for path, messages in errors.items():
+                name = path.split(".", 1)[0].split("[", 1)[0]
+                field = name if name in {f.name for f in self._meta.fields} else "__all__"
+                by_field.setdefault(field, []).extend(f"{path}: {message}" for message in messages)
+            raise ValidationError(by_field)
+
+
 class Firing(models.Model):
     """One decision of a trigger about a workspace: fired, deferred or suppressed, with its "why"."""
 
@@ -121,6 +195,8 @@ class Firing(models.Model):
     explanation = models.JSONField(default=dict, help_text="Events, counts, values, thresholds, caps: the why.")
     # null: no experiment decided it (the API's "arm": null), unlike an arm named "".
     arm = models.CharField(max_length=32, null=True, blank=True, help_text="Experiment arm; holdout when held back.")  # noqa: DJ001
+    # PROTECT: the experiment's results are these rows; an experiment is stopped, not deleted.
+    experiment = models.ForeignKey(Experiment, null=True, blank=True, on_delete=models.PROTECT, related_name="firings")
     escalation_of = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.CASCADE, related_name="escalations"
     )
@@ -143,6 +219,12 @@ class Firing(models.Model):
             models.Index(fields=["workspace_key", "decided_at"], name="firing_workspace_decided"),
             models.Index(fields=["recipient", "decided_at"], name="firing_recipient_decided"),
             models.Index(fields=["trigger", "decided_at"], name="firing_trigger_decided"),
+            # Results per arm (the experiment's FK index serves "its firings"; this one, a goal rate per arm).
+            models.Index(
+                fields=["experiment", "arm", "goal"],
+                condition=Q(experiment__isnull=False),
+                name="firing_experiment_arm",
+            ),
         ]
 
     def __str__(self) -> str:

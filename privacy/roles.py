@@ -43,6 +43,7 @@ ROLE_PERMISSIONS: dict[str, dict[str, tuple[str, ...]]] = {
         "failures.heartbeat": ("view",),
         "failures.errorkind": ("view", "change"),  # mark error kinds resolved
         "triggers.trigger": ("view", "add", "change"),
+        "triggers.experiment": ("view", "add", "change"),  # start and stop too; never deleted
         "triggers.firing": ("view",),
         "triggers.timer": ("view",),
         "messaging.dispatch": ("view", "change"),  # retry a dead or skipped dispatch

@@ -8,11 +8,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+from django.db.models import QuerySet
 from django.http import HttpRequest
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
-from triggers.models import Firing, Timer, Trigger
+from triggers.experiments import arm_shares, experiment_save, experiment_start, experiment_stop
+from triggers.models import Experiment, Firing, Timer, Trigger
+from triggers.selectors import experiment_arm_counts
 from triggers.services import trigger_save
 from usage.models import UsageDaily
 
@@ -97,8 +101,10 @@ class TriggerAdmin(admin.ModelAdmin):
 
 @admin.register(Firing)
 class FiringAdmin(ReadOnlyAdmin):
-    list_display = ("decided_at", "trigger", "trigger_version", "workspace_key", "status", "reason", "recipient")
-    list_filter = ("status", "reason", "trigger")
+    list_display = (
+        "decided_at", "trigger", "trigger_version", "workspace_key", "status", "reason", "arm", "recipient",
+    )  # fmt: skip
+    list_filter = ("status", "reason", "trigger", "experiment", "arm")
     list_select_related = ("trigger",)
     search_fields = ("=workspace_key", "=occurrence")
     search_help_text = "Exact workspace id or occurrence."
@@ -106,8 +112,8 @@ class FiringAdmin(ReadOnlyAdmin):
     show_full_result_count = False
     fields = (
         "trigger", "trigger_version", "workspace_key", "occurrence", "status", "reason", "decided_at", "fired_at",
-        "audience", "recipient", "recipient_zone", "priority", "transactional", "arm", "escalation_of", "goal",
-        "goal_due_at", "goal_event_id", "actions_shown", "explanation_shown",
+        "audience", "recipient", "recipient_zone", "priority", "transactional", "experiment", "arm", "escalation_of",
+        "goal", "goal_due_at", "goal_event_id", "actions_shown", "explanation_shown",
     )  # fmt: skip
     readonly_fields = fields
 
@@ -138,3 +144,74 @@ class TimerAdmin(ReadOnlyAdmin):
     @admin.display(description="Data")
     def data_shown(self, obj: Timer) -> str:
         return pretty_json(obj.data)
+
+
+@admin.register(Experiment)
+class ExperimentAdmin(admin.ModelAdmin):
+    """Edit an experiment (each error on its field, with its path), start and stop it; its firings so far
+    by arm. Arms are hashed from the salt, which is made once and never edited (it would reshuffle them)."""
+
+    list_display = ("key", "trigger", "state", "shares", "version", "started_at", "stopped_at")
+    list_filter = ("trigger",)
+    list_select_related = ("trigger",)
+    search_fields = ("key", "name", "trigger__key")
+    readonly_fields = ("version", "salt", "started_at", "stopped_at", "state", "results", "created_at", "updated_at")
+    fieldsets = (
+        (None, {"fields": ("key", "name", "hypothesis", "trigger", "state", "version")}),
+        ("Arms and goal", {"fields": ("arms", "goal", "goal_within_seconds", "salt")}),
+        ("So far", {"fields": ("started_at", "stopped_at", "results")}),
+        ("History", {"fields": ("created_at", "updated_at")}),
+    )
+    actions = ("start", "stop")
+
+    @admin.display(description="State")
+    def state(self, obj: Experiment) -> str:
+        if obj.stopped_at:
+            return "stopped"
+        return "running" if obj.started_at else "draft (assigns nothing until started)"
+
+    @admin.display(description="Shares")
+    def shares(self, obj: Experiment) -> str:
+        return ", ".join(f"{key} {share:.0%}" for key, share in arm_shares(obj).items())
+
+    @admin.display(description="Firings by arm")
+    def results(self, obj: Experiment) -> str:
+        rows = experiment_arm_counts(experiment=obj) if obj.pk else []
+        if not rows:
+            return "None yet."
+        head = format_html("<tr><th>arm</th><th>firings</th><th>fired</th><th>held back</th><th>other</th>"
+                           "<th>goal reached</th><th>missed</th><th>pending</th></tr>")  # fmt: skip
+        body = format_html_join(
+            "", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            ((r["arm"], r["firings"], r["fired"], r["held_back"], r["other"], r["reached"], r["missed"],
+              r["pending"]) for r in rows),
+        )  # fmt: skip
+        return format_html("<table>{}{}</table>", head, body)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Experiment | None = None) -> tuple[str, ...]:
+        if obj is not None and obj.started_at:  # which trigger it splits is fixed once it has assigned arms
+            return (*self.readonly_fields, "trigger")
+        return self.readonly_fields
+
+    def save_model(self, request: HttpRequest, obj: Experiment, form: Any, change: bool) -> None:
+        experiment_save(experiment=obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Experiment | None = None) -> bool:
+        return False  # its firings are its results: stop it instead
+
+    @admin.action(description="Start the selected experiments now", permissions=["change"])
+    def start(self, request: HttpRequest, queryset: QuerySet[Experiment]) -> None:
+        self._each(request, queryset, experiment_start, "started")
+
+    @admin.action(description="Stop the selected experiments now", permissions=["change"])
+    def stop(self, request: HttpRequest, queryset: QuerySet[Experiment]) -> None:
+        self._each(request, queryset, experiment_stop, "stopped")
+
+    def _each(self, request: HttpRequest, queryset: QuerySet[Experiment], service: Any, done: str) -> None:
+        for experiment in queryset.select_related("trigger"):
+            try:
+                service(experiment=experiment)
+            except ValidationError as exc:
+                self.message_user(request, f"{experiment.key}: {'; '.join(exc.messages)}", messages.WARNING)
+            else:
+                self.message_user(request, f"{experiment.key}: {done}.", messages.SUCCESS)

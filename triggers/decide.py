@@ -17,9 +17,11 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
+from django.db.models import Q
 
 from triggers.audience import Recipient, recipient_for
 from triggers.deliveries import firing_dispatches_plan
+from triggers.experiments import Assignment, experiment_apply, firing_follow_up
 from triggers.models import CapLock, Firing, Timer, Trigger
 from workspaces.models import Workspace
 
@@ -43,6 +45,7 @@ class Candidate:
     actions: list[dict[str, Any]] | None = None  # an escalation's own actions
     audience: str | None = None
     escalation_of: Firing | None = None
+    assignment: Assignment | None = None  # the experiment arm, set by experiment_apply
 
     @property
     def exempt(self) -> bool:
@@ -142,6 +145,7 @@ def _decide_one(
     trigger = candidate.trigger
     caps: list[dict[str, Any]] = []
     reason = _suppression(candidate, recipient, now, caps)
+    reason = experiment_apply(candidate, reason, now)  # records the arm; the holdout is held back
     deferred_until = None
     if not reason and not candidate.exempt and recipient is not None:
         deferred_until = quiet_hours_end(recipient.zone, now)
@@ -167,6 +171,8 @@ def _decide_one(
     elif status == Firing.Status.FIRED:
         follow_up_start(firing, now)
         firing_dispatches_plan(firing, workspace)  # in this transaction: the firing and its messages commit together
+    elif reason == Firing.Reason.HOLDOUT:
+        follow_up_start(firing, now)  # sends nothing, but its goal is measured against the treated arms'
     return firing
 
 
@@ -177,8 +183,9 @@ def _suppression(candidate: Candidate, recipient: Recipient | None, now: datetim
         return Firing.Reason.NO_RECIPIENT
     if candidate.escalation_of is not None:
         return ""
-    own = Firing.objects.filter(trigger=trigger, workspace_key=candidate.workspace_key, status__in=TAKEN)
-    own = own.filter(escalation_of__isnull=True)
+    own = Firing.objects.filter(trigger=trigger, workspace_key=candidate.workspace_key).filter(
+        Q(status__in=TAKEN, escalation_of__isnull=True) | Q(reason=Firing.Reason.HOLDOUT)  # as if it had fired
+    )
     if trigger.reentry == Trigger.Reentry.ONCE and own.exists():
         return Firing.Reason.REENTRY
     if trigger.cap_seconds and not trigger.transactional:
@@ -240,6 +247,8 @@ def _insert(
         actions=[{**action, "status": "planned" if status == Firing.Status.FIRED else status} for action in actions],
         explanation=explanation,
         escalation_of=candidate.escalation_of,
+        arm=candidate.assignment.arm.key if candidate.assignment else None,
+        experiment=candidate.assignment.experiment if candidate.assignment else None,
         decided_at=now,
         fired_at=now if status == Firing.Status.FIRED else None,
     )
@@ -263,7 +272,7 @@ def _timer_add(firing: Firing, kind: str, due_at: datetime, data: dict[str, Any]
 
 def follow_up_start(firing: Firing, now: datetime) -> None:
     """A fired firing with a follow-up waits for its goal: a timer at the end of its window."""
-    follow_up = firing.trigger.follow_up
+    follow_up = firing_follow_up(firing)  # the trigger's, or the goal its experiment measures
     if not follow_up or firing.escalation_of_id is not None:
         return
     due = now + timedelta(seconds=follow_up["within_seconds"])

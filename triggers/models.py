@@ -4,9 +4,8 @@ A `Trigger` says when (`when`, validated by `triggers.spec`), who, what (actions
 re-entry). An `Experiment` splits a trigger's workspaces into arms by a stable hash, one of which may be
 a holdout that is recorded but never sent. A `Firing` is one decision, fired or not, unique per
 (trigger, workspace, occurrence), so retries, replays and concurrent workers never make two; it stores
-everything it was decided on. A `Timer`
-is an effect due without an event (a stall, a silence, a date, a follow-up, a deferral): a row, so a
-restart or a killed worker loses nothing.
+everything it was decided on. A `Timer` is an effect due without an event (a stall, a silence, a date,
+a follow-up, a deferral): a row, so a restart or a killed worker loses nothing.
 """
 
 from __future__ import annotations
@@ -133,7 +132,10 @@ class Experiment(models.Model):
         constraints = [
             # One experiment at a time per trigger (a draft or a running one): assignment is never ambiguous.
             models.UniqueConstraint(
-                fields=["trigger"], condition=Q(stopped_at__isnull=True), name="experiment_one_open_per_trigger"
+                fields=["trigger"],
+                condition=Q(stopped_at__isnull=True),
+                name="experiment_one_open_per_trigger",
+                violation_error_message="This trigger already has an experiment that is not stopped: stop it first.",
             ),
         ]
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Count, Q, QuerySet
 
-from triggers.models import Firing
+from triggers.models import Experiment, Firing
 
 
 def firings_list(*, workspace_key: str = "", trigger_key: str = "") -> QuerySet[Firing]:
@@ -37,3 +37,22 @@ def firing_document(firing: Firing) -> dict[str, Any]:
         "actions": [{"channel": action["channel"], "status": action["status"]} for action in firing.actions],
         "explanation": firing.explanation,
     }
+
+
+def experiment_arm_counts(*, experiment: Experiment) -> list[dict[str, Any]]:
+    """The experiment's firings per arm: decided, fired, held back, otherwise suppressed or deferred, and
+    their goals (reached, missed — escalated counts as missed — and pending). One grouped query."""
+    rows = (
+        Firing.objects.filter(experiment=experiment)
+        .values("arm")
+        .annotate(
+            firings=Count("id"),
+            fired=Count("id", filter=Q(status=Firing.Status.FIRED)),
+            held_back=Count("id", filter=Q(reason=Firing.Reason.HOLDOUT)),
+            reached=Count("id", filter=Q(goal=Firing.Goal.REACHED)),
+            missed=Count("id", filter=Q(goal__in=[Firing.Goal.MISSED, Firing.Goal.ESCALATED])),
+            pending=Count("id", filter=Q(goal=Firing.Goal.PENDING)),
+        )
+        .order_by("arm")
+    )
+    return [row | {"other": row["firings"] - row["fired"] - row["held_back"]} for row in rows]

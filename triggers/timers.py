@@ -21,6 +21,7 @@ from failures.retry import backoff
 from failures.services import error_record
 from triggers.decide import Candidate, firings_decide, follow_up_start
 from triggers.deliveries import firing_dispatches_plan
+from triggers.experiments import firing_follow_up
 from triggers.models import Firing, Timer
 from triggers.spec import ACTIVITY, data_at, filter_matches
 from triggers.when import Seen, date_value, seen_between
@@ -184,7 +185,7 @@ def _follow_up(timer: Timer, workspace: Workspace | None, now: datetime) -> Outc
     firing = timer.firing
     if firing is None or firing.goal != Firing.Goal.PENDING:
         return "goal already settled", None
-    follow_up = timer.trigger.follow_up or {}
+    follow_up = firing_follow_up(firing)  # a held-out firing's has no escalation
     reached = goal_check(firing, follow_up, until=firing.goal_due_at or now)
     if reached is not None:
         Firing.objects.filter(pk=firing.pk).update(goal=Firing.Goal.REACHED, goal_event_id=reached or None)
@@ -224,7 +225,7 @@ def goals_reached(workspace_key: str, events: list[Seen], now: datetime) -> int:
     pending = Firing.objects.filter(workspace_key=workspace_key, goal=Firing.Goal.PENDING).select_related("trigger")
     settled = 0
     for firing in pending:
-        goal = (firing.trigger.follow_up or {}).get("goal") or {}
+        goal = firing_follow_up(firing).get("goal") or {}
         if "event" not in goal:
             continue
         hit = next(

@@ -9,3 +9,6 @@ class TriggersConfig(AppConfig):
 
     def ready(self) -> None:
         from triggers import checks  # noqa: F401 - registers the system checks
+        from triggers.definitions import triggers_section_register
+
+        triggers_section_register()  # the definitions file's "triggers" section (usage cannot import this app)

@@ -2,14 +2,19 @@
 
 The file (JSON, `usage/shipped/default.json` is the shipped one) lets definitions live in git:
 `{"format": 1, "cohorts": [{"key", "name", "description", "condition", "enabled"}, …],
-"stages": [{… and "order"}, …]}`. Loading is idempotent: a definition whose condition changed gets the
-next version (its members are re-evaluated against it), one whose text alone changed keeps its version,
-and nothing happens to an unchanged one.
+"stages": [{… and "order"}, …], "triggers": [...]}`. Loading is idempotent: a definition whose condition
+changed gets the next version (its members are re-evaluated against it), one whose text alone changed keeps
+its version, and nothing happens to an unchanged one.
+
+Sections owned by apps above this one (the triggers) are registered at their app's ready with
+`definition_section_register`: usage cannot import them, yet one file is checked, loaded (in one
+transaction, cohorts and stages first) and dumped whole, every problem named by its path.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +47,38 @@ class LoadReport:
     disabled: list[str] = field(default_factory=list)
 
 
+#: A section's problems by their full path (`triggers[2].when.kind`), given its items and the whole document
+#: (a trigger may name a cohort the same file defines).
+SectionValidate = Callable[[list[Any], dict[str, Any]], dict[str, list[str]]]
+#: Create or update a validated section's items in the caller's transaction, adding to the report.
+SectionLoad = Callable[[list[dict[str, Any]], LoadReport, bool], None]
+#: The section's items as the file holds them (what its load takes back unchanged).
+SectionDump = Callable[[], list[dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class Section:
+    name: str
+    validate: SectionValidate
+    load: SectionLoad
+    dump: SectionDump
+
+
+_sections: dict[str, Section] = {}
+
+
+def definition_section_register(name: str, *, validate: SectionValidate, load: SectionLoad, dump: SectionDump) -> None:
+    """Make `name` a section of the definitions file (registering again replaces it)."""
+    if name in KINDS or name == "format":
+        raise ValueError(f"{name!r} is a section of usage's own.")
+    _sections[name] = Section(name=name, validate=validate, load=load, dump=dump)
+
+
+def definition_sections() -> tuple[str, ...]:
+    """Every section a file may hold, in load order."""
+    return (*KINDS, *_sections)
+
+
 def definition_errors(kind: str, item: Any, *, cohort_keys: frozenset[str] | None = None) -> dict[str, list[str]]:
     """Problems of one definition (its fields and its condition tree), by path."""
     errors: dict[str, list[str]] = {}
@@ -69,10 +106,12 @@ def definition_errors(kind: str, item: Any, *, cohort_keys: frozenset[str] | Non
 def definitions_validate(document: Any) -> None:
     """Raise DefinitionsInvalid naming every problem of a definitions document."""
     if not isinstance(document, dict):
-        raise DefinitionsInvalid({"": ["Expected a JSON object with format, cohorts and stages."]})
+        raise DefinitionsInvalid({"": [f"Expected a JSON object with format, {', '.join(definition_sections())}."]})
     errors: dict[str, list[str]] = {}
     if document.get("format") != FORMAT:
         errors["format"] = [f"Expected {FORMAT} (this engine's definitions format)."]
+    for name in sorted(set(document) - {"format", *definition_sections()}):
+        errors[name] = [f"Unknown section; expected {', '.join(definition_sections())}."]
     cohort_keys = frozenset(
         item.get("key") for item in document.get("cohorts") or [] if isinstance(item, dict)
     ) | frozenset(Cohort.objects.values_list("key", flat=True))
@@ -89,6 +128,12 @@ def definitions_validate(document: Any) -> None:
             if key in seen:
                 errors[f"{kind}[{index}].key"] = [f"Duplicate key {key!r}."]
             seen.add(key)
+    for section in _sections.values():
+        items = document.get(section.name, [])
+        if isinstance(items, list):
+            errors.update(section.validate(items, document))
+        else:
+            errors[section.name] = ["Expected a list."]
     if errors:
         raise DefinitionsInvalid(errors)
 
@@ -107,7 +152,8 @@ def definition_save(definition: Definition, *, condition: Any) -> bool:
 
 
 def definitions_load(document: dict[str, Any], *, dry_run: bool = False) -> LoadReport:
-    """Create or update every definition in a validated document, in one transaction.
+    """Create or update every definition in a validated document, in one transaction: cohorts and stages,
+    then each registered section (triggers), so a trigger may name a cohort the same file brings.
 
     Definitions not in the document are left alone (a file may carry only some); `dry_run` reports what
     would change and changes nothing.
@@ -118,6 +164,8 @@ def definitions_load(document: dict[str, Any], *, dry_run: bool = False) -> Load
         for kind, model in KINDS.items():
             for item in document.get(kind, []):
                 _load_one(model, item, report)
+        for section in _sections.values():
+            section.load(document.get(section.name, []), report, dry_run)
         if dry_run:
             transaction.set_rollback(True)
     return report
@@ -162,6 +210,8 @@ def definitions_dump() -> dict[str, Any]:
             item |= {"enabled": definition.enabled, "version": definition.version, "condition": definition.condition}
             items.append(item)
         document[kind] = items
+    for section in _sections.values():
+        document[section.name] = section.dump()
     return document
 
 

@@ -1,4 +1,7 @@
-"""`manage.py trigger_definitions load|dump|check`: triggers to and from a versioned file."""
+"""`manage.py trigger_definitions load|dump|check`: a definitions file's triggers section alone.
+
+`manage.py behaviour_definitions` takes the whole file (cohorts, stages and triggers in one transaction);
+this command reads and writes only `{"format": 1, "triggers": [...]}`, ignoring other sections."""
 
 from __future__ import annotations
 
@@ -10,9 +13,11 @@ from usage.definition_files import document_read, document_write, invalid_error,
 
 class Command(BaseCommand):
     help = (
-        "Keep triggers in a versioned file (e.g. in git). `dump [FILE]` writes every trigger (to stdout "
-        "without FILE); `load FILE` creates or updates the triggers in FILE — a changed behaviour gets the "
-        "next version, triggers not in FILE are left alone; `check FILE` validates FILE and changes nothing."
+        "Keep triggers in a versioned file (e.g. in git): the triggers section of the definitions file alone "
+        "(behaviour_definitions takes cohorts, stages and triggers together). `dump [FILE]` writes every "
+        "trigger (to stdout without FILE); `load FILE` creates or updates the triggers in FILE — a changed "
+        "behaviour gets the next version, triggers not in FILE are left alone, other sections are ignored; "
+        "`check FILE` validates FILE and changes nothing."
     )
 
     def add_arguments(self, parser) -> None:

@@ -1,4 +1,4 @@
-"""`manage.py behaviour_definitions load|dump|check`: cohort and stage definitions to and from a file."""
+"""`manage.py behaviour_definitions load|dump|check`: cohorts, stages and triggers to and from one file."""
 
 from __future__ import annotations
 
@@ -10,11 +10,12 @@ from usage.definitions import SHIPPED, DefinitionsInvalid, definitions_dump, def
 
 class Command(BaseCommand):
     help = (
-        "Keep cohort and stage definitions in a versioned file (e.g. in git). "
+        "Keep cohort, stage and trigger definitions in one versioned file (e.g. in git). "
         "`dump [FILE]` writes every definition (to stdout without FILE); `load FILE` creates or updates the "
-        "definitions in FILE — a changed condition gets the next version and members are re-evaluated on "
-        "the next sweep, definitions not in FILE are left alone; `check FILE` validates FILE and changes "
-        "nothing. `load --shipped` restores the engine's shipped defaults (usage/shipped/default.json)."
+        "definitions in FILE in one transaction — a changed condition or behaviour gets the next version and "
+        "members are re-evaluated on the next sweep, definitions not in FILE are left alone; `check FILE` "
+        "validates FILE and changes nothing. `load --shipped` restores the engine's shipped defaults "
+        "(usage/shipped/default.json; its triggers come back disabled)."
     )
 
     def add_arguments(self, parser) -> None:
@@ -40,7 +41,7 @@ class Command(BaseCommand):
         rows = (
             ("created", report.created),
             ("given a new version", report.new_versions),
-            ("updated (name, description, order or enabled)", report.updated),
+            ("updated (words, order or a cohort's or stage's enabled)", report.updated),
             ("disabled", report.disabled),
         )
         load_report_write(self, rows, len(report.unchanged), dry_run=dry_run)

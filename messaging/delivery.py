@@ -4,8 +4,9 @@ A sender claims a row with a conditional UPDATE (its due time moved forward by a
 when that UPDATE changed exactly one row: two workers never send the same row, and a worker that dies
 mid-send leaves a row that is due again once the lease is over. A failure is retried with the one
 backoff rule (failures/retry.py) and recorded in the error ledger; after DISPATCH_MAX_ATTEMPTS, or at
-once for a permanent refusal, the row is `dead`. A channel that is off sends nothing: the row is
-`skipped` with the reason, never retried by itself.
+once for a permanent refusal, the row is `dead`. A channel that is off sends nothing, nor does a message
+its transport refuses outright (a marketing email to an address that unsubscribed): the row is `skipped`
+with the reason, never retried by itself.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from failures.services import error_record
 from messaging.models import Dispatch
 from messaging.registry import Message, TransportError, transport_for
 
-LEASE = timedelta(minutes=5)
+#: A claim holds its row this long (DISPATCH_LEASE_SECONDS may override it): longer than any send takes.
+LEASE_SECONDS = 300.0
 DUE = (Dispatch.Status.PENDING, Dispatch.Status.FAILED)
 SEND_TASK = "messaging.tasks.send_dispatches"
 #: Retries: base·2^(n-1) seconds up to the cap, at most MAX_ATTEMPTS tries (settings may override each).
@@ -101,10 +103,11 @@ def dispatches_send_due(
 
 
 def _claim(pk: int, now: datetime) -> bool:
-    """Take the row for LEASE; False when another sender has it or it is not due."""
+    """Take the row for the lease; False when another sender has it or it is not due."""
+    lease = timedelta(seconds=_setting("LEASE_SECONDS", LEASE_SECONDS))
     return (
         Dispatch.objects.filter(pk=pk, status__in=DUE, next_attempt_at__lte=now).update(
-            next_attempt_at=now + LEASE, updated_at=now
+            next_attempt_at=now + lease, updated_at=now
         )
         == 1
     )
@@ -117,13 +120,14 @@ def dispatch_send(pk: int, *, now: datetime | None = None) -> str | None:
         return None
     row = Dispatch.objects.get(pk=pk)
     transport = transport_for(row.channel)
-    off = transport.off_reason() or ("" if row.recipient else "no address for this channel")
-    if off:
-        _finish(row, Dispatch.Status.SKIPPED, last_error=off)
-        return Dispatch.Status.SKIPPED
     message = Message(
         recipient=row.recipient, subject=row.subject, text=row.text, html=row.html, key=row.key, data=row.data
     )
+    off = transport.off_reason() or ("" if row.recipient else "no address for this channel")
+    off = off or transport.skip_reason(message)  # e.g. a marketing email to an address that unsubscribed
+    if off:
+        _finish(row, Dispatch.Status.SKIPPED, last_error=off)
+        return Dispatch.Status.SKIPPED
     try:
         transport.send(message)
     except Exception as exc:  # a transport's refusal or its bug: recorded on the row, never raised

@@ -1,9 +1,4 @@
-"""The email transport: one message through Django's configured backend (SMTP per EMAIL_URL).
-
-A message marked marketing (`data["marketing"]`, set by the planner for an action marked so) carries the
-List-Unsubscribe headers for its unsubscribe link, and is skipped when its address has unsubscribed
-(messaging/unsubscribe.py); every other message goes out regardless.
-"""
+"""The email transport: one message through Django's configured backend (SMTP per EMAIL_URL)."""
 
 from __future__ import annotations
 
@@ -15,7 +10,6 @@ from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 
 from messaging.registry import Message, Transport, TransportError, transport_register
-from messaging.unsubscribe import ONE_CLICK_BODY, marketing_skip_reason
 
 EMAIL_OFF = "email channel off: EMAIL_URL not set"
 
@@ -61,6 +55,4 @@ class EmailTransport(Transport):
         return None if settings.EMAIL_CHANNEL_ENABLED else EMAIL_OFF
 
     def send(self, message: Message) -> None:
-        mail_send(
-            to=message.recipient, subject=message.subject, text=message.text, html=message.html, key=message.key
-        )
+        mail_send(to=message.recipient, subject=message.subject, text=message.text, html=message.html, key=message.key)

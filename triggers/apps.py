@@ -12,3 +12,8 @@ class TriggersConfig(AppConfig):
         from triggers.definitions import triggers_section_register
 
         triggers_section_register()  # the definitions file's "triggers" section (usage cannot import this app)
+
+        from triggers.tasks import usage_batch_evaluate
+        from usage.rollups import after_batch_register
+
+        after_batch_register(usage_batch_evaluate)  # rolled-up usage events and behaviour changes reach the engine

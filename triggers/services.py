@@ -1,15 +1,18 @@
 """The trigger engine's entry points: evaluate a workspace's new events and behaviour changes, save a
 trigger (validated, versioned); the actions a firing plans become dispatches (`triggers.deliveries`).
 
-`triggers_evaluate` is called by the processing run inside its transaction and under the workspace's
-lock, with the events the run applied and the cohort and stage changes `behaviour_refresh` returned.
-It settles goals the new events reach, keeps the timers (stall, silence, date) in step with the events,
-and decides every instant occurrence once (`triggers.decide`). Timers fire from `timers_fire_due`.
+`triggers_evaluate_many` is called by the processing run inside its transaction and under its workspaces'
+locks, with the events the run applied and the cohort and stage changes `behaviour_refresh` returned, and
+by `triggers.tasks.evaluate_workspaces` for what the usage rollup and the behaviour sweep changed. It
+settles goals the new events reach, keeps the timers (stall, silence, date) in step with the events, and
+decides every instant occurrence once (`triggers.decide`), the candidates of all the workspaces together.
+Timers fire from `timers_fire_due`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -21,14 +24,15 @@ from events.models import Event
 from triggers.decide import Candidate, firings_decide
 from triggers.deliveries import PlannedAction, firing_planned_actions
 from triggers.models import Firing, Trigger
+from triggers.spec import ACTIVITY
 from triggers.timers import goals_reached
 from triggers.when import WHEN, Context, Seen, date_timer_sync
 from usage.services import Change
 from workspaces.models import Workspace
 
 __all__ = [
-    "PlannedAction", "date_timers_sync", "firing_planned_actions", "trigger_save", "triggers_enabled",
-    "triggers_evaluate",
+    "Interest", "PlannedAction", "date_timers_sync", "firing_planned_actions", "trigger_save", "triggers_enabled",
+    "triggers_evaluate", "triggers_evaluate_many", "triggers_interest",
 ]  # fmt: skip
 
 #: The enabled triggers are cached (one cache read per processing run instead of one query): a saved
@@ -68,25 +72,104 @@ def triggers_evaluate(
     Safe to repeat: a replay of the same events names the same occurrences, and each is decided once.
     `workspace`: the workspace, when the caller has it loaded (else it is read).
     """
+    loaded = {workspace_key: workspace} if workspace is not None and workspace.workspace_id == workspace_key else {}
+    return triggers_evaluate_many(
+        new_events={workspace_key: list(new_events)}, behaviour_changes=behaviour_changes, now=now,
+        triggers=triggers, workspaces=loaded,
+    )  # fmt: skip
+
+
+def triggers_evaluate_many(
+    *,
+    new_events: Mapping[str, Iterable[Event]],
+    behaviour_changes: Sequence[Change] = (),
+    now: datetime | None = None,
+    triggers: Sequence[Trigger] | None = None,
+    workspaces: Mapping[str, Workspace] | None = None,
+) -> list[Firing]:
+    """Evaluate the enabled triggers for the workspaces with new events or behaviour changes; return the
+    firings this call created. Their candidates are decided together (`firings_decide`): one read of what
+    was decided already, one lock of the caps involved, one insert of the firings and of their dispatches
+    for all of them, instead of each for each (bench/triggers_processing.py).
+
+    `workspaces`: those the caller has loaded (the others are read, in one query). Safe to repeat.
+    """
     now = now or timezone.now()
     triggers = list(triggers) if triggers is not None else list(Trigger.objects.filter(enabled=True))
+    keys = sorted(set(new_events) | {change.workspace_key for change in behaviour_changes})
+    if not keys or not triggers:
+        return []
+    loaded = _workspaces_read(keys, workspaces or {})
+    follow_ups = any(trigger.follow_up for trigger in triggers)
+    with transaction.atomic():
+        candidates: list[Candidate] = []
+        for key in keys:
+            context = _context(key, new_events.get(key, ()), behaviour_changes, loaded.get(key), now)
+            if follow_ups:  # else the follow-up sweep's late check settles them
+                goals_reached(key, list(context.events), now)
+            for trigger in triggers:
+                candidates += WHEN[trigger.when["kind"]](trigger, context)
+        return firings_decide(candidates, workspaces=loaded, now=now)
+
+
+def _context(
+    key: str, new_events: Iterable[Event], changes: Sequence[Change], workspace: Workspace | None, now: datetime
+) -> Context:
     events = sorted(
-        (Seen.of(event) for event in new_events if event.workspace_key == workspace_key and not event.suppressed),
+        (Seen.of(event) for event in new_events if event.workspace_key == key and not event.suppressed),
         key=lambda seen: (seen.at, seen.id),
     )
-    changes = [change for change in behaviour_changes if change.workspace_key == workspace_key]
-    if workspace is None or workspace.workspace_id != workspace_key:
-        workspace = (
-            Workspace.objects.select_related("account__owner", "owner").filter(workspace_id=workspace_key).first()
-        )
-    context = Context(workspace_key=workspace_key, workspace=workspace, events=events, changes=changes, now=now)
-    with transaction.atomic():
-        if any(trigger.follow_up for trigger in triggers):  # else the follow-up sweep's late check settles them
-            goals_reached(workspace_key, events, now)
-        candidates: list[Candidate] = []
-        for trigger in triggers:
-            candidates += WHEN[trigger.when["kind"]](trigger, context)
-        return firings_decide(candidates, workspaces={workspace_key: workspace} if workspace else {}, now=now)
+    mine = [change for change in changes if change.workspace_key == key]
+    return Context(workspace_key=key, workspace=workspace, events=events, changes=mine, now=now)
+
+
+def _workspaces_read(keys: Sequence[str], loaded: Mapping[str, Workspace]) -> dict[str, Workspace]:
+    """The workspaces by key: the caller's, the others read together (with what the audiences read)."""
+    found = {key: workspace for key, workspace in loaded.items() if workspace is not None and key in keys}
+    if missing := [key for key in keys if key not in found]:
+        rows = Workspace.objects.select_related("account__owner", "owner").filter(workspace_id__in=missing)
+        found.update((workspace.workspace_id, workspace) for workspace in rows)
+    return found
+
+
+@dataclass(frozen=True)
+class Interest:
+    """What the enabled triggers read of a batch of new events: the event types (None: any) and whether
+    cohort and stage changes; the rollup's hook enqueues an evaluation only for that."""
+
+    types: frozenset[str] | None
+    changes: bool
+
+    def wants(self, event_type: str) -> bool:
+        return self.types is None or event_type in self.types
+
+
+#: The kinds that read cohort and stage changes; a date trigger reads the workspace's date (the processing
+#: run's), so a usage batch gives it nothing.
+CHANGE_KINDS = frozenset({"cohort", "stage"})
+
+
+def triggers_interest(triggers: Iterable[Trigger]) -> Interest:
+    """The event types and changes these triggers react to. A kind this function does not know reads
+    everything (a new kind is never starved; teach it here what it reads)."""
+    types: set[str] = set()
+    changes = False
+    for trigger in triggers:
+        when, kind = trigger.when, trigger.when["kind"]
+        if kind in ("event", "count"):
+            types.add(when["event"]["type"])
+        elif kind == "stall":
+            types |= {when["start"]["type"], when["finish"]["type"]}
+        elif kind == "silence":
+            types.add((when.get("event") or ACTIVITY)["type"])
+        elif kind in CHANGE_KINDS:
+            changes = True
+        elif kind != "date":
+            return Interest(None, True)
+        goal = (trigger.follow_up or {}).get("goal") or {}
+        if "event" in goal:  # new events settle pending goals
+            types.add(goal["event"]["type"])
+    return Interest(frozenset(types), changes)
 
 
 def trigger_save(*, trigger: Trigger) -> Trigger:

@@ -4,11 +4,15 @@ tickets and `plan.limit_reached` into daily plan-limit hits (the types events/sc
 Claiming the events, adding them to the rollup and marking them completed happen in one transaction:
 a retried or duplicated task either finds the events already completed or waits for (PostgreSQL: skips)
 the rows another worker holds, so nothing is counted twice and nothing is lost.
+
+What a batch rolled up and what its re-evaluation changed go, inside its transaction, to the hooks layers
+above registered (`after_batch_register`): the trigger engine, which usage may not import, enqueues its
+evaluation on the commit.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any, NamedTuple
@@ -91,6 +95,7 @@ class Rollup:
     review: list[Event] = field(default_factory=list)
     tickets: list[RollupEvent] = field(default_factory=list)
     limits: list[RollupEvent] = field(default_factory=list)
+    events: list[RolledUpEvent] = field(default_factory=list)  # what the hooks are told was rolled up
 
     @property
     def workspace_keys(self) -> list[str]:
@@ -107,6 +112,40 @@ class Rollup:
         if usage.user_email:
             self.users.add((usage.key, usage.user_email))
         self.rolled_up.append(event_id)
+        self.events.append(RolledUpEvent(event_id, USAGE_TYPE, usage.key.workspace_key))
+
+
+class RolledUpEvent(NamedTuple):
+    id: int
+    type: str
+    workspace_key: str
+
+
+@dataclass(frozen=True)
+class Batch:
+    """What one committed batch changed, for the hooks: the events it rolled up and the cohort and stage
+    changes its re-evaluation (or a sweep chunk's) made."""
+
+    events: tuple[RolledUpEvent, ...] = ()
+    changes: tuple[Change, ...] = ()
+
+
+AfterBatch = Callable[[Batch], None]
+_after_batch: list[AfterBatch] = []
+
+
+def after_batch_register(hook: AfterBatch) -> None:
+    """Call `hook` inside every rollup batch's and behaviour sweep chunk's transaction, after its writes; the
+    hook defers what it does to the commit (`transaction.on_commit`). Registered at a higher app's ready."""
+    if hook not in _after_batch:
+        _after_batch.append(hook)
+
+
+def after_batch(batch: Batch) -> None:
+    """Tell the registered hooks what this batch changed (nothing to tell: no call)."""
+    if batch.events or batch.changes:
+        for hook in _after_batch:
+            hook(batch)
 
 
 @dataclass(frozen=True)
@@ -132,10 +171,12 @@ def usage_rollup_batch(*, event_ids: Sequence[int] | None = None, limit: int = D
         plan_limits_rollup(rollup.limits, zones=_zones(rollup.limits))
         _mark_completed(rollup.rolled_up)
         Event.objects.bulk_update(rollup.review, ["status", "notes"])
+        changes: list[Change] = []
         if settings.BEHAVIOUR_PROFILES and (keys := rollup.workspace_keys):
             # cohorts and stages move with the telemetry, in the same transaction
             changes = behaviour_refresh(workspace_keys=keys)
             stage_changes_record(changes)
+        after_batch(Batch(tuple(rollup.events), tuple(changes)))
     return RollupResult(len(claimed), len(rollup.rolled_up), len(rollup.review))
 
 
@@ -182,6 +223,7 @@ def _aggregate(claimed: Iterable[Claimed]) -> Rollup:
             event = parse_rollup_event(event_type, payload, occurred_at)
             (rollup.limits if event_type == LIMIT_REACHED else rollup.tickets).append(event)
             rollup.rolled_up.append(event_id)
+            rollup.events.append(RolledUpEvent(event_id, event_type, event.workspace_key))
         except PayloadInvalid as exc:
             note = f"Rollup: invalid stored payload, not counted ({_describe(exc)})."
             notes = f"{notes}\n{note}" if notes else note

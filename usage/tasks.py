@@ -4,17 +4,23 @@ from __future__ import annotations
 
 from django.conf import settings
 
-from usage.rollups import DEFAULT_LIMIT, stage_changes_record, usage_rollup_batch
-from usage.services import behaviour_sweep
+from usage.rollups import DEFAULT_LIMIT, Batch, after_batch, stage_changes_record, usage_rollup_batch
+from usage.services import Change, behaviour_sweep
 
 
 def sweep_behaviour() -> dict[str, int]:
     """Every minute: re-evaluate the profiles whose windows moved (at most BEHAVIOUR_SWEEP_LIMIT a run;
-    the rest are due still and go next minute); stages that moved go to Salesforce."""
+    the rest are due still and go next minute); stages that moved go to Salesforce, and every change to
+    the hooks (the trigger engine: a cohort entered because time passed)."""
     if not settings.BEHAVIOUR_PROFILES:
         return {"visited": 0, "changed": 0}
-    result = behaviour_sweep(limit=settings.BEHAVIOUR_SWEEP_LIMIT, on_changes=stage_changes_record)
+    result = behaviour_sweep(limit=settings.BEHAVIOUR_SWEEP_LIMIT, on_changes=_sweep_changes)
     return {"visited": result.visited, "changed": result.changed}
+
+
+def _sweep_changes(changes: list[Change]) -> None:
+    stage_changes_record(changes)
+    after_batch(Batch(changes=tuple(changes)))
 
 
 def rollup_usage(event_ids: list[int] | None = None) -> int:

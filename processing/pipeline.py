@@ -38,7 +38,7 @@ from linking.services import (
 from processing.claims import events_claim, events_claim_many, worker_name, workspace_lock, workspaces_lock
 from processing.retries import events_record_failure
 from salesforce.outbox import outbox_record_workspaces
-from triggers.services import triggers_enabled, triggers_evaluate
+from triggers.services import triggers_enabled, triggers_evaluate_many
 from usage.services import Change, behaviour_refresh
 from workspaces.actors import acting_as_system
 from workspaces.auditing import audit_entries_together
@@ -244,11 +244,10 @@ def _triggers_evaluate(
     if not enabled:
         return
     keys = {key for key, events in new_events.items() if events} | {change.workspace_key for change in changes}
-    for key in sorted(keys):
-        triggers_evaluate(
-            workspace_key=key, new_events=new_events.get(key, []), behaviour_changes=changes, triggers=enabled,
-            workspace=workspaces.get(key),
-        )  # fmt: skip
+    triggers_evaluate_many(
+        new_events={key: new_events.get(key, []) for key in keys}, behaviour_changes=changes, triggers=enabled,
+        workspaces=workspaces,
+    )  # fmt: skip
 
 
 def _records_of(workspace: Workspace) -> set[tuple[str, int | None]]:

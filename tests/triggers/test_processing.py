@@ -94,7 +94,7 @@ def test_a_failing_evaluation_fails_the_run_and_leaves_nothing_half_done(monkeyp
     def broken(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr("processing.pipeline.triggers_evaluate", broken)
+    monkeypatch.setattr("processing.pipeline.triggers_evaluate_many", broken)
     with time_machine.travel(T0, tick=False):
         store(lifecycle_event("e1", "trial.started", at=T0 - timedelta(minutes=5)))
         outcome = workspace_process(workspace_key="ws_1")

@@ -16,6 +16,7 @@ urlpatterns = [
     path("webhooks/", include("billing.urls")),
     path("api/", include("api.urls")),
     path("reps/", include("alerts.urls")),
+    path("unsubscribe/", include("messaging.urls")),  # marketing email's unsubscribe link: no login, a signed token
     # The rep pages' own login (the admin's turns away users who are not staff); it asks staff for their
     # TOTP code when STAFF_TOTP_REQUIRED is on (config/staff_otp.py).
     path("accounts/login/", EngineLoginView.as_view(), name="login"),

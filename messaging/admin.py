@@ -1,4 +1,5 @@
-"""Dispatches in the admin: read-only, with a retry for rows that gave up or were skipped."""
+"""Dispatches in the admin: read-only, with a retry for rows that gave up or were skipped; unsubscribes
+read-only (deleting one subscribes the address to marketing email again)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from messaging.delivery import dispatch_retry
-from messaging.models import Dispatch
+from messaging.models import Dispatch, Unsubscribe
 
 
 @admin.register(Dispatch)
@@ -37,3 +38,18 @@ class DispatchAdmin(admin.ModelAdmin):
             retried += 1
         self.message_user(request, f"{retried} dispatch(es) due again; the sender sends them within a minute.",
                           messages.SUCCESS)  # fmt: skip
+
+
+@admin.register(Unsubscribe)
+class UnsubscribeAdmin(admin.ModelAdmin):
+    list_display = ("created_at", "address", "how", "dispatch_key")
+    list_filter = ("how",)
+    search_fields = ("=address",)
+    search_help_text = "Exact address (lower case)."
+    readonly_fields = [field.name for field in Unsubscribe._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # an address unsubscribes itself, from the link in a marketing email
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

@@ -4,8 +4,9 @@ A sender claims a row with a conditional UPDATE (its due time moved forward by a
 when that UPDATE changed exactly one row: two workers never send the same row, and a worker that dies
 mid-send leaves a row that is due again once the lease is over. A failure is retried with the one
 backoff rule (failures/retry.py) and recorded in the error ledger; after DISPATCH_MAX_ATTEMPTS, or at
-once for a permanent refusal, the row is `dead`. A channel that is off sends nothing: the row is
-`skipped` with the reason, never retried by itself.
+once for a permanent refusal, the row is `dead`. A channel that is off sends nothing, nor does a message
+its transport refuses outright (a marketing email to an address that unsubscribed): the row is `skipped`
+with the reason, never retried by itself.
 """
 
 from __future__ import annotations
@@ -119,13 +120,14 @@ def dispatch_send(pk: int, *, now: datetime | None = None) -> str | None:
         return None
     row = Dispatch.objects.get(pk=pk)
     transport = transport_for(row.channel)
-    off = transport.off_reason() or ("" if row.recipient else "no address for this channel")
-    if off:
-        _finish(row, Dispatch.Status.SKIPPED, last_error=off)
-        return Dispatch.Status.SKIPPED
     message = Message(
         recipient=row.recipient, subject=row.subject, text=row.text, html=row.html, key=row.key, data=row.data
     )
+    off = transport.off_reason() or ("" if row.recipient else "no address for this channel")
+    off = off or transport.skip_reason(message)  # e.g. a marketing email to an address that unsubscribed
+    if off:
+        _finish(row, Dispatch.Status.SKIPPED, last_error=off)
+        return Dispatch.Status.SKIPPED
     try:
         transport.send(message)
     except Exception as exc:  # a transport's refusal or its bug: recorded on the row, never raised

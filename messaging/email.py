@@ -1,4 +1,9 @@
-"""The email transport: one message through Django's configured backend (SMTP per EMAIL_URL)."""
+"""The email transport: one message through Django's configured backend (SMTP per EMAIL_URL).
+
+A message marked marketing (`data["marketing"]`, set by the planner for an action marked so) carries the
+List-Unsubscribe headers for its unsubscribe link, and is skipped when its address has unsubscribed
+(messaging/unsubscribe.py); every other message goes out regardless.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 
 from messaging.registry import Message, Transport, TransportError, transport_register
+from messaging.unsubscribe import ONE_CLICK_BODY, marketing_skip_reason
 
 EMAIL_OFF = "email channel off: EMAIL_URL not set"
 
@@ -28,11 +34,14 @@ def message_id(key: str) -> str:
     return f"<{left}@{domain}>"
 
 
-def mail_send(*, to: str, subject: str, text: str, html: str, key: str = "") -> None:
+def mail_send(
+    *, to: str, subject: str, text: str, html: str, key: str = "", headers: dict[str, str] | None = None
+) -> None:
     """Send a text email with an HTML alternative; raise MailError if it was not accepted. `key`: the
-    message's stable key, its Message-ID (else Django makes a random one)."""
-    headers = {"Message-ID": message_id(key)} if key else None
-    message = EmailMultiAlternatives(subject, text, settings.DEFAULT_FROM_EMAIL, [to], headers=headers)
+    message's stable key, its Message-ID (else Django makes a random one); `headers`: more headers
+    (List-Unsubscribe)."""
+    headers = ({"Message-ID": message_id(key)} if key else {}) | (headers or {})
+    message = EmailMultiAlternatives(subject, text, settings.DEFAULT_FROM_EMAIL, [to], headers=headers or None)
     message.attach_alternative(html, "text/html")
     try:
         message.send()
@@ -54,5 +63,23 @@ class EmailTransport(Transport):
     def off_reason(self) -> str | None:
         return None if settings.EMAIL_CHANNEL_ENABLED else EMAIL_OFF
 
+    def skip_reason(self, message: Message) -> str | None:
+        """A marketing message to an address that unsubscribed is not sent (transactional mail always is)."""
+        return marketing_skip_reason(message.recipient) if message.data.get("marketing") else None
+
     def send(self, message: Message) -> None:
-        mail_send(to=message.recipient, subject=message.subject, text=message.text, html=message.html, key=message.key)
+        mail_send(
+            to=message.recipient,
+            subject=message.subject,
+            text=message.text,
+            html=message.html,
+            key=message.key,
+            headers=unsubscribe_headers(message.data.get("unsubscribe_url") or ""),
+        )
+
+
+def unsubscribe_headers(url: str) -> dict[str, str]:
+    """RFC 2369's List-Unsubscribe and RFC 8058's one-click List-Unsubscribe-Post, for a marketing message."""
+    if not url:
+        return {}
+    return {"List-Unsubscribe": f"<{url}>", "List-Unsubscribe-Post": ONE_CLICK_BODY}

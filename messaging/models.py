@@ -54,3 +54,27 @@ class Dispatch(models.Model):
 
     def __str__(self) -> str:
         return f"{self.channel} to {self.recipient or '-'} ({self.status})"
+
+
+class Unsubscribe(models.Model):
+    """An address that asked for no more marketing email (messaging/unsubscribe.py): one row per address.
+
+    Only messages a trigger's action marks `marketing` are held back; transactional messages and mail to
+    reps are not. An admin deleting the row subscribes the address again.
+    """
+
+    class How(models.TextChoices):
+        PAGE = "page", "The unsubscribe page"
+        ONE_CLICK = "one_click", "One-click (List-Unsubscribe-Post)"
+        ADMIN = "admin", "An admin"
+
+    address = models.EmailField(max_length=254, unique=True, help_text="Lower-cased.")
+    how = models.CharField(max_length=16, choices=How.choices)
+    dispatch_key = models.CharField(max_length=128, blank=True, help_text="The message whose link was used.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.address} (unsubscribed {self.created_at:%Y-%m-%d})"

@@ -24,7 +24,8 @@ class Message:
     blocks: list[dict[str, Any]] = field(default_factory=list)  # Slack Block Kit
     key: str = ""  # stable per message (idempotency key where the channel takes one)
     # Structured facts a channel sends as fields rather than prose (in-app: workspace_id, trigger,
-    # firing_id, cta_url); optional, so email and Slack messages never set it.
+    # firing_id, cta_url; a Salesforce task: the workspace; email: marketing and its unsubscribe_url);
+    # optional: a channel reads only the facts it knows.
     data: dict[str, Any] = field(default_factory=dict)
 
 
@@ -44,6 +45,10 @@ class Transport:
 
     def off_reason(self) -> str | None:
         """Why the channel is off (not configured), or None when it can send."""
+        return None
+
+    def skip_reason(self, message: Message) -> str | None:
+        """Why this one message is not to be sent at all (its address unsubscribed), or None."""
         return None
 
     def send(self, message: Message) -> None:

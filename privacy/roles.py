@@ -47,6 +47,7 @@ ROLE_PERMISSIONS: dict[str, dict[str, tuple[str, ...]]] = {
         "triggers.firing": ("view",),
         "triggers.timer": ("view",),
         "messaging.dispatch": ("view", "change"),  # retry a dead or skipped dispatch
+        "messaging.unsubscribe": ("view", "delete"),  # deleting one subscribes the address to marketing again
         "events.sourceday": ("view",),
         "events.rollupcursor": ("view",),
         "auditlog.logentry": ("view",),

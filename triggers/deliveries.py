@@ -5,7 +5,8 @@ under the action's stable key, so a repeat (a replay, a second worker, a release
 sends the rows after the commit. Templates are plain Django templates keyed by the action's template key:
 `triggers/<key>.subject.txt`, `triggers/<key>.txt` and, for email, `triggers/<key>.html`. An action whose
 template is missing is not sent with made-up words: its row is `dead`, naming the missing file, and the
-failure is counted in the error ledger.
+failure is counted in the error ledger. An email action marked `marketing` gets the unsubscribe footer and
+link (messaging/unsubscribe.py); messaging skips it when the address has unsubscribed.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from django.template.loader import render_to_string
 from failures.services import error_record
 from messaging.delivery import dispatches_create
 from messaging.models import Dispatch
+from messaging.unsubscribe import html_with_footer, marketing_footer
 from triggers.models import Firing
 from workspaces.models import Workspace
 
@@ -39,6 +41,7 @@ class PlannedAction:
     params: dict[str, Any]
     recipient: str
     key: str
+    marketing: bool = False
 
 
 def action_key(firing_id: int, channel: str, index: int) -> str:
@@ -58,6 +61,7 @@ def firing_planned_actions(firing: Firing) -> list[PlannedAction]:
             params=action.get("params") or {},
             recipient=firing.recipient,
             key=action_key(firing.pk, action["channel"], index),
+            marketing=bool(action.get("marketing")),
         )
         for index, action in enumerate(firing.actions)
     ]
@@ -95,7 +99,8 @@ def _row(firing: Firing, action: PlannedAction, workspace: Workspace | None, add
         template=action.template,
         next_attempt_at=firing.fired_at,
     )
-    context = _context(firing, action, workspace)
+    footer = marketing_footer(action.key) if action.marketing and action.channel == "email" else None
+    context = _context(firing, action, workspace) | {"unsubscribe_url": footer.url if footer else ""}
     try:
         row.subject = " ".join(render_to_string(f"triggers/{action.template}.subject.txt", context).split())[:255]
         row.text = render_to_string(f"triggers/{action.template}.txt", context).strip()
@@ -106,13 +111,12 @@ def _row(firing: Firing, action: PlannedAction, workspace: Workspace | None, add
         error_record(source="delivery", kind="trigger template missing", message=row.last_error, obj=firing,
                      workspace_key=firing.workspace_key)  # fmt: skip
         return row
+    row.data = {"workspace_id": firing.workspace_key, "trigger": firing.trigger.key, "firing_id": str(firing.pk)}
     if action.channel == "in_app":
-        row.data = {
-            "workspace_id": firing.workspace_key,
-            "trigger": firing.trigger.key,
-            "firing_id": str(firing.pk),
-            "cta_url": str(action.params.get("cta_url", "")),
-        }
+        row.data["cta_url"] = str(action.params.get("cta_url", ""))
+    if footer is not None:
+        row.text, row.html = f"{row.text}\n\n{footer.text}", html_with_footer(row.html, footer.html)
+        row.data |= {"marketing": True, "unsubscribe_url": footer.url}
     return row
 
 

@@ -12,7 +12,8 @@ the type, and conditions on the event's `data` (a dotted path). `when` is one of
 - `{"kind": "stage", "from": key | null, "to": key | null}` (null: any stage);
 - `{"kind": "date", "field": "trial_expires_at" | "renews_at", "days_before": N}`.
 
-Actions are `[{"channel": a kind in messaging's registry, "template": key, "params": {…}}, …]`. A follow-up
+Actions are `[{"channel": a kind in messaging's registry, "template": key, "params": {…}, "marketing": bool?}, …]`
+(an email marked marketing carries an unsubscribe link and is not sent to an address that unsubscribed). A follow-up
 is `{"goal": {"event": filter} | {"condition": a metric condition tree (usage.conditions)},
 "within_seconds": T, "escalate": [actions]?, "escalate_to": audience?, "activity": filter?}`: when the
 goal is missed and the activity (default: any usage) since the firing is zero, the escalation fires.
@@ -247,7 +248,9 @@ def actions_errors(actions: Any, path: str, channels: tuple[str, ...] | None) ->
             _add(errors, f"{at}.template", "Expected a template key.")
         if not isinstance(action.get("params", {}), dict):
             _add(errors, f"{at}.params", "Expected an object.")
-        extra = sorted(set(action) - {"channel", "template", "params"})
+        if action.get("marketing", False) not in (True, False) or (action.get("marketing") and channel != "email"):
+            _add(errors, f"{at}.marketing", "Expected true or false; only an email is marked marketing.")
+        extra = sorted(set(action) - {"channel", "template", "params", "marketing"})
         if extra:
             _add(errors, at, f"Unexpected key(s): {', '.join(extra)}.")
     return errors

@@ -22,7 +22,7 @@ from triggers.experiments import (
     experiment_stop,
     workspace_bucket,
 )
-from triggers.models import Experiment, Firing, Timer, Trigger
+from triggers.models import Experiment, Firing, Trigger
 from triggers.selectors import experiment_arm_counts, firing_document
 from triggers.services import triggers_evaluate
 from triggers.timers import timers_fire_due
@@ -234,7 +234,11 @@ def test_counts_per_arm(welcome):
         ([{"key": "x" * 33, "weight": 1}], "arms[0].key", "at most 32"),
         ([{"key": "a", "weight": 0}], "arms", "sum above zero"),
         ([{"key": "holdout", "weight": 1, "actions": []}, {"key": "a", "weight": 1}], "arms[0].actions", "nothing"),
-        ([{"key": "a", "weight": 1, "actions": [{"channel": "pigeon", "template": "t"}]}], "arms[0].actions[0]", "channel"),
+        (
+            [{"key": "a", "weight": 1, "actions": [{"channel": "pigeon", "template": "t"}]}],
+            "arms[0].actions[0]",
+            "channel",
+        ),
         ([{"key": "a", "weight": 1, "colour": "red"}], "arms[0]", "Unexpected key(s): colour"),
     ],
 )

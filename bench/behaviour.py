@@ -260,7 +260,7 @@ def child_process(args: argparse.Namespace) -> int:
     from django.db import connection
 
     from processing.tasks import process_workspaces
-    from usage.rollups import usage_rollup_batch
+    from usage.rollups import DEFAULT_LIMIT, usage_rollup_batch
 
     connection.ensure_connection()
     backend = connection.connection.info.backend_pid
@@ -274,7 +274,9 @@ def child_process(args: argparse.Namespace) -> int:
                         "backend_cpu": _pid_cpu(backend) - backend0}  # fmt: skip
     cpu0, backend0, t0 = _own_cpu(), _pid_cpu(backend), time.monotonic()
     rolled = batches = 0
-    while (batch := usage_rollup_batch(limit=args.batch)).claimed:
+    limit = args.batch or DEFAULT_LIMIT
+    out["rollup_batch_limit"] = limit
+    while (batch := usage_rollup_batch(limit=limit)).claimed:
         rolled += batch.rolled_up
         batches += 1
     out["usage"] = {"events": rolled, "batches": batches, "seconds": time.monotonic() - t0,
@@ -421,7 +423,8 @@ def processing(run: Run) -> dict[str, Any]:
         env = {**django_env(url), "BEHAVIOUR_PROFILES": "1" if mode == "on" else "0", "SALESFORCE_SYNC": "off"}
         say(f"processing with BEHAVIOUR_PROFILES {mode}")
         child = ["--child", "process", "--process-workspaces", str(args.process_workspaces), "--chunk",
-                 str(args.chunk), "--batch", str(args.batch), "--database-url", url]  # fmt: skip
+                 str(args.chunk), "--database-url", url]  # fmt: skip
+        child += ["--batch", str(args.batch)] if args.batch else []
         result = run_child(SCRIPT, child, env)
         with psycopg.connect(libpq_dsn(url), autocommit=True) as conn:
             result["profiles"] = conn.execute("SELECT count(*) FROM usage_profile").fetchone()[0]
@@ -518,7 +521,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--lifecycle-events", type=int, default=10_000, help="lifecycle events to process")
     parser.add_argument("--usage-events", type=int, default=50_000, help="usage events to roll up")
     parser.add_argument("--chunk", type=int, default=100, help="workspaces per process_workspaces call")
-    parser.add_argument("--batch", type=int, default=1_000, help="usage events per rollup batch")
+    parser.add_argument("--batch", type=int, default=None,
+                        help="usage events per rollup batch (default: the engine's own, usage.rollups.DEFAULT_LIMIT, "
+                        "which the deployed rollup task drains a backlog with)")  # fmt: skip
     parser.add_argument("--reuse-database", action="store_true",
                         help="bulk phase on the data an earlier --keep-database run generated today for as many "
                         "workspaces (its behaviour rows emptied) instead of generating it again")  # fmt: skip

@@ -80,7 +80,7 @@ def _usage_daily_sql(products: Sequence[str]) -> tuple[str, list[Any]]:
         params.append(product)
     select = (
         f"SELECT u.workspace_key, {', '.join(columns)} FROM {_table(UsageDaily)} u "  # noqa: S608 (names)
-        "JOIN b ON u.workspace_key = b.k WHERE {where} GROUP BY u.workspace_key"
+        "{join} WHERE {where} GROUP BY u.workspace_key"
     )
     return select, params
 
@@ -122,12 +122,12 @@ def usage_daily(bounds: Sequence[Bounds], products: Sequence[str]) -> dict[str, 
     result: dict[str, dict[str, Any]] = {}
     fixed = len(column_params) + 1
     per_statement = max((_max_params() - fixed) // 7, 1)
-    for start in range(0, len(bounds), per_statement):
-        part = bounds[start : start + per_statement]
-        cte, cte_params = _bounds_cte(part, ("t", "d7", "d14", "d28", "d30"))
+    for part, uniform in _parts(bounds, ("t", "d7", "d14", "d28", "d30"), per_statement):
+        cte, cte_params = _bounds_cte(part, ("t", "d7", "d14", "d28", "d30"), uniform=uniform)
         keys, key_params = _key_list(part)
         where = f"u.workspace_key {keys} AND u.day >= %s AND u.day <= b.t AND u.day >= b.d30"
-        sql = f"{cte} {select.replace('{where}', where)}"
+        join = "CROSS JOIN b" if uniform else "JOIN b ON u.workspace_key = b.k"
+        sql = f"{cte} {select.replace('{where}', where).replace('{join}', join)}"
         params = [*cte_params, *column_params, *key_params, _earliest(part)]
         with connection.cursor() as cursor, _custom_plan():
             cursor.execute(sql, params)
@@ -262,15 +262,15 @@ def _grouped(
     per_statement = max(min((_max_params() - len(params)) // (len(bound_columns) + 2), max_keys or 1 << 30), 1)
     qn = connection.ops.quote_name
     key = f"{alias}.{qn('workspace_key')}"
-    for start in range(0, len(bounds), per_statement):
-        part = bounds[start : start + per_statement]
-        cte, cte_params = _bounds_cte(part, bound_columns)
+    for part, uniform in _parts(bounds, bound_columns, per_statement):
+        cte, cte_params = _bounds_cte(part, bound_columns, uniform=uniform)
         # The key list, not only the join, selects the rows: PostgreSQL then reads the workspaces' rows by
         # index instead of hashing the whole table against the bounds for every chunk.
         keys, key_params = _key_list(part)
+        join = "CROSS JOIN b" if uniform else f"JOIN b ON {key} = b.k"
         sql = (
             f"{cte} SELECT {key}, {', '.join(columns)} "  # noqa: S608 (names, not input)
-            f"FROM {source} {alias} JOIN b ON {key} = b.k "
+            f"FROM {source} {alias} {join} "
             f"WHERE {key} {keys} AND {where} GROUP BY {key}"
         )
         with connection.cursor() as cursor, _custom_plan():
@@ -321,7 +321,48 @@ def array_literal(values: Iterable[str]) -> str:
     return '{"' + joined + '"}' if values else "{}"
 
 
-def _bounds_cte(bounds: Sequence[Bounds], columns: Sequence[str]) -> tuple[str, list[Any]]:
+#: At most this many statements per part of a chunk that share their window edges (one per local day: a
+#: chunk's workspaces span at most three local dates at any instant); beyond it, one statement per part
+#: with every workspace's own edges.
+UNIFORM_GROUPS = 4
+
+
+def _parts(
+    bounds: Sequence[Bounds], columns: Sequence[str], per_statement: int
+) -> Iterator[tuple[Sequence[Bounds], bool]]:
+    """The statements' parts of a chunk, each with whether its workspaces share every edge in `columns`.
+
+    Workspaces sharing their edges (the same local day: most chunks are one or two) are read with the edges
+    as constants: PostgreSQL then reads their rows by the (workspace, day) index in key order and groups
+    them as they come, instead of hashing them against a per-workspace bounds list and sorting the result
+    (half the usage aggregate's time). A chunk spread over more edges than UNIFORM_GROUPS (tickets, whose
+    edges are instants, differ per zone offset) keeps the per-workspace list.
+    """
+    groups: dict[Any, list[Bounds]] = {}
+    # Date edges follow from the local day; instants from the day and the zone's offsets.
+    instants = not _DATETIME_BOUNDS.isdisjoint(columns)
+    for bound in bounds:
+        edge = (bound.today, bound.now, bound.since_14d, bound.since_74d, bound.until) if instants else bound.today
+        groups.setdefault(edge, []).append(bound)
+    uniform = len(groups) <= UNIFORM_GROUPS
+    for group in groups.values() if uniform else [list(bounds)]:
+        for start in range(0, len(group), per_statement):
+            yield group[start : start + per_statement], uniform
+
+
+def _bounds_cte(bounds: Sequence[Bounds], columns: Sequence[str], *, uniform: bool = False) -> tuple[str, list[Any]]:
+    """`WITH b (k, <columns>)`: each workspace's edges; `uniform`: one row of the edges the workspaces share
+    (`b (<columns>)`, no key), for a statement that filters the keys itself."""
+    if uniform:
+        first, ops = bounds[0], connection.ops
+        params = [
+            ops.adapt_datetimefield_value(getattr(first, _BOUND_FIELDS[c]))
+            if c in _DATETIME_BOUNDS
+            else ops.adapt_datefield_value(getattr(first, _BOUND_FIELDS[c]))
+            for c in columns
+        ]
+        values = ", ".join(_typed(c) for c in columns)
+        return f"WITH b ({', '.join(columns)}) AS (VALUES ({values}))", params
     if connection.vendor == "postgresql":  # one array per column, unnested: a few parameters per chunk
         arrays = ", ".join(
             ["%s::text[]", *(f"%s::text[]::{'timestamptz' if c in _DATETIME_BOUNDS else 'date'}[]" for c in columns)]

@@ -16,6 +16,10 @@ class PrivacyConfig(AppConfig):
 
         # Events naming an erased person are stored suppressed and scrubbed (the inbox cannot import us).
         intake_filter_register("privacy.suppression", events_suppress)
+        from privacy.audience import user_unless_erased
+        from triggers.audience import audience_register
+
+        audience_register("user", user_unless_erased)  # no trigger message to an erased person's placeholder
         from privacy.roles import groups_sync_after_migrate
 
         post_migrate.connect(groups_sync_after_migrate, sender=self, dispatch_uid="privacy.groups_sync")

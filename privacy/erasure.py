@@ -4,9 +4,11 @@ Order matters:
 1. the tombstone is committed first, so from then on any event naming them is stored suppressed
    (`privacy.suppression`) while the rest runs;
 2. in one transaction their lead, contact and owned workspaces get the placeholder address
-   (`erased-<n>@domain`) and lose their names, and every row mentioning the address is scrubbed
-   (event payloads and notes, review items, alerts, outbox rows, audit entries, usage rows) — the rows
-   `privacy.records.person_holdings` finds, the same finder the export uses;
+   (`erased-<n>@domain`) and lose their names, messages not yet sent to them are skipped and firings
+   deferred for them suppressed, and every row mentioning the address is scrubbed (event payloads and
+   notes, review items, alerts, outbox rows, audit entries, usage rows, trigger firings and the messages
+   they planned, unsubscribes) — the rows `privacy.records.person_holdings` finds, the same finder the
+   export uses;
 3. their workspaces are re-folded from the scrubbed events, so the stored state is exactly what the
    events now say and a later re-fold or replay changes nothing;
 4. Salesforce is told through the outbox: unconverted leads and contacts are upserted anonymised, a
@@ -34,6 +36,7 @@ from django.utils import timezone
 
 from events.models import Event
 from events.services import async_task
+from messaging.models import Dispatch
 from privacy.identity import email_hash, normalise_email, placeholder_email
 from privacy.models import Tombstone
 from privacy.records import TEXT_FIELDS, Subject, mentioning, person_holdings
@@ -42,13 +45,18 @@ from processing.pipeline import workspace_process
 from salesforce.deletion import outbox_record_deletion
 from salesforce.models import OutboxItem
 from salesforce.outbox import contact_key, contact_payload, lead_key, lead_payload, outbox_record
+from triggers.models import Firing
 from usage.models import UsageDailyUser
 from workspaces.actors import acting_as_system
 from workspaces.models import Contact, Lead, Workspace
 
 logger = logging.getLogger(__name__)
 
-JSON_FIELDS = {"payload", "context", "review_reasons", "changes", "serialized_data", "additional_data"}
+JSON_FIELDS = {
+    "payload", "context", "review_reasons", "changes", "serialized_data", "additional_data", "explanation", "data",
+}  # fmt: skip
+#: Why a message to the erased person, or a firing deferred for them, was stopped.
+NOT_SENT = "Not sent: the recipient was erased (a data request)."
 
 
 class ErasureInvalid(ValueError):
@@ -89,6 +97,7 @@ def person_erase(*, email: str) -> ErasureReport:
     person = _person(subject, placeholder_email(tombstone_id=tombstone.pk, email=email))
     with transaction.atomic(), acting_as_system():
         _anonymise_records(subject, person, report)
+        _stop_messages(subject, report)
         _tell_salesforce(subject, report)
         _scrub_mentions(subject, person, report)
     for key in subject.workspace_keys:
@@ -141,6 +150,24 @@ def _anonymise_records(subject: Subject, person: Person, report: ErasureReport) 
         "workspaces", Workspace.objects.filter(email=subject.email).update(**anonymous, updated_at=timezone.now())
     )
     report.add("usage", UsageDailyUser.objects.filter(user_email=subject.email).update(user_email=person.replacement))
+
+
+def _stop_messages(subject: Subject, report: ErasureReport) -> None:
+    """Nothing more goes to the person: their unsent messages are skipped and their deferred firings (quiet
+    hours) are suppressed, each saying why. New firings find only the placeholder (`privacy.audience`)."""
+    unsent = Dispatch.objects.filter(
+        recipient__iexact=subject.email, status__in=(Dispatch.Status.PENDING, Dispatch.Status.FAILED)
+    )
+    report.add("messages stopped", unsent.update(status=Dispatch.Status.SKIPPED, next_attempt_at=None,
+                                                 last_error=NOT_SENT, updated_at=timezone.now()))  # fmt: skip
+    deferred = Firing.objects.filter(recipient__iexact=f"email:{subject.email}", status=Firing.Status.DEFERRED)
+    for firing in deferred:
+        Firing.objects.filter(pk=firing.pk, status=Firing.Status.DEFERRED).update(
+            status=Firing.Status.SUPPRESSED, reason=Firing.Reason.NO_RECIPIENT,
+            explanation={**firing.explanation, "why_not": NOT_SENT},
+            actions=[{**action, "status": Firing.Status.SUPPRESSED} for action in firing.actions],
+        )  # fmt: skip
+        report.add("firings stopped", 1)
 
 
 def _scrub_mentions(subject: Subject, person: Person, report: ErasureReport) -> None:

@@ -16,7 +16,7 @@ from privacy.records import person_holdings
 #: Rows shown with only these fields: the rest is about staff (who received an alert), not the person.
 LIMITED_FIELDS = {"deliveries": ("alert", "channel", "mode", "status", "attempts", "sent_at", "created_at")}
 SECTIONS = ("leads", "contacts", "workspaces", "accounts", "events", "review_items", "alerts", "deliveries",
-            "usage", "outbox", "audit_log", "admin_log")  # fmt: skip
+            "usage", "outbox", "audit_log", "admin_log", "firings", "dispatches", "unsubscribes")  # fmt: skip
 
 
 def _rows(name: str, queryset: QuerySet) -> list[dict[str, Any]]:

@@ -62,3 +62,11 @@ def placeholder_email(*, tombstone_id: int, email: str) -> str:
     if not domain or is_freemail(domain):
         domain = ERASED_DOMAIN
     return f"erased-{tombstone_id}@{domain}"
+
+
+PLACEHOLDER_RE = re.compile(r"^erased-\d+@", re.IGNORECASE)
+
+
+def is_placeholder(email: str) -> bool:
+    """An address erasure put in place of a person's (`placeholder_email`): nobody to write to."""
+    return bool(PLACEHOLDER_RE.match((email or "").strip()))

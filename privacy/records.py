@@ -4,7 +4,8 @@ The one finder of both data requests: export shows exactly these rows and erasur
 rows, so an export lists everything an erasure would change. A row is *about* the person when it is
 their lead, contact or workspace or hangs off those (review items, alerts, audit entries of those
 objects); it *mentions* them when their address appears in its text or JSON (another workspace's name,
-say). Text searches scan whole tables: fine for a rare, admin-run request, and the only way to find an
+say). Trigger firings of their workspaces and the messages those planned (a rendered email names them)
+count as about them. Text searches scan whole tables: fine for a rare, admin-run request, and the only way to find an
 address inside free text.
 """
 
@@ -22,8 +23,10 @@ from django.db.models import Model, Q, QuerySet
 
 from alerts.models import Alert, Delivery
 from events.models import Event
+from messaging.models import Dispatch, Unsubscribe
 from salesforce.models import OutboxItem
 from salesforce.outbox import contact_key, lead_key
+from triggers.models import Firing
 from usage.models import UsageDailyUser
 from workspaces.lifecycle import LIFECYCLE_TYPES
 from workspaces.models import Account, Contact, Lead, ReviewItem, Workspace
@@ -45,6 +48,9 @@ TEXT_FIELDS: dict[type[Model], tuple[str, ...]] = {
     Workspace: ("name", "review_reasons"),
     LogEntry: ("object_repr", "changes_text", "changes", "serialized_data", "additional_data"),
     AdminLogEntry: ("object_repr", "change_message"),
+    Firing: ("recipient", "explanation"),
+    Dispatch: ("recipient", "subject", "text", "html", "data", "last_error"),
+    Unsubscribe: ("address",),
 }
 
 
@@ -65,6 +71,9 @@ class Holdings:
     outbox: QuerySet[OutboxItem]
     audit_log: QuerySet[LogEntry]
     admin_log: QuerySet[AdminLogEntry]
+    firings: QuerySet[Firing]
+    dispatches: QuerySet[Dispatch]
+    unsubscribes: QuerySet[Unsubscribe]
     #: Primary keys of the rows *about* the person, per model of TEXT_FIELDS (erasure removes their names there).
     about: dict[type[Model], set[int]]
 
@@ -80,7 +89,15 @@ class Holdings:
             Workspace: self.workspaces,
             LogEntry: self.audit_log,
             AdminLogEntry: self.admin_log,
+            Firing: self.firings,
+            Dispatch: self.dispatches,
+            Unsubscribe: self.unsubscribes,
         }
+
+
+def firing_dispatches(firings: QuerySet[Firing]) -> Q:
+    """The messages these firings planned (messaging keeps no foreign key up to triggers)."""
+    return Q(source="firing", source_id__in=firings.values("pk"))
 
 
 def object_entries(log: type[Model], objects: dict[type[Model], Iterable[int]]) -> Q:
@@ -144,6 +161,9 @@ def about_person(subject: Subject) -> dict[type[Model], set[int]]:
         OutboxItem: subject.outbox_rows(),
         Account: Q(pk__in=[]),
         Workspace: Q(pk__in=subject.workspace_pks),
+        Firing: Q(workspace_key__in=subject.workspace_keys),
+        Dispatch: firing_dispatches(Firing.objects.filter(workspace_key__in=subject.workspace_keys)),
+        Unsubscribe: Q(address=subject.email),
     }
     about = {model: set(model.objects.filter(query).values_list("pk", flat=True)) for model, query in queries.items()}
     objects = {Lead: subject.lead_pks, Contact: subject.contact_pks, **about}
@@ -165,6 +185,10 @@ def person_holdings(*, email: str, subject: Subject | None = None) -> Holdings:
         Q(workspace__in=subject.workspace_pks)
         | Q(workspace_key__in=subject.workspace_keys)
         | mentioning(TEXT_FIELDS[Alert], email)
+    )
+    # Trigger firings of their workspaces (to them or about them, to a rep) and any naming them; their messages.
+    firings = Firing.objects.filter(
+        Q(workspace_key__in=subject.workspace_keys) | mentioning(TEXT_FIELDS[Firing], email)
     )
     return Holdings(
         email=email,
@@ -189,5 +213,8 @@ def person_holdings(*, email: str, subject: Subject | None = None) -> Holdings:
         admin_log=AdminLogEntry.objects.filter(
             Q(pk__in=about[AdminLogEntry]) | mentioning(TEXT_FIELDS[AdminLogEntry], email)
         ),
+        firings=firings,
+        dispatches=Dispatch.objects.filter(firing_dispatches(firings) | mentioning(TEXT_FIELDS[Dispatch], email)),
+        unsubscribes=Unsubscribe.objects.filter(mentioning(TEXT_FIELDS[Unsubscribe], email)),
         about=about,
     )

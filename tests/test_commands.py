@@ -145,6 +145,6 @@ def test_runengine_serves_accepts_a_signed_webhook_and_stops_both_on_ctrl_c(tmp_
         if engine.poll() is None:
             os.killpg(engine.pid, signal.SIGKILL)
     assert engine.returncode == 0, output
-    assert "Stopped web server and task cluster." in output
+    assert "Stopped web server, task cluster and timer loop." in output
     leftovers = subprocess.run(["pgrep", "-f", f"runserver 127.0.0.1:{port}"], capture_output=True)
     assert leftovers.returncode == 1, "the web server outlived runengine"

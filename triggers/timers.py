@@ -5,16 +5,23 @@ disjoint rows; a killed worker's transaction rolls back and releases them, so it
 and plainly on SQLite, whose writers are serialised anyway. A stall re-reads the events for a finish and
 a silence for newer activity before firing, so a finish that arrived late, or an evaluation that missed
 a move, still cancels or moves the timer instead of firing it.
+
+Two sweeps run it: `timers_loop` (`manage.py fire_timers`, its own process) fires each timer within about
+a second of its due time — batch after batch while there is a backlog, then asleep until the next due time
+— and the every-minute scheduled task (`triggers.tasks.fire_due_timers`) is the safety net for a laptop
+without that process, or while it restarts. Both at once are safe: their claims never overlap.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import close_old_connections, connection, transaction
 from django.utils import timezone
 
 from failures.retry import backoff
@@ -29,7 +36,12 @@ from usage.conditions import Facts, condition_explain
 from usage.models import Profile
 from workspaces.models import Workspace
 
+logger = logging.getLogger(__name__)
+
 Outcome = tuple[str, "Candidate | None"]  # (what happened to the timer, what would fire)
+#: The loop sleeps at most this long: a timer made meanwhile that is due before the next one it knew of
+#: (a short stall, a quiet-hours release) waits no longer than this past its due time.
+IDLE_MAX_SECONDS = 1.0
 #: A disabled trigger starts nothing new; what it already decided (a deferral, a follow-up) goes on.
 WAIT_FOR_AN_ENABLED_TRIGGER = (Timer.Kind.STALL, Timer.Kind.SILENCE, Timer.Kind.DATE)
 
@@ -65,6 +77,52 @@ def timers_sweep(*, now: datetime | None = None, limit: int = 200) -> Sweep:
                 candidates.append(candidate)
         # decided together, so timers due at once for one workspace or person respect the priorities
         return Sweep(len(timers), firings_decide(candidates, workspaces=workspaces, now=now))
+
+
+@dataclass
+class LoopReport:
+    sweeps: int = 0
+    claimed: int = 0
+    firings: int = 0
+    errors: int = 0
+
+
+def timers_loop(
+    *,
+    stop: threading.Event,
+    limit: int = 200,
+    idle_max: float = IDLE_MAX_SECONDS,
+    on_sweep: Callable[[Sweep], None] | None = None,
+) -> LoopReport:
+    """Fire timers as they come due until `stop` is set: a full batch is followed at once by the next, a
+    partial one by sleep until the next timer is due (at most `idle_max`). A failure (the database gone
+    away) is logged and the loop goes on after `idle_max`; what was claimed rolled back and is due again."""
+    report = LoopReport()
+    while not stop.is_set():
+        close_old_connections()  # a long-lived process: drop a broken or expired connection, as a request would
+        try:
+            sweep = timers_sweep(limit=limit)
+        except Exception:
+            logger.exception("the timer sweep failed; trying again in %.1f s", idle_max)
+            report.errors += 1
+            stop.wait(idle_max)
+            continue
+        report.sweeps += 1
+        report.claimed += sweep.claimed
+        report.firings += len(sweep.firings)
+        if on_sweep is not None:
+            on_sweep(sweep)
+        if sweep.claimed < limit:
+            stop.wait(seconds_to_next_due(idle_max))
+    return report
+
+
+def seconds_to_next_due(most: float, now: datetime | None = None) -> float:
+    """How long until the next pending timer is due (0 when one is due now), at most `most`."""
+    due = Timer.objects.filter(status=Timer.Status.PENDING).order_by("due_at").values_list("due_at", flat=True).first()
+    if due is None:
+        return most
+    return min(most, max(0.0, (due - (now or timezone.now())).total_seconds()))
 
 
 def _handle(timer: Timer, workspace: Workspace | None, now: datetime) -> Candidate | None:

@@ -1,4 +1,4 @@
-"""`manage.py runengine`: the web server and the django-q2 cluster together, stopped together."""
+"""`manage.py runengine`: the web server, the django-q2 cluster and the timer loop together, stopped together."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from django.core.management.base import BaseCommand
 
 class Command(BaseCommand):
     help = (
-        "Run the engine for development: Django's web server and the django-q2 task cluster as two "
-        "child processes. Ctrl-C (or SIGTERM) stops both; if either exits, the other is stopped too."
+        "Run the engine for development: Django's web server, the django-q2 task cluster and the trigger "
+        "timer loop (fire_timers) as child processes. Ctrl-C (or SIGTERM) stops them all; if one exits, the "
+        "others are stopped too."
     )
 
     def add_arguments(self, parser) -> None:
@@ -25,10 +26,11 @@ class Command(BaseCommand):
         children = [
             subprocess.Popen([*manage, "runserver", addr, "--noreload"]),
             subprocess.Popen([*manage, "qcluster"]),
+            subprocess.Popen([*manage, "fire_timers"]),
         ]
         self.stdout.write(
             f"Lifecycle Engine on http://{addr}/ (admin at /admin/, webhooks at /webhooks/…); "
-            f"task broker: {settings.Q_BROKER}. Ctrl-C stops both."
+            f"task broker: {settings.Q_BROKER}. Ctrl-C stops all."
         )
         stopping = False
 
@@ -52,4 +54,4 @@ class Command(BaseCommand):
                 child.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 child.kill()
-        self.stdout.write("Stopped web server and task cluster.")
+        self.stdout.write("Stopped web server, task cluster and timer loop.")

@@ -3,8 +3,9 @@ transport class per integration). A transport knows how to send a `Message` and 
 configured; who gets what, when and how often is the caller's business (alerts, later the triggers).
 
 Adding a channel is one new module with a `Transport` subclass decorated with `@transport_register`,
-imported at app ready (messaging's own in messaging/apps.py; a channel implemented higher up, such as a
-Salesforce task, registers from its own app's ready), plus its settings.
+imported at app ready (messaging's own in messaging/apps.py; a channel implemented higher up registers from
+its own app's ready; one whose service lives beside messaging in its layer, such as the Salesforce task
+(salesforce/activities.py), registers from an app above both: triggers/channels.py), plus its settings.
 """
 
 from __future__ import annotations

@@ -50,10 +50,10 @@ LANES = {"Lead": 3, "LeadConversion": 4, "Workspace__c": 3}
 #: Whom a stage wakes when it has sent something: the types whose records may have waited on it. (A
 #: deletion waiting for its target looks again within LANE_POLL_SECONDS.)
 WAKES = {
-    "Account": ("LeadConversion", "Contact", "Workspace__c"),
-    "Lead": ("LeadConversion", "Workspace__c"),
-    "LeadConversion": ("Account", "LeadConversion", "Contact", "Workspace__c"),  # colleagues onto its account
-    "Contact": ("Workspace__c",),
+    "Account": ("LeadConversion", "Contact", "Workspace__c", "Task"),
+    "Lead": ("LeadConversion", "Workspace__c", "Task"),
+    "LeadConversion": ("Account", "LeadConversion", "Contact", "Workspace__c", "Task"),  # colleagues onto its account
+    "Contact": ("Workspace__c", "Task"),
 }
 IDLE_SECONDS = 2.0  # nothing to send for this long: give the worker back
 LINGER = timedelta(seconds=10)  # ... unless a retry comes due within this

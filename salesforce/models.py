@@ -19,6 +19,7 @@ class OutboxItem(models.Model):
         LEAD_CONVERSION = "LeadConversion", "Lead conversion"
         CONTACT = "Contact"
         WORKSPACE = "Workspace__c", "Workspace"
+        TASK = "Task", "Task (a rep's upgrade call)"
         DELETION = "Deletion", "Deletion (privacy erasure)"
 
     class State(models.TextChoices):

@@ -35,6 +35,7 @@ DEAD_CODES = {
     "STRING_TOO_LONG",
     "INVALID_EMAIL_ADDRESS",
     "CANNOT_UPDATE_CONVERTED_LEAD",
+    "OWNER_NOT_IN_SALESFORCE",  # a Task's rep has no active Salesforce user (salesforce/activities.py)
 }
 
 

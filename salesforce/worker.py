@@ -1,6 +1,6 @@
 """Draining the outbox into Salesforce, in dependency order, in batches of at most 200 records.
 
-Order: Account, Lead, lead conversions, Contact, Workspace__c, so a lookup always points at a record
+Order: Account, Lead, lead conversions, Contact, Workspace__c, Task, so a lookup always points at a record
 that exists. Upserts are by Lifecycle_Engine_ID__c, so a retried write never duplicates; a lead
 conversion (not idempotent in Salesforce) re-reads the lead before any retry, so it happens once.
 """
@@ -19,6 +19,7 @@ from django.conf import settings
 from django.db.models import F
 from django.utils import timezone
 
+from salesforce.activities import TASK, tasks_send
 from salesforce.adapter import (
     SalesforceCallError,
     SalesforceClient,
@@ -36,7 +37,8 @@ from workspaces.actors import acting_as_system
 logger = logging.getLogger(__name__)
 
 #: Deletions (privacy erasure, salesforce/deletion.py) go last: after whatever they depend on.
-ORDER = ("Account", "Lead", "LeadConversion", "Contact", "Workspace__c", DELETION)
+#: A rep's Task (salesforce/activities.py) goes after the records it hangs on.
+ORDER = ("Account", "Lead", "LeadConversion", "Contact", "Workspace__c", TASK, DELETION)
 
 
 def outbox_drain(
@@ -152,6 +154,10 @@ def _handle(object_type: str, items: list[OutboxItem], client: SalesforceClient 
         elif object_type == DELETION:
             report.calls += 1
             answers = deletions_send(client, items)
+            results_record(list(zip(items, [answers[item.pk] for item in items], strict=True)), report)
+        elif object_type == TASK:
+            report.calls += 2  # the owners' query, then the upsert
+            answers = tasks_send(client, items)
             results_record(list(zip(items, [answers[item.pk] for item in items], strict=True)), report)
         else:
             report.calls += 1

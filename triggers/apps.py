@@ -8,7 +8,7 @@ class TriggersConfig(AppConfig):
     verbose_name = "Triggers"
 
     def ready(self) -> None:
-        from triggers import checks  # noqa: F401 - registers the system checks
+        from triggers import channels, checks  # noqa: F401 - the salesforce_task channel; the system checks
         from triggers.definitions import triggers_section_register
 
         triggers_section_register()  # the definitions file's "triggers" section (usage cannot import this app)

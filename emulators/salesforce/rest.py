@@ -200,7 +200,7 @@ class RestAPI:
                 "externalId": f.external_id and f.name != "Id",
                 "idLookup": f.external_id,
                 "unique": f.unique,
-                "referenceTo": [f.reference_to] if f.reference_to else [],
+                "referenceTo": list(f.polymorphic) or ([f.reference_to] if f.reference_to else []),
                 "relationshipName": f.relationship_name,
                 "picklistValues": [{"value": v, "label": v, "active": True} for v in f.picklist],
                 "restrictedPicklist": f.restricted,

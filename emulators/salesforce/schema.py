@@ -25,6 +25,9 @@ class FieldDef:
     readonly: bool = False  # INVALID_FIELD_FOR_INSERT_UPDATE when written
     reference_to: str | None = None
     relationship_name: str | None = None
+    # A polymorphic lookup (a Task's WhatId, WhoId): every object it may point at, `reference_to` first. An
+    # external-ID reference through it must name its object in `attributes.type`, as Salesforce requires.
+    polymorphic: tuple[str, ...] = ()
     picklist: tuple[str, ...] = ()
     restricted: bool = False  # restricted picklist
     default: object = None
@@ -82,6 +85,7 @@ def _obj(name: str, prefix: str, fields: list[FieldDef], **kw: bool) -> ObjectDe
 
 
 LEAD_STATUSES = ("Open - Not Contacted", "Working - Contacted", "Closed - Converted", "Closed - Not Converted")
+TASK_STATUSES = ("Not Started", "In Progress", "Completed", "Waiting on someone else", "Deferred")
 
 
 def default_objects() -> dict[str, ObjectDef]:
@@ -170,6 +174,48 @@ def default_objects() -> dict[str, ObjectDef]:
                 FieldDef("CloseDate", DATE, label="Close Date", required=True),
                 FieldDef("Amount", CURRENCY),
                 FieldDef("AccountId", REFERENCE, reference_to="Account", relationship_name="Account"),
+            ],
+        ),
+        _obj(
+            "User",
+            "005",
+            [
+                FieldDef("Username", STRING, required=True, unique=True, length=80),
+                FieldDef("Email", EMAIL, required=True, length=128),
+                FieldDef("FirstName", STRING, label="First Name", length=40),
+                FieldDef("LastName", STRING, label="Last Name", required=True, length=80),
+                FieldDef("Name", STRING, label="Full Name", readonly=True),
+                FieldDef("IsActive", BOOLEAN, label="Active", default=True),
+            ],
+        ),
+        # An activity for a user: the engine's upgrade call (CONTRACT §7), upserted by its engine id.
+        _obj(
+            "Task",
+            "00T",
+            [
+                FieldDef("Subject", STRING, length=255),
+                FieldDef("Description", TEXTAREA, label="Comments", length=32000),
+                FieldDef("Status", PICKLIST, picklist=TASK_STATUSES, default="Not Started", required=True),
+                FieldDef("Priority", PICKLIST, picklist=("High", "Normal", "Low"), default="Normal", required=True),
+                FieldDef("ActivityDate", DATE, label="Due Date Only"),
+                FieldDef(
+                    "WhatId",
+                    REFERENCE,
+                    label="Related To ID",
+                    reference_to="Account",
+                    relationship_name="What",
+                    polymorphic=("Account", "Opportunity", "Workspace__c"),
+                ),
+                FieldDef(
+                    "WhoId",
+                    REFERENCE,
+                    label="Name ID",
+                    reference_to="Contact",
+                    relationship_name="Who",
+                    polymorphic=("Contact", "Lead"),
+                ),
+                FieldDef("OwnerId", REFERENCE, label="Assigned To ID", reference_to="User", relationship_name="Owner"),
+                _engine_id(),
             ],
         ),
         _obj(

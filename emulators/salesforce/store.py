@@ -176,7 +176,7 @@ class Store:
         return record
 
     def _finish(self, obj: s.ObjectDef, record: Record) -> None:
-        if obj.name in ("Contact", "Lead"):
+        if obj.name in ("Contact", "Lead", "User"):
             record["Name"] = " ".join(p for p in (record.get("FirstName"), record.get("LastName")) if p) or None
         if obj.name_defaults_to_id and not record.get("Name"):
             record["Name"] = record["Id"]
@@ -222,8 +222,9 @@ class Store:
         if value is None:
             return None
         rid = ids.normalize(value)
-        target = self.schema.get(fdef.reference_to or "")
-        if rid is None or target is None or not rid.startswith(target.key_prefix):
+        targets = [self.schema.get(name) for name in fdef.polymorphic or (fdef.reference_to or "",)]
+        target = next((t for t in targets if t is not None and rid and rid.startswith(t.key_prefix)), None)
+        if rid is None or target is None:
             raise SFError(
                 "FIELD_INTEGRITY_EXCEPTION", f"{fdef.label}: id value of incorrect type: {value}", [fdef.name]
             )

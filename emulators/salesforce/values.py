@@ -132,6 +132,13 @@ def _reference(schema: s.Schema, obj: s.ObjectDef, rel: s.FieldDef, key: str, va
             SFError("INVALID_FIELD", f"The relationship {key} must reference exactly one external ID field"),
         )
     target = schema.get(rel.reference_to or "")
+    if rel.polymorphic:
+        named = (value.get("attributes") or {}).get("type") if isinstance(value.get("attributes"), dict) else None
+        if named not in rel.polymorphic:
+            objects = ", ".join(rel.polymorphic)
+            message = f"The polymorphic relationship {key} must name its object in attributes.type ({objects})"
+            raise RequestError(400, SFError("INVALID_FIELD", message))
+        target = schema.get(named)
     if target is None:  # pragma: no cover - schema misconfiguration
         raise no_such_column(key, obj)
     ext = target.get_field(keys[0])

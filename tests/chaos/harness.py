@@ -66,6 +66,11 @@ class ScratchDatabase:
         with psycopg.connect(**self.admin, dbname=self.name) as conn:
             return conn.execute(sql, params).fetchall()
 
+    def execute(self, sql: str, *params: object) -> int:
+        """Run one statement that returns no rows (committed); how many rows it changed."""
+        with psycopg.connect(**self.admin, dbname=self.name) as conn:
+            return conn.execute(sql, params).rowcount
+
 
 # ------------------------------------------------------------------------------------------------ redis
 class RedisServer:
@@ -214,19 +219,23 @@ class Engine:
 
     def worker_pids(self) -> tuple[list[int], list[int]]:
         """(busy, idle) task worker processes of both clusters, told apart by django-q2's process titles
-        (setproctitle): "qcluster <name> processing …" and "qcluster <name> idle"."""
-        busy, idle = [], []
+        (setproctitle): "qcluster <name> processing <task> '<function>'" and "qcluster <name> idle"."""
+        titles = self.worker_titles()
+        busy = [pid for pid, title in titles.items() if " processing " in title]
+        idle = [pid for pid, title in titles.items() if title.rstrip().endswith(" idle")]
+        return busy, idle
+
+    def worker_titles(self) -> dict[int, str]:
+        """Every process under both clusters with its title (which names the task a busy worker runs)."""
+        titles = {}
         for cluster in self.clusters:
             for pid in _descendants(cluster.pid):
                 try:
-                    title = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                    title = Path(f"/proc/{pid}/cmdline").read_bytes()
                 except OSError:
                     continue
-                if " processing " in title:
-                    busy.append(pid)
-                elif title.rstrip().endswith(" idle"):
-                    idle.append(pid)
-        return busy, idle
+                titles[pid] = title.replace(b"\0", b" ").decode(errors="replace")
+        return titles
 
     def stop(self) -> None:
         for proc in [self.web, *self.clusters]:
@@ -261,7 +270,12 @@ def _descendants(root: int) -> list[int]:
 
 
 class Monkey(threading.Thread):
-    """Every 5–15 s: SIGKILL a qcluster worker in the middle of a task, and (with Redis) restart Redis.
+    """Every 5–15 s (`every`): SIGKILL a qcluster worker in the middle of a task, and (with Redis) restart Redis.
+
+    `prefer`: kill only workers running one of these task functions (the firings test aims at senders,
+    sweeps and trigger evaluations, so kills land in the middle of a delivery); default: any busy worker.
+    `first`: before the rhythm starts, wait (up to `first_within` s) for a worker running each of these and
+    kill it, so the run is sure to have lost one of each.
 
     Only busy workers are killed: an idle django-q2 worker waits in `multiprocessing.Queue.get()`
     holding the queue's read lock, and killing it there leaves its siblings blocked on that lock for
@@ -270,38 +284,55 @@ class Monkey(threading.Thread):
     the engine itself must survive.
     """
 
-    def __init__(self, engine: Engine, redis: RedisServer | None, *, seed: int) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        redis: RedisServer | None,
+        *,
+        seed: int,
+        every: tuple[float, float] = (5, 15),
+        prefer: tuple[str, ...] = (),
+        first: tuple[str, ...] = (),
+        first_within: float = 15.0,
+    ) -> None:
         super().__init__(daemon=True)
         self.engine, self.redis = engine, redis
         self.rng = random.Random(seed)
+        self.every, self.prefer = every, prefer
+        self.first, self.first_within = first, first_within
         self.stopping = threading.Event()
         self.kills: list[int] = []  # pids SIGKILLed mid-task
+        self.killed_tasks: list[str] = []  # the title of each, which names its task
         self.redis_restarts = 0
         self.failure: BaseException | None = None
 
     def run(self) -> None:
         try:
-            while not self.stopping.wait(self.rng.uniform(5, 15)):
-                self._kill_a_busy_worker(within=3.0)
+            for task in self.first:
+                self._kill_a_busy_worker(within=self.first_within, prefer=(task,))
+            while not self.stopping.wait(self.rng.uniform(*self.every)):
+                self._kill_a_busy_worker(within=3.0, prefer=self.prefer)
                 if self.redis is not None:
                     self.redis.restart()
                     self.redis_restarts += 1
         except BaseException as exc:  # a dead monkey must fail the test, not pass it quietly
             self.failure = exc
 
-    def _kill_a_busy_worker(self, *, within: float) -> None:
+    def _kill_a_busy_worker(self, *, within: float, prefer: tuple[str, ...] = ()) -> None:
         deadline = time.monotonic() + within
-        while time.monotonic() < deadline:
-            busy, _ = self.engine.worker_pids()
-            if busy:
-                victim = self.rng.choice(busy)
+        while time.monotonic() < deadline and not self.stopping.is_set():
+            busy = {pid: title for pid, title in self.engine.worker_titles().items() if " processing " in title}
+            preferred = [pid for pid, title in busy.items() if any(name in title for name in prefer)]
+            if preferred or (busy and not prefer):
+                victim = self.rng.choice(preferred or sorted(busy))
                 try:
                     os.kill(victim, signal.SIGKILL)
-                    self.kills.append(victim)
                 except ProcessLookupError:
                     continue
+                self.kills.append(victim)
+                self.killed_tasks.append(busy[victim])
                 return
-            time.sleep(0.05)
+            time.sleep(0.02)
 
     def stop(self) -> None:
         self.stopping.set()

@@ -51,6 +51,7 @@ from alerts.services import (
     alerts_acknowledge,
     alerts_visible_to,
 )
+from triggers.selectors import workspace_firings
 from usage.selectors import behaviour_panel
 from workspaces.models import Workspace
 
@@ -246,6 +247,7 @@ def workspace_detail(request: HttpRequest, workspace_id: str) -> HttpResponse:
         "salesforce": _salesforce_links(workspace),
         "salesforce_sync": settings.SALESFORCE_SYNC,
         "behaviour": behaviour_panel(workspace),
+        "firings": workspace_firings(workspace_key=workspace.workspace_id),  # why, and why not
     }
     return render(request, "reps/workspace.html", context)
 

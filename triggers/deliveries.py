@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.template import TemplateDoesNotExist
-from django.template.loader import render_to_string
+from django.template import Context, TemplateDoesNotExist
+from django.template.loader import get_template, render_to_string
 
 from failures.services import error_record
 from messaging.delivery import dispatches_create
@@ -102,8 +102,8 @@ def _row(firing: Firing, action: PlannedAction, workspace: Workspace | None, add
     footer = marketing_footer(action.key) if action.marketing and action.channel == "email" else None
     context = _context(firing, action, workspace) | {"unsubscribe_url": footer.url if footer else ""}
     try:
-        row.subject = " ".join(render_to_string(f"triggers/{action.template}.subject.txt", context).split())[:255]
-        row.text = render_to_string(f"triggers/{action.template}.txt", context).strip()
+        row.subject = " ".join(_plain(f"triggers/{action.template}.subject.txt", context).split())[:255]
+        row.text = _plain(f"triggers/{action.template}.txt", context).strip()
         if action.channel == "email":
             row.html = render_to_string(f"triggers/{action.template}.html", context)
     except TemplateDoesNotExist as exc:
@@ -118,6 +118,11 @@ def _row(firing: Firing, action: PlannedAction, workspace: Workspace | None, add
         row.text, row.html = f"{row.text}\n\n{footer.text}", html_with_footer(row.html, footer.html)
         row.data |= {"marketing": True, "unsubscribe_url": footer.url}
     return row
+
+
+def _plain(name: str, context: dict[str, Any]) -> str:
+    """A plain-text part (subject, text): not HTML-escaped, so "O'Reilly & Co" stays as it is written."""
+    return get_template(name).template.render(Context(context, autoescape=False))
 
 
 def _context(firing: Firing, action: PlannedAction, workspace: Workspace | None) -> dict[str, Any]:

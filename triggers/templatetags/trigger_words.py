@@ -57,6 +57,16 @@ def percent(value: Any, mode: str = "") -> str:
 
 
 @register.filter
+def number(value: Any) -> str:
+    """A metric value as a person reads it: 2 → "2", -0.99256 → "-0.99", None → "" (not known)."""
+    if value is None or isinstance(value, bool):
+        return "" if value is None else str(value)
+    if isinstance(value, float):
+        return f"{value:.2f}".rstrip("0").rstrip(".") if value != int(value) else str(int(value))
+    return str(value)
+
+
+@register.filter
 def duration(seconds: Any) -> str:
     """172800 → "48 hours", 3600 → "1 hour", 1209600 → "14 days", 90 → "90 seconds"."""
     if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
@@ -119,11 +129,22 @@ def goal_words(goal: Any) -> str:
         return ""
     if isinstance(goal.get("event"), Mapping):
         node = goal["event"]
-        where = " and ".join(f"{c.get('path')} {c.get('op')} {c.get('value')}" for c in node.get("where") or [])
-        return f"a {node.get('type')} event" + (f" ({where})" if where else "")
+        where = and_list(_where_words(c) for c in node.get("where") or [] if isinstance(c, Mapping))
+        return f"a {node.get('type')} event" + (f" with {where}" if where else "")
     parts: list[str] = []
     _conditions(goal.get("condition"), parts)
     return " and ".join(parts)
+
+
+def _where_words(condition: Mapping[str, Any]) -> str:
+    """`feature in [a, b]` → "feature one of a or b"; `outcome == success` → "outcome success"."""
+    path, op, value = condition.get("path"), condition.get("op"), condition.get("value")
+    if op in ("in", "not_in") and isinstance(value, list):
+        listed = " or ".join([", ".join(map(str, value[:-1])), str(value[-1])]) if len(value) > 1 else str(value[0])
+        return f"{path} {'one of' if op == 'in' else 'none of'} {listed}"
+    if op == "exists":
+        return f"{path} {'present' if value else 'absent'}"
+    return f"{path} {value}" if op == "==" else f"{path} {op} {value}"
 
 
 def _conditions(node: Any, parts: list[str]) -> None:

@@ -3,15 +3,25 @@ an arm's own actions, the arm in the firing and the API, validation by path, ver
 
 from __future__ import annotations
 
+import io
+import json
 from collections import Counter
 from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
+from django.contrib.auth.models import Group
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
+from django.core.management import call_command
+from django.test import Client
+from django.urls import reverse
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
 
 from messaging.models import Dispatch
+from privacy.roles import ADMINS, AUDITORS
+from tests.conftest import api_service_user
 from tests.factories import WorkspaceFactory
 from tests.triggers.conftest import T0, event, make_trigger, usage
 from triggers.experiments import (
@@ -294,3 +304,80 @@ def test_start_and_stop_are_refused_out_of_turn(welcome):
     experiment_stop(experiment=experiment)
     with pytest.raises(ValidationError):
         experiment_stop(experiment=experiment)
+
+
+# --- the read API and the admin -----------------------------------------------------------------------------
+
+
+def test_the_api_says_holdout_for_a_held_back_firing_and_the_arm_for_a_treated_one(welcome):
+    experiment = running(welcome)
+    started(workspace_in(experiment, "holdout")), started(workspace_in(experiment, "short", prefix="t"))
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=api_service_user()).key}")
+
+    rows = client.get("/api/firings/", {"trigger": "welcome"}).json()["results"]
+
+    arms = sorted((row["arm"], row["fired_at"] is None, row["explanation"]["experiment"]["arm"]) for row in rows)
+    assert arms == [("holdout", True, "holdout"), ("short", False, "short")]
+
+
+@pytest.fixture
+def staff(django_user_model):
+    """A logged-in client per staff role, with the groups exactly as migrate sets them."""
+    call_command("privacy", "groups", stdout=io.StringIO())
+    clients = {}
+    for name, group in (("admin", ADMINS), ("auditor", AUDITORS)):
+        user = django_user_model.objects.create(username=name, is_staff=True)
+        user.groups.add(Group.objects.get(name=group))
+        clients[name] = Client()
+        clients[name].force_login(user)
+    return clients
+
+
+def experiment_form(trigger: Trigger, **changes) -> dict[str, str]:
+    arms = [{"key": "holdout", "weight": 10}, {"key": "control", "weight": 90}]
+    data = {"key": "welcome-holdout", "name": "Welcome holdout", "hypothesis": "", "trigger": str(trigger.pk),
+            "arms": json.dumps(arms), "goal": "null", "goal_within_seconds": ""}  # fmt: skip
+    return data | changes
+
+
+def test_a_lifecycle_admin_adds_starts_and_stops_an_experiment_in_the_admin(staff, welcome):
+    client = staff["admin"]
+    assert client.post(reverse("admin:triggers_experiment_add"), experiment_form(welcome)).status_code == 302
+    experiment = Experiment.objects.get()
+    changelist = reverse("admin:triggers_experiment_changelist")
+
+    client.post(changelist, {"action": "start", "_selected_action": [experiment.pk]})
+    experiment.refresh_from_db()
+    assert experiment.started_at is not None and experiment.stopped_at is None
+    client.post(changelist, {"action": "stop", "_selected_action": [experiment.pk]})
+    experiment.refresh_from_db()
+    assert experiment.stopped_at is not None
+    page = client.get(reverse("admin:triggers_experiment_change", args=[experiment.pk])).content.decode()
+    assert "stopped" in page and "None yet." in page
+    assert "holdout 10%, control 90%" in client.get(changelist).content.decode()
+
+
+def test_the_admin_form_names_a_bad_arm_by_its_path(staff, welcome):
+    bad = experiment_form(welcome, arms='[{"key": "control", "weight": "lots"}]')
+
+    response = staff["admin"].post(reverse("admin:triggers_experiment_add"), bad)
+
+    assert response.status_code == 200
+    assert "arms[0].weight: Expected a whole number" in " ".join(response.context["adminform"].form.errors["arms"])
+    assert not Experiment.objects.exists()
+
+
+def test_an_auditor_reads_experiments_but_changes_nothing(staff, welcome):
+    experiment = running(welcome)
+    auditor = staff["auditor"]
+
+    assert auditor.get(reverse("admin:triggers_experiment_change", args=[experiment.pk])).status_code == 200
+    assert auditor.post(reverse("admin:triggers_experiment_add"), experiment_form(welcome)).status_code == 403
+    changed = experiment_form(welcome, key=experiment.key, name="renamed")
+    auditor.post(reverse("admin:triggers_experiment_change", args=[experiment.pk]), changed)
+    auditor.post(
+        reverse("admin:triggers_experiment_changelist"), {"action": "stop", "_selected_action": [experiment.pk]}
+    )
+    experiment.refresh_from_db()
+    assert (experiment.name, experiment.stopped_at) == ("test", None)

@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
 
 
 class AlertsConfig(AppConfig):
@@ -15,6 +16,7 @@ class AlertsConfig(AppConfig):
 
         # The low apps' notices (a dead letter, a paused sync, billing drift) become admin alerts.
         notice_sink_set(alert_from_notice)
+        self._rep_alerts_on_the_engine()
         from alerts.models import Alert, AlertRule, Rep, TerritoryRule
 
         auditlog.register(Alert, exclude_fields=["context"])
@@ -22,3 +24,16 @@ class AlertsConfig(AppConfig):
         auditlog.register(AlertRule)
         auditlog.register(Rep)
         auditlog.register(TerritoryRule)
+
+    def _rep_alerts_on_the_engine(self) -> None:
+        """The workspace rules are triggers (alerts/engine.py): their `when` kind, decided in this app's own
+        pass after the processing commit; their `rep_alert` action, which routes itself; and the shipped
+        triggers made again after a flush of the database (post_migrate, as permissions are)."""
+        from alerts.engine import CHANNEL, KIND, rep_alert_triggers_ensure, when_alert_rule, when_alert_rule_errors
+        from alerts.services import rep_alert_act
+        from triggers.actions import action_handler_register
+        from triggers.when import when_register
+
+        when_register(KIND, when_alert_rule, when_alert_rule_errors, own_pass=True)
+        action_handler_register(CHANNEL, rep_alert_act, routes=True)
+        post_migrate.connect(rep_alert_triggers_ensure, sender=self, dispatch_uid="alerts.rep_alert_triggers")

@@ -259,6 +259,15 @@ class Alert(models.Model):
     )
     routed_by = models.CharField(max_length=16, choices=RoutedBy.choices, blank=True)
     routing = models.CharField(max_length=255, blank=True, help_text="Who and why, in words.")
+    # A workspace rule's alert is raised by its trigger's firing (alerts/engine.py); empty for the others.
+    firing = models.ForeignKey(
+        "triggers.Firing",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="alerts",
+        help_text="The trigger firing that raised it (why, in the engine's terms); empty for admin-only rules.",
+    )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
     acknowledged_at = models.DateTimeField(null=True, blank=True)
     acknowledged_by = models.ForeignKey(

@@ -8,7 +8,10 @@ commit (DESIGN: side effects after commit), by a task or the every-minute schedu
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -18,37 +21,25 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from alerts.configs import alert_rule, rule_configs, rule_facts
 from alerts.delivery import deliveries_plan_all
+from alerts.engine import rep_alert_triggers, rule_candidate
 from alerts.evidence import workspaces_events
 from alerts.models import Alert, AlertRule, Audience, RuleKey
 from alerts.roles import user_is_alerts_admin
 from alerts.routing import workspaces_route
-from alerts.rules import (
-    DEFAULT_AUDIENCE,
-    DEFAULT_DAY_OFFSETS,
-    WORKSPACE_RULES,
-    Facts,
-    Firing,
-    needs_review,
-    rules_evaluate,
-)
+from alerts.rules import DEFAULT_DAY_OFFSETS, WORKSPACE_RULES, Firing, needs_review, rules_evaluate
 from alerts.tables import tables_cached
 from failures.notices import Notice
+from triggers.decide import Candidate, firings_decide
+from triggers.deliveries import PlannedAction
+from triggers.models import Firing as TriggerFiring
+from triggers.models import Trigger
 from workspaces.actors import acting_as_system
 from workspaces.auditing import audit_entries_together
-from workspaces.lifecycle import LifecycleEvent
 from workspaces.models import Workspace
 
 logger = logging.getLogger(__name__)
-
-
-def alert_rule(key: str) -> AlertRule:
-    """The rule's configuration; an unsaved default when nobody configured it."""
-    return AlertRule.objects.filter(key=key).first() or _default_rule(key)
-
-
-def _default_rule(key: str) -> AlertRule:
-    return AlertRule(key=key, audience=DEFAULT_AUDIENCE.get(key, Audience.REP))
 
 
 def alert_raise(
@@ -63,18 +54,15 @@ def alert_raise(
     workspace: Workspace | None = None,
     config: AlertRule | None = None,
     checked: bool = False,
+    firing: TriggerFiring | None = None,
 ) -> tuple[Alert, bool]:
     """Create the alert unless one with this dedupe key exists; return (alert, created).
 
     A rep alert about a workspace is routed (owner, territory, round robin) and the choice recorded.
     Deliveries follow the rule's configuration; a disabled rule still records the alert, unsent.
     `config`: the rule's configuration when the caller has it; `checked`: the caller has just looked
-    the dedupe key up (a race still ends in the unique key, below).
+    the dedupe key up (a race still ends in the unique key, below); `firing`: the trigger firing it is for.
     """
-    if not checked:
-        existing = Alert.objects.filter(dedupe_key=dedupe_key).first()
-        if existing is not None:
-            return existing, False
     alert = Alert(
         rule=rule,
         dedupe_key=dedupe_key,
@@ -84,12 +72,22 @@ def alert_raise(
         workspace=workspace,
         audience=audience,
         context=context or {},
+        firing=firing,
     )
+    return _raise(alert, config, checked=checked)
+
+
+def _raise(alert: Alert, config: AlertRule | None, *, checked: bool) -> tuple[Alert, bool]:
+    """Insert the alert (routed, with its deliveries) in a savepoint; the existing one if its key is taken."""
+    if not checked:
+        existing = Alert.objects.filter(dedupe_key=alert.dedupe_key).first()
+        if existing is not None:
+            return existing, False
     try:
         with transaction.atomic():
-            _insert([(alert, config or alert_rule(rule))])
+            _insert([(alert, config or alert_rule(alert.rule))])
     except IntegrityError:
-        return Alert.objects.get(dedupe_key=dedupe_key), False
+        return Alert.objects.get(dedupe_key=alert.dedupe_key), False
     return alert, True
 
 
@@ -216,23 +214,6 @@ def alerts_unsnooze_due(*, now: datetime | None = None) -> int:
 CATCH_UP = timedelta(minutes=30)
 
 
-def _rule_configs() -> dict[str, AlertRule]:
-    configured = {rule.key: rule for rule in AlertRule.objects.all()}
-    return {key: configured.get(key) or _default_rule(key) for key in WORKSPACE_RULES}
-
-
-def _facts(
-    workspace: Workspace, now: datetime, configs: dict[str, AlertRule], events: Sequence[LifecycleEvent] = ()
-) -> Facts:
-    return Facts(
-        workspace=workspace,
-        events=events,
-        now=now,
-        recent=timedelta(hours=settings.ALERT_RECENT_HOURS),
-        day_offsets=configs[RuleKey.TRIAL_EXPIRING].day_offsets() or DEFAULT_DAY_OFFSETS,
-    )
-
-
 def _unraised(firings: list[Firing], taken: dict[str, bool]) -> list[Firing]:
     """The firings whose dedupe key is not taken yet; `taken` remembers the keys already looked up."""
     unknown = [firing.dedupe_key for firing in firings if firing.dedupe_key not in taken]
@@ -254,20 +235,26 @@ def workspaces_alerts_evaluate(
 ) -> list[Alert]:
     """Raise every alert these workspaces' current states call for; return the ones created now.
 
+    Each rule is a trigger of the engine (alerts/engine.py): a rule fires only while its trigger is enabled
+    (and its alert rule too), and the engine decides each firing once before its alert is raised.
     Idempotent: a second call (or a concurrent one) finds the dedupe keys taken. The workspaces, the
     taken dedupe keys and (only for workspaces about to fire: they are evidence) their events are each
-    read in one query for all of them. One workspace's failure is logged and does not stop the others.
+    read in one query for all of them; the triggers come from the engine's cache. One workspace's failure
+    is logged and does not stop the others.
     """
     workspaces = list(
-        Workspace.objects.select_related("account__owner", "lead").filter(workspace_id__in=list(workspace_keys))
+        Workspace.objects.select_related("account__owner", "owner", "lead").filter(
+            workspace_id__in=list(workspace_keys)
+        )
     )
     now = now or timezone.now()
-    configs = configs or _rule_configs()
+    configs = configs or rule_configs()
+    triggers = rep_alert_triggers()
 
     def enabled(key: str) -> bool:
-        return configs[key].enabled
+        return configs[key].enabled and key in triggers
 
-    firings = {ws.workspace_id: rules_evaluate(_facts(ws, now, configs), enabled) for ws in workspaces}
+    firings = {ws.workspace_id: rules_evaluate(rule_facts(ws, now, configs), enabled) for ws in workspaces}
     taken = _reviews_answered(workspaces, firings, now, configs)  # one lookup for all taken keys too
     about_to_fire = [ws for ws in workspaces if _unraised(firings[ws.workspace_id], taken)]
     if not about_to_fire:
@@ -276,12 +263,12 @@ def workspaces_alerts_evaluate(
     due = []
     with acting_as_system(), tables_cached():  # the engine is the author; routing tables read once
         for workspace in sorted(about_to_fire, key=lambda ws: ws.workspace_id):  # the same order in every batch
-            facts = _facts(workspace, now, configs, evidence.get(workspace.workspace_id, []))
+            facts = rule_facts(workspace, now, configs, evidence.get(workspace.workspace_id, []))
             try:  # keys already looked up are not asked for again
                 due.append((workspace, _unraised(rules_evaluate(facts, enabled), taken)))
             except Exception:
                 logger.exception("evaluating alert rules for workspace %s failed", workspace.workspace_id)
-        return _raise_together(due, configs)
+        return _raise_together(due, configs, triggers, now)
 
 
 _UNRESOLVED = (Alert.Status.OPEN, Alert.Status.ACKNOWLEDGED, Alert.Status.SNOOZED)
@@ -298,7 +285,7 @@ def _reviews_answered(
     """
     current = {}
     for ws in workspaces:
-        firing = needs_review(_facts(ws, now, configs))
+        firing = needs_review(rule_facts(ws, now, configs))
         current[ws.workspace_id] = firing.dedupe_key if firing else None
     wanted = [firing.dedupe_key for found in firings.values() for firing in found]
     found = Alert.objects.filter(
@@ -326,62 +313,116 @@ def _reviews_answered(
     return taken
 
 
-def _raise_together(due: list[tuple[Workspace, list[Firing]]], configs: dict[str, AlertRule]) -> list[Alert]:
-    """The firings' alerts in one transaction: one commit, one round-robin lock, one INSERT of deliveries.
+Triggers = dict[str, list[Trigger]]
+_RULE_ORDER = {key: index for index, key in enumerate(WORKSPACE_RULES)}
+
+
+def _raise_together(
+    due: list[tuple[Workspace, list[Firing]]], configs: dict[str, AlertRule], triggers: Triggers, now: datetime
+) -> list[Alert]:
+    """The firings' alerts in one transaction: the engine decides their triggers' firings together (one read
+    of what it decided already, one insert of the firings), their `rep_alert` actions collect the alerts, and
+    those are inserted together: one commit, one round-robin lock, one INSERT of deliveries.
 
     Their keys were just found free, so a race for one (IntegrityError) is rare: then, as on any other
-    failure, the batch is rolled back and raised one by one as before: each alert in its own transaction,
-    a lost race answered with the winner's alert, one workspace's error logged without stopping the
-    others. The order (by workspace key, then rule) is the same in every batch, so two batches wanting
-    the same keys wait for each other instead of deadlocking.
+    failure, the batch (firings included) is rolled back and raised one by one as before: each firing and
+    its alert in its own transaction, a lost race answered with the winner's alert, one workspace's error
+    logged without stopping the others. The alerts go in the same order in every batch (by workspace key,
+    then rule), so two batches wanting the same keys wait for each other instead of deadlocking.
     """
-    planned: list[tuple[Alert, AlertRule]] = []
+    candidates = [candidate for ws, found in due for candidate in _candidates(ws, found, triggers)]
+    if not candidates:
+        return []
+    workspaces = {ws.workspace_id: ws for ws, _ in due}
     try:
-        planned = [(_alert_of(ws, firing, configs), configs[firing.rule]) for ws, found in due for firing in found]
-        if not planned:
-            return []
-        with transaction.atomic(), audit_entries_together():
-            _insert(planned)
+        with transaction.atomic(), audit_entries_together(), _raising_alerts(configs, together=True) as raising:
+            firings_decide(candidates, workspaces=workspaces, now=now)
+            planned = sorted(raising.planned, key=lambda pair: (pair[0].workspace_key, _RULE_ORDER[pair[0].rule]))
+            if planned:
+                _insert(planned)
     except Exception as exc:
-        logger.info("raising %d alert(s) together failed (%r); raising them one by one", len(planned), exc)
-        return [alert for workspace, found in due for alert in _raise_one_by_one(workspace, found, configs)]
+        wanted = len({candidate.explanation["dedupe_key"] for candidate in candidates})
+        logger.info("raising %d alert(s) together failed (%r); raising them one by one", wanted, exc)
+        return [alert for ws, found in due for alert in _raise_one_by_one(ws, found, configs, triggers, now)]
     return [alert for alert, _ in planned]
 
 
-def _alert_of(workspace: Workspace, firing: Firing, configs: dict[str, AlertRule]) -> Alert:
-    return Alert(
-        rule=firing.rule,
-        dedupe_key=firing.dedupe_key,
-        title=firing.title[:255],
-        reason=firing.reason,
-        workspace_key=workspace.workspace_id,
-        workspace=workspace,
-        audience=configs[firing.rule].audience,
-        context=firing.context(),
-    )
+def _candidates(workspace: Workspace, firings: list[Firing], triggers: Triggers) -> list[Candidate]:
+    """Each rule firing as a candidate of each enabled trigger of its rule (one, as shipped)."""
+    return [
+        rule_candidate(trigger, workspace.workspace_id, firing)
+        for firing in firings
+        for trigger in triggers.get(firing.rule, ())
+    ]
 
 
-def _raise_one_by_one(workspace: Workspace, firings: list[Firing], configs: dict[str, AlertRule]) -> list[Alert]:
-    """The workspace's alerts each in its own transaction; an error is logged and ends only this workspace."""
+def _raise_one_by_one(
+    workspace: Workspace, firings: list[Firing], configs: dict[str, AlertRule], triggers: Triggers, now: datetime
+) -> list[Alert]:
+    """The workspace's alerts each in its own transaction with its firing; an error is logged and ends only
+    this workspace."""
     created = []
     try:
         for firing in firings:
-            alert, new = alert_raise(
-                rule=firing.rule,
-                dedupe_key=firing.dedupe_key,
-                title=firing.title,
-                reason=firing.reason,
-                audience=configs[firing.rule].audience,
-                context=firing.context(),
-                workspace=workspace,
-                config=configs[firing.rule],
-                checked=True,
-            )
-            if new:
-                created.append(alert)
+            with transaction.atomic(), _raising_alerts(configs, together=False) as raising:
+                candidates = _candidates(workspace, [firing], triggers)
+                firings_decide(candidates, workspaces={workspace.workspace_id: workspace}, now=now)
+            created += raising.raised
     except Exception:
         logger.exception("evaluating alert rules for workspace %s failed", workspace.workspace_id)
     return created
+
+
+@dataclass
+class _Raising:
+    """The alerts the `rep_alert` actions of one evaluation raise: collected to be inserted together at the end
+    of the batch's transaction (`together`), else each raised at once; the rules' configuration read once."""
+
+    configs: dict[str, AlertRule]
+    together: bool
+    planned: list[tuple[Alert, AlertRule]] = field(default_factory=list)
+    raised: list[Alert] = field(default_factory=list)
+
+
+_raising: ContextVar[_Raising | None] = ContextVar("alerts_raising", default=None)
+
+
+@contextmanager
+def _raising_alerts(configs: dict[str, AlertRule], *, together: bool) -> Iterator[_Raising]:
+    raising = _Raising(configs, together)
+    token = _raising.set(raising)
+    try:
+        yield raising
+    finally:
+        _raising.reset(token)
+
+
+def rep_alert_act(firing: TriggerFiring, action: PlannedAction, workspace: Workspace | None) -> None:
+    """The `rep_alert` channel (registered at ready, triggers/actions.py), in the firing's transaction: the
+    alert its rule would raise — the same dedupe key, title, reason and evidence, all kept in the firing's
+    explanation — routed, with its deliveries, and naming the firing. Outside an evaluation (a deferred
+    firing released by the timer sweep) it is raised at once."""
+    raising = _raising.get()
+    why = firing.explanation
+    config = raising.configs[why["rule"]] if raising is not None else alert_rule(why["rule"])
+    alert = Alert(
+        rule=why["rule"],
+        dedupe_key=why["dedupe_key"],
+        title=why["title"][:255],
+        reason=why["reason"],
+        workspace_key=firing.workspace_key,
+        workspace=workspace,
+        audience=config.audience,
+        context={"event_ids": why["event_ids"], "values": why["values"]},
+        firing=firing,
+    )
+    if raising is not None and raising.together:
+        if all(planned.dedupe_key != alert.dedupe_key for planned, _ in raising.planned):  # two triggers, one rule
+            raising.planned.append((alert, config))
+        return
+    alert, created = _raise(alert, config, checked=raising is not None)
+    if created and raising is not None:
+        raising.raised.append(alert)
 
 
 def workspaces_alerts_after_processing(*, workspace_keys: Sequence[str]) -> None:
@@ -401,7 +442,7 @@ def alerts_evaluate_scheduled(*, now: datetime | None = None) -> dict[str, int]:
     """The schedule's pass: reopen snoozed alerts, evaluate trials near or just past expiry, and
     re-evaluate workspaces changed lately (catch-up for a lost hook)."""
     now = now or timezone.now()
-    configs = _rule_configs()
+    configs = rule_configs()
     horizon = timedelta(days=max(configs[RuleKey.TRIAL_EXPIRING].day_offsets() or DEFAULT_DAY_OFFSETS))
     recent = timedelta(hours=settings.ALERT_RECENT_HOURS)
     trials = Workspace.objects.filter(

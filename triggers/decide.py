@@ -19,6 +19,7 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 
+from triggers.actions import actions_route_themselves
 from triggers.audience import Recipient, recipient_for
 from triggers.deliveries import firing_dispatches_plan
 from triggers.experiments import Assignment, experiment_apply, firing_follow_up
@@ -179,8 +180,9 @@ def _decide_one(
 def _suppression(candidate: Candidate, recipient: Recipient | None, now: datetime, caps: list[dict[str, Any]]) -> str:
     """The reason this candidate may not fire ("" when it may), recording every cap it was checked against."""
     trigger = candidate.trigger
-    if recipient is None:
-        return Firing.Reason.NO_RECIPIENT
+    if recipient is None:  # unless its actions find their own (rep alerts route: triggers/actions.py)
+        routes = actions_route_themselves(candidate.actions if candidate.actions is not None else trigger.actions)
+        return "" if routes else Firing.Reason.NO_RECIPIENT
     if candidate.escalation_of is not None:
         return ""
     own = Firing.objects.filter(trigger=trigger, workspace_key=candidate.workspace_key).filter(

@@ -22,6 +22,7 @@ from failures.services import error_record
 from messaging.delivery import dispatches_create
 from messaging.models import Dispatch
 from messaging.unsubscribe import html_with_footer, marketing_footer
+from triggers.actions import actions_hand_over
 from triggers.models import Firing
 from workspaces.models import Workspace
 
@@ -75,6 +76,9 @@ def firing_dispatches_plan(firing: Firing, workspace: Workspace | None = None) -
         return []
     if workspace is None or workspace.workspace_id != firing.workspace_key:
         workspace = Workspace.objects.filter(workspace_id=firing.workspace_key).first()
+    actions = actions_hand_over(firing, actions, workspace)  # a registered channel's handler (triggers/actions.py)
+    if not actions:
+        return []
     address = recipient_address(firing.recipient)
     return dispatches_create([_row(firing, action, workspace, address) for action in actions])
 

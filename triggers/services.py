@@ -26,7 +26,7 @@ from triggers.deliveries import PlannedAction, firing_planned_actions
 from triggers.models import Firing, Trigger
 from triggers.spec import ACTIVITY
 from triggers.timers import goals_reached
-from triggers.when import WHEN, Context, Seen, date_timer_sync
+from triggers.when import OWN_PASS, WHEN, Context, Seen, date_timer_sync
 from usage.services import Change
 from workspaces.models import Workspace
 
@@ -44,7 +44,17 @@ ENABLED_CACHE_SECONDS = 30
 
 def triggers_enabled() -> list[Trigger]:
     """The enabled triggers, from the cache when it holds them: the processing run's one check, so a run
-    with none enabled costs one cache read and no query per workspace."""
+    with none enabled costs one cache read and no query per workspace. Kinds an app decides in a pass of
+    its own (`triggers.when.OWN_PASS`: the rep alerts) are left out."""
+    return [trigger for trigger in _enabled_cached() if trigger.when.get("kind") not in OWN_PASS]
+
+
+def triggers_enabled_of(kind: str) -> list[Trigger]:
+    """The enabled triggers of one kind, from the same cache (the rep alerts' pass reads its own this way)."""
+    return [trigger for trigger in _enabled_cached() if trigger.when.get("kind") == kind]
+
+
+def _enabled_cached() -> list[Trigger]:
     enabled = cache.get(ENABLED_CACHE_KEY)
     if enabled is None:
         enabled = list(Trigger.objects.filter(enabled=True))
@@ -95,7 +105,9 @@ def triggers_evaluate_many(
     `workspaces`: those the caller has loaded (the others are read, in one query). Safe to repeat.
     """
     now = now or timezone.now()
-    triggers = list(triggers) if triggers is not None else list(Trigger.objects.filter(enabled=True))
+    if triggers is None:
+        triggers = [trigger for trigger in Trigger.objects.filter(enabled=True) if trigger.when["kind"] not in OWN_PASS]
+    triggers = list(triggers)
     keys = sorted(set(new_events) | {change.workspace_key for change in behaviour_changes})
     if not keys or not triggers:
         return []

@@ -40,6 +40,7 @@ WHERE_OPS: dict[str, Callable[[Any, Any], bool]] = {
     "exists": lambda value, wanted: (value is not None) == wanted,
 }
 ORDERED_OPS = (">=", ">", "<=", "<")
+#: The built-in kinds of `when`; a higher app may add one (`when_check_register`).
 KINDS = ("event", "count", "stall", "silence", "cohort", "stage", "date")
 DATE_FIELDS = ("trial_expires_at", "renews_at")
 #: What "activity" means when a silence or a follow-up names no filter: any usage of the product.
@@ -143,8 +144,8 @@ def _where_holds(condition: Mapping[str, Any], data: Any) -> bool:
 
 def when_errors(when: Any, *, event_types: frozenset[str] | None = None) -> Errors:
     """Problems of a trigger's `when`, by path (`when.event.where[0].op`)."""
-    if not isinstance(when, dict) or when.get("kind") not in KINDS:
-        return {"when.kind": [f"Expected one of {', '.join(KINDS)}."]}
+    if not isinstance(when, dict) or when.get("kind") not in _WHEN_CHECKS:
+        return {"when.kind": [f"Expected one of {', '.join(_WHEN_CHECKS)}."]}
     errors: Errors = {}
     kind = when["kind"]
     allowed = {"kind"} | _WHEN_CHECKS[kind](when, errors, event_types)
@@ -226,6 +227,13 @@ _WHEN_CHECKS: dict[str, Callable[[dict, Errors, frozenset[str] | None], set[str]
     "stage": _check_stage,
     "date": _check_date,
 }
+WhenCheck = Callable[[dict, Errors, "frozenset[str] | None"], set[str]]
+
+
+def when_check_register(kind: str, check: WhenCheck) -> None:
+    """Validate a kind a higher app adds (`triggers.when.when_register`): `check` adds its problems by path
+    and returns the keys it allows beside `kind`."""
+    _WHEN_CHECKS[kind] = check
 
 
 # --- actions, follow-up, the whole trigger ----------------------------------------------------------------
@@ -333,8 +341,9 @@ def _setting_errors(document: Mapping[str, Any]) -> Errors:
 
 def known_channels() -> tuple[str, ...]:
     from messaging.registry import transport_kinds
+    from triggers.actions import handled_channels
 
-    return transport_kinds()
+    return (*transport_kinds(), *handled_channels())
 
 
 def known_event_types() -> frozenset[str]:

@@ -22,7 +22,7 @@ from django.db.models import QuerySet
 from events.models import Event
 from triggers.decide import Candidate
 from triggers.models import Firing, Timer, Trigger
-from triggers.spec import ACTIVITY, data_at, filter_matches
+from triggers.spec import ACTIVITY, WhenCheck, data_at, filter_matches, when_check_register
 from usage.models import CohortMembership, StagePeriod
 from usage.services import Change
 from workspaces.models import Workspace
@@ -388,3 +388,17 @@ WHEN: dict[str, Callable[[Trigger, Context], list[Candidate]]] = {
     "stage": when_stage,
     "date": when_date,
 }
+#: Kinds decided in a pass of their own by the app that registered them, not by the processing run's
+#: evaluation (`triggers.services.triggers_enabled` leaves them out): the rep alerts' rules run after the
+#: run's commit and on their schedule, so a rule never fails processing.
+OWN_PASS: set[str] = set()
+
+
+def when_register(
+    kind: str, evaluate: Callable[[Trigger, Context], list[Candidate]], check: WhenCheck, *, own_pass: bool = False
+) -> None:
+    """Add a kind implemented by a higher app (at its ready): how it is evaluated and how it is validated."""
+    WHEN[kind] = evaluate
+    when_check_register(kind, check)
+    if own_pass:
+        OWN_PASS.add(kind)

@@ -239,6 +239,17 @@ def test_an_invalid_or_duplicate_trigger_is_refused_by_field():
     assert "key" in duplicate.value.message_dict
 
 
+def test_a_kind_another_app_decides_is_refused_saying_which_kinds_are_covered():
+    from alerts.engine import KIND, WORKSPACE_RULES  # the rep alerts' kind, decided by their own pass
+
+    alert_rule = Trigger(key="x", name="x", when={"kind": KIND, "rule": next(iter(WORKSPACE_RULES))}, actions=[EMAIL])
+
+    with pytest.raises(ValidationError) as refused:
+        trigger_preview(trigger=alert_rule)
+
+    assert "The dry run covers the kinds event, count" in refused.value.message_dict["when"][0]
+
+
 # --- the admin page --------------------------------------------------------------------------------------------
 
 

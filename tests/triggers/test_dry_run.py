@@ -19,7 +19,7 @@ from tests.factories import WorkspaceFactory
 from tests.triggers.conftest import T0, event, make_trigger, minutes, usage
 from triggers.experiments import RUNNING_CACHE_KEY, arm_for, experiment_save, experiment_start
 from triggers.models import CapLock, Experiment, Firing, Timer, Trigger
-from triggers.preview import Preview, trigger_preview
+from triggers.preview import READERS, Preview, trigger_preview
 from triggers.services import triggers_evaluate
 from usage.models import Cohort, CohortMembership, Stage, StagePeriod
 from workspaces.models import Workspace
@@ -239,15 +239,15 @@ def test_an_invalid_or_duplicate_trigger_is_refused_by_field():
     assert "key" in duplicate.value.message_dict
 
 
-def test_a_kind_another_app_decides_is_refused_saying_which_kinds_are_covered():
-    from alerts.engine import KIND, WORKSPACE_RULES  # the rep alerts' kind, decided by their own pass
-
-    alert_rule = Trigger(key="x", name="x", when={"kind": KIND, "rule": next(iter(WORKSPACE_RULES))}, actions=[EMAIL])
+def test_a_kind_with_no_dry_run_reader_is_refused_saying_which_kinds_are_covered(monkeypatch):
+    # given: a kind the dry run cannot read (as a higher app's kind before it registers a reader)
+    monkeypatch.delitem(READERS, "event")
 
     with pytest.raises(ValidationError) as refused:
-        trigger_preview(trigger=alert_rule)
+        trigger_preview(trigger=Trigger(key="x", name="x", when=STARTED, actions=[EMAIL]))
 
-    assert "The dry run covers the kinds event, count" in refused.value.message_dict["when"][0]
+    assert "The dry run covers the kinds count, cohort" in refused.value.message_dict["when"][0]
+    assert "not 'event'" in refused.value.message_dict["when"][0]
 
 
 # --- the admin page --------------------------------------------------------------------------------------------

@@ -29,11 +29,13 @@ class AlertsConfig(AppConfig):
         """The workspace rules are triggers (alerts/engine.py): their `when` kind, decided in this app's own
         pass after the processing commit; their `rep_alert` action, which routes itself; and the shipped
         triggers made again after a flush of the database (post_migrate, as permissions are)."""
-        from alerts.engine import CHANNEL, KIND, rep_alert_triggers_ensure, when_alert_rule, when_alert_rule_errors
+        from alerts import engine
         from alerts.services import rep_alert_act
         from triggers.actions import action_handler_register
+        from triggers.preview import preview_reader_register
         from triggers.when import when_register
 
-        when_register(KIND, when_alert_rule, when_alert_rule_errors, own_pass=True)
-        action_handler_register(CHANNEL, rep_alert_act, routes=True)
-        post_migrate.connect(rep_alert_triggers_ensure, sender=self, dispatch_uid="alerts.rep_alert_triggers")
+        when_register(engine.KIND, engine.when_alert_rule, engine.when_alert_rule_errors, own_pass=True)
+        preview_reader_register(engine.KIND, engine.alert_rule_preview)  # the admin's dry run
+        action_handler_register(engine.CHANNEL, rep_alert_act, routes=True)
+        post_migrate.connect(engine.rep_alert_triggers_ensure, sender=self, dispatch_uid="alerts.rep_alert_triggers")

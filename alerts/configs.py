@@ -39,3 +39,15 @@ def rule_facts(
         recent=timedelta(hours=settings.ALERT_RECENT_HOURS),
         day_offsets=configs[RuleKey.TRIAL_EXPIRING].day_offsets() or DEFAULT_DAY_OFFSETS,
     )
+
+
+def rule_workspace_keys(*, now: datetime, configs: dict[str, AlertRule], changed_since: datetime) -> set[str]:
+    """The workspaces the rules look at without a processing run: trials near or just past expiry (the
+    largest day offset ahead, ALERT_RECENT_HOURS behind) and those changed since `changed_since`."""
+    horizon = timedelta(days=max(configs[RuleKey.TRIAL_EXPIRING].day_offsets() or DEFAULT_DAY_OFFSETS))
+    recent = timedelta(hours=settings.ALERT_RECENT_HOURS)
+    trials = Workspace.objects.filter(
+        status=Workspace.Status.TRIAL, trial_expires_at__gt=now - recent, trial_expires_at__lte=now + horizon
+    )
+    changed = Workspace.objects.filter(updated_at__gte=changed_since)
+    return set(trials.values_list("workspace_id", flat=True)) | set(changed.values_list("workspace_id", flat=True))

@@ -14,18 +14,21 @@ engine's caps and quiet hours never hold one back; a rep's own quiet hours still
 from __future__ import annotations
 
 import hashlib
+from datetime import datetime, timedelta
 from typing import Any
 
-from alerts.configs import rule_configs, rule_facts
+from alerts.configs import rule_configs, rule_facts, rule_workspace_keys
 from alerts.evidence import workspaces_events
-from alerts.models import Audience, RuleKey
+from alerts.models import Alert, Audience, RuleKey
 from alerts.rules import DEFAULT_AUDIENCE, WORKSPACE_RULES
 from alerts.rules import Firing as RuleFiring
 from triggers.decide import Candidate
 from triggers.models import Trigger
+from triggers.preview import Found
 from triggers.services import triggers_enabled_forget, triggers_enabled_of
 from triggers.spec import Errors
 from triggers.when import Context
+from workspaces.models import Workspace
 
 KIND = "alert_rule"
 CHANNEL = "rep_alert"
@@ -106,7 +109,22 @@ def when_alert_rule(trigger: Trigger, context: Context) -> list[Candidate]:
         return []
     events = workspaces_events(workspace_keys=[context.workspace_key]).get(context.workspace_key, [])
     firing = WORKSPACE_RULES[rule](rule_facts(workspace, context.now, configs, events))
-    return [rule_candidate(trigger, context.workspace_key, firing)] if firing is not None else []
+    if firing is None or Alert.objects.filter(dedupe_key=firing.dedupe_key).exists():  # raised already
+        return []
+    return [rule_candidate(trigger, context.workspace_key, firing)]
+
+
+def alert_rule_preview(trigger: Trigger, now: datetime, lookback: timedelta, limit: int) -> Found:
+    """The admin's dry run of a rep-alert trigger: its rule over the workspaces the alerts' passes would look
+    at now (changed within the look-back; trials near or just past expiry), the first `limit` of them."""
+    keys = sorted(rule_workspace_keys(now=now, configs=rule_configs(), changed_since=now - lookback))
+    rows = Workspace.objects.select_related("account__owner", "owner", "lead").filter(workspace_id__in=keys[:limit])
+    candidates = [
+        candidate
+        for workspace in rows.order_by("workspace_id")
+        for candidate in when_alert_rule(trigger, Context(workspace.workspace_id, workspace, (), (), now))
+    ]
+    return Found(candidates=candidates, keys=keys[:limit], more=len(keys) > limit)
 
 
 def when_alert_rule_errors(when: dict, errors: Errors, event_types: frozenset[str] | None) -> set[str]:

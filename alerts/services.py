@@ -15,20 +15,19 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from alerts.configs import alert_rule, rule_configs, rule_facts
+from alerts.configs import alert_rule, rule_configs, rule_facts, rule_workspace_keys
 from alerts.delivery import deliveries_plan_all
 from alerts.engine import rep_alert_triggers, rule_candidate
 from alerts.evidence import workspaces_events
 from alerts.models import Alert, AlertRule, Audience, RuleKey
 from alerts.roles import user_is_alerts_admin
 from alerts.routing import workspaces_route
-from alerts.rules import DEFAULT_DAY_OFFSETS, WORKSPACE_RULES, Firing, needs_review, rules_evaluate
+from alerts.rules import WORKSPACE_RULES, Firing, needs_review, rules_evaluate
 from alerts.tables import tables_cached
 from failures.notices import Notice
 from triggers.decide import Candidate, firings_decide
@@ -443,13 +442,7 @@ def alerts_evaluate_scheduled(*, now: datetime | None = None) -> dict[str, int]:
     re-evaluate workspaces changed lately (catch-up for a lost hook)."""
     now = now or timezone.now()
     configs = rule_configs()
-    horizon = timedelta(days=max(configs[RuleKey.TRIAL_EXPIRING].day_offsets() or DEFAULT_DAY_OFFSETS))
-    recent = timedelta(hours=settings.ALERT_RECENT_HOURS)
-    trials = Workspace.objects.filter(
-        status=Workspace.Status.TRIAL, trial_expires_at__gt=now - recent, trial_expires_at__lte=now + horizon
-    )
-    changed = Workspace.objects.filter(updated_at__gte=now - CATCH_UP)
-    keys = set(trials.values_list("workspace_id", flat=True)) | set(changed.values_list("workspace_id", flat=True))
+    keys = rule_workspace_keys(now=now, configs=configs, changed_since=now - CATCH_UP)
     with acting_as_system():
         unsnoozed = alerts_unsnooze_due(now=now)
     ordered, chunk = sorted(keys), 200

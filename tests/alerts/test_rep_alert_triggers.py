@@ -24,8 +24,9 @@ from tests.alerts.test_concurrency import at_once
 from tests.events.helpers import lifecycle_event, store
 from tests.factories import AccountFactory, EventFactory, WorkspaceFactory
 from triggers.models import Firing, Timer, Trigger
+from triggers.preview import trigger_preview
 from triggers.selectors import firing_document
-from triggers.services import ENABLED_CACHE_KEY, trigger_save, triggers_enabled
+from triggers.services import ENABLED_CACHE_KEY, trigger_save, triggers_enabled, triggers_evaluate
 from triggers.tasks import fire_due_timers
 from workspaces.models import Workspace
 
@@ -240,6 +241,32 @@ def test_an_alert_raised_before_the_engine_is_neither_raised_nor_fired_again():
     # when evaluated again, nothing new is decided
     assert workspace_alerts_evaluate(workspace_key="ws_t") == []
     assert not Firing.objects.exists()
+
+
+@time_machine.travel(NOW, tick=False)
+def test_the_engines_own_callers_read_the_kind_with_the_rule_and_raise_the_alert_once():
+    # given a conversion, evaluated by the engine's entry point with the rep trigger named
+    converted()
+    trigger = rep_trigger("converted")
+    [firing] = triggers_evaluate(workspace_key="ws_t", new_events=[], triggers=[trigger], now=NOW)
+    # then the firing's action raised the alert, and the processing run's list leaves the kind out
+    assert Alert.objects.get().firing == firing and firing.explanation["rule"] == "converted"
+    assert trigger not in triggers_enabled()
+    assert triggers_evaluate(workspace_key="ws_t", new_events=[], triggers=[trigger], now=NOW) == []
+
+
+@time_machine.travel(NOW, tick=False)
+def test_the_dry_run_of_a_rep_alert_trigger_shows_what_would_fire_and_keeps_nothing():
+    # given a converted workspace (changed just now) and a paid one not touched for a month
+    converted()
+    with time_machine.travel(NOW - timedelta(days=30), tick=False):
+        trial(workspace_id="ws_old", status="paid", converted_at=NOW - timedelta(days=30))
+    # when the conversion trigger is dry-run
+    preview = trigger_preview(trigger=rep_trigger("converted"), now=NOW)
+    # then it would fire for the converted workspace only, with the rule's why; nothing is kept
+    assert [(o.workspace_key, o.verdict) for o in preview.outcomes] == [("ws_t", "fire")]
+    assert preview.outcomes[0].explanation["dedupe_key"] == "converted:ws_t:20261201T090000"
+    assert not Firing.objects.exists() and not Alert.objects.exists()
 
 
 def test_a_rule_of_the_kind_must_be_a_workspace_rule():

@@ -48,6 +48,7 @@ class AlertAdmin(AuditlogHistoryAdminMixin, admin.ModelAdmin):
         "title",
         "reason",
         "evidence",
+        "firing",
         "recipient",
         "routed_by",
         "routing",

@@ -78,7 +78,8 @@ def workspace_process(*, workspace_key: str, force: bool = False, alerts: bool =
         return Outcome(workspace_key, 0)
     outcome = _process_claimed(workspace_key, claimed, worker)
     if outcome.applied and alerts:
-        # After the commit, outside the lock: alert rules read the new state (and never fail processing).
+        # After the commit, outside the lock: the rep-alert triggers' pass reads the new state (the engine
+        # decides, alerts raise: alerts/engine.py), and never fails processing.
         workspaces_alerts_after_processing(workspace_keys=[workspace_key])
     return outcome
 

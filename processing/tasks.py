@@ -28,7 +28,8 @@ def process_workspaces(workspace_keys: list[str], force: bool = False) -> dict[s
         applied = [outcome.workspace_key for outcome in outcomes if outcome.applied]
         if settings.SALESFORCE_SYNC != "off" and applied:
             drain_request()  # committed: a drainer sends it within moments (one task for a burst)
-        # After every commit, outside the locks; the rules' configuration is read once for the task.
+        # After every commit, outside the locks: the rep-alert triggers' pass (the engine decides, alerts raise;
+        # alerts/engine.py), its rules' configuration read once for the task.
         workspaces_alerts_after_processing(workspace_keys=applied)
     return {
         "workspaces": len(outcomes),

@@ -13,6 +13,7 @@ import time_machine
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import connection
+from django.urls import reverse
 
 from alerts.engine import KIND, rep_alert_triggers_ensure, shipped, trigger_key
 from alerts.models import Alert
@@ -154,6 +155,14 @@ def test_the_firing_carries_the_events_and_values_the_alert_shows():
     assert document["explanation"]["values"] == {
         "plan": "team", "mrr": "297.00", "currency": "USD", "converted_at": T0.isoformat(),
     }  # fmt: skip
+
+
+@time_machine.travel(NOW, tick=False)
+def test_the_alerts_admin_page_links_to_the_firing_that_raised_it(admin_client):
+    converted()
+    [alert] = workspace_alerts_evaluate(workspace_key="ws_t")
+    page = admin_client.get(reverse("admin:alerts_alert_change", args=[alert.pk])).content.decode()
+    assert reverse("admin:triggers_firing_change", args=[alert.firing.pk]) in page
 
 
 @time_machine.travel(NOW, tick=False)

@@ -6,9 +6,8 @@ on their events) and `profiles_all` (every workspace, chunk by chunk). Both run 
 
 Windows are whole days in the workspace's time zone ending today: an n-day window is
 `[today-(n-1), today]`. "Today" is counted in the workspace's zone (a mapping passed in, "UTC" when
-unknown). Usage rollups are kept in UTC days for now, so a usage window is exact for UTC workspaces and
-off by the zone's offset elsewhere until the rollups are kept in local days; tickets (timestamps) and
-plan-limit hits (local days) are exact already.
+unknown). Usage and plan-limit hits are rolled up per local day and tickets keep their timestamps, so
+every window is exact.
 """
 
 from __future__ import annotations

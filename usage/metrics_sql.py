@@ -111,7 +111,7 @@ def depth_alias(product: str) -> str:
 
 
 def usage_daily(bounds: Sequence[Bounds], products: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """Sums and counts over `UsageDaily` (UTC days today), per workspace.
+    """Sums and counts over `UsageDaily` (the workspaces' local days), per workspace.
 
     Only the rows of each workspace's own 30-day window are read (the chunk's earliest window start
     bounds the index range); the last active day and time come from those rows when there are any,

@@ -178,7 +178,7 @@ class UsageDaily(models.Model):
     workspace_key = models.CharField(max_length=64)
     feature = models.CharField(max_length=100)
     product = models.CharField(max_length=64, blank=True, help_text='"" when the event named none.')
-    day = models.DateField(help_text="UTC day of the events' occurred_at.")
+    day = models.DateField(help_text="The workspace's local day of the events (UTC when its zone was unknown).")
     events = models.PositiveIntegerField(default=0, help_text="Number of usage events.")
     count = models.BigIntegerField(default=0, help_text="Sum of data.count (1 per event by default).")
     duration_seconds = models.FloatField(default=0.0)

@@ -6,14 +6,14 @@ a retried or duplicated task either finds the events already completed or waits 
 the rows another worker holds, so nothing is counted twice and nothing is lost.
 
 What a batch rolled up and what its re-evaluation changed go, inside its transaction, to the hooks layers
-above registered (`after_batch_register`): the trigger engine, which usage may not import, enqueues its
-evaluation on the commit.
+above registered (`after_batch_register`): the trigger engine, which usage may not import, evaluates them
+there, so its firings commit with the batch or not at all.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from typing import Any, NamedTuple
 
@@ -33,6 +33,7 @@ from usage.metrics_rollups import (
     RollupEvent,
     plan_limits_rollup,
     tickets_apply,
+    zone_named,
 )
 from usage.models import UsageDaily, UsageDailyUser
 from usage.services import Change, behaviour_refresh
@@ -96,6 +97,7 @@ class Rollup:
     tickets: list[RollupEvent] = field(default_factory=list)
     limits: list[RollupEvent] = field(default_factory=list)
     events: list[RolledUpEvent] = field(default_factory=list)  # what the hooks are told was rolled up
+    zones: dict[str, str] = field(default_factory=dict)  # the batch's workspaces' zones, where known
 
     @property
     def workspace_keys(self) -> list[str]:
@@ -135,8 +137,9 @@ _after_batch: list[AfterBatch] = []
 
 
 def after_batch_register(hook: AfterBatch) -> None:
-    """Call `hook` inside every rollup batch's and behaviour sweep chunk's transaction, after its writes; the
-    hook defers what it does to the commit (`transaction.on_commit`). Registered at a higher app's ready."""
+    """Call `hook` inside every rollup batch's and behaviour sweep chunk's transaction, after its writes: what
+    it writes commits with the batch. It contains its own failures (one that raises fails the batch, which is
+    retried). Registered at a higher app's ready."""
     if hook not in _after_batch:
         _after_batch.append(hook)
 
@@ -168,7 +171,7 @@ def usage_rollup_batch(*, event_ids: Sequence[int] | None = None, limit: int = D
         _upsert_daily(rollup.totals)
         _insert_users(rollup.users)
         tickets_apply(rollup.tickets)
-        plan_limits_rollup(rollup.limits, zones=_zones(rollup.limits))
+        plan_limits_rollup(rollup.limits, zones=rollup.zones)
         _mark_completed(rollup.rolled_up)
         Event.objects.bulk_update(rollup.review, ["status", "notes"])
         changes: list[Change] = []
@@ -188,9 +191,9 @@ def stage_changes_record(changes: Sequence[Change]) -> None:
         transaction.on_commit(lambda: enqueue_workspaces(workspace_keys=keys, force=True), robust=True)
 
 
-def _zones(events: Sequence[RollupEvent]) -> dict[str, str]:
-    """The workspaces' IANA zones (plan-limit hits count per local day); none known: UTC."""
-    keys = sorted({event.workspace_key for event in events})
+def _zones(workspace_keys: Iterable[str]) -> dict[str, str]:
+    """The workspaces' IANA zones (usage and plan-limit hits count per local day); none known: UTC."""
+    keys = sorted(workspace_keys)
     if not keys:
         return {}
     rows = Workspace.objects.filter(workspace_id__in=keys).exclude(timezone="").values_list("workspace_id", "timezone")
@@ -215,10 +218,11 @@ def _claim(*, event_ids: Sequence[int] | None, limit: int) -> list[Claimed]:
 
 def _aggregate(claimed: Iterable[Claimed]) -> Rollup:
     rollup = Rollup()
+    usages: list[tuple[int, Usage]] = []
     for event_id, event_type, occurred_at, payload, notes in claimed:
         try:
             if event_type == USAGE_TYPE:
-                rollup.add(event_id, parse_usage(payload, occurred_at))
+                usages.append((event_id, parse_usage(payload, occurred_at)))
                 continue
             event = parse_rollup_event(event_type, payload, occurred_at)
             (rollup.limits if event_type == LIMIT_REACHED else rollup.tickets).append(event)
@@ -229,7 +233,19 @@ def _aggregate(claimed: Iterable[Claimed]) -> Rollup:
             notes = f"{notes}\n{note}" if notes else note
             rollup.review.append(Event(pk=event_id, status=Event.Status.REVIEW, notes=notes))
             error_record(source="processing", kind="PayloadInvalid", message=note, obj=Event(pk=event_id))
+    rollup.zones = _zones({usage.key.workspace_key for _, usage in usages} | {e.workspace_key for e in rollup.limits})
+    for event_id, usage in usages:
+        rollup.add(event_id, _on_local_day(usage, rollup.zones))
     return rollup
+
+
+def _on_local_day(usage: Usage, zones: dict[str, str]) -> Usage:
+    """The usage counted on its day in the workspace's zone (UTC when none is known), the day its windows use."""
+    name = zones.get(usage.key.workspace_key)
+    if not name:
+        return usage
+    day = usage.occurred_at.astimezone(zone_named(name)).date()
+    return usage if day == usage.key.day else replace(usage, key=usage.key._replace(day=day))
 
 
 def parse_usage(payload: Any, occurred_at: datetime | None) -> Usage:

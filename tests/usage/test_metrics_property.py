@@ -111,6 +111,10 @@ def store(history: dict[str, Any]) -> None:
     """Fill the tables through the real paths: stored usage events rolled up, tickets, limits, workspaces."""
     for model in (Event, UsageDaily, UsageDailyUser, SupportTicket, PlanLimitDaily, Workspace):
         model.objects.all().delete()
+    for key in sorted(set(history["zones"]) | set(history["trials"])):  # first: usage counts on local days
+        WorkspaceFactory(
+            workspace_id=key, timezone=history["zones"].get(key, ""), trial_started_at=history["trials"].get(key)
+        )
     for use in history["uses"]:
         data: dict[str, Any] = {"workspace_id": use.key, "feature": use.feature, "duration_seconds": use.duration}
         data.update({"outcome": "error" if use.error else "success"})
@@ -137,12 +141,10 @@ def store(history: dict[str, Any]) -> None:
         (RollupEvent(h.key, h.at, {"limit": h.limit}) for h in history["hits"]),
         zones=history["zones"],
     )
-    for key, started in history["trials"].items():
-        WorkspaceFactory(workspace_id=key, trial_started_at=started)
 
 
 def reference(key: str, history: dict[str, Any], now: datetime) -> dict[str, Any]:
-    """The profile computed straight from the raw events (usage days are UTC days, as rolled up)."""
+    """The profile computed straight from the raw events (every day is the workspace's local day)."""
     zone = ZoneInfo(history["zones"].get(key, "UTC"))
     today = now.astimezone(zone).date()
 
@@ -150,15 +152,15 @@ def reference(key: str, history: dict[str, Any], now: datetime) -> dict[str, Any
         return today - timedelta(days=first) <= day <= today - timedelta(days=last)
 
     def used(first: int, last: int = 0) -> list[Use]:
-        return [u for u in history["uses"] if u.key == key and within(u.at.astimezone(UTC).date(), first, last)]
+        return [u for u in history["uses"] if u.key == key and within(u.at.astimezone(zone).date(), first, last)]
 
     def sessions(first: int, last: int = 0) -> int:
-        return len({(u.at.astimezone(UTC).date(), u.user.lower()) for u in used(first, last) if u.user})
+        return len({(u.at.astimezone(zone).date(), u.user.lower()) for u in used(first, last) if u.user})
 
     def change(current: float, previous: float) -> float | None:
         return (current - previous) / previous if previous else None
 
-    past = [u for u in history["uses"] if u.key == key and u.at.astimezone(UTC).date() <= today]
+    past = [u for u in history["uses"] if u.key == key and u.at.astimezone(zone).date() <= today]
     opened, resolved = ticket_times(key, history["tickets"])
     tickets_14 = sum(1 for at in opened.values() if within(at.astimezone(zone).date(), 13))
     baseline = sum(1 for at in opened.values() if within(at.astimezone(zone).date(), 73, 14))
@@ -166,8 +168,8 @@ def reference(key: str, history: dict[str, Any], now: datetime) -> dict[str, Any
     trial = history["trials"].get(key)
     last = max((u.at for u in past), default=None)
     profile = {
-        "active_days_7d": len({u.at.astimezone(UTC).date() for u in used(6)}),
-        "active_days_30d": len({u.at.astimezone(UTC).date() for u in month}),
+        "active_days_7d": len({u.at.astimezone(zone).date() for u in used(6)}),
+        "active_days_30d": len({u.at.astimezone(zone).date() for u in month}),
         "sessions_7d": sessions(6),
         "sessions_28d": sessions(27),
         "sessions_trend_14d": change(sessions(13), sessions(27, 14)),
@@ -191,7 +193,7 @@ def reference(key: str, history: dict[str, Any], now: datetime) -> dict[str, Any
         "ticket_ratio_14d": tickets_14 / (baseline * 14 / 60) if baseline else None,
         "seats_30d": len({u.user.lower() for u in month if u.user}),
         "days_since_trial_start": (today - trial.astimezone(zone).date()).days if trial else None,
-        "days_since_last_active": (today - max(u.at.astimezone(UTC).date() for u in past)).days if past else None,
+        "days_since_last_active": (today - max(u.at.astimezone(zone).date() for u in past)).days if past else None,
         "last_active_at": int(last.timestamp()) if last else None,
     }
     assert list(profile) == list(METRICS)
@@ -218,6 +220,7 @@ def known_keys(history: dict[str, Any]) -> set[str]:
         | {t.key for t in history["tickets"]}
         | {h.key for h in history["hits"]}
         | set(history["trials"])
+        | set(history["zones"])  # a workspace with a zone is stored, so the bulk pass visits it
     )
 
 

@@ -1,4 +1,4 @@
-"""Usage rollups: sums per workspace/feature/product/UTC day, distinct users, exactly once."""
+"""Usage rollups: sums per workspace/feature/product/local day, distinct users, exactly once."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from events.models import Event
-from tests.factories import EventFactory
+from tests.factories import EventFactory, WorkspaceFactory
 from usage import rollups as services
 from usage.models import UsageDaily, UsageDailyUser
 from usage.rollups import usage_rollup
@@ -62,7 +62,7 @@ def snapshot() -> tuple[list[tuple], list[tuple]]:
     return list(daily), list(users.values_list("workspace_key", "feature", "product", "day", "user_email"))
 
 
-def test_sums_per_workspace_feature_and_utc_day():
+def test_sums_per_workspace_feature_and_utc_day_when_no_zone_is_known():
     # given
     usage_event(LATE - timedelta(hours=1), count=3, duration_seconds=1.5)
     usage_event(LATE, count=2, duration_seconds=2.25)
@@ -79,6 +79,28 @@ def test_sums_per_workspace_feature_and_utc_day():
     assert row(workspace_key="ws_2").count == 5
     assert row(feature="import").count == 1
     assert UsageDaily.objects.count() == 4
+
+
+def test_usage_counts_on_the_workspace_local_day_where_its_zone_is_known():
+    """A workspace in Kolkata (UTC+5:30) used the product at 23:59 UTC: 05:29 the next day there; one in
+    Los Angeles at 00:00 UTC: 16:00 the day before. Its windows count local days, so the rollup does too."""
+    # given
+    WorkspaceFactory(workspace_id="ws_in", timezone="Asia/Kolkata")
+    WorkspaceFactory(workspace_id="ws_la", timezone="America/Los_Angeles")
+    WorkspaceFactory(workspace_id="ws_nowhere", timezone="Not/AZone")
+    usage_event(LATE, workspace_id="ws_in", user_email="a@x.example")
+    usage_event(MIDNIGHT, workspace_id="ws_la", user_email="b@x.example")
+    usage_event(LATE, workspace_id="ws_nowhere")
+    # when
+    usage_rollup()
+    # then
+    assert row(workspace_key="ws_in", day=LATE_DAY + timedelta(days=1)).events == 1
+    assert row(workspace_key="ws_la", day=LATE_DAY).events == 1  # 16:00 on Nov 20 there
+    assert row(workspace_key="ws_nowhere", day=LATE_DAY).events == 1  # an unknown zone counts in UTC
+    assert set(UsageDailyUser.objects.values_list("workspace_key", "day")) == {
+        ("ws_in", LATE_DAY + timedelta(days=1)),
+        ("ws_la", LATE_DAY),
+    }
 
 
 def test_count_defaults_to_one_and_duration_to_zero():

@@ -198,7 +198,7 @@ def firing_why(explanation: dict[str, Any]) -> str:
         )
     if kind == "stall":
         within = explanation["within_seconds"]
-        return f"started at {explanation['started_at']} (event {ids}), not finished within {within} s"
+        return f"started at {explanation['started_at'][:19]} (event {ids}), not finished within {within} s"
     if kind == "cohort":
         seen = "; ".join(
             f"{leaf['metric']} {leaf['actual']} {leaf['op']} {leaf['value']}"
@@ -208,16 +208,19 @@ def firing_why(explanation: dict[str, Any]) -> str:
     if kind == "escalation":
         return (
             f"firing {explanation['firing_id']} ({explanation.get('original', {}).get('kind', '?')}) missed its goal "
-            f"by {explanation['goal_due_at']} and there was no activity since: a person takes over"
+            f"by {explanation['goal_due_at'][:19]} and there was no activity since: a person takes over"
         )
     return f"{kind}" + (f" (events {ids})" if ids else "")
 
 
 def _leaves(tree: Any) -> list[dict[str, Any]]:
+    """The metric comparisons of an explained condition (a cohort's why holds its tree under "condition")."""
     if not isinstance(tree, dict):
         return []
     if "metric" in tree:
         return [tree]
+    if "condition" in tree:
+        return _leaves(tree["condition"])
     return [leaf for group in ("all", "any") for node in tree.get(group, []) for leaf in _leaves(node)] + _leaves(
         tree.get("not")
     )

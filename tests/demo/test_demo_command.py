@@ -65,11 +65,11 @@ PRINT_DATABASE = "from django.conf import settings; print(settings.DATABASES['de
 
 
 def test_demo_starts_everything_sends_traffic_and_stops_all_children_on_ctrl_c(tmp_path: Path):
-    web, smtp, mail, salesforce = (free_port() for _ in range(4))
+    web, smtp, mail, salesforce, product, desk = (free_port() for _ in range(6))
     env = {**os.environ, "ENV_FILE": "", "DEBUG": "on", "DEMO_PASSWORD": DEMO_PASSWORD}
     env.pop("DATABASE_URL", None)
     ports = ["--addr", f"127.0.0.1:{web}", "--smtp-port", str(smtp), "--mail-port", str(mail)]
-    ports += ["--salesforce-port", str(salesforce)]
+    ports += ["--salesforce-port", str(salesforce), "--product-port", str(product), "--zendesk-port", str(desk)]
     demo = subprocess.Popen(
         [sys.executable, "manage.py", "demo", *ports, "--data-dir", str(tmp_path), "--workspaces", "4", "--rate", "50"],
         cwd=REPO,
@@ -85,13 +85,18 @@ def test_demo_starts_everything_sends_traffic_and_stops_all_children_on_ctrl_c(t
     children: dict[str, int] = {}
     try:
         deadline = time.monotonic() + 240
-        for name in ("mail_sink", "web", "qcluster"):
+        for name in ("mail_sink", "web", "qcluster", "fire_timers"):
             children[name] = int(wait_for_line(lines, seen, rf"started {name} \(pid (\d+)\)", deadline).group(1))
         wait_for_line(lines, seen, rf"Logins\s+admin / {DEMO_PASSWORD}", deadline)
+        children["scenario"] = int(wait_for_line(lines, seen, r"started scenario \(pid (\d+)\)", deadline).group(1))
         children["traffic"] = int(wait_for_line(lines, seen, r"started traffic \(pid (\d+)\)", deadline).group(1))
         sent = wait_for_line(lines, seen, r"Sent (\d+) of (\d+) messages", deadline)
         assert sent.group(1) == sent.group(2)
         wait_for_line(lines, seen, r"Traffic sent\.", deadline)
+        # the scenario's threshold is told as it happens, with its why, and its ticket goes out
+        wait_for_line(lines, seen, r"THRESHOLD: export_failures_triage fired for demo-exports-", deadline)
+        wait_for_line(lines, seen, r"^\s+why: 3 matching events within 3600 s \(threshold 3", deadline)
+        wait_for_line(lines, seen, r"threshold firing \d+: ticket sent", deadline)
 
         assert health(f"http://127.0.0.1:{web}/healthz")["database"] == "ok"
         with urllib.request.urlopen(f"http://127.0.0.1:{mail}/api/messages", timeout=10) as response:
@@ -99,7 +104,7 @@ def test_demo_starts_everything_sends_traffic_and_stops_all_children_on_ctrl_c(t
         with sqlite3.connect(tmp_path / "demo.sqlite3", timeout=20) as db:
             stored = db.execute("SELECT count(*) FROM events_event WHERE type = 'trial.started'").fetchone()[0]
             owners = db.execute("SELECT count(*) FROM workspaces_account WHERE owner_id IS NOT NULL").fetchone()[0]
-        assert stored == 4
+        assert stored == 4 + 3, "the traffic's trials and the scenario's"
         assert owners > 0, "demo_seed gave the pre-existing accounts their reps"
         # a command in another terminal, with nothing exported, acts on the demo's database
         beside = subprocess.run(

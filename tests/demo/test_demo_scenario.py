@@ -110,10 +110,13 @@ def test_the_scenario_shows_a_threshold_a_cohort_entry_a_stall_and_an_escalation
     assert f"firing {stall.pk}" in escalated["description"]
     Firing.objects.filter(pk=stall.pk, goal=Firing.Goal.ESCALATED).get()
 
-    # and: every one of them says why, in words and through the API the demo reads
+    # and: every one of them says why, through the API the demo reads and in the demo's words
     for firing in (threshold, entered, stall, escalation):
         assert act_of(api_firing(client, firing), tuple(acts.values())) is not None
-        assert firing_why(firing.explanation)
+    assert firing_why(threshold.explanation).startswith("3 matching events within 3600 s (threshold 3;")
+    assert "active_days_7d 5 >= 4; features_30d 1 <= 3" in firing_why(entered.explanation)
+    assert "not finished within 60 s" in firing_why(stall.explanation)
+    assert f"firing {stall.pk} (stall) missed its goal" in firing_why(escalation.explanation)
 
 
 def test_the_demo_definitions_are_the_shipped_triggers_enabled_with_demo_windows():

@@ -140,7 +140,10 @@ def rep_alert_triggers_ensure(sender: Any = None, *, apps: Any = None, using: st
     changed: an admin's edits and its enabled flag stay. Returns how many were created."""
     try:
         model = apps.get_model("triggers", "Trigger") if apps is not None else Trigger
+        alert = apps.get_model("alerts", "Alert") if apps is not None else Alert
     except LookupError:  # migrated back to before the engine
+        return 0
+    if "firing" not in {field.name for field in alert._meta.get_fields()}:  # migrated back to before 0011
         return 0
     existing = set(model.objects.using(using).values_list("key", flat=True))
     missing = [model(**item) for item in shipped() if item["key"] not in existing]

@@ -274,8 +274,8 @@ class Monkey(threading.Thread):
 
     `prefer`: kill only workers running one of these task functions (the firings test aims at senders,
     sweeps and trigger evaluations, so kills land in the middle of a delivery); default: any busy worker.
-    `first`: before the rhythm starts, wait (up to `first_within` s) for a worker running each of these and
-    kill it, so the run is sure to have lost one of each.
+    `first`: before the rhythm starts, for each group of task functions, wait (up to `first_within` s) for a
+    worker running one of them and kill it, so the run is sure to have lost one of each group.
 
     Only busy workers are killed: an idle django-q2 worker waits in `multiprocessing.Queue.get()`
     holding the queue's read lock, and killing it there leaves its siblings blocked on that lock for
@@ -292,7 +292,7 @@ class Monkey(threading.Thread):
         seed: int,
         every: tuple[float, float] = (5, 15),
         prefer: tuple[str, ...] = (),
-        first: tuple[str, ...] = (),
+        first: tuple[tuple[str, ...], ...] = (),
         first_within: float = 15.0,
     ) -> None:
         super().__init__(daemon=True)
@@ -308,8 +308,8 @@ class Monkey(threading.Thread):
 
     def run(self) -> None:
         try:
-            for task in self.first:
-                self._kill_a_busy_worker(within=self.first_within, prefer=(task,))
+            for group in self.first:
+                self._kill_a_busy_worker(within=self.first_within, prefer=group)
             while not self.stopping.wait(self.rng.uniform(*self.every)):
                 self._kill_a_busy_worker(within=3.0, prefer=self.prefer)
                 if self.redis is not None:

@@ -5,10 +5,11 @@ enabled triggers of five kinds (an event, a count within a window, a stall with 
 escalates, a silence, a cohort entered; tests/chaos/definitions.json) whose actions reach the product's
 webhook receiver (in-app), the mail sink (email) and Zendesk (tickets) over real HTTP and SMTP. The stories
 (tests/chaos/firings.py) arrive duplicated and out of order, are redelivered once processed, and
-`manage.py replay --repair` runs among them. Meanwhile a worker running a trigger evaluation is SIGKILLed
-first, then one running a send, a timer sweep or an evaluation every 2–5 s, and the stand-ins fail: 5xx,
-429, stalls past the engine's timeout, SMTP 451, and answers given late after the message was taken (the
-engine resends: the same message). The sweeps run every 2 s (`firings.Ticker`) instead of every minute.
+`manage.py replay --repair` runs among them. Meanwhile a worker evaluating usage against the triggers (the
+rollup, or its evaluation task) is SIGKILLed first, then one running a send, a timer sweep or an evaluation
+every 2–5 s, and the stand-ins fail: 5xx, 429, stalls past the engine's timeout, SMTP 451, and answers given
+late after the message was taken (the engine resends: the same message). The sweeps run every 2 s
+(`firings.Ticker`) instead of every minute.
 
 Then, against the stories in sorted order: every expected occurrence has exactly one firing, fired, and
 nothing else fired; every firing explains itself (its kind, the events by id, the counts and thresholds,
@@ -65,6 +66,8 @@ PRODUCT_SECRET = "whsec_" + base64.b64encode(b"chaos-test-product-webhook-key-01
 #: Workers the monkey kills: a send in flight, a timer sweep, a trigger evaluation (the event pipeline's
 #: own tasks are tests/chaos/test_chaos.py's).
 TARGETS = ("send_dispatches", "fire_due_timers", "evaluate_workspaces")
+#: Where usage's trigger evaluation runs: in the rollup's transaction, or in a task of its own after it.
+EVALUATIONS = ("rollup_usage", "evaluate_workspaces")
 KIND = {WELCOME: "event", EXPORTS: "count", STALLED: "stall", SILENT: "silence", LIMITED: "cohort"}
 CHANNELS = {WELCOME: ["in_app"], EXPORTS: ["ticket"], STALLED: ["email"], SILENT: ["email"], LIMITED: ["in_app"]}
 
@@ -130,7 +133,7 @@ def test_chaos_firings(scratch, stand_ins, tmp_path):
     engine = Engine(env, logs=logs)
     ticker = Ticker(env, logs)
     stories = trigger_stories(workspaces=WORKSPACES, seed=7)
-    monkey = Monkey(engine, None, seed=9, every=(2, 5), prefer=TARGETS, first=("evaluate_workspaces",))
+    monkey = Monkey(engine, None, seed=9, every=(2, 5), prefer=TARGETS, first=(EVALUATIONS,))
     gremlin = Gremlin(stand_ins, timeout=TIMEOUT, seed=13)
     rng = random.Random(17)
     t0 = t_sent = time.monotonic()
@@ -163,7 +166,7 @@ def test_chaos_firings(scratch, stand_ins, tmp_path):
     print(
         f"\nchaos[firings]: {len(stories.sent)} stories sent in {t_sent - t0:.1f} s, settled "
         f"{time.monotonic() - t_sent:.1f} s later; {len(monkey.kills)} workers killed "
-        f"({Counter(task for title in monkey.killed_tasks for task in TARGETS if task in title)}); "
+        f"({Counter(task for title in monkey.killed_tasks for task in {*TARGETS, *EVALUATIONS} if task in title)}); "
         f"faults {dict(gremlin.injected)}; {counts(scratch)}"
     )
     assert monkey.failure is None, f"the chaos thread failed: {monkey.failure!r}"

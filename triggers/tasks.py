@@ -1,8 +1,9 @@
 """django-q2 task entry points: take arguments, call the service (STYLE habit 5); and the hook by which the
-usage rollup and the behaviour sweep, a layer below, hand the engine what they changed."""
+usage rollup and the behaviour sweep, a layer below, hand the engine what they changed, in their transaction."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import asdict
 from functools import partial
@@ -11,17 +12,21 @@ from typing import Any
 from django.db import transaction
 
 from events.models import Event
+from failures.services import error_record
+from triggers.models import Trigger
 from triggers.services import triggers_enabled, triggers_evaluate_many, triggers_interest
 from triggers.timers import timers_sweep
 from usage.rollups import Batch
 from usage.services import Change
 from workspaces.locks import workspace_locks_take
 
+logger = logging.getLogger(__name__)
+
 BATCH = 200
 MAX_BATCHES = 25
 EVALUATE_TASK = "triggers.tasks.evaluate_workspaces"
-#: Workspaces per evaluation task: coarse (a task costs several queries of its own, PITFALLS), yet a
-#: rollup of thousands of workspaces is spread over the cluster's workers.
+#: Workspaces evaluated together (one decision, one insert of firings and of dispatches): IN lists and
+#: memory stay bounded in a rollup of thousands of workspaces.
 EVALUATE_CHUNK = 100
 
 
@@ -38,13 +43,16 @@ def fire_due_timers() -> int:
 
 
 def usage_batch_evaluate(batch: Batch) -> int:
-    """The usage hook (`usage.rollups.after_batch_register`, at this app's ready), called in the rollup's or
-    the sweep chunk's transaction: after its commit, enqueue the evaluation of what the enabled triggers
-    read of it — the rolled-up events of the types they watch, the cohort and stage changes if a trigger
-    reacts to them — a task per EVALUATE_CHUNK workspaces. Returns how many tasks it will enqueue.
+    """The usage hook (`usage.rollups.after_batch_register`, at this app's ready): evaluate, in the rollup's
+    or the sweep chunk's own transaction and under its workspaces' locks, what the enabled triggers read of
+    it — the rolled-up events of the types they watch, the cohort and stage changes if a trigger reacts to
+    them — EVALUATE_CHUNK workspaces at a time; returns how many firings were made.
 
-    With no trigger enabled this is one cache read. A task that runs twice, or the same events evaluated
-    again, decides nothing new: each occurrence has one firing (its unique key).
+    The firings commit with the rollup or not at all: a worker killed midway leaves the events `new`, the
+    sweeper rings again, and the same events evaluated again decide nothing new (each occurrence has one
+    firing, its unique key). An evaluation that fails is rolled back alone (a savepoint), recorded, and
+    enqueued to run again after the commit: a trigger's fault never holds the telemetry back. With no
+    trigger enabled this is one cache read.
     """
     enabled = triggers_enabled()
     if not enabled:
@@ -54,16 +62,25 @@ def usage_batch_evaluate(batch: Batch) -> int:
     for event in batch.events:
         if interest.wants(event.type):
             events.setdefault(event.workspace_key, []).append(event.id)
-    changes: dict[str, list[dict[str, Any]]] = {}
+    changes: dict[str, list[Change]] = {}
     for change in batch.changes if interest.changes else ():
-        changes.setdefault(change.workspace_key, []).append(asdict(change))
+        changes.setdefault(change.workspace_key, []).append(change)
     keys = sorted(events.keys() | changes.keys())
+    made = 0
     for start in range(0, len(keys), EVALUATE_CHUNK):
         chunk = keys[start : start + EVALUATE_CHUNK]
         ids = [pk for key in chunk for pk in events.get(key, ())]
-        plain = [change for key in chunk for change in changes.get(key, ())]
-        transaction.on_commit(partial(_enqueue, chunk, plain, ids), robust=True)
-    return -(-len(keys) // EVALUATE_CHUNK)
+        mine = [change for key in chunk for change in changes.get(key, ())]
+        try:
+            with transaction.atomic():
+                made += _evaluate(chunk, mine, ids, enabled)
+        except Exception as exc:  # recorded and retried by a task; the batch itself goes on
+            logger.exception("trigger evaluation of %d workspaces failed; enqueued to run again", len(chunk))
+            error_record(source="processing", kind=f"trigger evaluation: {type(exc).__name__}", message=str(exc),
+                         workspace_key=chunk[0])  # fmt: skip
+            plain = [asdict(change) for change in mine]
+            transaction.on_commit(partial(_enqueue, chunk, plain, ids), robust=True)
+    return made
 
 
 def _enqueue(keys: list[str], changes: list[dict[str, Any]], event_ids: list[int]) -> None:
@@ -77,27 +94,29 @@ def evaluate_workspaces(
     changes: Sequence[dict[str, Any]] = (),
     event_ids: Sequence[int] = (),
 ) -> int:
-    """Evaluate the triggers for what a lower layer changed (the usage rollup, the behaviour sweep), which
-    may not import this app: `usage_batch_evaluate` enqueues this task by its dotted path after the commit,
-    with plain data (the workspaces, `dataclasses.asdict` of each `usage.services.Change`, the ids of the
-    events rolled up). Under the workspaces' locks, like the processing run; returns how many firings were
-    made.
+    """Evaluate the triggers again for what a usage batch changed, when its own evaluation failed
+    (`usage_batch_evaluate` enqueues this task by its dotted path after the batch's commit, with plain data:
+    the workspaces, `dataclasses.asdict` of each `usage.services.Change`, the ids of the events rolled up).
+    Under the workspaces' locks, like the processing run; returns how many firings were made.
 
     Safe to run twice: each occurrence is decided once (the firing's unique key).
     """
     enabled = triggers_enabled()
     if not enabled:
         return 0
-    keys = sorted(set(workspace_keys))
-    behaviour = [change_from_data(change) for change in changes]
     with transaction.atomic():
-        workspace_locks_take(keys)
-        events: dict[str, list[Event]] = {key: [] for key in keys}
-        if event_ids:
-            for event in Event.objects.filter(pk__in=sorted(set(event_ids)), workspace_key__in=keys):
-                events[event.workspace_key].append(event)
-        fired = triggers_evaluate_many(new_events=events, behaviour_changes=behaviour, triggers=enabled)
-    return len(fired)
+        return _evaluate(sorted(set(workspace_keys)), [change_from_data(c) for c in changes], event_ids, enabled)
+
+
+def _evaluate(keys: list[str], changes: list[Change], event_ids: Sequence[int], enabled: list[Trigger]) -> int:
+    """Under the workspaces' locks (in key order; a rollup with profiles on holds them already), these events
+    and changes through the trigger engine; how many firings were made."""
+    workspace_locks_take(keys)
+    events: dict[str, list[Event]] = {key: [] for key in keys}
+    if event_ids:
+        for event in Event.objects.filter(pk__in=sorted(set(event_ids)), workspace_key__in=keys):
+            events[event.workspace_key].append(event)
+    return len(triggers_evaluate_many(new_events=events, behaviour_changes=changes, triggers=enabled))
 
 
 def change_from_data(data: dict[str, Any]) -> Change:

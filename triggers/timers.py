@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -42,6 +43,9 @@ Outcome = tuple[str, "Candidate | None"]  # (what happened to the timer, what wo
 #: The loop sleeps at most this long: a timer made meanwhile that is due before the next one it knew of
 #: (a short stall, a quiet-hours release) waits no longer than this past its due time.
 IDLE_MAX_SECONDS = 1.0
+#: ... and at least this long between two sweeps that found no backlog: timers coming due one after another
+#: (a steady stream) are taken a batch at a time, not each by a sweep (and a send task) of its own.
+GATHER_SECONDS = 0.5
 #: A disabled trigger starts nothing new; what it already decided (a deferral, a follow-up) goes on.
 WAIT_FOR_AN_ENABLED_TRIGGER = (Timer.Kind.STALL, Timer.Kind.SILENCE, Timer.Kind.DATE)
 
@@ -70,13 +74,43 @@ def timers_sweep(*, now: datetime | None = None, limit: int = 200) -> Sweep:
                 workspace_id__in={timer.workspace_key for timer in timers}
             )
         }
-        candidates = []
-        for timer in timers:
-            candidate = _handle(timer, workspaces.get(timer.workspace_key), now)
-            if candidate is not None:
-                candidates.append(candidate)
+        candidates = _handle_all(timers, workspaces, now)
         # decided together, so timers due at once for one workspace or person respect the priorities
         return Sweep(len(timers), firings_decide(candidates, workspaces=workspaces, now=now))
+
+
+def _handle_all(timers: list[Timer], workspaces: dict[str, Workspace], now: datetime) -> list[Candidate]:
+    """Every claimed timer's handler, in one savepoint, and the timers done marked with one UPDATE per outcome;
+    what would fire. Should a handler fail, that savepoint is rolled back and each timer is handled alone,
+    read afresh (`_handle`), so the failing one alone is backed off and recorded."""
+    live = [timer for timer in timers if not _cancelled_as_disabled(timer, now)]
+    try:
+        with transaction.atomic():
+            handled = [
+                (timer, *HANDLERS[timer.kind](timer, workspaces.get(timer.workspace_key), now)) for timer in live
+            ]
+    except Exception:
+        logger.warning("a timer handler failed; handling the batch's timers one by one", exc_info=True)
+        fresh = Timer.objects.select_related("trigger", "firing").filter(pk__in=[timer.pk for timer in live])
+        found = [_handle(timer, workspaces.get(timer.workspace_key), now) for timer in fresh.order_by("due_at", "id")]
+        return [candidate for candidate in found if candidate is not None]
+    done: dict[str, list[int]] = {}
+    for timer, outcome, _ in handled:
+        if timer.status == Timer.Status.PENDING and timer.due_at <= now:  # a moved silence is not done
+            done.setdefault(outcome, []).append(timer.pk)
+    for outcome, pks in done.items():
+        Timer.objects.filter(pk__in=pks).update(status=Timer.Status.DONE, outcome=outcome, done_at=now)
+    return [candidate for _, _, candidate in handled if candidate is not None]
+
+
+def _cancelled_as_disabled(timer: Timer, now: datetime) -> bool:
+    """A disabled trigger starts nothing new: its stall, silence and date timers are cancelled."""
+    if timer.trigger.enabled or timer.kind not in WAIT_FOR_AN_ENABLED_TRIGGER:
+        return False
+    Timer.objects.filter(pk=timer.pk).update(
+        status=Timer.Status.CANCELLED, outcome="the trigger is disabled", done_at=now
+    )
+    return True
 
 
 @dataclass
@@ -95,11 +129,14 @@ def timers_loop(
     on_sweep: Callable[[Sweep], None] | None = None,
 ) -> LoopReport:
     """Fire timers as they come due until `stop` is set: a full batch is followed at once by the next, a
-    partial one by sleep until the next timer is due (at most `idle_max`). A failure (the database gone
-    away) is logged and the loop goes on after `idle_max`; what was claimed rolled back and is due again."""
+    partial one by sleep until the next timer is due (at least GATHER_SECONDS after the sweep began, at most
+    `idle_max`). A failure (the database gone away) is logged and the loop goes on after `idle_max`; what was
+    claimed rolled back and is due again."""
     report = LoopReport()
     while not stop.is_set():
-        close_old_connections()  # a long-lived process: drop a broken or expired connection, as a request would
+        if not connection.in_atomic_block:  # a long-lived process: drop a broken or expired connection, as a
+            close_old_connections()  # request would (not inside a caller's transaction: a test's)
+        began = time.monotonic()
         try:
             sweep = timers_sweep(limit=limit)
         except Exception:
@@ -113,7 +150,8 @@ def timers_loop(
         if on_sweep is not None:
             on_sweep(sweep)
         if sweep.claimed < limit:
-            stop.wait(seconds_to_next_due(idle_max))
+            gather = GATHER_SECONDS - (time.monotonic() - began)
+            stop.wait(min(idle_max, max(gather, seconds_to_next_due(idle_max))))
     return report
 
 
@@ -129,11 +167,6 @@ def _handle(timer: Timer, workspace: Workspace | None, now: datetime) -> Candida
     """Run one timer's handler in a savepoint: a timer that fails is backed off and recorded, and the
     others in the batch go on (one bad row cannot stall the sweep). The error ledger has no "triggers"
     source yet (failures/models.py), so it is recorded under processing, which the sweep is part of."""
-    if not timer.trigger.enabled and timer.kind in WAIT_FOR_AN_ENABLED_TRIGGER:
-        Timer.objects.filter(pk=timer.pk).update(
-            status=Timer.Status.CANCELLED, outcome="the trigger is disabled", done_at=now
-        )
-        return None
     try:
         with transaction.atomic():
             outcome, candidate = HANDLERS[timer.kind](timer, workspace, now)

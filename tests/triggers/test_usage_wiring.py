@@ -1,7 +1,8 @@
 """Usage events and behaviour changes reach the trigger engine: the batch webhook stores them, the rollup
 rolls them up and hands what it changed to the engine's hook (usage may not import triggers), which
-enqueues `triggers.tasks.evaluate_workspaces` on the commit; that decides the firings and plans their
-dispatches. Exactly once: the same evaluation again decides nothing new."""
+decides the firings and plans their dispatches in the rollup's own transaction: they commit with it or not
+at all. Exactly once: the same evaluation again decides nothing new; a failed evaluation runs again as a
+task (`triggers.tasks.evaluate_workspaces`) without holding the rollup back."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ import time_machine
 from django.db import connection
 from django.test import TestCase
 
+from events.models import Event
+from failures.models import ErrorKind
 from messaging.models import Dispatch
 from tests.conftest import signed_headers
 from tests.factories import WorkspaceFactory
@@ -83,17 +86,18 @@ def test_three_failed_exports_sent_in_a_batch_fire_once_and_plan_one_email(clien
     with time_machine.travel(T0, tick=False):
         items = [usage_item(n, T0 - timedelta(minutes=10 - n), outcome="error") for n in range(3)]
         send_batch(client, [*items, usage_item(3, T0, outcome="success")], django_capture_on_commit_callbacks)
-        # when: the rollup task runs, then the evaluation it enqueued
+        # when: the rollup task runs
         ran = run_queued()
-        # then: one firing naming the three events, one email planned to the events' user
-        assert [task["func"] for task in ran] == list(TASKS)
+        # then: in its transaction, one firing naming the three events, one email planned to the events' user
+        assert [task["func"] for task in ran] == ["usage.tasks.rollup_usage"]
         [firing] = Firing.objects.all()
         assert (firing.status, firing.explanation["count"], len(firing.explanation["event_ids"])) == ("fired", 3, 3)
         [row] = Dispatch.objects.all()
         assert (row.source_id, row.channel, row.recipient) == (firing.pk, "email", "dana@acme.io")
         assert row.status == Dispatch.Status.PENDING
-        # and: the same evaluation again (a retried or duplicated task) decides nothing new
-        assert run(ran[-1]) == 0
+        # and: the same events evaluated again (a replayed batch, a retried task) decide nothing new
+        ids = sorted(Event.objects.filter(type="usage.recorded").values_list("pk", flat=True))
+        assert tasks.evaluate_workspaces(["ws_w"], [], ids) == 0
     assert (Firing.objects.count(), Dispatch.objects.count()) == (1, 1)
 
 
@@ -151,18 +155,69 @@ def test_no_evaluation_is_enqueued_for_what_no_enabled_trigger_reads(client, dja
     assert [task["func"] for task in ran] == ["usage.tasks.rollup_usage"]
 
 
-def test_the_hook_enqueues_a_task_per_chunk_of_workspaces_with_their_own_events(
-    monkeypatch, django_capture_on_commit_callbacks
-):
+def test_the_hook_evaluates_a_chunk_of_workspaces_at_a_time_with_their_own_events(monkeypatch):
     make_trigger("any_usage", {"kind": "event", "event": {"type": "usage.recorded"}}, actions=EMAIL)
     monkeypatch.setattr(tasks, "EVALUATE_CHUNK", 2)
     events = tuple(RolledUpEvent(n, "usage.recorded", f"ws_{n % 3}") for n in range(6))
     events += (RolledUpEvent(99, "plan.limit_reached", "ws_9"),)  # no trigger reads it
-    enqueued = []
-    monkeypatch.setattr(tasks, "_enqueue", lambda *args: enqueued.append(args))
-    with django_capture_on_commit_callbacks(execute=True):
-        assert tasks.usage_batch_evaluate(Batch(events=events)) == 2
-    assert enqueued == [(["ws_0", "ws_1"], [], [0, 3, 1, 4]), (["ws_2"], [], [2, 5])]
+    evaluated = []
+    monkeypatch.setattr(tasks, "_evaluate", lambda keys, changes, ids, enabled: evaluated.append((keys, ids)) or 0)
+    tasks.usage_batch_evaluate(Batch(events=events))
+    assert evaluated == [(["ws_0", "ws_1"], [0, 3, 1, 4]), (["ws_2"], [2, 5])]
+
+
+def test_a_failed_evaluation_lets_the_rollup_commit_and_runs_again_as_a_task(
+    client, monkeypatch, django_capture_on_commit_callbacks
+):
+    # given: the engine fails once on the batch's workspace
+    WorkspaceFactory(workspace_id="ws_w", email="owner@acme.io")
+    make_trigger("failed_exports", FAILED_EXPORTS, actions=EMAIL)
+    real, calls = tasks.triggers_evaluate_many, []
+
+    def fails_once(**kwargs):
+        calls.append(kwargs)
+        if len(calls) == 1:
+            raise RuntimeError("a bug in a trigger")
+        return real(**kwargs)
+
+    monkeypatch.setattr(tasks, "triggers_evaluate_many", fails_once)
+    with time_machine.travel(T0, tick=False):
+        items = [usage_item(n, T0 - timedelta(minutes=10 - n), outcome="error") for n in range(3)]
+        send_batch(client, items, django_capture_on_commit_callbacks)
+        # when
+        ran = run_queued()
+    # then: the events were rolled up all the same, the failure recorded, and the task that ran again fired
+    assert [task["func"] for task in ran] == list(TASKS)
+    assert not Event.objects.filter(type="usage.recorded").exclude(status="completed").exists()
+    assert ErrorKind.objects.filter(kind="trigger evaluation: RuntimeError").exists()
+    assert Firing.objects.get().explanation["count"] == 3
+
+
+def test_a_rollup_killed_after_the_evaluation_leaves_no_firing_and_its_rerun_fires_once(monkeypatch):
+    # given: three failed exports stored, and a worker that dies after the evaluation, before the commit
+    from usage import rollups
+
+    WorkspaceFactory(workspace_id="ws_w", email="owner@acme.io")
+    make_trigger("failed_exports", FAILED_EXPORTS, actions=EMAIL)
+    for m in (3, 2, 1):
+        usage_event(T0 - timedelta(minutes=m), workspace_id="ws_w", outcome="error")
+    real = rollups.after_batch
+
+    def dies_after(batch):
+        real(batch)
+        raise SystemExit("worker killed")
+
+    monkeypatch.setattr(rollups, "after_batch", dies_after)
+    with time_machine.travel(T0, tick=False), pytest.raises(SystemExit):
+        usage_rollup()
+    # then: nothing of it committed: the events are new (the sweeper rings for them), no firing
+    assert Event.objects.filter(status="new").count() == 3
+    assert not Firing.objects.exists()
+    # when: the rollup runs again
+    monkeypatch.setattr(rollups, "after_batch", real)
+    with time_machine.travel(T0, tick=False):
+        usage_rollup()
+    assert (Firing.objects.count(), Dispatch.objects.count()) == (1, 1)
 
 
 def test_what_each_kind_reads():

@@ -251,7 +251,12 @@ class Command(BaseCommand):
         if not opts["no_scenario"]:
             run = time.strftime("%H%M%S")
             narrator = Narrator(self, web, self.token, demo_acts(run))
-            self._start("scenario", ["demo_scenario", "--url", web, "--run", run], env, data, to_log=False)
+            scenario = self._start("scenario", ["demo_scenario", "--url", web, "--run", run], env, data, to_log=False)
+            # The traffic waits: the scenario's trials are folded before its usage arrives (an idle engine
+            # takes well under its pause), so each act has its workspace and its owner rep.
+            deadline = time.monotonic() + 60
+            while scenario.alive() and not self.stopping and time.monotonic() < deadline:
+                time.sleep(0.2)
         traffic = None
         if not opts["no_traffic"]:
             args = [

@@ -23,7 +23,7 @@ from django.db.models import Count, Q, QuerySet
 
 from triggers.actions import actions_route_themselves
 from triggers.audience import Recipient, recipient_for
-from triggers.deliveries import firing_dispatches_plan
+from triggers.deliveries import firings_dispatches_plan
 from triggers.experiments import Assignment, experiment_apply, firing_follow_up
 from triggers.models import CapLock, Firing, Timer, Trigger
 from workspaces.models import Workspace
@@ -364,9 +364,8 @@ def _follow_through(decisions: list[Decision], now: datetime, workspaces: dict[s
         if decision.firing.goal == Firing.Goal.PENDING and decision.firing.goal_due_at is not None
     ]
     Timer.objects.bulk_create(timers, ignore_conflicts=True)
-    for decision in decisions:
-        if decision.firing.status == Firing.Status.FIRED:
-            firing_dispatches_plan(decision.firing, workspaces.get(decision.firing.workspace_key))
+    fired = [decision.firing for decision in decisions if decision.firing.status == Firing.Status.FIRED]
+    firings_dispatches_plan(fired, workspaces)  # in this transaction: the firings and their messages commit together
 
 
 def _timer(firing: Firing, kind: str, due_at: datetime, data: dict[str, Any] | None = None) -> Timer:

@@ -11,6 +11,7 @@ link (messaging/unsubscribe.py); messaging skips it when the address has unsubsc
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,16 +72,30 @@ def firing_planned_actions(firing: Firing) -> list[PlannedAction]:
 def firing_dispatches_plan(firing: Firing, workspace: Workspace | None = None) -> list[str]:
     """Insert a dispatch per planned action of a fired firing (none otherwise); the keys. `workspace`: the
     firing's, when the caller has it (else it is read)."""
-    actions = firing_planned_actions(firing)
-    if not actions:
+    loaded = {firing.workspace_key: workspace} if workspace is not None else {}
+    return firings_dispatches_plan([firing], loaded)
+
+
+def firings_dispatches_plan(firings: Sequence[Firing], workspaces: Mapping[str, Workspace | None]) -> list[str]:
+    """`firing_dispatches_plan` for firings decided together: their dispatches rendered and inserted in one
+    statement (one send task on the commit); the workspaces the caller has not loaded are read together."""
+    planned = [(firing, actions) for firing in firings if (actions := firing_planned_actions(firing))]
+    if not planned:
         return []
-    if workspace is None or workspace.workspace_id != firing.workspace_key:
-        workspace = Workspace.objects.filter(workspace_id=firing.workspace_key).first()
-    actions = actions_hand_over(firing, actions, workspace)  # a registered channel's handler (triggers/actions.py)
-    if not actions:
-        return []
-    address = recipient_address(firing.recipient)
-    return dispatches_create([_row(firing, action, workspace, address) for action in actions])
+    loaded = dict(workspaces)
+    if missing := sorted({firing.workspace_key for firing, _ in planned} - {k for k, w in loaded.items() if w}):
+        loaded.update((w.workspace_id, w) for w in Workspace.objects.filter(workspace_id__in=missing))
+    addresses: dict[str, str] = {}
+    rows = []
+    for firing, actions in planned:
+        workspace = loaded.get(firing.workspace_key)
+        actions = actions_hand_over(firing, actions, workspace)  # a registered channel's handler (triggers/actions.py)
+        if not actions:
+            continue
+        if firing.recipient not in addresses:
+            addresses[firing.recipient] = recipient_address(firing.recipient)
+        rows += [_row(firing, action, workspace, addresses[firing.recipient]) for action in actions]
+    return dispatches_create(rows)
 
 
 def recipient_address(recipient: str) -> str:

@@ -21,13 +21,16 @@ from django.db import transaction
 from django.utils import timezone
 
 from events.models import Event
+from events.schemas import ROLLED_UP_TYPES
 from triggers.decide import Candidate, firings_decide
 from triggers.deliveries import PlannedAction, firing_planned_actions
 from triggers.models import Firing, Trigger
 from triggers.spec import ACTIVITY
 from triggers.timers import goals_reached
-from triggers.when import OWN_PASS, WHEN, Context, Seen, date_timer_sync
+from triggers.when import OWN_PASS, WHEN, Context, Seen, date_timers_set
+from usage.models import CohortMembership, StagePeriod
 from usage.services import Change
+from workspaces.lifecycle import LIFECYCLE_TYPES
 from workspaces.models import Workspace
 
 __all__ = [
@@ -112,27 +115,90 @@ def triggers_evaluate_many(
     if not keys or not triggers:
         return []
     loaded = _workspaces_read(keys, workspaces or {})
+    if waited := _waited_for_first_run(keys, new_events, triggers):
+        held, synthesized = waited
+        new_events = {key: [*new_events.get(key, ()), *held.get(key, ())] for key in keys}
+        behaviour_changes = [*behaviour_changes, *synthesized]
     follow_ups = any(trigger.follow_up for trigger in triggers)
+    dated = [trigger for trigger in triggers if trigger.when["kind"] == "date"]
+    instant = [trigger for trigger in triggers if trigger.when["kind"] != "date"]
+    periods = _stage_periods(instant, behaviour_changes)
     with transaction.atomic():
+        for trigger in dated:  # the workspaces' date timers kept in step together (one read, one insert)
+            date_timers_set(trigger, [loaded[key] for key in keys if key in loaded], now)
         candidates: list[Candidate] = []
         for key in keys:
-            context = _context(key, new_events.get(key, ()), behaviour_changes, loaded.get(key), now)
+            context = _context(key, new_events.get(key, ()), behaviour_changes, loaded.get(key), now, periods)
             if follow_ups:  # else the follow-up sweep's late check settles them
                 goals_reached(key, list(context.events), now)
-            for trigger in triggers:
+            for trigger in instant:
                 candidates += WHEN[trigger.when["kind"]](trigger, context)
         return firings_decide(candidates, workspaces=loaded, now=now)
 
 
 def _context(
-    key: str, new_events: Iterable[Event], changes: Sequence[Change], workspace: Workspace | None, now: datetime
+    key: str,
+    new_events: Iterable[Event],
+    changes: Sequence[Change],
+    workspace: Workspace | None,
+    now: datetime,
+    stage_periods: Mapping[str, StagePeriod] | None = None,
 ) -> Context:
     events = sorted(
         (Seen.of(event) for event in new_events if event.workspace_key == key and not event.suppressed),
         key=lambda seen: (seen.at, seen.id),
     )
     mine = [change for change in changes if change.workspace_key == key]
-    return Context(workspace_key=key, workspace=workspace, events=events, changes=mine, now=now)
+    return Context(key, workspace, events, mine, now, stage_periods=stage_periods)
+
+
+def _waited_for_first_run(
+    keys: Sequence[str], new_events: Mapping[str, Iterable[Event]], triggers: Sequence[Trigger]
+) -> tuple[dict[str, list[Event]], list[Change]] | None:
+    """What waited for a workspace's first lifecycle run. The usage hook decides nothing for a workspace the
+    engine does not know yet (`triggers.tasks`: usage can arrive before its trial.started is processed), so
+    the run that creates the workspace evaluates the telemetry rolled up meanwhile, and the cohorts and the
+    stage it is in as if just entered (deciding again what was decided adds nothing). None when no workspace
+    of this run is folded for the first time (one query: which have a completed lifecycle event)."""
+    lifecycle = [key for key in keys if any(event.type in LIFECYCLE_TYPES for event in new_events.get(key, ()))]
+    if not lifecycle:
+        return None
+    folded = Event.objects.filter(workspace_key__in=lifecycle, type__in=LIFECYCLE_TYPES, status=Event.Status.COMPLETED)
+    first = sorted(set(lifecycle) - set(folded.values_list("workspace_key", flat=True).distinct()))
+    if not first:
+        return None
+    interest = triggers_interest(triggers)
+    held: dict[str, list[Event]] = {}
+    if types := [event_type for event_type in ROLLED_UP_TYPES if interest.wants(event_type)]:
+        for event in Event.objects.filter(workspace_key__in=first, type__in=types, status=Event.Status.COMPLETED):
+            held.setdefault(event.workspace_key, []).append(event)
+    if not interest.changes:
+        return held, []
+    entered: dict[str, list[str]] = {}
+    memberships = CohortMembership.objects.filter(workspace_key__in=first, exited_at__isnull=True)
+    for key, cohort in memberships.values_list("workspace_key", "cohort__key"):
+        entered.setdefault(key, []).append(cohort)
+    periods = StagePeriod.objects.filter(workspace_key__in=first, exited_at__isnull=True).select_related(
+        "stage", "previous"
+    )
+    stages = {period.workspace_key: period for period in periods}
+    synthesized = [
+        Change(key, entered=tuple(sorted(entered.get(key, ()))),
+               stage_from=stages[key].previous.key if key in stages and stages[key].previous else None,
+               stage_to=stages[key].stage.key if key in stages else None)
+        for key in first
+    ]  # fmt: skip
+    return held, synthesized
+
+
+def _stage_periods(triggers: Sequence[Trigger], changes: Sequence[Change]) -> dict[str, StagePeriod] | None:
+    """The open stage periods of the workspaces whose stage changed, in one query, when a stage trigger will
+    read them (None: no stage trigger)."""
+    if not any(trigger.when["kind"] == "stage" for trigger in triggers):
+        return None
+    keys = sorted({change.workspace_key for change in changes if change.stage_changed})
+    rows = StagePeriod.objects.filter(workspace_key__in=keys, exited_at__isnull=True) if keys else []
+    return {period.workspace_key: period for period in rows}
 
 
 def _workspaces_read(keys: Sequence[str], loaded: Mapping[str, Workspace]) -> dict[str, Workspace]:
@@ -213,11 +279,14 @@ def date_timers_sync(*, trigger: Trigger, now: datetime | None = None) -> int:
     rows = Workspace.objects.filter(**{f"{field}__gt": now}).order_by("pk")
     if field == "trial_expires_at":
         rows = rows.filter(status=Workspace.Status.TRIAL)
-    visited = 0
+    visited, chunk = 0, []
     for workspace in rows.iterator(chunk_size=500):
-        date_timer_sync(trigger, workspace, now)
-        visited += 1
-    return visited
+        chunk.append(workspace)
+        if len(chunk) == 500:
+            date_timers_set(trigger, chunk, now)
+            visited, chunk = visited + len(chunk), []
+    date_timers_set(trigger, chunk, now)
+    return visited + len(chunk)
 
 
 def _behaviour(trigger: Trigger) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from triggers.timers import timers_sweep
 from usage.rollups import Batch
 from usage.services import Change
 from workspaces.locks import workspace_locks_take
+from workspaces.models import Workspace
 
 logger = logging.getLogger(__name__)
 
@@ -110,13 +111,20 @@ def evaluate_workspaces(
 
 def _evaluate(keys: list[str], changes: list[Change], event_ids: Sequence[int], enabled: list[Trigger]) -> int:
     """Under the workspaces' locks (in key order; a rollup with profiles on holds them already), these events
-    and changes through the trigger engine; how many firings were made."""
+    and changes through the trigger engine; how many firings were made. A workspace the engine does not know
+    yet (its usage came before its trial.started was processed) is left out: nothing is decided for it now,
+    and the run that creates it evaluates what waited (`triggers.services`). Known or not is read under its
+    lock, so that run and this evaluation cannot both miss the other."""
     workspace_locks_take(keys)
-    events: dict[str, list[Event]] = {key: [] for key in keys}
-    if event_ids:
-        for event in Event.objects.filter(pk__in=sorted(set(event_ids)), workspace_key__in=keys):
+    rows = Workspace.objects.select_related("account__owner", "owner").filter(workspace_id__in=keys)
+    loaded = {workspace.workspace_id: workspace for workspace in rows}
+    events: dict[str, list[Event]] = {key: [] for key in keys if key in loaded}
+    if event_ids and events:
+        for event in Event.objects.filter(pk__in=sorted(set(event_ids)), workspace_key__in=sorted(events)):
             events[event.workspace_key].append(event)
-    return len(triggers_evaluate_many(new_events=events, behaviour_changes=changes, triggers=enabled))
+    known = [change for change in changes if change.workspace_key in loaded]
+    fired = triggers_evaluate_many(new_events=events, behaviour_changes=known, triggers=enabled, workspaces=loaded)
+    return len(fired)
 
 
 def change_from_data(data: dict[str, Any]) -> Change:

@@ -11,7 +11,7 @@ date), so two evaluations of the same input name the same occurrence and the fir
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -61,6 +61,14 @@ class Context:
     events: Sequence[Seen]  # the new events, in time order
     changes: Sequence[Change]
     now: datetime
+    #: The open stage periods of the workspaces evaluated together, when the caller read them in one query
+    #: (None: each stage trigger reads its workspace's).
+    stage_periods: Mapping[str, StagePeriod] | None = None
+
+    def open_stage_period(self) -> StagePeriod | None:
+        if self.stage_periods is not None:
+            return self.stage_periods.get(self.workspace_key)
+        return StagePeriod.objects.filter(workspace_key=self.workspace_key, exited_at__isnull=True).first()
 
 
 def events_of(workspace_key: str) -> QuerySet[Event]:
@@ -221,11 +229,7 @@ def when_stage(trigger: Trigger, context: Context) -> list[Candidate]:
             continue
         if wanted_to is not None and change.stage_to != wanted_to:
             continue
-        period = (
-            StagePeriod.objects.filter(workspace_key=context.workspace_key, exited_at__isnull=True)
-            .select_related("stage")
-            .first()
-        )
+        period = context.open_stage_period()
         if period is None:
             return []
         return [
@@ -326,29 +330,43 @@ def when_date(trigger: Trigger, context: Context) -> list[Candidate]:
 
 def date_timer_sync(trigger: Trigger, workspace: Workspace | None, now: datetime) -> None:
     """Set the date timer for the workspace's current date, cancelling one set for an earlier value."""
-    if workspace is None:
-        return
+    if workspace is not None:
+        date_timers_set(trigger, [workspace], now)
+
+
+def date_timers_set(trigger: Trigger, workspaces: Sequence[Workspace], now: datetime) -> None:
+    """Set the date timer of each workspace for its current date, cancelling those set for an earlier value:
+    one read of their pending date timers (usually each is set already), one UPDATE of those whose date
+    changed, one INSERT of the missing ones. A timer this date had already (done or cancelled) is left as it
+    is, and so is one a concurrent evaluation inserted first: the unique key keeps one."""
     field, days = trigger.when["field"], trigger.when["days_before"]
-    value = date_value(workspace, field)
-    occurrence = f"{field}:{value.isoformat()}:{days}" if value is not None else ""
+    wanted: dict[str, tuple[str, datetime | None]] = {}
+    for workspace in workspaces:
+        value = date_value(workspace, field)
+        wanted[workspace.workspace_id] = (f"{field}:{value.isoformat()}:{days}" if value is not None else "", value)
+    if not wanted:
+        return
     pending = Timer.objects.filter(
-        trigger=trigger, workspace_key=workspace.workspace_id, kind=Timer.Kind.DATE, status=Timer.Status.PENDING
+        trigger=trigger, workspace_key__in=sorted(wanted), kind=Timer.Kind.DATE, status=Timer.Status.PENDING
     )
-    held = set(pending.values_list("occurrence", flat=True))  # one read: usually the timer is set already
-    if held - {occurrence}:
-        pending.exclude(occurrence=occurrence).update(
+    held, stale = set(), []
+    for pk, key, occurrence in pending.values_list("pk", "workspace_key", "occurrence"):
+        if occurrence == wanted[key][0]:
+            held.add(key)
+        else:
+            stale.append(pk)
+    if stale:
+        Timer.objects.filter(pk__in=stale).update(
             status=Timer.Status.CANCELLED, outcome="the date changed", done_at=now
         )
-    if value is None or value <= now or occurrence in held:
-        return
-    due = max(value - timedelta(days=days), now)
-    data = {"field": field, "date": value.isoformat(), "days_before": days, "user_email": ""}
-    try:
-        with transaction.atomic():  # read just now as absent: an INSERT, which a concurrent one may beat
-            Timer.objects.create(trigger=trigger, workspace_key=workspace.workspace_id, kind=Timer.Kind.DATE,
-                                 occurrence=occurrence, due_at=due, data=data)  # fmt: skip
-    except IntegrityError:
-        pass
+    new = [
+        Timer(trigger=trigger, workspace_key=key, kind=Timer.Kind.DATE, occurrence=occurrence,
+              due_at=max(value - timedelta(days=days), now),
+              data={"field": field, "date": value.isoformat(), "days_before": days, "user_email": ""})
+        for key, (occurrence, value) in sorted(wanted.items())
+        if value is not None and value > now and key not in held
+    ]  # fmt: skip
+    Timer.objects.bulk_create(new, ignore_conflicts=True)
 
 
 def date_value(workspace: Workspace, field: str) -> datetime | None:

@@ -19,7 +19,9 @@ from django.test import TestCase
 from events.models import Event
 from failures.models import ErrorKind
 from messaging.models import Dispatch
+from processing.pipeline import workspace_process
 from tests.conftest import signed_headers
+from tests.events.helpers import lifecycle_event, store
 from tests.factories import WorkspaceFactory
 from tests.triggers.conftest import T0, make_trigger
 from tests.usage.test_usage_rollup import run_concurrently, usage_event
@@ -27,7 +29,7 @@ from triggers import tasks
 from triggers.models import Firing, Trigger
 from triggers.services import triggers_interest
 from usage.definitions import definitions_load, shipped_document
-from usage.models import Profile
+from usage.models import Profile, StagePeriod
 from usage.rollups import Batch, RolledUpEvent, usage_rollup
 from usage.tasks import sweep_behaviour
 
@@ -141,6 +143,33 @@ def test_a_stage_reached_because_time_passed_fires_through_the_sweep(settings, d
     # then: the sweep's stage change reached the engine
     [firing] = Firing.objects.all()
     assert (firing.explanation["kind"], firing.explanation["to"]) == ("stage", "dormant")
+
+
+def test_usage_before_the_workspace_exists_waits_for_the_run_that_creates_it(
+    client, settings, django_capture_on_commit_callbacks
+):
+    # given: profiles on; a count trigger and a stage trigger; failed exports of a workspace not yet known
+    settings.BEHAVIOUR_PROFILES = True
+    definitions_load(shipped_document())
+    make_trigger("failed_exports", FAILED_EXPORTS, actions=EMAIL)
+    make_trigger("onboarding", {"kind": "stage", "from": None, "to": "onboarding"}, actions=EMAIL)
+    with time_machine.travel(T0, tick=False):
+        items = [usage_item(n, T0 - timedelta(minutes=10 - n), outcome="error") for n in range(3)]
+        send_batch(client, items, django_capture_on_commit_callbacks)
+        run_queued()
+        # then: rolled up (its stage opened), and nothing decided for a workspace the engine does not know
+        assert StagePeriod.objects.filter(workspace_key="ws_w", exited_at__isnull=True).exists()
+        assert not Firing.objects.exists()
+        # when: its trial.started arrives and is processed (the run that creates the workspace)
+        store(lifecycle_event("t1", "trial.started", workspace_id="ws_w", at=T0 - timedelta(hours=1),
+                              email="owner@acme.io"))  # fmt: skip
+        workspace_process(workspace_key="ws_w")
+        # and again: a later run finds it all decided
+        workspace_process(workspace_key="ws_w", force=True)
+    # then: the count and the stage it entered meanwhile fired, once each
+    fired = dict(Firing.objects.values_list("trigger__key", "status"))
+    assert fired == {"failed_exports": "fired", "onboarding": "fired"}
+    assert Firing.objects.get(trigger__key="failed_exports").recipient == "email:dana@acme.io"
 
 
 def test_no_evaluation_is_enqueued_for_what_no_enabled_trigger_reads(client, django_capture_on_commit_callbacks):

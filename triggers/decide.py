@@ -121,7 +121,7 @@ def _not_yet_decided(candidates: list[Candidate]) -> list[Candidate]:
     rows = Firing.objects.filter(
         workspace_key__in=sorted({key[1] for key in unique}), occurrence__in=sorted({key[2] for key in unique})
     )
-    seen = set(rows.values_list("trigger_id", "workspace_key", "occurrence"))
+    seen = set(rows.order_by().values_list("trigger_id", "workspace_key", "occurrence"))
     return [c for key, c in unique.items() if key not in seen]
 
 
@@ -208,8 +208,8 @@ def _own_firings(candidates: list[Candidate], now: datetime) -> dict[tuple[int, 
         Q(status__in=TAKEN, escalation_of__isnull=True) | Q(reason=Firing.Reason.HOLDOUT)  # as if it had fired
     )
     own: dict[tuple[int, str], list[datetime]] = {}
-    for trigger_id, workspace_key, decided_at in rows.values_list("trigger_id", "workspace_key", "decided_at"):
-        own.setdefault((trigger_id, workspace_key), []).append(decided_at)
+    for trigger_id, key, decided_at in rows.order_by().values_list("trigger_id", "workspace_key", "decided_at"):
+        own.setdefault((trigger_id, key), []).append(decided_at)
     return own
 
 

@@ -164,13 +164,17 @@ def _waited_for_first_run(
     if not lifecycle:
         return None
     folded = Event.objects.filter(workspace_key__in=lifecycle, type__in=LIFECYCLE_TYPES, status=Event.Status.COMPLETED)
-    first = sorted(set(lifecycle) - set(folded.values_list("workspace_key", flat=True).distinct()))
+    first = sorted(set(lifecycle) - set(folded.order_by().values_list("workspace_key", flat=True).distinct()))
     if not first:
+        return None
+    rolled_up = Event.objects.filter(workspace_key__in=first, type__in=ROLLED_UP_TYPES, status=Event.Status.COMPLETED)
+    first = sorted(set(rolled_up.order_by().values_list("workspace_key", flat=True).distinct()))
+    if not first:  # no telemetry came before these workspaces: nothing waited (their cohorts and stage are new)
         return None
     interest = triggers_interest(triggers)
     held: dict[str, list[Event]] = {}
     if types := [event_type for event_type in ROLLED_UP_TYPES if interest.wants(event_type)]:
-        for event in Event.objects.filter(workspace_key__in=first, type__in=types, status=Event.Status.COMPLETED):
+        for event in rolled_up.filter(type__in=types, workspace_key__in=first):
             held.setdefault(event.workspace_key, []).append(event)
     if not interest.changes:
         return held, []

@@ -350,7 +350,7 @@ def date_timers_set(trigger: Trigger, workspaces: Sequence[Workspace], now: date
         trigger=trigger, workspace_key__in=sorted(wanted), kind=Timer.Kind.DATE, status=Timer.Status.PENDING
     )
     held, stale = set(), []
-    for pk, key, occurrence in pending.values_list("pk", "workspace_key", "occurrence"):
+    for pk, key, occurrence in pending.order_by().values_list("pk", "workspace_key", "occurrence"):
         if occurrence == wanted[key][0]:
             held.add(key)
         else:

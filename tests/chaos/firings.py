@@ -134,6 +134,7 @@ class SlowAnswers:
         self.lock = threading.Lock()
         self.pending = 0
         self.seconds = 0.0
+        self.given = 0  # late answers actually given
 
     def add(self, count: int, seconds: float) -> None:
         with self.lock:
@@ -149,6 +150,7 @@ class SlowAnswers:
             if not self.pending:
                 return 0.0
             self.pending -= 1
+            self.given += 1
             return self.seconds
 
 
@@ -235,8 +237,9 @@ class StandIns:
 
 
 class Gremlin(threading.Thread):
-    """Every 0.5–1.5 s one fault at one stand-in: a 5xx (or a 429 at Zendesk), a stall past the engine's
-    timeout before the message is taken, a late answer after it is taken, an SMTP 451."""
+    """Faults at every stand-in: a 5xx (or a 429 at Zendesk), a stall past the engine's timeout before the
+    message is taken, a late answer after it is taken, an SMTP 451. Each stand-in starts with some of each
+    waiting (its first messages meet them, whenever they come), then every 0.5–1.5 s one more at each."""
 
     def __init__(self, stand_ins: StandIns, *, timeout: float, seed: int) -> None:
         super().__init__(daemon=True)
@@ -245,26 +248,35 @@ class Gremlin(threading.Thread):
         self.stopping = threading.Event()
         self.injected: dict[str, int] = defaultdict(int)
         self.failure: BaseException | None = None
+        late = timeout + 0.5
+        self.faults = {
+            "product": {
+                "503": lambda n: stand_ins.product.fail_next(n, status=503),
+                "stall": lambda n: stand_ins.product.fail_next(n, stall_seconds=late),
+                "late answer": lambda n: stand_ins.product_slow.add(n, late),
+            },
+            "zendesk": {
+                "500": lambda n: stand_ins.desk.fail_next(n, status=500),
+                "429": lambda n: stand_ins.desk.fail_next(n, status=429),
+                "late answer": lambda n: stand_ins.desk_slow.add(n, late),
+            },
+            "smtp": {"451": self._refuse_mail, "late answer": lambda n: stand_ins.smtp.slow.add(n, late)},
+        }
 
     def run(self) -> None:
-        faults = [
-            ("product 503", lambda n: self.stand_ins.product.fail_next(n, status=503)),
-            ("product stall", lambda n: self.stand_ins.product.fail_next(n, stall_seconds=self.timeout + 0.5)),
-            ("product late answer", lambda n: self.stand_ins.product_slow.add(n, self.timeout + 0.5)),
-            ("zendesk 500", lambda n: self.stand_ins.desk.fail_next(n, status=500)),
-            ("zendesk 429", lambda n: self.stand_ins.desk.fail_next(n, status=429)),
-            ("zendesk late answer", lambda n: self.stand_ins.desk_slow.add(n, self.timeout + 0.5)),
-            ("smtp 451", self._refuse_mail),
-            ("smtp late answer", lambda n: self.stand_ins.smtp.slow.add(n, self.timeout + 0.5)),
-        ]
         try:
+            for stand_in, kinds in self.faults.items():
+                for kind in kinds:
+                    self._inject(stand_in, kind, 2)
             while not self.stopping.wait(self.rng.uniform(0.5, 1.5)):
-                name, inject = self.rng.choice(faults)
-                count = self.rng.randint(1, 2)
-                inject(count)
-                self.injected[name] += count
+                for stand_in, kinds in self.faults.items():
+                    self._inject(stand_in, self.rng.choice(sorted(kinds)), 1)
         except BaseException as exc:  # a dead gremlin must fail the test, not pass it quietly
             self.failure = exc
+
+    def _inject(self, stand_in: str, kind: str, count: int) -> None:
+        self.faults[stand_in][kind](count)
+        self.injected[f"{stand_in} {kind}"] += count
 
     def _refuse_mail(self, count: int) -> None:
         with self.stand_ins.smtp.lock:

@@ -167,7 +167,8 @@ def test_chaos_firings(scratch, stand_ins, tmp_path):
         f"\nchaos[firings]: {len(stories.sent)} stories sent in {t_sent - t0:.1f} s, settled "
         f"{time.monotonic() - t_sent:.1f} s later; {len(monkey.kills)} workers killed "
         f"({Counter(task for title in monkey.killed_tasks for task in {*TARGETS, *EVALUATIONS} if task in title)}); "
-        f"faults {dict(gremlin.injected)}; {counts(scratch)}"
+        f"faults {dict(gremlin.injected)}; late answers given: product {stand_ins.product_slow.given}, Zendesk "
+        f"{stand_ins.desk_slow.given}, SMTP {stand_ins.smtp.slow.given}; {counts(scratch)}"
     )
     assert monkey.failure is None, f"the chaos thread failed: {monkey.failure!r}"
     assert gremlin.failure is None, f"the fault thread failed: {gremlin.failure!r}"

@@ -36,7 +36,7 @@ from usage.metrics_rollups import (
     zone_named,
 )
 from usage.models import UsageDaily, UsageDailyUser
-from usage.services import Change, behaviour_refresh
+from usage.services import WORKSPACE_COLUMNS, Change, behaviour_refresh
 from workspaces.models import Workspace
 
 USAGE_TYPE = "usage.recorded"
@@ -98,6 +98,7 @@ class Rollup:
     limits: list[RollupEvent] = field(default_factory=list)
     events: list[RolledUpEvent] = field(default_factory=list)  # what the hooks are told was rolled up
     zones: dict[str, str] = field(default_factory=dict)  # the batch's workspaces' zones, where known
+    workspaces: dict[str, dict[str, Any]] = field(default_factory=dict)  # the batch's stored workspaces, by key
 
     @property
     def workspace_keys(self) -> list[str]:
@@ -177,7 +178,7 @@ def usage_rollup_batch(*, event_ids: Sequence[int] | None = None, limit: int = D
         changes: list[Change] = []
         if settings.BEHAVIOUR_PROFILES and (keys := rollup.workspace_keys):
             # cohorts and stages move with the telemetry, in the same transaction
-            changes = behaviour_refresh(workspace_keys=keys)
+            changes = behaviour_refresh(workspace_keys=keys, records=rollup.workspaces)
             stage_changes_record(changes)
         after_batch(Batch(tuple(rollup.events), tuple(changes)))
     return RollupResult(len(claimed), len(rollup.rolled_up), len(rollup.review))
@@ -191,13 +192,15 @@ def stage_changes_record(changes: Sequence[Change]) -> None:
         transaction.on_commit(lambda: enqueue_workspaces(workspace_keys=keys, force=True), robust=True)
 
 
-def _zones(workspace_keys: Iterable[str]) -> dict[str, str]:
-    """The workspaces' IANA zones (usage and plan-limit hits count per local day); none known: UTC."""
+def _workspaces(workspace_keys: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """The batch's workspaces, read once: their zones (usage and plan-limit hits count per local day) and,
+    when profiles are on, what their re-evaluation reads of them. A workspace not stored yet is absent."""
     keys = sorted(workspace_keys)
     if not keys:
         return {}
-    rows = Workspace.objects.filter(workspace_id__in=keys).exclude(timezone="").values_list("workspace_id", "timezone")
-    return dict(rows)
+    columns = WORKSPACE_COLUMNS if settings.BEHAVIOUR_PROFILES else ("workspace_id", "timezone")
+    rows = Workspace.objects.filter(workspace_id__in=keys).values(*columns)
+    return {row["workspace_id"]: row for row in rows}
 
 
 Claimed = tuple[int, str, datetime | None, Any, str]
@@ -233,7 +236,10 @@ def _aggregate(claimed: Iterable[Claimed]) -> Rollup:
             notes = f"{notes}\n{note}" if notes else note
             rollup.review.append(Event(pk=event_id, status=Event.Status.REVIEW, notes=notes))
             error_record(source="processing", kind="PayloadInvalid", message=note, obj=Event(pk=event_id))
-    rollup.zones = _zones({usage.key.workspace_key for _, usage in usages} | {e.workspace_key for e in rollup.limits})
+    keys = {usage.key.workspace_key for _, usage in usages}
+    keys.update(event.workspace_key for event in (*rollup.limits, *rollup.tickets))
+    rollup.workspaces = _workspaces(keys)
+    rollup.zones = {key: row["timezone"] for key, row in rollup.workspaces.items() if row["timezone"]}
     for event_id, usage in usages:
         rollup.add(event_id, _on_local_day(usage, rollup.zones))
     return rollup

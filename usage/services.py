@@ -13,7 +13,7 @@ import json
 import math
 import queue
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from functools import cache
@@ -160,21 +160,22 @@ def behaviour_refresh(
     now: datetime | None = None,
     definitions: Definitions | None = None,
     workspaces: Sequence[Workspace] | None = None,
+    records: Mapping[str, Mapping[str, Any]] | None = None,
     locked: bool = False,
 ) -> list[Change]:
     """Re-evaluate the profiles, cohorts and stages of these workspaces; write what changed; return it.
 
     Reads the metrics (one query per rollup table), the workspaces (unless the caller has them loaded:
-    `workspaces`), the open memberships and stage periods and the profiles in one query each, then writes
-    the differences in bulk. `locked`: the caller's transaction holds the workspaces' locks already (the
-    processing run), so none are taken here.
+    `workspaces`, or their WORKSPACE_COLUMNS as `records` by key), the open memberships and stage periods
+    and the profiles in one query each, then writes the differences in bulk. `locked`: the caller's
+    transaction holds the workspaces' locks already (the processing run), so none are taken here.
     """
     keys = sorted(set(workspace_keys))
     if not keys:
         return []
     now = now or timezone.now()
     definitions = definitions or Definitions.load()
-    read = _read(keys, now, workspaces)
+    read = _read(keys, now, workspaces, records)
     with transaction.atomic():
         if not locked:
             workspace_locks_take(keys)  # one writer of a workspace's behaviour at a time
@@ -186,18 +187,28 @@ class _Read:
     """What a chunk's evaluation reads outside its transaction: the workspaces and their metrics."""
 
     keys: list[str]
-    records: dict[str, dict[str, Any]]
+    records: dict[str, Mapping[str, Any]]
     zones: dict[str, str]
     metrics: dict[str, dict[str, Any]]
 
 
-def _read(keys: list[str], now: datetime, workspaces: Sequence[Workspace] | None = None) -> _Read:
-    """The workspaces' lifecycle fields (unless the caller has them loaded) and their profiles' metrics."""
-    columns = ("workspace_id", "timezone", "trial_started_at", *FIELDS)
-    if workspaces is not None:
-        records = {ws.workspace_id: {name: getattr(ws, name) for name in columns} for ws in workspaces}
+#: What an evaluation reads of a workspace (a caller that read these already passes them as `records`).
+WORKSPACE_COLUMNS = ("workspace_id", "timezone", "trial_started_at", *FIELDS)
+
+
+def _read(
+    keys: list[str],
+    now: datetime,
+    workspaces: Sequence[Workspace] | None = None,
+    records: Mapping[str, Mapping[str, Any]] | None = None,
+) -> _Read:
+    """The workspaces' lifecycle fields (unless the caller has them) and their profiles' metrics."""
+    if records is not None:
+        records = dict(records)
+    elif workspaces is not None:
+        records = {ws.workspace_id: {name: getattr(ws, name) for name in WORKSPACE_COLUMNS} for ws in workspaces}
     else:
-        rows = Workspace.objects.filter(_among("workspace_id", keys)).values(*columns)
+        rows = Workspace.objects.filter(_among("workspace_id", keys)).values(*WORKSPACE_COLUMNS)
         records = {row["workspace_id"]: row for row in rows}
     zones = {key: (records.get(key) or {}).get("timezone") or "UTC" for key in keys}
     trials = {key: (records.get(key) or {}).get("trial_started_at") for key in keys}

@@ -1,9 +1,9 @@
 """Who a firing is for, and the time zone its quiet hours are counted in.
 
-The user and the owner rep are resolved here from the workspace; a team is a named address. The CSM (and
-a rep's own time zone) live in apps above or beside this one (`alerts.Rep`), which may register a
-resolver at ready with `audience_register`, the way transports register with messaging: the engine never
-imports them. An audience nobody resolves gives no recipient, and the firing says so (`no_recipient`).
+The user, the owner rep and the CSM (the account's, set in the admin) are resolved here from the
+workspace; a team is a named address. Apps above (a rep's own time zone lives in `alerts.Rep`) may
+replace a resolver at ready with `audience_register`, the way transports register with messaging: the
+engine never imports them. An audience nobody resolves gives no recipient, and the firing says so (`no_recipient`).
 """
 
 from __future__ import annotations
@@ -51,11 +51,20 @@ def _owner_rep(workspace: Workspace, user_email: str, team: str) -> Recipient | 
     return Recipient(key=f"user:{owner.pk}", address=owner.email or owner.get_username())
 
 
+def _csm(workspace: Workspace, user_email: str, team: str) -> Recipient | None:
+    """The account's customer success manager; nobody when the workspace has no account or it has no CSM."""
+    account = workspace.account
+    csm = account.csm if account is not None else None
+    if csm is None:
+        return None
+    return Recipient(key=f"user:{csm.pk}", address=csm.email or csm.get_username())
+
+
 def _team(workspace: Workspace, user_email: str, team: str) -> Recipient | None:
     return Recipient(key=f"team:{team}", address=team) if team else None
 
 
-_BUILT_IN: dict[str, Resolver] = {"user": _user, "owner_rep": _owner_rep, "team": _team}
+_BUILT_IN: dict[str, Resolver] = {"user": _user, "owner_rep": _owner_rep, "csm": _csm, "team": _team}
 
 
 def recipient_for(

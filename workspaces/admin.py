@@ -203,12 +203,16 @@ class LeadAdmin(AuditlogHistoryAdminMixin, admin.ModelAdmin):
 class AccountAdmin(AuditlogHistoryAdminMixin, admin.ModelAdmin):
     form = AccountForm
     show_auditlog_history_link = True
-    list_display = ("name", "domain", "owner", "salesforce_id", "created_at")
-    list_filter = (("owner", admin.RelatedOnlyFieldListFilter), ("salesforce_id", admin.EmptyFieldListFilter))
+    list_display = ("name", "domain", "owner", "csm", "salesforce_id", "created_at")
+    list_filter = (
+        ("owner", admin.RelatedOnlyFieldListFilter),
+        ("csm", admin.RelatedOnlyFieldListFilter),
+        ("salesforce_id", admin.EmptyFieldListFilter),
+    )
     search_fields = ("name", "domain", "=salesforce_id")
-    list_select_related = ("owner",)
+    list_select_related = ("owner", "csm")
     ordering = ("name",)
-    autocomplete_fields = ("owner",)
+    autocomplete_fields = ("owner", "csm")
     readonly_fields = ("created_at", "updated_at")
 
 

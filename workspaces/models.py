@@ -37,6 +37,15 @@ class Account(AuditSnapshot, models.Model):
         related_name="owned_accounts",
         help_text="The rep who owns the account in Salesforce.",
     )
+    csm = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="success_accounts",
+        verbose_name="CSM",
+        help_text="The customer success manager: triggers for the CSM (outreach, escalations) reach them.",
+    )
     salesforce_id = models.CharField(max_length=18, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

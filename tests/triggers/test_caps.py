@@ -71,12 +71,22 @@ def test_the_account_owner_is_the_owner_rep_before_the_kept_owner():
 
 
 def test_an_audience_nobody_resolves_is_recorded_not_dropped():
-    WorkspaceFactory(workspace_id="ws_n")
+    WorkspaceFactory(workspace_id="ws_n", account=AccountFactory(owner=User.objects.create_user("own")))
     make_trigger("csm_call", STARTED, audience="csm")
 
-    [firing] = started("ws_n")
+    [firing] = started("ws_n")  # an account without a CSM: the owner rep is not taken for one
 
     assert (firing.status, firing.reason) == ("suppressed", "no_recipient")
+
+
+def test_the_csm_is_the_account_csm_set_in_the_admin():
+    csm = User.objects.create_user("cs", email="cs@engine.example")
+    WorkspaceFactory(workspace_id="ws_cs", account=AccountFactory(csm=csm))
+    make_trigger("csm_call", STARTED, audience="csm")
+
+    [firing] = started("ws_cs")
+
+    assert (firing.status, firing.recipient) == ("fired", f"user:{csm.pk}")
 
 
 def test_the_trigger_cap_and_once_only_reentry(settings):

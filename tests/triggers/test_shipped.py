@@ -43,7 +43,7 @@ PERSONA = {persona.name: persona for persona in PERSONAS}
 @pytest.fixture(autouse=True)
 def shipped(settings) -> None:
     """The shipped definitions (a transactional test elsewhere may have flushed them), no caps or quiet
-    hours unless a test asks, and a CSM for every workspace (the CSM audience has no resolver of its own)."""
+    hours unless a test asks, and one CSM stand-in for every workspace (the personas' accounts have no CSM set)."""
     if not Cohort.objects.exists() or not Trigger.objects.filter(key__in=SHIPPED).exists():
         definitions_load(shipped_document())
     settings.SALESFORCE_SYNC = "dry_run"

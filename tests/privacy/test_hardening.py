@@ -25,6 +25,7 @@ from rest_framework.views import APIView
 from billing.webhook import stripe_webhook
 from events.models import Event
 from events.views import marketo_webhook, provisioning_batch_webhook, provisioning_webhook
+from messaging.views import unsubscribe
 from privacy.guards import AuditEntryDeletionRefused
 from tests.conftest import lifecycle_body, signed_headers
 from tests.test_settings_checks import production_env, run_manage
@@ -210,7 +211,9 @@ def _callbacks(patterns, prefix=""):
             yield prefix + str(pattern.pattern), pattern.callback
 
 
-def test_only_the_signed_webhooks_are_csrf_exempt():
+def test_only_the_signed_webhooks_and_the_signed_unsubscribe_link_are_csrf_exempt():
+    """A mail client's one-click unsubscribe (RFC 8058) is a POST without a CSRF token: the signed token in
+    its URL is the permission, as a signature is a webhook's."""
     exempt = {
         route
         for route, callback in _callbacks(get_resolver().url_patterns)
@@ -218,7 +221,7 @@ def test_only_the_signed_webhooks_are_csrf_exempt():
         # DRF views are exempt from Django's middleware but enforce CSRF themselves for session logins.
         and not issubclass(getattr(callback, "cls", object), APIView)
     }
-    webhooks = {provisioning_webhook, provisioning_batch_webhook, marketo_webhook, stripe_webhook}
+    webhooks = {provisioning_webhook, provisioning_batch_webhook, marketo_webhook, stripe_webhook, unsubscribe}
     routes = {route for route, callback in _callbacks(get_resolver().url_patterns) if callback in webhooks}
     assert (
         exempt
@@ -228,6 +231,7 @@ def test_only_the_signed_webhooks_are_csrf_exempt():
             "webhooks/provisioning/batch/",
             "webhooks/marketo/",
             "webhooks/stripe/",
+            "unsubscribe/<str:token>/",
         }
     )
 

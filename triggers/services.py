@@ -27,7 +27,7 @@ from triggers.deliveries import PlannedAction, firing_planned_actions
 from triggers.models import Firing, Trigger
 from triggers.spec import ACTIVITY
 from triggers.timers import goals_reached
-from triggers.when import OWN_PASS, WHEN, Context, Seen, date_timers_set
+from triggers.when import OWN_PASS, WHEN, Context, Seen, TimerWrites, date_timers_set
 from usage.models import CohortMembership, StagePeriod
 from usage.services import Change
 from workspaces.lifecycle import LIFECYCLE_TYPES
@@ -127,12 +127,17 @@ def triggers_evaluate_many(
         for trigger in dated:  # the workspaces' date timers kept in step together (one read, one insert)
             date_timers_set(trigger, [loaded[key] for key in keys if key in loaded], now)
         candidates: list[Candidate] = []
+        timers = TimerWrites()  # stall and silence timers: written together below
+        reads = [(trigger, triggers_interest([trigger])) for trigger in instant]
         for key in keys:
-            context = _context(key, new_events.get(key, ()), behaviour_changes, loaded.get(key), now, periods)
+            context = _context(key, new_events.get(key, ()), behaviour_changes, loaded.get(key), now, periods, timers)
             if follow_ups:  # else the follow-up sweep's late check settles them
                 goals_reached(key, list(context.events), now)
-            for trigger in instant:
-                candidates += WHEN[trigger.when["kind"]](trigger, context)
+            types = {event.type for event in context.events}
+            for trigger, interest in reads:  # the triggers that read what it has (all of a kind not taught here)
+                if interest.types is None or (interest.changes and context.changes) or types & interest.types:
+                    candidates += WHEN[trigger.when["kind"]](trigger, context)
+        timers.flush()
         return firings_decide(candidates, workspaces=loaded, now=now)
 
 
@@ -143,13 +148,14 @@ def _context(
     workspace: Workspace | None,
     now: datetime,
     stage_periods: Mapping[str, StagePeriod] | None = None,
+    timers: TimerWrites | None = None,
 ) -> Context:
     events = sorted(
         (Seen.of(event) for event in new_events if event.workspace_key == key and not event.suppressed),
         key=lambda seen: (seen.at, seen.id),
     )
     mine = [change for change in changes if change.workspace_key == key]
-    return Context(key, workspace, events, mine, now, stage_periods=stage_periods)
+    return Context(key, workspace, events, mine, now, stage_periods=stage_periods, timers=timers)
 
 
 def _waited_for_first_run(

@@ -11,12 +11,13 @@ date), so two evaluations of the same input name the same occurrence and the fir
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import QuerySet
 
 from events.models import Event
@@ -64,6 +65,9 @@ class Context:
     #: The open stage periods of the workspaces evaluated together, when the caller read them in one query
     #: (None: each stage trigger reads its workspace's).
     stage_periods: Mapping[str, StagePeriod] | None = None
+    #: Where stall and silence timers are written together for the workspaces evaluated together (the
+    #: caller flushes it); None: each is written at once.
+    timers: TimerWrites | None = None
 
     def open_stage_period(self) -> StagePeriod | None:
         if self.stage_periods is not None:
@@ -260,10 +264,16 @@ def when_stall(trigger: Trigger, context: Context) -> list[Candidate]:
     for event in context.events:
         if filter_matches(when["start"], event.type, event.data):
             data = {"start_event_id": event.id, "started_at": event.at.isoformat(), "key": _stall_key(when, event)}
-            _timer_create(trigger, context.workspace_key, Timer.Kind.STALL, f"stall:{event.id}", event.at + within,
-                          data, user_email=event.user_email)  # fmt: skip
+            if context.timers is not None:
+                context.timers.stall_start(trigger, context.workspace_key, event, event.at + within, data)
+            else:
+                _timer_create(trigger, context.workspace_key, Timer.Kind.STALL, f"stall:{event.id}",
+                              event.at + within, data, user_email=event.user_email)  # fmt: skip
         if filter_matches(when["finish"], event.type, event.data):
-            stall_finish(trigger, context.workspace_key, event)
+            if context.timers is not None:
+                context.timers.stall_finish(trigger, context.workspace_key, event)
+            else:
+                stall_finish(trigger, context.workspace_key, event)
     return []
 
 
@@ -290,7 +300,9 @@ def when_silence(trigger: Trigger, context: Context) -> list[Candidate]:
     """The latest activity (re)sets the one silence timer to activity + T."""
     node = trigger.when.get("event") or ACTIVITY
     active = _matching(node, context.events)
-    if active:
+    if active and context.timers is not None:
+        context.timers.silence(trigger, context.workspace_key, active[-1])
+    elif active:
         silence_move(trigger, context.workspace_key, active[-1])
     return []
 
@@ -395,6 +407,114 @@ def _timer_create(
             )  # fmt: skip
     except IntegrityError:
         pass  # another worker made the pending silence timer of this workspace first: it moves that one
+
+
+class TimerWrites:
+    """The stall and silence timer writes of the workspaces evaluated together, made in a few statements
+    (`flush`, in the evaluation's transaction) instead of a few for each workspace and trigger: what
+    `_timer_create`, `stall_finish` and `silence_move` do one at a time. The callers hold the workspaces'
+    locks, so no other evaluation writes these timers meanwhile (the sweep claims pending ones FOR UPDATE, and
+    a write here waits for it)."""
+
+    def __init__(self) -> None:
+        self.starts: list[Timer] = []
+        self.finishes: list[tuple[Trigger, str, Seen]] = []
+        self.silences: dict[tuple[int, str], tuple[Trigger, Seen]] = {}
+
+    def stall_start(self, trigger: Trigger, workspace_key: str, event: Seen, due: datetime, data: dict) -> None:
+        self.starts.append(Timer(trigger=trigger, workspace_key=workspace_key, kind=Timer.Kind.STALL,
+                                 occurrence=f"stall:{event.id}", due_at=due,
+                                 data={**data, "user_email": event.user_email}))  # fmt: skip
+
+    def stall_finish(self, trigger: Trigger, workspace_key: str, event: Seen) -> None:
+        self.finishes.append((trigger, workspace_key, event))
+
+    def silence(self, trigger: Trigger, workspace_key: str, last: Seen) -> None:
+        self.silences[(trigger.pk, workspace_key)] = (trigger, last)
+
+    def flush(self) -> None:
+        Timer.objects.bulk_create(self.starts, ignore_conflicts=True)  # a start seen before keeps its timer
+        self._finish_stalls()
+        self._move_silences()
+        self.starts, self.finishes, self.silences = [], [], {}
+
+    def _finish_stalls(self) -> None:
+        """Each finish, in time order, cancels the pending stalls of its trigger and workspace that started at
+        or before it with the same key (those started in this evaluation included: they are rows now)."""
+        if not self.finishes:
+            return
+        rows = Timer.objects.filter(
+            trigger_id__in={t.pk for t, _, _ in self.finishes}, workspace_key__in={k for _, k, _ in self.finishes},
+            kind=Timer.Kind.STALL, status=Timer.Status.PENDING,
+        ).order_by()  # fmt: skip
+        pending: dict[tuple[int, str], list[Timer]] = {}
+        for timer in rows.only("pk", "trigger_id", "workspace_key", "data"):
+            pending.setdefault((timer.trigger_id, timer.workspace_key), []).append(timer)
+        for trigger, key, finish in sorted(self.finishes, key=lambda item: (item[2].at, item[2].id)):
+            mine, wanted = pending.get((trigger.pk, key), []), _stall_key(trigger.when, finish)
+            ended = [t for t in mine if _started(t) <= finish.at and t.data.get("key") == wanted]
+            if ended:
+                Timer.objects.filter(pk__in=[t.pk for t in ended], status=Timer.Status.PENDING).update(
+                    status=Timer.Status.CANCELLED, outcome=f"finished by event {finish.id}", done_at=finish.at
+                )
+                pending[(trigger.pk, key)] = [t for t in mine if t not in ended]
+
+    def _move_silences(self) -> None:
+        """Move each pending silence timer to its latest activity + T (never back) with one UPDATE, and make the
+        missing ones with one INSERT, unless a silence already fired after that activity (it would fire twice)."""
+        if not self.silences:
+            return
+        pairs = {pair: (trigger, last, last.at + timedelta(seconds=trigger.when["for_seconds"]))
+                 for pair, (trigger, last) in self.silences.items()}  # fmt: skip
+        mine = Timer.objects.filter(
+            trigger_id__in={t for t, _ in pairs}, workspace_key__in={k for _, k in pairs}, kind=Timer.Kind.SILENCE
+        ).order_by()
+        pending: dict[tuple[int, str], tuple[int, datetime]] = {}  # (pk, due_at)
+        past: dict[tuple[int, str], datetime] = {}  # the latest activity a silence that fired or ended was set from
+        for pk, trigger_id, key, status, due_at, data in mine.values_list(
+            "pk", "trigger_id", "workspace_key", "status", "due_at", "data"
+        ):
+            pair = (trigger_id, key)
+            if status == Timer.Status.PENDING:
+                pending[pair] = (pk, due_at)
+            elif pair in pairs:
+                at = datetime.fromisoformat(data["last_activity_at"])
+                past[pair] = max(past.get(pair, at), at)
+        moved, made = [], []
+        for pair, (trigger, last, due) in pairs.items():
+            data = {"last_event_id": last.id, "last_activity_at": last.at.isoformat()}
+            if pair in pending:
+                pk, due_at = pending[pair]
+                if due_at < due:
+                    moved.append(Timer(pk=pk, due_at=due, occurrence=f"silence:{last.id}", data=data))
+            elif pair not in past or past[pair] < last.at:
+                made.append(Timer(trigger=trigger, workspace_key=pair[1], kind=Timer.Kind.SILENCE, due_at=due,
+                                  occurrence=f"silence:{last.id}", data={**data, "user_email": ""}))  # fmt: skip
+        _timers_move(moved)
+        Timer.objects.bulk_create(made, ignore_conflicts=True)
+
+
+def _timers_move(timers: list[Timer]) -> None:
+    """Write the timers' new due time, occurrence and data in one statement. On PostgreSQL the rows travel as
+    one JSON array (`UPDATE … FROM jsonb_array_elements`): Django's bulk_update builds a CASE per column with
+    a branch per row, whose building cost more than the rest of an evaluation (as usage/services.py found)."""
+    if not timers:
+        return
+    if connection.vendor != "postgresql":
+        Timer.objects.bulk_update(timers, ["due_at", "occurrence", "data"])
+        return
+    rows = [[timer.pk, timer.due_at.isoformat(), timer.occurrence, timer.data] for timer in timers]
+    table = connection.ops.quote_name(Timer._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} AS t SET due_at = (r.e ->> 1)::timestamptz, occurrence = r.e ->> 2, data = r.e -> 3"  # noqa: S608
+            " FROM jsonb_array_elements(%s::jsonb) AS r (e) WHERE t.id = (r.e ->> 0)::bigint",
+            [json.dumps(rows)],
+        )
+
+
+def _started(timer: Timer) -> datetime:
+    return datetime.fromisoformat(timer.data["started_at"])
 
 
 WHEN: dict[str, Callable[[Trigger, Context], list[Candidate]]] = {

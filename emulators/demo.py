@@ -1,4 +1,4 @@
-"""The demo's people and companies (an admin, three reps, the accounts they already own) and its trigger
+"""The demo's people and companies (an admin, three reps, a CSM, the accounts they already own) and its trigger
 scenario (a threshold, a cohort entry, a stall and its escalation, happening while you watch).
 
 Only `make demo` uses this (on its own database). Trials from the accounts' domains route to the
@@ -35,6 +35,9 @@ DEMO_REPS = (
     ("cy", "Cy", "Okafor", Rep.Delivery.DIGEST),
 )
 EMAIL_DOMAIN = "sales.lifecycle.test"
+#: The customer success manager of every seeded account: triggers for the CSM (escalations) reach her by
+#: email. No login: the rep pages are the reps'.
+DEMO_CSM = ("dee", "Dee", "Mensah")
 
 
 @dataclass(frozen=True)
@@ -67,8 +70,14 @@ def demo_seed(*, password: str) -> DemoLogins:
         user.groups.add(reps_group)
         Rep.objects.update_or_create(user=user, defaults={"active": True, "delivery": delivery})
         reps.append(user)
+    username, first, last = DEMO_CSM
+    csm = _user(username, password=password, first_name=first, last_name=last)
+    csm.set_unusable_password()
+    csm.save(update_fields=["password"])
     for index, (name, domain) in enumerate(EXISTING_ACCOUNTS):
-        Account.objects.update_or_create(domain=domain, defaults={"name": name, "owner": reps[index % len(reps)]})
+        Account.objects.update_or_create(
+            domain=domain, defaults={"name": name, "owner": reps[index % len(reps)], "csm": csm}
+        )
     return DemoLogins(admin=ADMIN_USERNAME, reps=tuple(user.username for user in reps), password=password)
 
 
@@ -136,13 +145,13 @@ def demo_acts(run: str) -> tuple[Act, ...]:
         Act("stall", f"demo-stall-{run}", "integration_stalled", "email",
             "a Salesforce integration run failed, none succeeded within 60 s -> a tutorial email, about a minute in"),
         Act("escalation", f"demo-stall-{run}", "integration_stalled", "ticket",
-            "no successful run and no activity for 90 s after the tutorial -> the owner rep (email) and a ticket"),
+            "no successful run and no activity for 90 s after the tutorial -> the CSM (email) and a ticket"),
     )  # fmt: skip
 
 
 def demo_scenario(*, now: datetime, run: str) -> list[SimulatedMessage]:
-    """The scenario's webhooks, in send order: three trials on accounts the demo's reps own (so an
-    escalation has its owner rep), then the usage that makes each act happen. History lies in the past;
+    """The scenario's webhooks, in send order: three trials on accounts the demo's reps own and its CSM
+    looks after (so an escalation has a person), then the usage that makes each act happen. History lies in the past;
     the stall's failed run and the failed exports happen now, so their windows run while you watch."""
     zone, acts = daytime_zone(now), {act.what: act for act in demo_acts(run)}
     people = {

@@ -100,12 +100,12 @@ def test_the_scenario_shows_a_threshold_a_cohort_entry_a_stall_and_an_escalation
             fire_due_timers()
         drain()
 
-    # then: a person takes over: the owner rep by email, and a ticket
+    # then: a person takes over: the account's CSM by email, and a ticket
     escalation = fired(acts["escalation"])
     assert escalation.escalation_of_id == stall.pk
-    assert (escalation.explanation["activity_since_firing"], escalation.recipient) == (0, f"user:{owner_of(stall)}")
+    assert (escalation.explanation["activity_since_firing"], escalation.recipient) == (0, f"user:{csm_of(stall)}")
     told = [m.to for m in mail.outbox if f"Escalation firing {escalation.pk}" in m.body]
-    assert told == [["ann@sales.lifecycle.test"]]
+    assert told == [["dee@sales.lifecycle.test"]]
     [escalated] = zendesk.desk.with_external_id(f"firing-{escalation.pk}-ticket-1")
     assert f"firing {stall.pk}" in escalated["description"]
     Firing.objects.filter(pk=stall.pk, goal=Firing.Goal.ESCALATED).get()
@@ -189,11 +189,11 @@ def fired(act) -> Firing:
     return firing
 
 
-def owner_of(firing: Firing) -> int:
+def csm_of(firing: Firing) -> int:
     from workspaces.models import Workspace
 
     workspace = Workspace.objects.select_related("account").get(workspace_id=firing.workspace_key)
-    return workspace.account.owner_id
+    return workspace.account.csm_id
 
 
 def api_firing(client, firing: Firing) -> dict[str, Any]:

@@ -253,7 +253,7 @@ class Command(BaseCommand):
             narrator = Narrator(self, web, self.token, demo_acts(run))
             scenario = self._start("scenario", ["demo_scenario", "--url", web, "--run", run], env, data, to_log=False)
             # The traffic waits: the scenario's trials are folded before its usage arrives (an idle engine
-            # takes well under its pause), so each act has its workspace and its owner rep.
+            # takes well under its pause), so each act has its workspace, its account and the account's CSM.
             deadline = time.monotonic() + 60
             while scenario.alive() and not self.stopping and time.monotonic() < deadline:
                 time.sleep(0.2)

@@ -26,7 +26,7 @@ class Command(BaseCommand):
         "Send the demo's trigger scenario to a running engine (`make demo` does, at start): three trials on "
         "accounts the demo's reps own, then three failed exports (a threshold -> a ticket), five days of "
         "one-feature use (a cohort entry -> an in-app message) and a failed integration run (a stall -> an email, "
-        "then, with no activity, an escalation to the owner rep and a ticket). The triggers must be the demo's "
+        "then, with no activity, an escalation to the account's CSM and a ticket). The triggers must be the demo's "
         "(emulators/demo_triggers.json); the reps and accounts `demo_seed`'s. Signed with the first key of "
         "PROVISIONING_WEBHOOK_SECRET. Prints the workspaces to watch."
     )

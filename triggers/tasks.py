@@ -29,6 +29,8 @@ EVALUATE_TASK = "triggers.tasks.evaluate_workspaces"
 #: Workspaces evaluated together (one decision, one insert of firings and of dispatches): IN lists and
 #: memory stay bounded in a rollup of thousands of workspaces.
 EVALUATE_CHUNK = 100
+#: What the engine reads of an event (`triggers.when.Seen`, the suppressed flag).
+SEEN_FIELDS = ("pk", "type", "occurred_at", "received_at", "payload", "workspace_key", "suppressed")
 
 
 def fire_due_timers() -> int:
@@ -120,7 +122,8 @@ def _evaluate(keys: list[str], changes: list[Change], event_ids: Sequence[int], 
     loaded = {workspace.workspace_id: workspace for workspace in rows}
     events: dict[str, list[Event]] = {key: [] for key in keys if key in loaded}
     if event_ids and events:
-        for event in Event.objects.filter(pk__in=sorted(set(event_ids)), workspace_key__in=sorted(events)):
+        rows = Event.objects.filter(pk__in=sorted(set(event_ids)), workspace_key__in=sorted(events))
+        for event in rows.only(*SEEN_FIELDS).order_by():
             events[event.workspace_key].append(event)
     known = [change for change in changes if change.workspace_key in loaded]
     fired = triggers_evaluate_many(new_events=events, behaviour_changes=known, triggers=enabled, workspaces=loaded)

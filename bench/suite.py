@@ -1,10 +1,11 @@
 #!/usr/bin/env python
 """The benchmark suite: every benchmark in sequence, then one summary table of measure vs target.
 
-Runs ingest, process, replay, salesforce (economy, freshness, faults), queue, audit, behaviour and
-usage_freshness, each as its own subprocess with its own arguments (`--quick` passes through), each writing
-bench/results/<name>.json (<name>-quick.json with --quick). Then builds bench/results/summary.json and
-bench/results/SUMMARY.md from every result's `targets` — also without running anything (`--summary-only`),
+Runs ingest, process, replay, salesforce (economy, freshness, faults), queue, audit, behaviour,
+usage_freshness, triggers_processing, trigger_latency and timers, each as its own subprocess with its own
+arguments (`--quick` passes through), each writing bench/results/<name>.json (<name>-quick.json with
+--quick). Then builds bench/results/summary.json and bench/results/SUMMARY.md from every result's `targets`
+— also without running anything (`--summary-only`),
 from the JSONs already there. Exit status 0 only when every step ran and every target passed.
 """
 
@@ -67,6 +68,27 @@ STEPS = (
         "usage_freshness.py",
         "usage events at 500/s in batches: accepted → profile re-evaluated p99; CPU per event profiles off ÷ on",
         minutes=5,
+        quick_minutes=3,
+    ),
+    Step(
+        "triggers_processing",
+        "triggers_processing.py",
+        "processing CPU per event with triggers off ÷ on (none matching; every workspace firing twice)",
+        minutes=3,
+        quick_minutes=1,
+    ),
+    Step(
+        "trigger_latency",
+        "trigger_latency.py",
+        "usage events at 500/s with 50 triggers: accepted → action delivery enqueued (dispatch row) p99",
+        minutes=6,
+        quick_minutes=3,
+    ),
+    Step(
+        "timers",
+        "timers.py",
+        "100,000 pending timers: lateness of each due one with the timer loop (fire_timers)",
+        minutes=12,
         quick_minutes=3,
     ),
 )

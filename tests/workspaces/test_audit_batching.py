@@ -46,7 +46,8 @@ def entries() -> list[tuple]:
 
     def masked(name: str, value: object) -> object:
         if name == "id" or name.endswith("_at") or name in ("lead", "account", "contact", "converted_account",
-                                                            "converted_contact", "workspace", "events"):  # fmt: skip
+                                                            "converted_contact", "workspace", "events",
+                                                            "firing"):  # fmt: skip
             return "…"
         return value
 

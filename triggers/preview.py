@@ -298,12 +298,6 @@ def preview_reader_register(kind: str, reader: Callable[[Trigger, datetime, time
     READERS[kind] = reader
 
 
-def preview_reader_register(kind: str, reader: Callable[[Trigger, datetime, timedelta, int], Found]) -> None:
-    """The dry run of a kind a higher app adds (`triggers.when.when_register`): its reader finds the workspaces
-    it would look at now and their candidates (the rep alerts: alerts/engine.py)."""
-    READERS[kind] = reader
-
-
 # --- what the engine did with them (read before the rollback) -----------------------------------------------
 
 

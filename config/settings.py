@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+from datetime import time as _time
 from datetime import timedelta
 from pathlib import Path
 
@@ -392,6 +393,40 @@ ZENDESK_API_TOKEN = env.str("ZENDESK_API_TOKEN", default="").strip()
 ZENDESK_ALLOW_LOOPBACK = env.bool("ZENDESK_ALLOW_LOOPBACK", default=DEBUG)
 ZENDESK_CONNECT_TIMEOUT_SECONDS = env.float("ZENDESK_CONNECT_TIMEOUT_SECONDS", default=5.0)
 ZENDESK_TIMEOUT_SECONDS = env.float("ZENDESK_TIMEOUT_SECONDS", default=15.0)
+
+
+# --- Triggers' politeness and their messages' retries (triggers/decide.py, messaging/delivery.py) -----
+def _cap(name: str, default: str) -> tuple[int, int] | None:
+    """`N/SECONDS` (at most N firings in SECONDS across triggers), or `off`."""
+    value = env.str(name, default=default).strip().lower()
+    if value == "off":
+        return None
+    count, _, seconds = value.partition("/")
+    if not (count.isdigit() and seconds.isdigit() and int(count) >= 1 and int(seconds) >= 1):
+        raise ImproperlyConfigured(f"{name} must be N/SECONDS (e.g. 3/86400: three a day) or off, not {value!r}")
+    return int(count), int(seconds)
+
+
+def _quiet_hours(name: str, default: str) -> tuple[str, str] | None:
+    """`HH:MM-HH:MM` in the recipient's zone (may wrap midnight), or `off`."""
+    value = env.str(name, default=default).strip().lower()
+    if value == "off":
+        return None
+    start, _, end = value.partition("-")
+    try:
+        _time.fromisoformat(start), _time.fromisoformat(end)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be HH:MM-HH:MM (e.g. 21:00-08:00) or off, not {value!r}") from None
+    return start, end
+
+
+TRIGGERS_WORKSPACE_CAP = _cap("TRIGGERS_WORKSPACE_CAP", "3/86400")
+TRIGGERS_PERSON_CAP = _cap("TRIGGERS_PERSON_CAP", "3/86400")
+TRIGGERS_QUIET_HOURS = _quiet_hours("TRIGGERS_QUIET_HOURS", "21:00-08:00")
+DISPATCH_LEASE_SECONDS = env.float("DISPATCH_LEASE_SECONDS", default=300.0)
+DISPATCH_MAX_ATTEMPTS = env.int("DISPATCH_MAX_ATTEMPTS", default=6)
+DISPATCH_RETRY_BASE_SECONDS = env.float("DISPATCH_RETRY_BASE_SECONDS", default=60.0)
+DISPATCH_RETRY_MAX_SECONDS = env.float("DISPATCH_RETRY_MAX_SECONDS", default=6 * 3600.0)
 
 # --- Usage profile (usage/metrics.py, docs/metrics.md) -------------------------------------------
 # On: each usage batch re-evaluates its workspaces' profiles, cohorts and stages in the same transaction,

@@ -17,6 +17,7 @@ import random
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -50,6 +51,7 @@ from scaffold import (  # noqa: E402
     OTHER_BENCHMARKS,
     REPO,
     Progress,
+    clean_tmp,
     db_name,
     machine_info,
     say,
@@ -59,6 +61,7 @@ from scaffold import (  # noqa: E402
 
 __all__ = [
     "QUIET_BUSY_PCT",
+    "LiveRun",
     "admin_dsn",
     "background_busy_pct",
     "cpu_delta",
@@ -408,6 +411,37 @@ def stop_process(proc: subprocess.Popen, timeout: float = 60.0) -> float:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
     return round(time.monotonic() - t0, 2)
+
+
+class LiveRun:
+    """What a live benchmark (servers, a cluster, databases, the broker) must clean up, whatever happens:
+    the processes it started (last first), its databases (unless --keep-database), the Redis database it
+    used, its temporary directory (logs kept with --keep-logs). Subclasses name their directory's prefix."""
+
+    prefix = "bench-"
+
+    def __init__(self, args: Any) -> None:
+        self.args = args
+        self.tmp = Path(tempfile.mkdtemp(prefix=self.prefix))
+        self.procs: list[subprocess.Popen] = []
+        self.databases: list[str] = []
+        self.redis_used = False
+
+    def cleanup(self) -> None:
+        for proc in reversed(self.procs):
+            with contextlib.suppress(Exception):
+                stop_process(proc)
+        if not self.args.keep_database:
+            for url in self.databases:
+                with contextlib.suppress(Exception):
+                    drop_database(url)
+        if self.redis_used:
+            with contextlib.suppress(Exception):
+                flush_broker(self.args.redis)
+        clean_tmp(self.tmp, keep_logs=self.args.keep_logs)
+
+    def error_logs(self) -> str:
+        return "\n".join(f"{path.name}:\n{tail(path)}" for path in sorted(self.tmp.glob("*.log")))
 
 
 # --- memory, from /proc ------------------------------------------------------------------------------

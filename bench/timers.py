@@ -21,10 +21,8 @@ fired (or been deferred by quiet hours: a decision too) and no other timer may h
 from __future__ import annotations
 
 import argparse
-import contextlib
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -34,6 +32,7 @@ from typing import Any
 import psycopg
 import scaffold
 from common import (
+    LiveRun,
     cpu_delta,
     cpu_snapshot,
     django_env,
@@ -167,29 +166,8 @@ class Poller(threading.Thread):
 # --- the runs -----------------------------------------------------------------------------------------------
 
 
-class Run:
-    def __init__(self, args: argparse.Namespace) -> None:
-        self.args = args
-        self.tmp = Path(tempfile.mkdtemp(prefix="bench-timers-"))
-        self.procs: list[subprocess.Popen] = []
-        self.databases: list[str] = []
-        self.redis_used = False
-
-    def cleanup(self) -> None:
-        for proc in reversed(self.procs):
-            with contextlib.suppress(Exception):
-                stop_process(proc)
-        if not self.args.keep_database:
-            for url in self.databases:
-                with contextlib.suppress(Exception):
-                    drop_database(url)
-        if self.redis_used:
-            with contextlib.suppress(Exception):
-                flush_broker(self.args.redis)
-        scaffold.clean_tmp(self.tmp, keep_logs=self.args.keep_logs)
-
-    def error_logs(self) -> str:
-        return "\n".join(f"{path.name}:\n{scaffold.tail(path)}" for path in sorted(self.tmp.glob("*.log")))
+class Run(LiveRun):
+    prefix = "bench-timers-"
 
 
 def start_loop(env: dict, log_path: Path) -> subprocess.Popen:

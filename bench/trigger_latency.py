@@ -24,11 +24,8 @@ from __future__ import annotations
 
 import argparse
 import base64
-import contextlib
 import secrets
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -40,6 +37,7 @@ import psycopg
 import scaffold
 from behaviour import FEATURES, generate
 from common import (
+    LiveRun,
     clone_database,
     cpu_delta,
     cpu_snapshot,
@@ -199,29 +197,8 @@ class Poller(threading.Thread):
 # --- the run ------------------------------------------------------------------------------------------------------
 
 
-class Run:
-    def __init__(self, args: argparse.Namespace) -> None:
-        self.args = args
-        self.tmp = Path(tempfile.mkdtemp(prefix="bench-trigger-latency-"))
-        self.procs: list[subprocess.Popen] = []
-        self.databases: list[str] = []
-        self.redis_used = False
-
-    def cleanup(self) -> None:
-        for proc in reversed(self.procs):
-            with contextlib.suppress(Exception):
-                stop_process(proc)
-        if not self.args.keep_database:
-            for url in self.databases:
-                with contextlib.suppress(Exception):
-                    drop_database(url)
-        if self.redis_used:
-            with contextlib.suppress(Exception):
-                flush_broker(self.args.redis)
-        scaffold.clean_tmp(self.tmp, keep_logs=self.args.keep_logs)
-
-    def error_logs(self) -> str:
-        return "\n".join(f"{path.name}:\n{scaffold.tail(path)}" for path in sorted(self.tmp.glob("*.log")))
+class Run(LiveRun):
+    prefix = "bench-trigger-latency-"
 
 
 def prepare_template(run: Run) -> dict[str, Any]:

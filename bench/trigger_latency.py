@@ -61,7 +61,7 @@ from common import (
 from ingest import sign_batches
 from salesforce_sync import free_port, own_cpu, start_gunicorn, stats_ms
 from scaffold import machine_info, say
-from usage_freshness import BackendCpu, Sent, _log_summary, send_batches, usage_events
+from usage_freshness import BackendCpu, Sent, _log_summary, live_load_arguments, send_batches, usage_events
 
 SCRIPT = Path(__file__).resolve()
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/lifecycle_bench_trigger_latency"
@@ -435,15 +435,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = scaffold.parser("trigger_latency", __doc__, "Accepted → dispatch p99 with 50 triggers.", template=True,
                              redis=scaffold.REDIS_PHASE)  # fmt: skip
     parser.add_argument("--workspaces", type=int, default=5_000, help="workspaces with 90 days of history")
-    parser.add_argument("--rate", type=float, default=500.0, help="usage events per second (open loop)")
-    parser.add_argument("--seconds", type=float, default=60.0, help="how long to send")
-    parser.add_argument("--batch-size", type=int, default=100, help="events per signed batch")
-    parser.add_argument("--poll-ms", type=float, default=50.0, help="how often the poller looks")
-    parser.add_argument("--settle-timeout", type=float, default=300.0, help="after sending, wait at most this long")
-    parser.add_argument("--gunicorn-workers", type=int, default=2)
-    parser.add_argument("--gunicorn-threads", type=int, default=4)
-    parser.add_argument("--q-workers", type=int, default=2, help="Q_WORKERS of the cluster")
-    parser.add_argument("--client-threads", type=int, default=4, help="sender threads (connections)")
+    live_load_arguments(parser)
     scaffold.common_arguments(
         parser,
         "trigger_latency",

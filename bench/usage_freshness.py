@@ -548,11 +548,8 @@ def print_summary(report: dict[str, Any], targets: dict[str, Any]) -> None:
     scaffold.print_targets(targets)
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = scaffold.parser("usage_freshness", __doc__, "Accepted → profile p99; CPU per event profiles off ÷ on.",
-                             template=True, redis=scaffold.REDIS_PHASE)  # fmt: skip
-    parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES), help="BEHAVIOUR_PROFILES runs")
-    parser.add_argument("--workspaces", type=int, default=2_000, help="workspaces with 90 days of history")
+def live_load_arguments(parser: argparse.ArgumentParser) -> None:
+    """The live load's options (the sender, the poller, the servers), shared with trigger_latency.py."""
     parser.add_argument("--rate", type=float, default=500.0, help="usage events per second (open loop)")
     parser.add_argument("--seconds", type=float, default=60.0, help="how long to send")
     parser.add_argument("--batch-size", type=int, default=100, help="events per signed batch")
@@ -562,6 +559,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--gunicorn-threads", type=int, default=4)
     parser.add_argument("--q-workers", type=int, default=2, help="Q_WORKERS of the cluster")
     parser.add_argument("--client-threads", type=int, default=4, help="sender threads (connections)")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = scaffold.parser("usage_freshness", __doc__, "Accepted → profile p99; CPU per event profiles off ÷ on.",
+                             template=True, redis=scaffold.REDIS_PHASE)  # fmt: skip
+    parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES), help="BEHAVIOUR_PROFILES runs")
+    parser.add_argument("--workspaces", type=int, default=2_000, help="workspaces with 90 days of history")
+    live_load_arguments(parser)
     scaffold.common_arguments(
         parser,
         "usage_freshness",

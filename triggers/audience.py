@@ -23,6 +23,10 @@ class Recipient:
     zone: str = "UTC"
 
 
+#: What the built-in resolvers read of a workspace: load workspaces for them with
+#: `select_related(*AUDIENCE_RELATED)` so resolving a batch's recipients reads nothing more.
+AUDIENCE_RELATED = ("account__owner", "account__csm", "owner")
+
 Resolver = Callable[[Workspace, str, str], "Recipient | None"]  # (workspace, user_email, team) → recipient
 _resolvers: dict[str, Resolver] = {}
 

@@ -28,6 +28,7 @@ from django.utils import timezone
 
 from events.models import Event
 from messaging.models import Dispatch
+from triggers.audience import AUDIENCE_RELATED
 from triggers.decide import Candidate, firings_decide
 from triggers.models import Firing, Timer, Trigger
 from triggers.spec import ACTIVITY, filter_matches
@@ -120,7 +121,7 @@ def trigger_preview(
 
 
 def _workspaces(keys: list[str]) -> dict[str, Workspace]:
-    rows = Workspace.objects.select_related("account__owner", "owner").filter(workspace_id__in=keys)
+    rows = Workspace.objects.select_related(*AUDIENCE_RELATED).filter(workspace_id__in=keys)
     return {workspace.workspace_id: workspace for workspace in rows}
 
 

@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from events.models import Event
 from events.schemas import ROLLED_UP_TYPES
+from triggers.audience import AUDIENCE_RELATED
 from triggers.decide import Candidate, firings_decide
 from triggers.deliveries import PlannedAction, firing_planned_actions
 from triggers.models import Firing, Trigger
@@ -215,7 +216,7 @@ def _workspaces_read(keys: Sequence[str], loaded: Mapping[str, Workspace]) -> di
     """The workspaces by key: the caller's, the others read together (with what the audiences read)."""
     found = {key: workspace for key, workspace in loaded.items() if workspace is not None and key in keys}
     if missing := [key for key in keys if key not in found]:
-        rows = Workspace.objects.select_related("account__owner", "owner").filter(workspace_id__in=missing)
+        rows = Workspace.objects.select_related(*AUDIENCE_RELATED).filter(workspace_id__in=missing)
         found.update((workspace.workspace_id, workspace) for workspace in rows)
     return found
 

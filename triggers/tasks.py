@@ -13,6 +13,7 @@ from django.db import transaction
 
 from events.models import Event
 from failures.services import error_record
+from triggers.audience import AUDIENCE_RELATED
 from triggers.models import Trigger
 from triggers.services import triggers_enabled, triggers_evaluate_many, triggers_interest
 from triggers.timers import timers_sweep
@@ -118,7 +119,7 @@ def _evaluate(keys: list[str], changes: list[Change], event_ids: Sequence[int], 
     and the run that creates it evaluates what waited (`triggers.services`). Known or not is read under its
     lock, so that run and this evaluation cannot both miss the other."""
     workspace_locks_take(keys)
-    rows = Workspace.objects.select_related("account__owner", "owner").filter(workspace_id__in=keys)
+    rows = Workspace.objects.select_related(*AUDIENCE_RELATED).filter(workspace_id__in=keys)
     loaded = {workspace.workspace_id: workspace for workspace in rows}
     events: dict[str, list[Event]] = {key: [] for key in keys if key in loaded}
     if event_ids and events:

@@ -27,6 +27,7 @@ from django.utils import timezone
 
 from failures.retry import backoff
 from failures.services import error_record
+from triggers.audience import AUDIENCE_RELATED
 from triggers.decide import Candidate, firings_decide, follow_up_start
 from triggers.deliveries import firing_dispatches_plan
 from triggers.experiments import firing_follow_up
@@ -70,7 +71,7 @@ def timers_sweep(*, now: datetime | None = None, limit: int = 200) -> Sweep:
             return Sweep(0, [])
         workspaces = {
             ws.workspace_id: ws
-            for ws in Workspace.objects.select_related("account__owner", "owner").filter(
+            for ws in Workspace.objects.select_related(*AUDIENCE_RELATED).filter(
                 workspace_id__in={timer.workspace_key for timer in timers}
             )
         }

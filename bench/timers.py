@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
-import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -53,7 +52,7 @@ from common import (
 )
 from salesforce_sync import own_cpu, stats_ms
 from scaffold import Progress, machine_info, say
-from usage_freshness import BackendCpu
+from usage_freshness import PollingThread
 
 SCRIPT = Path(__file__).resolve()
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/lifecycle_bench_timers"
@@ -125,7 +124,7 @@ def _data(kind: str, i: int, due: datetime, expires: datetime) -> dict[str, Any]
 # --- watching ---------------------------------------------------------------------------------------------
 
 
-class Poller(threading.Thread):
+class Poller(PollingThread):
     """Every `interval`: the firings made since the last look, with their timers' due times."""
 
     QUERY = (
@@ -135,32 +134,16 @@ class Poller(threading.Thread):
     )
 
     def __init__(self, dsn: str, interval: float) -> None:
-        super().__init__(daemon=True)
-        self.dsn, self.interval = dsn, interval
+        super().__init__(dsn, interval)
         self.seen: dict[int, tuple[datetime, datetime, datetime, str]] = {}  # timer → (due, decided, seen, status)
-        self.halt = threading.Event()
-        self.error: BaseException | None = None
-        self.backends = BackendCpu()
-        self.polls = 0
+        self.last = 0
 
-    def run(self) -> None:
-        try:
-            with psycopg.connect(self.dsn, autocommit=True) as conn:
-                last, sampled = 0, 0.0
-                while not self.halt.is_set():
-                    started = time.monotonic()
-                    rows = conn.execute(self.QUERY, [last]).fetchall()
-                    now = datetime.now(UTC)
-                    for firing_id, timer_id, due, decided, status in rows:
-                        self.seen.setdefault(timer_id, (due, decided, now, status))
-                        last = max(last, firing_id)
-                    if started - sampled >= 0.5 or self.backends.baseline:
-                        self.backends.sample(conn)
-                        sampled = started
-                    self.polls += 1
-                    self.halt.wait(max(0.0, self.interval - (time.monotonic() - started)))
-        except Exception as exc:  # the main thread raises it
-            self.error = exc
+    def poll(self, conn: psycopg.Connection) -> None:
+        rows = conn.execute(self.QUERY, [self.last]).fetchall()
+        now = datetime.now(UTC)
+        for firing_id, timer_id, due, decided, status in rows:
+            self.seen.setdefault(timer_id, (due, decided, now, status))
+            self.last = max(self.last, firing_id)
 
 
 # --- the runs -----------------------------------------------------------------------------------------------

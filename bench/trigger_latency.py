@@ -26,7 +26,6 @@ import argparse
 import base64
 import secrets
 import sys
-import threading
 import time
 from collections import Counter
 from datetime import UTC, datetime
@@ -61,7 +60,14 @@ from common import (
 from ingest import sign_batches
 from salesforce_sync import free_port, own_cpu, start_gunicorn, stats_ms
 from scaffold import machine_info, say
-from usage_freshness import BackendCpu, Sent, _log_summary, live_load_arguments, send_batches, usage_events
+from usage_freshness import (
+    PollingThread,
+    Sent,
+    _log_summary,
+    live_load_arguments,
+    send_batches,
+    usage_events,
+)
 
 SCRIPT = Path(__file__).resolve()
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/lifecycle_bench_trigger_latency"
@@ -149,7 +155,7 @@ def child_main(args: argparse.Namespace) -> int:
 # --- watching ---------------------------------------------------------------------------------------------------
 
 
-class Poller(threading.Thread):
+class Poller(PollingThread):
     """Every `interval`: the dispatches committed since the last look, with what their firings name."""
 
     QUERY = (
@@ -161,33 +167,16 @@ class Poller(threading.Thread):
     )
 
     def __init__(self, dsn: str, interval: float) -> None:
-        super().__init__(daemon=True)
-        self.dsn, self.interval = dsn, interval
+        super().__init__(dsn, interval)
         self.seen: list[tuple[int, int, str, str | None, float]] = []  # dispatch, firing, occurrence, event, seen
-        self.halt = threading.Event()
-        self.error: BaseException | None = None
-        self.backends = BackendCpu()
-        self.polls = 0
-        self.lock = threading.Lock()
+        self.last = 0
 
-    def run(self) -> None:
-        try:
-            with psycopg.connect(self.dsn, autocommit=True) as conn:
-                last, sampled = 0, 0.0
-                while not self.halt.is_set():
-                    started = time.monotonic()
-                    rows = conn.execute(self.QUERY, [last]).fetchall()
-                    seen = time.monotonic()
-                    with self.lock:
-                        self.seen += [(*row, seen) for row in rows]
-                    last = rows[-1][0] if rows else last
-                    if started - sampled >= 0.5 or self.backends.baseline:
-                        self.backends.sample(conn)
-                        sampled = started
-                    self.polls += 1
-                    self.halt.wait(max(0.0, self.interval - (time.monotonic() - started)))
-        except Exception as exc:  # the main thread raises it
-            self.error = exc
+    def poll(self, conn: psycopg.Connection) -> None:
+        rows = conn.execute(self.QUERY, [self.last]).fetchall()
+        seen = time.monotonic()
+        with self.lock:
+            self.seen += [(*row, seen) for row in rows]
+        self.last = rows[-1][0] if rows else self.last
 
     def count(self) -> int:
         with self.lock:

@@ -214,30 +214,19 @@ def pid_cpu(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
-class Poller(threading.Thread):
-    """Every `interval`: which watched events left `new`, and which profiles were evaluated since."""
+class PollingThread(threading.Thread):
+    """A watcher on its own connection: `poll(conn)` every `interval` until halted, this database's backends'
+    CPU sampled on the way; an error is kept for the main thread to raise (a blind poller must not look like
+    a slow engine). The live benchmarks' pollers (here, trigger_latency.py, timers.py) subclass it."""
 
-    def __init__(self, dsn: str, interval: float, *, profiles: bool) -> None:
+    def __init__(self, dsn: str, interval: float) -> None:
         super().__init__(daemon=True)
-        self.dsn, self.interval, self.profiles = dsn, interval, profiles
-        self.events: dict[str, Watched] = {}
+        self.dsn, self.interval = dsn, interval
         self.polls, self.poll_seconds = 0, 0.0
         self.lock = threading.Lock()
         self.halt = threading.Event()
-        self.rolling: set[str] = set()  # accepted, not yet seen rolled up
-        self.evaluating: dict[str, set[str]] = defaultdict(set)  # workspace → rolled up, profile not yet seen
-        self.evaluated: dict[str, datetime] = {}
         self.error: BaseException | None = None
         self.backends = BackendCpu()
-
-    def expect(self, external_id: str, workspace: str, answered: float) -> None:
-        with self.lock:
-            self.events[external_id] = Watched(workspace, answered)
-            self.rolling.add(external_id)
-
-    def waiting(self) -> int:
-        with self.lock:
-            return len(self.rolling) + sum(len(ids) for ids in self.evaluating.values())
 
     def run(self) -> None:
         try:
@@ -252,8 +241,32 @@ class Poller(threading.Thread):
                     self.polls += 1
                     self.poll_seconds += time.monotonic() - started
                     self.halt.wait(max(0.0, self.interval - (time.monotonic() - started)))
-        except Exception as exc:  # the main thread raises it: a blind poller must not look like a slow engine
+        except Exception as exc:  # the main thread raises it
             self.error = exc
+
+    def poll(self, conn: psycopg.Connection) -> None:
+        raise NotImplementedError
+
+
+class Poller(PollingThread):
+    """Every `interval`: which watched events left `new`, and which profiles were evaluated since."""
+
+    def __init__(self, dsn: str, interval: float, *, profiles: bool) -> None:
+        super().__init__(dsn, interval)
+        self.profiles = profiles
+        self.events: dict[str, Watched] = {}
+        self.rolling: set[str] = set()  # accepted, not yet seen rolled up
+        self.evaluating: dict[str, set[str]] = defaultdict(set)  # workspace → rolled up, profile not yet seen
+        self.evaluated: dict[str, datetime] = {}
+
+    def expect(self, external_id: str, workspace: str, answered: float) -> None:
+        with self.lock:
+            self.events[external_id] = Watched(workspace, answered)
+            self.rolling.add(external_id)
+
+    def waiting(self) -> int:
+        with self.lock:
+            return len(self.rolling) + sum(len(ids) for ids in self.evaluating.values())
 
     def poll(self, conn: psycopg.Connection) -> None:
         """One look: rolled-up events (and their completed_at), then the profiles of the workspaces that have

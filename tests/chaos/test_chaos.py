@@ -20,7 +20,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from django.db import connection
 
 from emulators.salesforce import Emulator
 from tests.chaos.harness import (
@@ -42,21 +41,6 @@ EVENTS = int(os.environ.get("CHAOS_EVENTS", "2000"))
 CHAOS_AFTER_SENDING_SECONDS = float(os.environ.get("CHAOS_AFTER_SENDING_SECONDS", "30"))
 SETTLE_SECONDS = float(os.environ.get("CHAOS_SETTLE_SECONDS", "240"))
 UNSETTLED = ("new", "processing", "error")
-
-
-@pytest.fixture
-def scratch(django_db_blocker) -> Iterator[ScratchDatabase]:
-    if connection.vendor != "postgresql":
-        pytest.skip("the chaos test runs on PostgreSQL (set DATABASE_URL=postgres://…)")
-    params = connection.settings_dict
-    database = ScratchDatabase(
-        {"host": params["HOST"] or "127.0.0.1", "port": params["PORT"] or 5432, "user": params["USER"] or "postgres"}
-    )
-    database.create()
-    try:
-        yield database
-    finally:
-        database.drop()
 
 
 @pytest.fixture

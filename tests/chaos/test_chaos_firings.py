@@ -32,7 +32,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from django.db import connection
 
 from tests.chaos.firings import (
     DEFINITIONS,
@@ -70,21 +69,6 @@ TARGETS = ("send_dispatches", "fire_due_timers", "evaluate_workspaces")
 EVALUATIONS = ("rollup_usage", "evaluate_workspaces")
 KIND = {WELCOME: "event", EXPORTS: "count", STALLED: "stall", SILENT: "silence", LIMITED: "cohort"}
 CHANNELS = {WELCOME: ["in_app"], EXPORTS: ["ticket"], STALLED: ["email"], SILENT: ["email"], LIMITED: ["in_app"]}
-
-
-@pytest.fixture
-def scratch(django_db_blocker) -> Iterator[ScratchDatabase]:
-    if connection.vendor != "postgresql":
-        pytest.skip("the chaos test runs on PostgreSQL (set DATABASE_URL=postgres://…)")
-    params = connection.settings_dict
-    database = ScratchDatabase(
-        {"host": params["HOST"] or "127.0.0.1", "port": params["PORT"] or 5432, "user": params["USER"] or "postgres"}
-    )
-    database.create()
-    try:
-        yield database
-    finally:
-        database.drop()
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ there, so its firings commit with the batch or not at all.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
@@ -19,6 +20,7 @@ from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.db import NotSupportedError, connection, transaction
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from events.jsonbody import PayloadInvalid
@@ -41,6 +43,13 @@ from workspaces.models import Workspace
 
 USAGE_TYPE = "usage.recorded"
 DEFAULT_LIMIT = 5000
+#: Rollups of disjoint workspaces run side by side (PostgreSQL). A batch takes the events of one partition of
+#: the workspaces (a hash of the key) under a transaction-level advisory lock on it, so two workers never add
+#: to the same daily rows nor lock the same workspaces. Claiming from one queue, the second worker waited on
+#: the first's rows for its whole transaction, trigger evaluation included: two workers did the work of one
+#: (bench/trigger_latency.py). One partition per worker that rolls up; settings.USAGE_ROLLUP_PARTITIONS.
+DEFAULT_PARTITIONS = 2
+_PARTITION_LOCK = 0x5553  # the advisory locks' first key ("US"); the second is the partition
 
 _KEY_COLUMNS = ("workspace_key", "feature", "product", "day")
 _SUM_COLUMNS = ("events", "count", "duration_seconds", "errors")
@@ -164,10 +173,65 @@ def usage_rollup(*, event_ids: Sequence[int] | None = None, limit: int = DEFAULT
     return usage_rollup_batch(event_ids=event_ids, limit=limit).rolled_up
 
 
-def usage_rollup_batch(*, event_ids: Sequence[int] | None = None, limit: int = DEFAULT_LIMIT) -> RollupResult:
-    """As `usage_rollup`, also saying how many were claimed, so a caller can tell a backlog remains."""
+def rollup_partitions() -> int:
+    """How many partitions the rollup's work falls into: one on a database with one writer (SQLite)."""
+    if connection.vendor != "postgresql":
+        return 1
+    return max(1, int(getattr(settings, "USAGE_ROLLUP_PARTITIONS", DEFAULT_PARTITIONS)))
+
+
+def usage_rollup_drain() -> int:
+    """Roll up every new telemetry event, each partition in batches of DEFAULT_LIMIT until it is empty; return
+    how many were counted. Partitions another worker holds are taken last, waiting for it: an event that
+    worker had not claimed is then taken here, so none is left behind (each commit rings this task once)."""
+    partitions = rollup_partitions()
+    first = random.randrange(partitions)
+    total, busy = 0, []
+    for partition in [(first + n) % partitions for n in range(partitions)]:
+        drained = _drain(partition, wait=False)
+        if drained is None:
+            busy.append(partition)
+        else:
+            total += drained
+    for partition in busy:
+        total += _drain(partition, wait=True) or 0
+    return total
+
+
+def _drain(partition: int, *, wait: bool) -> int | None:
+    """Batches of one partition until one claims less than DEFAULT_LIMIT; None when its lock was held at once.
+    A lock lost between batches means another worker drains it now (it claims after this commit)."""
+    total = 0
+    while True:
+        result = usage_rollup_batch(limit=DEFAULT_LIMIT, partition=partition, wait=wait)
+        if result is None:
+            return total or None
+        total += result.rolled_up
+        if result.claimed < DEFAULT_LIMIT:
+            return total
+
+
+def _partition_lock(partition: int, *, wait: bool) -> bool:
+    """Hold this partition's advisory lock until the commit (always, with one writer); False if held already."""
+    if rollup_partitions() == 1:
+        return True
+    function = "pg_advisory_xact_lock" if wait else "pg_try_advisory_xact_lock"
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {function}(%s, %s)", [_PARTITION_LOCK, partition])
+        return wait or bool(cursor.fetchone()[0])
+
+
+def usage_rollup_batch(
+    *, event_ids: Sequence[int] | None = None, limit: int = DEFAULT_LIMIT, partition: int | None = None,
+    wait: bool = True,
+) -> RollupResult | None:  # fmt: skip
+    """As `usage_rollup`, also saying how many were claimed, so a caller can tell a backlog remains. With a
+    `partition` (0 … rollup_partitions() - 1): only its workspaces' events, under its lock; None when `wait`
+    is False and another worker holds that lock."""
     with transaction.atomic(durable=True):
-        claimed = _claim(event_ids=event_ids, limit=limit)
+        if partition is not None and not _partition_lock(partition, wait=wait):
+            return None
+        claimed = _claim(event_ids=event_ids, limit=limit, partition=partition)
         rollup = _aggregate(claimed)
         _upsert_daily(rollup.totals)
         _insert_users(rollup.users)
@@ -206,9 +270,12 @@ def _workspaces(workspace_keys: Iterable[str]) -> dict[str, dict[str, Any]]:
 Claimed = tuple[int, str, datetime | None, Any, str]
 
 
-def _claim(*, event_ids: Sequence[int] | None, limit: int) -> list[Claimed]:
+def _claim(*, event_ids: Sequence[int] | None, limit: int, partition: int | None = None) -> list[Claimed]:
     """Lock new rolled-up events for this transaction; on PostgreSQL, rows another worker holds are skipped."""
     events = Event.objects.filter(type__in=ROLLED_UP_TYPES, status=Event.Status.NEW)
+    if partition is not None and (partitions := rollup_partitions()) > 1:
+        which = RawSQL("mod(hashtext(coalesce(workspace_key, '')) & 2147483647, %s)", [partitions])
+        events = events.annotate(partition=which).filter(partition=partition)
     if event_ids is not None:
         events = events.filter(pk__in=list(event_ids)).order_by("id")
     else:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 
-from usage.rollups import DEFAULT_LIMIT, Batch, after_batch, stage_changes_record, usage_rollup_batch
+from usage.rollups import Batch, after_batch, stage_changes_record, usage_rollup_drain
 from usage.services import Change, behaviour_sweep
 
 
@@ -24,8 +24,10 @@ def _sweep_changes(changes: list[Change]) -> None:
 
 
 def rollup_usage(event_ids: list[int] | None = None) -> int:
-    """Roll up every new telemetry event, oldest first, in batches of DEFAULT_LIMIT; return how many were
-    counted. `event_ids` (the events whose commit rang the doorbell) are among them, or already taken.
+    """Roll up every new telemetry event, oldest first, in batches of DEFAULT_LIMIT per partition of the
+    workspaces (`usage.rollups.usage_rollup_drain`: two workers roll up disjoint workspaces side by side);
+    return how many were counted. `event_ids` (the events whose commit rang the doorbell) are among them, or
+    already taken.
 
     Each task drains the backlog instead of only its own ids: when tasks queue up behind a busy cluster,
     the first takes everything that arrived meanwhile in one batch, so each workspace is re-evaluated
@@ -34,9 +36,4 @@ def rollup_usage(event_ids: list[int] | None = None) -> int:
     the service claims each event once (PostgreSQL: skipping rows another worker holds), in the same
     transaction that counts it.
     """
-    total = 0
-    while True:
-        result = usage_rollup_batch(limit=DEFAULT_LIMIT)
-        total += result.rolled_up
-        if result.claimed < DEFAULT_LIMIT:
-            return total
+    return usage_rollup_drain()

@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
-from django.db import connection, connections
+from django.db import connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from hypothesis import HealthCheck, given, settings
@@ -201,7 +201,7 @@ def test_limit_takes_the_oldest_and_the_task_drains_the_backlog(monkeypatch):
         events[0].pk,
         events[1].pk,
     }
-    monkeypatch.setattr("usage.tasks.DEFAULT_LIMIT", 2)
+    monkeypatch.setattr("usage.rollups.DEFAULT_LIMIT", 2)
     assert rollup_usage() == 3
     assert row().events == 5
 
@@ -384,3 +384,70 @@ def test_concurrent_rollups_count_every_event_exactly_once():
 def test_duplicate_tasks_for_the_same_ids_count_them_once():
     ids = make_400_events()
     assert_400_counted_once(run_concurrently(lambda: rollup_usage(ids)))
+
+
+@postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_drains_over_partitions_count_every_event_exactly_once(settings):
+    settings.USAGE_ROLLUP_PARTITIONS = 3
+    make_400_events()
+    assert_400_counted_once(run_concurrently(services.usage_rollup_drain))
+
+
+def partition_of(workspace_key: str, partitions: int) -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT mod(hashtext(%s) & 2147483647, %s)", [workspace_key, partitions])
+        return cursor.fetchone()[0]
+
+
+@postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_takes_only_its_partition_and_skips_one_another_worker_holds(settings):
+    """Two workers roll up disjoint workspaces side by side: each batch claims one partition's events, and
+    a partition whose lock is held is not waited for unless asked (the drain takes it last, waiting)."""
+    # given
+    settings.USAGE_ROLLUP_PARTITIONS = 2
+    keys = [f"ws_{n}" for n in range(12)]
+    partition = {key: partition_of(key, 2) for key in keys}
+    assert set(partition.values()) == {0, 1}
+    for key in keys:
+        usage_event(workspace_id=key)
+    # when: partition 0 alone
+    result = services.usage_rollup_batch(partition=0)
+    # then
+    assert result is not None and result.rolled_up == sum(1 for key in keys if partition[key] == 0)
+    new = set(Event.objects.filter(status=Event.Status.NEW).values_list("workspace_key", flat=True))
+    assert new == {key for key in keys if partition[key] == 1}
+    # when: another connection holds partition 1's lock
+    held, release = threading.Event(), threading.Event()
+
+    def holder() -> None:
+        try:
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [services._PARTITION_LOCK, 1])
+                held.set()
+                release.wait(timeout=10)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    try:
+        assert held.wait(timeout=10)
+        # then: not waited for
+        assert services.usage_rollup_batch(partition=1, wait=False) is None
+        assert Event.objects.filter(status=Event.Status.NEW).count() == len(new)
+    finally:
+        release.set()
+        thread.join(timeout=10)
+    # and the drain takes what is left once the lock is free
+    assert services.usage_rollup_drain() == len(new)
+    assert not Event.objects.filter(status=Event.Status.NEW).exists()
+
+
+def test_one_partition_where_the_database_has_one_writer(settings):
+    settings.USAGE_ROLLUP_PARTITIONS = 4
+    expected = 1 if connection.vendor != "postgresql" else 4
+    assert services.rollup_partitions() == expected
+    usage_event()
+    assert services.usage_rollup_drain() == 1

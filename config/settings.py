@@ -434,6 +434,9 @@ DISPATCH_RETRY_MAX_SECONDS = env.float("DISPATCH_RETRY_MAX_SECONDS", default=6 *
 BEHAVIOUR_PROFILES = env.bool("BEHAVIOUR_PROFILES", default=True)
 # At most this many profiles a sweep run; the rest stay due and go in the next minute's run.
 BEHAVIOUR_SWEEP_LIMIT = env.int("BEHAVIOUR_SWEEP_LIMIT", default=50_000)
+# PostgreSQL: the usage rollup's work falls into this many partitions of the workspaces, rolled up side by side
+# by as many workers (usage/rollups.py); 1 makes the rollup one queue. SQLite always has one.
+USAGE_ROLLUP_PARTITIONS = env.int("USAGE_ROLLUP_PARTITIONS", default=2)
 # One depth_<product>_30d metric per product named here (lower-case names, as usage events send them).
 USAGE_PRODUCTS = env.list("USAGE_PRODUCTS", default=["esign", "admin", "api", "sdk"])
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, NamedTuple
 
 from django.conf import settings
@@ -50,6 +50,13 @@ DEFAULT_LIMIT = 5000
 #: (bench/trigger_latency.py). One partition per worker that rolls up; settings.USAGE_ROLLUP_PARTITIONS.
 DEFAULT_PARTITIONS = 2
 _PARTITION_LOCK = 0x5553  # the advisory locks' first key ("US"); the second is the partition
+#: `usage_rollup_batch(partition=EVERY_PARTITION)`: all partitions' locks, every event.
+EVERY_PARTITION = -1
+#: While the oldest waiting event is younger than this, the backlog is rolled up in one transaction over every
+#: partition (the fewest statements an event: one worker keeps up); older, the rollup is behind and splits by
+#: partition so idle workers help. Splitting every webhook batch of 100 in two cost 16 % more CPU an event with
+#: profiles on (bench/usage_freshness.py); bench/trigger_latency.py, where one worker cannot keep up, needs two.
+SPLIT_AFTER = timedelta(milliseconds=150)
 
 _KEY_COLUMNS = ("workspace_key", "feature", "product", "day")
 _SUM_COLUMNS = ("events", "count", "duration_seconds", "errors")
@@ -181,10 +188,17 @@ def rollup_partitions() -> int:
 
 
 def usage_rollup_drain() -> int:
-    """Roll up every new telemetry event, each partition in batches of DEFAULT_LIMIT until it is empty; return
-    how many were counted. Partitions another worker holds are taken last, waiting for it: an event that
-    worker had not claimed is then taken here, so none is left behind (each commit rings this task once)."""
+    """Roll up every new telemetry event; return how many were counted.
+
+    A backlog whose oldest event waited less than SPLIT_AFTER goes in one transaction over every partition
+    (the fewest statements an event: one worker keeps up), after the worker rolling up now, if any. An older
+    one goes one partition a batch, each in batches of DEFAULT_LIMIT until it is empty, so idle workers
+    take the other partitions meanwhile. Partitions another worker holds are taken last, waiting for it: an
+    event that worker had not claimed is then taken here, so none is left behind (each commit rings this task).
+    """
     partitions = rollup_partitions()
+    if partitions == 1 or not _behind(SPLIT_AFTER):  # waiting, if need be, for a worker rolling up now
+        return _drain(EVERY_PARTITION, wait=True) or 0
     first = random.randrange(partitions)
     total, busy = 0, []
     for partition in [(first + n) % partitions for n in range(partitions)]:
@@ -198,9 +212,18 @@ def usage_rollup_drain() -> int:
     return total
 
 
+def _behind(after: timedelta) -> bool:
+    """The oldest rolled-up event still waiting was received more than `after` ago (the index on
+    (status, received_at) reads one row)."""
+    waiting = Event.objects.filter(type__in=ROLLED_UP_TYPES, status=Event.Status.NEW).order_by("received_at")
+    oldest = waiting.values_list("received_at", flat=True).first()
+    return oldest is not None and oldest < timezone.now() - after
+
+
 def _drain(partition: int, *, wait: bool) -> int | None:
-    """Batches of one partition until one claims less than DEFAULT_LIMIT; None when its lock was held at once.
-    A lock lost between batches means another worker drains it now (it claims after this commit)."""
+    """Batches of one partition (or EVERY_PARTITION) until one claims less than DEFAULT_LIMIT; None when its
+    lock was held at once. A lock lost between batches means another worker drains it now (it claims after
+    this commit)."""
     total = 0
     while True:
         result = usage_rollup_batch(limit=DEFAULT_LIMIT, partition=partition, wait=wait)
@@ -212,13 +235,19 @@ def _drain(partition: int, *, wait: bool) -> int | None:
 
 
 def _partition_lock(partition: int, *, wait: bool) -> bool:
-    """Hold this partition's advisory lock until the commit (always, with one writer); False if held already."""
-    if rollup_partitions() == 1:
+    """Hold this partition's advisory lock (EVERY_PARTITION: all of theirs) until the commit (always, with one
+    writer); False if another transaction holds it already."""
+    partitions = rollup_partitions()
+    if partitions == 1:
         return True
     function = "pg_advisory_xact_lock" if wait else "pg_try_advisory_xact_lock"
+    which = range(partitions) if partition == EVERY_PARTITION else [partition]
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT {function}(%s, %s)", [_PARTITION_LOCK, partition])
-        return wait or bool(cursor.fetchone()[0])
+        for number in which:  # in order: two takers of several never hold one each and wait for the other
+            cursor.execute(f"SELECT {function}(%s, %s)", [_PARTITION_LOCK, number])
+            if not (wait or cursor.fetchone()[0]):
+                return False
+    return True
 
 
 def usage_rollup_batch(
@@ -226,8 +255,8 @@ def usage_rollup_batch(
     wait: bool = True,
 ) -> RollupResult | None:  # fmt: skip
     """As `usage_rollup`, also saying how many were claimed, so a caller can tell a backlog remains. With a
-    `partition` (0 … rollup_partitions() - 1): only its workspaces' events, under its lock; None when `wait`
-    is False and another worker holds that lock."""
+    `partition` (0 … rollup_partitions() - 1): only its workspaces' events, under its lock (EVERY_PARTITION:
+    every event, under all the locks); None when `wait` is False and another worker holds a lock it needs."""
     with transaction.atomic(durable=True):
         if partition is not None and not _partition_lock(partition, wait=wait):
             return None
@@ -273,7 +302,7 @@ Claimed = tuple[int, str, datetime | None, Any, str]
 def _claim(*, event_ids: Sequence[int] | None, limit: int, partition: int | None = None) -> list[Claimed]:
     """Lock new rolled-up events for this transaction; on PostgreSQL, rows another worker holds are skipped."""
     events = Event.objects.filter(type__in=ROLLED_UP_TYPES, status=Event.Status.NEW)
-    if partition is not None and (partitions := rollup_partitions()) > 1:
+    if partition not in (None, EVERY_PARTITION) and (partitions := rollup_partitions()) > 1:
         which = RawSQL("mod(hashtext(coalesce(workspace_key, '')) & 2147483647, %s)", [partitions])
         events = events.annotate(partition=which).filter(partition=partition)
     if event_ids is not None:

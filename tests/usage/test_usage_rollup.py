@@ -13,6 +13,7 @@ import pytest
 from django.db import connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -451,3 +452,35 @@ def test_one_partition_where_the_database_has_one_writer(settings):
     assert services.rollup_partitions() == expected
     usage_event()
     assert services.usage_rollup_drain() == 1
+
+
+@postgres_only
+@pytest.mark.parametrize(("waited", "expected"), [(timedelta(0), "whole"), (timedelta(seconds=1), "each")])
+def test_a_fresh_backlog_goes_in_one_transaction_one_left_waiting_partition_by_partition(
+    settings, monkeypatch, waited, expected
+):
+    """One worker keeps up with a fresh backlog in one batch (fewest statements an event); one that has waited
+    longer than SPLIT_AFTER is split so other workers can take the other partitions."""
+    # given
+    settings.USAGE_ROLLUP_PARTITIONS = 2
+    monkeypatch.setattr(services, "SPLIT_AFTER", timedelta(milliseconds=500))
+    for n in range(12):
+        usage_event(workspace_id=f"ws_{n}")
+    Event.objects.update(received_at=timezone.now() - waited)
+    batches = []
+    real = services.usage_rollup_batch
+
+    def spy(**kwargs):
+        result = real(**kwargs)
+        batches.append((kwargs["partition"], result.claimed if result else None))
+        return result
+
+    monkeypatch.setattr(services, "usage_rollup_batch", spy)
+    # when
+    assert services.usage_rollup_drain() == 12
+    # then
+    if expected == "each":
+        assert sorted(partition for partition, _ in batches) == [0, 1]
+        assert all(0 < claimed < 12 for _, claimed in batches)
+    else:
+        assert batches == [(services.EVERY_PARTITION, 12)]

@@ -17,13 +17,10 @@ def workspace_locks_take(workspace_keys: Sequence[str]) -> None:
     old stage period open and both opened a new one; the second failed on the one-open-period constraint
     and its whole batch was rolled back (found by bench/usage_freshness.py). Locked, the second waits and
     then reads what the first wrote. One INSERT … ON CONFLICT DO UPDATE that leaves `processed_at` as it was
-    (the lifecycle's); on PostgreSQL, row locks (`_lock_rows`).
+    (the lifecycle's) and, on PostgreSQL, takes the row locks as it goes.
     """
     keys = sorted(set(workspace_keys))
     if not keys:
-        return
-    if connection.vendor == "postgresql":
-        _lock_rows(keys)
         return
     qn = connection.ops.quote_name
     table = qn(WorkspaceLock._meta.db_table)
@@ -37,21 +34,3 @@ def workspace_locks_take(workspace_keys: Sequence[str]) -> None:
                 f"ON CONFLICT ({key}) DO UPDATE SET {processed} = {table}.{processed}",
                 batch,
             )
-
-
-def _lock_rows(keys: list[str]) -> None:
-    """PostgreSQL: SELECT … FOR UPDATE of the rows there (in key order), then create the missing ones and lock
-    them the same way. The upsert wrote a new version of every row (and its index entries) on every call,
-    a rollup's hundred workspaces each batch; a row lock only marks the row."""
-    table = connection.ops.quote_name(WorkspaceLock._meta.db_table)
-    lock = f"SELECT workspace_key FROM {table} WHERE workspace_key = ANY(%s) ORDER BY workspace_key FOR UPDATE"  # noqa: S608
-    with connection.cursor() as cursor:
-        cursor.execute(lock, [keys])
-        missing = sorted(set(keys) - {row[0] for row in cursor.fetchall()})
-        if missing:
-            cursor.execute(
-                f"INSERT INTO {table} (workspace_key, processed_at) SELECT unnest(%s::text[]), NULL "
-                "ON CONFLICT (workspace_key) DO NOTHING",
-                [missing],
-            )
-            cursor.execute(lock, [missing])

@@ -331,11 +331,19 @@ def _custom_plan() -> Iterator[None]:
 
 
 def _key_list(bounds: Sequence[Bounds]) -> tuple[str, list[Any]]:
-    """`IN (%s, …)`, or on PostgreSQL `= ANY(%s)` with one array parameter (a statement of a few
+    """`IN (%s, …)`, or on PostgreSQL `= ANY(KEYS_ARRAY)` with one array parameter (a statement of a few
     parameters is parsed once, not thousands of placeholders per chunk)."""
     if connection.vendor == "postgresql":
-        return "= ANY(%s::text[])", [array_literal(bound.key for bound in bounds)]
+        return f"= ANY({KEYS_ARRAY})", [array_literal(bound.key for bound in bounds)]
     return f"IN ({', '.join(['%s'] * len(bounds))})", [bound.key for bound in bounds]
+
+
+#: The key array as a sub-select the planner cannot look into. Given the array itself, PostgreSQL estimated
+#: the selectivity of every key against the column's statistics (2-5 ms of planning for 1,000 keys, more
+#: than running the statement on the small tables); behind the sub-select it plans the same index scans
+#: whatever the number of keys, and the executor reads the array once. Measured over 1,000-workspace chunks:
+#: tickets 4.8 → 1.4 ms, plan-limit hits 6.9 → 1.6 ms, usage 20.9 → 14.2 ms, sessions 22.7 → 19.2 ms.
+KEYS_ARRAY = "(SELECT %s::text[])::text[]"
 
 
 def array_literal(values: Iterable[str]) -> str:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from functools import cache
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from django.db import connection, transaction
@@ -29,9 +29,8 @@ from django.utils import timezone
 from usage.conditions import FIELDS, Facts, condition_explain, condition_holds, condition_nodes
 from usage.metrics import METRICS, profiles_for, zone_named
 from usage.metrics_rollups import execute_batches, insert_sql
-from usage.metrics_sql import array_literal
+from usage.metrics_sql import KEYS_ARRAY, array_literal
 from usage.models import Cohort, CohortMembership, Profile, Stage, StagePeriod
-from usage.models import Period as _Period
 from workspaces.locks import workspace_locks_take
 from workspaces.models import Workspace
 
@@ -216,12 +215,13 @@ def _read(
 
 
 def _among(column: str, keys: list[str]) -> Q | RawSQL:
-    """`column IN keys`; on PostgreSQL `= ANY` of one array literal: hundreds of placeholders in a
-    statement are parsed by psycopg for every batch (the statement is too long for its cache)."""
+    """`column IN keys`; on PostgreSQL `= ANY` of one array literal (KEYS_ARRAY: planned without looking
+    into it): hundreds of placeholders in a statement are parsed by psycopg for every batch (the statement
+    is too long for its cache)."""
     if connection.vendor != "postgresql":
         return Q(**{f"{column}__in": keys})
     name = connection.ops.quote_name(column)
-    return RawSQL(f"{name} = ANY(%s::text[])", (array_literal(keys),), output_field=BooleanField())  # noqa: S611
+    return RawSQL(f"{name} = ANY({KEYS_ARRAY})", (array_literal(keys),), output_field=BooleanField())  # noqa: S611
 
 
 def _apply(read: _Read, now: datetime, definitions: Definitions) -> list[Change]:
@@ -242,9 +242,11 @@ def _apply(read: _Read, now: datetime, definitions: Definitions) -> list[Change]
     }
     stages = _stages_by_id(definitions, {stage for _, stage, _ in open_periods.values()})
     cohort_checks, stage_checks = definitions.compiled()
-    enter: list[CohortMembership] = []
-    leave: list[CohortMembership | StagePeriod] = []
-    begin: list[StagePeriod] = []
+    # Plain rows, not model instances (building those was a seventh of a first pass's Python).
+    enter: list[list[Any]] = []  # _MEMBERSHIP_COLUMNS
+    left_memberships: list[_Exit] = []
+    left_periods: list[_Exit] = []
+    begin: list[list[Any]] = []  # _PERIOD_COLUMNS
     profiles: list[list[Any]] = []
     changes: list[Change] = []
     local: dict[str, tuple[ZoneInfo, date]] = {}
@@ -260,18 +262,10 @@ def _apply(read: _Read, now: datetime, definitions: Definitions) -> list[Change]
                 members.add(cohort.key)
             if holds and row is None:
                 entered.append(cohort.key)
-                enter.append(
-                    CohortMembership(
-                        workspace_key=key,
-                        cohort=cohort,
-                        entered_at=now,
-                        entered_version=cohort.version,
-                        entered_why=_why(cohort, facts),
-                    )
-                )
+                enter.append([key, now, None, cohort.version, None, _why(cohort, facts), {}, cohort_id])
             elif not holds and row is not None:
                 exited.append(cohort.key)
-                leave.append(_exit(CohortMembership(pk=row), now, cohort, facts))
+                left_memberships.append(_exit(row, now, cohort, facts))
         facts = Facts(metrics=facts.metrics, fields=fields, cohorts=frozenset(members))
         stage = next((stage for stage, check in stage_checks if check(facts)), None)
         period = open_periods.get(key)
@@ -279,17 +273,9 @@ def _apply(read: _Read, now: datetime, definitions: Definitions) -> list[Change]
         moved = stage is not None and (previous is None or previous.pk != stage.pk)
         if moved:
             if period is not None:
-                leave.append(_exit(StagePeriod(pk=period[0]), now, previous, facts))
-            begin.append(
-                StagePeriod(
-                    workspace_key=key,
-                    stage=stage,
-                    previous=previous,
-                    entered_at=now,
-                    entered_version=stage.version,
-                    entered_why=_why(stage, facts),
-                )
-            )
+                left_periods.append(_exit(period[0], now, previous, facts))
+            previous_id = previous.pk if previous else None
+            begin.append([key, now, None, stage.version, None, _why(stage, facts), {}, stage.pk, previous_id])
         # None for both when nothing decides a stage: the upsert keeps the stored ones.
         current, since = (stage, now) if moved else (previous, period[2]) if period is not None else (None, None)
         zone_name = zones[key]
@@ -307,7 +293,7 @@ def _apply(read: _Read, now: datetime, definitions: Definitions) -> list[Change]
                     stage_to=stage.key if stage else (previous.key if previous else None),
                 )
             )
-    _write(enter, leave, begin, profiles)
+    _write(enter, left_memberships, left_periods, begin, profiles)
     return changes
 
 
@@ -320,10 +306,18 @@ def _stages_by_id(definitions: Definitions, ids: set[int]) -> dict[int, Stage]:
     return stages
 
 
-def _exit(row: _Period, now: datetime, definition: Cohort | Stage, facts: Facts) -> Any:
-    """An open membership or period (its id alone) closed now, with the evaluation that took it out."""
-    row.exited_at, row.exited_version, row.exited_why = now, definition.version, _why(definition, facts)
-    return row
+class _Exit(NamedTuple):
+    """An open membership or period (its id) closed: the exit columns `_exits_update` writes."""
+
+    pk: int
+    exited_at: datetime
+    exited_version: int
+    exited_why: dict[str, Any]
+
+
+def _exit(pk: int, now: datetime, definition: Cohort | Stage, facts: Facts) -> _Exit:
+    """An open membership or period closed now, with the evaluation that took it out."""
+    return _Exit(pk, now, definition.version, _why(definition, facts))
 
 
 def _why(definition: Cohort | Stage, facts: Facts) -> dict[str, Any]:
@@ -378,25 +372,24 @@ def _next_due(today: date, zone: ZoneInfo, metrics: dict[str, Any], definitions:
 
 
 def _write(
-    enter: list[CohortMembership],
-    leave: list[CohortMembership | StagePeriod],
-    begin: list[StagePeriod],
+    enter: list[list[Any]],
+    left_memberships: list[_Exit],
+    left_periods: list[_Exit],
+    begin: list[list[Any]],
     profiles: list[list[Any]],
 ) -> None:
     """Exits first (the one-open-row constraints), then entries, then the profiles: a few statements."""
-    left_memberships = [row for row in leave if isinstance(row, CohortMembership)]
-    left_periods = [row for row in leave if isinstance(row, StagePeriod)]
     _exits_update(CohortMembership, left_memberships)
     _exits_update(StagePeriod, left_periods)
-    _insert(CohortMembership, _MEMBERSHIP_COLUMNS, [_period_row(row, row.cohort_id) for row in enter])
-    _insert(StagePeriod, _PERIOD_COLUMNS, [[*_period_row(row, row.stage_id), row.previous_id] for row in begin])
+    _insert(CohortMembership, _MEMBERSHIP_COLUMNS, enter)
+    _insert(StagePeriod, _PERIOD_COLUMNS, begin)
     _profiles_upsert(profiles)
 
 
 _EXIT_FIELDS = ("exited_at", "exited_version", "exited_why")
 
 
-def _exits_update(model: Any, rows: list[_Period]) -> None:
+def _exits_update(model: Any, rows: list[_Exit]) -> None:
     """Close these memberships or periods (their ids and exit columns) in one UPDATE on PostgreSQL.
 
     Django's bulk_update builds one CASE WHEN id = … per column over every row, and resolving those
@@ -406,7 +399,7 @@ def _exits_update(model: Any, rows: list[_Period]) -> None:
     if not rows:
         return
     if connection.vendor != "postgresql":
-        model.objects.bulk_update(rows, list(_EXIT_FIELDS))
+        model.objects.bulk_update([model(**row._asdict()) for row in rows], list(_EXIT_FIELDS))
         return
     qn = connection.ops.quote_name
     table = qn(model._meta.db_table)
@@ -420,7 +413,7 @@ def _exits_update(model: Any, rows: list[_Period]) -> None:
         cursor.execute(sql, [json.dumps(payload, default=_iso)])
 
 
-def _pk(row: _Period) -> int:
+def _pk(row: _Exit) -> int:
     return row.pk
 
 
@@ -430,10 +423,6 @@ _MEMBERSHIP_COLUMNS = (*_PERIOD_BASE, "cohort_id")
 _PERIOD_COLUMNS = (*_PERIOD_BASE, "stage_id", "previous_id")
 _PROFILE_COLUMNS = ("workspace_key", "metrics", "timezone", "day", "stage_id", "stage_since", "evaluated_at",
                     "next_due_at")  # fmt: skip
-
-
-def _period_row(row: _Period, definition_id: int) -> list[Any]:
-    return [row.workspace_key, row.entered_at, None, row.entered_version, None, row.entered_why, {}, definition_id]
 
 
 def _profiles_upsert(rows: list[list[Any]]) -> None:

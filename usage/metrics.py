@@ -263,8 +263,10 @@ def derive(aggregates: Mapping[str, Any], *, today: date, zone: ZoneInfo, trial_
     )
     last_day = sql.as_date(aggregates.get("last_active_day"))
     profile["days_since_last_active"] = (today - last_day).days if last_day else None
-    last_at = sql.as_datetime(aggregates.get("last_active_at"))
-    profile["last_active_at"] = int(last_at.timestamp()) if last_at else None
+    last_at = aggregates.get("last_active_at")  # Unix seconds already, or a time (SQLite's text, last_active's)
+    if last_at is not None and not isinstance(last_at, int):
+        last_at = int(sql.as_datetime(last_at).timestamp())
+    profile["last_active_at"] = last_at
     return profile
 
 

@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 
 from django.db import connection, transaction
 from django.db import connections as db_connections
-from django.db.models import BooleanField, Exists, OuterRef, Q
+from django.db.models import BooleanField, DateField, Exists, OuterRef, Q
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
@@ -464,12 +464,32 @@ def _insert(model: Any, columns: tuple[str, ...], rows: list[list[Any]], *, suff
         f"r.e -> {n}" if f.db_type(connection) == "jsonb" else f"(r.e ->> {n})::{f.db_type(connection)}"
         for n, f in enumerate(fields)
     )
+    rows = _dates_as_text(rows, [n for n, f in enumerate(fields) if isinstance(f, DateField)])
     sql = (
         f"INSERT INTO {qn(model._meta.db_table)} ({', '.join(qn(c) for c in columns)}) "  # noqa: S608 (names)
         f"SELECT {values} FROM jsonb_array_elements(%s::jsonb) AS r (e){suffix}"
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, [json.dumps(rows, default=_iso)])
+
+
+def _dates_as_text(rows: list[list[Any]], columns: list[int]) -> list[list[Any]]:
+    """The rows with the dates and times of these columns as ISO text, each distinct value formatted once (a
+    chunk's rows share their evaluation time and a few days): json.dumps calling back `_iso` for every one
+    was a twentieth of a bulk pass's Python."""
+    if not columns:
+        return rows
+    text: dict[Any, str] = {}
+    converted = []
+    for row in rows:
+        row = list(row)
+        for n in columns:
+            value = row[n]
+            if value is not None:
+                found = text.get(value)
+                row[n] = found if found is not None else text.setdefault(value, value.isoformat())
+        converted.append(row)
+    return converted
 
 
 def _iso(value: Any) -> str:

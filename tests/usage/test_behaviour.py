@@ -254,3 +254,20 @@ def test_profiles_are_written_by_one_upsert_that_still_moves_their_day_and_due_t
     assert after.next_due_at == datetime(2026, 11, 22, tzinfo=UTC)
     assert (before.metrics["days_since_last_active"], after.metrics["days_since_last_active"]) == (0, 1)
     assert Profile.objects.get(workspace_key="ws_new").stage_id is not None
+
+
+def test_a_stage_kept_keeps_the_time_it_was_entered():
+    """A re-evaluation that leaves the stage where it is writes the profile again with the open period's start
+    (read back as the database's own text on PostgreSQL), not the evaluation's time."""
+    WorkspaceFactory(workspace_id="ws_1", status="trial", trial_started_at=T0 - timedelta(days=6))
+    active("ws_1", days=5, features=2)
+    entered = T0 + timedelta(microseconds=123)  # to the microsecond through the text
+    behaviour_refresh(workspace_keys=["ws_1"], now=entered)
+    period = StagePeriod.objects.get(workspace_key="ws_1", exited_at__isnull=True)
+    later = T0 + timedelta(hours=5, microseconds=250)
+
+    behaviour_refresh(workspace_keys=["ws_1"], now=later)
+
+    profile = Profile.objects.get(workspace_key="ws_1")
+    assert StagePeriod.objects.get(workspace_key="ws_1", exited_at__isnull=True).pk == period.pk
+    assert (profile.stage_id, profile.stage_since, profile.evaluated_at) == (period.stage_id, entered, later)

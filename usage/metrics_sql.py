@@ -108,29 +108,34 @@ _USAGE_DAILY_COLUMNS = (
 _WEEK = (1 << 7) - 1  # bits 0-6: today and the six days before
 
 
-def _usage_daily_row(values: Sequence[Any], products: Sequence[str]) -> dict[str, Any]:
-    """One workspace's usage aggregates from its row: the day bits and the distinct codes counted."""
+def _usage_daily_row(values: Sequence[Any], depths: Sequence[tuple[str, str]]) -> dict[str, Any]:
+    """One workspace's usage aggregates from its row: the day bits and the distinct codes counted (`depths`:
+    each product with its depth metric's name)."""
     row = dict(zip(_USAGE_DAILY_COLUMNS, values, strict=True))
     days = int(row.pop("days") or 0)
     codes = row.pop("codes") or []
     if isinstance(codes, str):  # SQLite's JSON array
         codes = json.loads(codes)
-    pairs: set[tuple[str, str]] = set()
-    integrations: set[str] = set()
+    pairs = {code[1:] for code in codes}  # a (product, feature) pair's text: the code without its flag
+    depth: dict[str, int] = {}
+    for pair in pairs:
+        colon = pair.index(":")
+        product = pair[colon + 1 : colon + 1 + int(pair[:colon])]
+        depth[product] = depth.get(product, 0) + 1
+    integrations = set()
     for code in codes:
-        colon = code.index(":", 1)
-        start = colon + 1 + int(code[1:colon])
-        product, feature = code[colon + 1 : start], code[start:]
-        pairs.add((product, feature))
-        if code[0] == "1" and feature.startswith(INTEGRATION_PREFIX):
-            integrations.add(feature)
+        if code[0] == "1" and INTEGRATION_PREFIX in code:
+            colon = code.index(":", 1)
+            feature = code[colon + 1 + int(code[1:colon]) :]
+            if feature.startswith(INTEGRATION_PREFIX):
+                integrations.add(feature)
     row["active_days_7d"] = (days & _WEEK).bit_count()
     row["active_days_30d"] = days.bit_count()
     row["features_30d"] = len(pairs)
-    row["products_used_30d"] = len({product for product, _ in pairs if product})
+    row["products_used_30d"] = sum(1 for product in depth if product)
     row["integration_depth_30d"] = len(integrations)
-    for name in products:
-        row[depth_alias(name)] = sum(1 for product, _ in pairs if product == name)
+    for product, alias in depths:
+        row[alias] = depth.get(product, 0)
     return row
 
 
@@ -151,6 +156,7 @@ def usage_daily(bounds: Sequence[Bounds], products: Sequence[str]) -> dict[str, 
     else from `last_active` for the workspaces without.
     """
     select, column_params = _usage_daily_sql()
+    depths = [(product, depth_alias(product)) for product in products]
     result: dict[str, dict[str, Any]] = {}
     fixed = len(column_params) + 1
     per_statement = max((_max_params() - fixed) // 7, 1)
@@ -164,7 +170,7 @@ def usage_daily(bounds: Sequence[Bounds], products: Sequence[str]) -> dict[str, 
         with connection.cursor() as cursor, _custom_plan():
             cursor.execute(sql, params)
             for key, *values in cursor.fetchall():
-                result[key] = _usage_daily_row(values, products)
+                result[key] = _usage_daily_row(values, depths)
     return result
 
 

@@ -14,7 +14,7 @@ import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from functools import cache
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
@@ -208,11 +208,38 @@ def _read(
     elif workspaces is not None:
         records = {ws.workspace_id: {name: getattr(ws, name) for name in WORKSPACE_COLUMNS} for ws in workspaces}
     else:
-        rows = Workspace.objects.filter(_among("workspace_id", keys)).values(*WORKSPACE_COLUMNS)
-        records = {row["workspace_id"]: row for row in rows}
+        records = _workspace_records(keys)
     zones = {key: (records.get(key) or {}).get("timezone") or "UTC" for key in keys}
     trials = {key: (records.get(key) or {}).get("trial_started_at") for key in keys}
     return _Read(keys, records, zones, profiles_for(keys, now=now, zones=zones, trials=trials))
+
+
+def _workspace_records(keys: list[str]) -> dict[str, dict[str, Any]]:
+    """These workspaces' WORKSPACE_COLUMNS by key. On PostgreSQL one plain statement, the trial's start as Unix
+    seconds: the ORM's rows (a dict built per row, each timestamp parsed by Django's Python loader) were a
+    sixth of a bulk pass's reading."""
+    if connection.vendor != "postgresql":
+        rows = Workspace.objects.filter(_among("workspace_id", keys)).values(*WORKSPACE_COLUMNS)
+        return {row["workspace_id"]: row for row in rows}
+    qn = connection.ops.quote_name
+    columns = ", ".join(
+        f"EXTRACT(EPOCH FROM {qn(name)})::float8" if name == "trial_started_at" else qn(name)
+        for name in WORKSPACE_COLUMNS
+    )
+    sql = (
+        f"SELECT {columns} FROM {qn(Workspace._meta.db_table)} "  # noqa: S608 (names, not input)
+        f"WHERE {qn('workspace_id')} = ANY({KEYS_ARRAY})"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [array_literal(keys)])
+        rows = cursor.fetchall()
+    records = {}
+    for row in rows:
+        record = dict(zip(WORKSPACE_COLUMNS, row, strict=True))
+        if (trial := record["trial_started_at"]) is not None:
+            record["trial_started_at"] = datetime.fromtimestamp(trial, UTC)
+        records[record["workspace_id"]] = record
+    return records
 
 
 def _among(column: str, keys: list[str]) -> Q | RawSQL:

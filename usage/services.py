@@ -38,6 +38,8 @@ from workspaces.models import Workspace
 #: Metrics that grow by one a day while nothing happens: a threshold on them is crossed on a known day.
 GROWING_PREFIX = "days_since_"
 SWEEP_CHUNK = 1000
+#: Threads reading the next chunks of a sweep on PostgreSQL, each on its own connection.
+SWEEP_READERS = 2
 #: Values remembered per condition leaf (a leaf's verdict depends on its one value only).
 LEAF_CACHE = 4096
 
@@ -553,41 +555,55 @@ def behaviour_sweep(
 
 
 def _reads_ahead(now: datetime, limit: int | None) -> Iterator[_Read]:
-    """Each due chunk's reads, the next chunk's taken by a thread on its own connection meanwhile.
+    """Each due chunk's reads, the next chunks' taken meanwhile by SWEEP_READERS threads on their own connections.
 
     The reads (mostly PostgreSQL's aggregates) and the writes with their Python (the verdicts, the rows)
-    then overlap instead of taking turns: one chunk ahead, so memory stays flat. In a caller's transaction
-    (a test's, or one that must see its own uncommitted rows) or on SQLite they run in turn on this
-    connection.
+    then overlap instead of taking turns; with two readers the reading, the longer of the two, runs on two
+    backends at once. A reader is one chunk ahead at most, so memory stays flat. Chunks may come out of key
+    order: each is its own transaction over its own workspaces. In a caller's transaction (a test's, or one
+    that must see its own uncommitted rows) or on SQLite they run in turn on this connection.
     """
     if connection.vendor != "postgresql" or connection.in_atomic_block:
         for chunk in _due_chunks(now, limit):
             yield _read(chunk, now)
         return
-    ready: queue.Queue[_Read | BaseException | None] = queue.Queue(maxsize=1)
+    ready: queue.Queue[_Read | BaseException | None] = queue.Queue(maxsize=SWEEP_READERS)
     stop = threading.Event()
+    chunks = _due_chunks(now, limit)
+    taking = threading.Lock()  # one reader at a time advances the chunks (on its own connection)
 
     def produce() -> None:
         try:
-            for chunk in _due_chunks(now, limit):
-                if not _offer(ready, _read(chunk, now), stop):
-                    return
+            while not stop.is_set():
+                with taking:
+                    chunk = next(chunks, None)
+                if chunk is None or not _offer(ready, _read(chunk, now), stop):
+                    break
             _offer(ready, None, stop)
         except BaseException as exc:  # handed to the consumer, which raises it
             _offer(ready, exc, stop)
         finally:
             db_connections.close_all()  # this thread's connection
 
-    worker = threading.Thread(target=produce, name="behaviour-sweep-reads", daemon=True)
-    worker.start()
+    workers = [
+        threading.Thread(target=produce, name=f"behaviour-sweep-reads-{n}", daemon=True) for n in range(SWEEP_READERS)
+    ]
+    for worker in workers:
+        worker.start()
     try:
-        while (item := ready.get()) is not None:
-            if isinstance(item, BaseException):
+        running = len(workers)
+        while running:
+            item = ready.get()
+            if item is None:
+                running -= 1
+            elif isinstance(item, BaseException):
                 raise item
-            yield item
+            else:
+                yield item
     finally:
         stop.set()
-        worker.join()
+        for worker in workers:
+            worker.join()
 
 
 def _offer(ready: queue.Queue, item: Any, stop: threading.Event) -> bool:

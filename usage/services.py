@@ -192,6 +192,13 @@ class _Read:
     records: dict[str, Mapping[str, Any]]
     zones: dict[str, str]
     metrics: dict[str, dict[str, Any]]
+    #: The sweep's: each profile's evaluation time as it was before the metrics were read (see _evaluations).
+    evaluations: dict[str, Any] = field(default_factory=dict)
+
+    def without(self, gone: set[str]) -> _Read:
+        """This read less the workspaces in `gone`."""
+        keys = [key for key in self.keys if key not in gone]
+        return _Read(keys, self.records, self.zones, self.metrics, self.evaluations)
 
 
 #: What an evaluation reads of a workspace (a caller that read these already passes them as `records`).
@@ -546,6 +553,11 @@ def behaviour_sweep(
     for read in _reads_ahead(now, limit):
         with transaction.atomic():
             workspace_locks_take(read.keys)  # before reading what is open: a rollup or a run may be at them
+            # A workspace evaluated since its metrics were read (a usage batch's refresh, under these locks)
+            # is current already: writing what was read would put older metrics back and could flap its
+            # cohorts (out on the old values, in again on the next event).
+            evaluated = _evaluations(read.keys)
+            read = read.without({key for key in read.keys if evaluated.get(key) != read.evaluations.get(key)})
             changes = _apply(read, now, definitions)
             if on_changes is not None:
                 on_changes(changes)
@@ -565,7 +577,7 @@ def _reads_ahead(now: datetime, limit: int | None) -> Iterator[_Read]:
     """
     if connection.vendor != "postgresql" or connection.in_atomic_block:
         for chunk in _due_chunks(now, limit):
-            yield _read(chunk, now)
+            yield _sweep_read(chunk, now)
         return
     ready: queue.Queue[_Read | BaseException | None] = queue.Queue(maxsize=SWEEP_READERS)
     stop = threading.Event()
@@ -577,7 +589,7 @@ def _reads_ahead(now: datetime, limit: int | None) -> Iterator[_Read]:
             while not stop.is_set():
                 with taking:
                     chunk = next(chunks, None)
-                if chunk is None or not _offer(ready, _read(chunk, now), stop):
+                if chunk is None or not _offer(ready, _sweep_read(chunk, now), stop):
                     break
             _offer(ready, None, stop)
         except BaseException as exc:  # handed to the consumer, which raises it
@@ -604,6 +616,27 @@ def _reads_ahead(now: datetime, limit: int | None) -> Iterator[_Read]:
         stop.set()
         for worker in workers:
             worker.join()
+
+
+def _sweep_read(keys: list[str], now: datetime) -> _Read:
+    """A sweep chunk's read: first the profiles' evaluation times, then everything `_read` reads."""
+    evaluations = _evaluations(keys)
+    read = _read(keys, now)
+    return _Read(read.keys, read.records, read.zones, read.metrics, evaluations)
+
+
+def _evaluations(keys: list[str]) -> dict[str, Any]:
+    """{workspace key: its profile's evaluated_at} (PostgreSQL's text of it: only compared, never parsed)."""
+    if connection.vendor != "postgresql":
+        return dict(Profile.objects.filter(workspace_key__in=keys).values_list("workspace_key", "evaluated_at"))
+    qn = connection.ops.quote_name
+    sql = (
+        f"SELECT {qn('workspace_key')}, {qn('evaluated_at')}::text FROM {qn(Profile._meta.db_table)} "  # noqa: S608
+        f"WHERE {qn('workspace_key')} = ANY({KEYS_ARRAY})"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [array_literal(keys)])
+        return dict(cursor.fetchall())
 
 
 def _offer(ready: queue.Queue, item: Any, stop: threading.Event) -> bool:

@@ -271,3 +271,31 @@ def test_a_stage_kept_keeps_the_time_it_was_entered():
     profile = Profile.objects.get(workspace_key="ws_1")
     assert StagePeriod.objects.get(workspace_key="ws_1", exited_at__isnull=True).pk == period.pk
     assert (profile.stage_id, profile.stage_since, profile.evaluated_at) == (period.stage_id, entered, later)
+
+
+def test_the_sweep_leaves_a_workspace_that_a_usage_batch_evaluated_after_the_sweep_read_it(monkeypatch):
+    """The sweep reads a chunk's metrics before it takes the chunk's locks. A usage batch that re-evaluated one
+    of them in between (under the locks) left it current: the sweep must not write its older reading back."""
+    from usage import services
+
+    for key in ("ws_1", "ws_2"):
+        WorkspaceFactory(workspace_id=key)
+        active(key, days=5)
+    behaviour_refresh(workspace_keys=["ws_1", "ws_2"], now=T0)
+    later = T0 + timedelta(days=1)  # both due
+    batch_at = later + timedelta(minutes=1)
+    original, landed = services._read, []
+
+    def read_then_a_batch_lands(keys, now, *args, **kwargs):
+        read = original(keys, now, *args, **kwargs)
+        if not landed:
+            landed.append(True)
+            behaviour_refresh(workspace_keys=["ws_1"], now=batch_at)  # what a usage batch's refresh does
+        return read
+
+    monkeypatch.setattr(services, "_read", read_then_a_batch_lands)
+    result = behaviour_sweep(now=later)
+
+    assert result.visited == 1
+    assert Profile.objects.get(workspace_key="ws_1").evaluated_at == batch_at
+    assert Profile.objects.get(workspace_key="ws_2").evaluated_at == later

@@ -38,7 +38,7 @@ from usage.metrics_rollups import (
     zone_named,
 )
 from usage.models import UsageDaily, UsageDailyUser
-from usage.services import WORKSPACE_COLUMNS, Change, behaviour_refresh
+from usage.services import Change, behaviour_refresh, workspace_records
 from workspaces.models import Workspace
 
 USAGE_TYPE = "usage.recorded"
@@ -291,8 +291,9 @@ def _workspaces(workspace_keys: Iterable[str]) -> dict[str, dict[str, Any]]:
     keys = sorted(workspace_keys)
     if not keys:
         return {}
-    columns = WORKSPACE_COLUMNS if settings.BEHAVIOUR_PROFILES else ("workspace_id", "timezone")
-    rows = Workspace.objects.filter(workspace_id__in=keys).values(*columns)
+    if settings.BEHAVIOUR_PROFILES:
+        return workspace_records(keys)
+    rows = Workspace.objects.filter(workspace_id__in=keys).values("workspace_id", "timezone")
     return {row["workspace_id"]: row for row in rows}
 
 

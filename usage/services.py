@@ -217,13 +217,13 @@ def _read(
     elif workspaces is not None:
         records = {ws.workspace_id: {name: getattr(ws, name) for name in WORKSPACE_COLUMNS} for ws in workspaces}
     else:
-        records = _workspace_records(keys)
+        records = workspace_records(keys)
     zones = {key: (records.get(key) or {}).get("timezone") or "UTC" for key in keys}
     trials = {key: (records.get(key) or {}).get("trial_started_at") for key in keys}
     return _Read(keys, records, zones, profiles_for(keys, now=now, zones=zones, trials=trials))
 
 
-def _workspace_records(keys: list[str]) -> dict[str, dict[str, Any]]:
+def workspace_records(keys: list[str]) -> dict[str, dict[str, Any]]:
     """These workspaces' WORKSPACE_COLUMNS by key. On PostgreSQL one plain statement, the trial's start as Unix
     seconds: the ORM's rows (a dict built per row, each timestamp parsed by Django's Python loader) were a
     sixth of a bulk pass's reading."""

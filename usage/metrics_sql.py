@@ -341,7 +341,7 @@ def _key_list(bounds: Sequence[Bounds]) -> tuple[str, list[Any]]:
     """`IN (%s, …)`, or on PostgreSQL `= ANY(KEYS_ARRAY)` with one array parameter (a statement of a few
     parameters is parsed once, not thousands of placeholders per chunk)."""
     if connection.vendor == "postgresql":
-        return f"= ANY({KEYS_ARRAY})", [array_literal(bound.key for bound in bounds)]
+        return f"= ANY({keys_array(len(bounds))})", [array_literal(bound.key for bound in bounds)]
     return f"IN ({', '.join(['%s'] * len(bounds))})", [bound.key for bound in bounds]
 
 
@@ -351,6 +351,15 @@ def _key_list(bounds: Sequence[Bounds]) -> tuple[str, list[Any]]:
 #: whatever the number of keys, and the executor reads the array once. Measured over 1,000-workspace chunks:
 #: tickets 4.8 → 1.4 ms, plan-limit hits 6.9 → 1.6 ms, usage 20.9 → 14.2 ms, sessions 22.7 → 19.2 ms.
 KEYS_ARRAY = "(SELECT %s::text[])::text[]"
+#: From this many keys the statement takes KEYS_ARRAY (a sweep's chunk of 1,000); fewer (a usage batch's
+#: workspaces, a few dozen to a few hundred) plan in well under a millisecond, and there seeing the keys lets
+#: PostgreSQL fit its estimates to them, as it did before KEYS_ARRAY.
+KEYS_ARRAY_FROM = 300
+
+
+def keys_array(count: int) -> str:
+    """The array expression of a `= ANY(…)` over `count` keys: KEYS_ARRAY for many, the literal for a few."""
+    return KEYS_ARRAY if count >= KEYS_ARRAY_FROM else "%s::text[]"
 
 
 def array_literal(values: Iterable[str]) -> str:

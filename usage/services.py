@@ -30,7 +30,7 @@ from django.utils import timezone
 from usage.conditions import FIELDS, Facts, condition_explain, condition_holds, condition_nodes
 from usage.metrics import METRICS, profiles_for, zone_named
 from usage.metrics_rollups import execute_batches, insert_sql
-from usage.metrics_sql import KEYS_ARRAY, array_literal
+from usage.metrics_sql import array_literal, keys_array
 from usage.models import Cohort, CohortMembership, Profile, Stage, StagePeriod
 from workspaces.locks import workspace_locks_take
 from workspaces.models import Workspace
@@ -237,7 +237,7 @@ def workspace_records(keys: list[str]) -> dict[str, dict[str, Any]]:
     )
     sql = (
         f"SELECT {columns} FROM {qn(Workspace._meta.db_table)} "  # noqa: S608 (names, not input)
-        f"WHERE {qn('workspace_id')} = ANY({KEYS_ARRAY})"
+        f"WHERE {qn('workspace_id')} = ANY({keys_array(len(keys))})"
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, [array_literal(keys)])
@@ -252,13 +252,14 @@ def workspace_records(keys: list[str]) -> dict[str, dict[str, Any]]:
 
 
 def _among(column: str, keys: list[str]) -> Q | RawSQL:
-    """`column IN keys`; on PostgreSQL `= ANY` of one array literal (KEYS_ARRAY: planned without looking
-    into it): hundreds of placeholders in a statement are parsed by psycopg for every batch (the statement
-    is too long for its cache)."""
+    """`column IN keys`; on PostgreSQL `= ANY` of one array literal (`keys_array`: many keys are planned
+    without looking into them): hundreds of placeholders in a statement are parsed by psycopg for every
+    batch (the statement is too long for its cache)."""
     if connection.vendor != "postgresql":
         return Q(**{f"{column}__in": keys})
     name = connection.ops.quote_name(column)
-    return RawSQL(f"{name} = ANY({KEYS_ARRAY})", (array_literal(keys),), output_field=BooleanField())  # noqa: S611
+    array = keys_array(len(keys))
+    return RawSQL(f"{name} = ANY({array})", (array_literal(keys),), output_field=BooleanField())  # noqa: S611
 
 
 def _apply(read: _Read, now: datetime, definitions: Definitions) -> list[Change]:
@@ -632,7 +633,7 @@ def _evaluations(keys: list[str]) -> dict[str, Any]:
     qn = connection.ops.quote_name
     sql = (
         f"SELECT {qn('workspace_key')}, {qn('evaluated_at')}::text FROM {qn(Profile._meta.db_table)} "  # noqa: S608
-        f"WHERE {qn('workspace_key')} = ANY({KEYS_ARRAY})"
+        f"WHERE {qn('workspace_key')} = ANY({keys_array(len(keys))})"
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, [array_literal(keys)])

@@ -13,7 +13,7 @@ import math
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from functools import cache
 from typing import Any, NamedTuple
@@ -197,8 +197,7 @@ class _Read:
 
     def without(self, gone: set[str]) -> _Read:
         """This read less the workspaces in `gone`."""
-        keys = [key for key in self.keys if key not in gone]
-        return _Read(keys, self.records, self.zones, self.metrics, self.evaluations)
+        return replace(self, keys=[key for key in self.keys if key not in gone])
 
 
 #: What an evaluation reads of a workspace (a caller that read these already passes them as `records`).
@@ -225,8 +224,8 @@ def _read(
 
 def workspace_records(keys: list[str]) -> dict[str, dict[str, Any]]:
     """These workspaces' WORKSPACE_COLUMNS by key. On PostgreSQL one plain statement, the trial's start as Unix
-    seconds: the ORM's rows (a dict built per row, each timestamp parsed by Django's Python loader) were a
-    sixth of a bulk pass's reading."""
+    seconds: the ORM's rows (a dict built per row, each timestamp parsed by Django's Python loader) were 15 %
+    of a daily pass's Python (py-spy)."""
     if connection.vendor != "postgresql":
         rows = Workspace.objects.filter(_among("workspace_id", keys)).values(*WORKSPACE_COLUMNS)
         return {row["workspace_id"]: row for row in rows}
@@ -276,7 +275,8 @@ def _apply(read: _Read, now: datetime, definitions: Definitions) -> list[Change]
     periods = StagePeriod.objects.filter(_among("workspace_key", keys), exited_at__isnull=True)
     if connection.vendor == "postgresql":
         # Only written back (the profile's stage_since): as PostgreSQL's text, which its timestamptz cast reads
-        # again, not parsed into a datetime by Django's Python loader (a tenth of a bulk pass's Python).
+        # again, not parsed into a datetime by Django's Python loader (with the other timestamps the sweep
+        # loaded, a tenth of a bulk pass's Python).
         periods = periods.annotate(since=Cast("entered_at", TextField()))
     else:
         periods = periods.annotate(since=F("entered_at"))
@@ -622,22 +622,13 @@ def _reads_ahead(now: datetime, limit: int | None) -> Iterator[_Read]:
 def _sweep_read(keys: list[str], now: datetime) -> _Read:
     """A sweep chunk's read: first the profiles' evaluation times, then everything `_read` reads."""
     evaluations = _evaluations(keys)
-    read = _read(keys, now)
-    return _Read(read.keys, read.records, read.zones, read.metrics, evaluations)
+    return replace(_read(keys, now), evaluations=evaluations)
 
 
-def _evaluations(keys: list[str]) -> dict[str, Any]:
-    """{workspace key: its profile's evaluated_at} (PostgreSQL's text of it: only compared, never parsed)."""
-    if connection.vendor != "postgresql":
-        return dict(Profile.objects.filter(workspace_key__in=keys).values_list("workspace_key", "evaluated_at"))
-    qn = connection.ops.quote_name
-    sql = (
-        f"SELECT {qn('workspace_key')}, {qn('evaluated_at')}::text FROM {qn(Profile._meta.db_table)} "  # noqa: S608
-        f"WHERE {qn('workspace_key')} = ANY({keys_array(len(keys))})"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [array_literal(keys)])
-        return dict(cursor.fetchall())
+def _evaluations(keys: list[str]) -> dict[str, str]:
+    """{workspace key: its profile's evaluated_at as the database's text} (only compared, never parsed)."""
+    profiles = Profile.objects.filter(_among("workspace_key", keys))
+    return dict(profiles.annotate(at=Cast("evaluated_at", TextField())).values_list("workspace_key", "at"))
 
 
 def _offer(ready: queue.Queue, item: Any, stop: threading.Event) -> bool:

@@ -102,7 +102,7 @@ class Stage(Definition):
 class Profile(models.Model):
     """A workspace's latest evaluation: its metric values, its stage, and when time alone may change it."""
 
-    workspace_key = models.CharField(max_length=64, unique=True)
+    workspace_key = models.CharField(max_length=64)
     metrics = models.JSONField(default=dict, help_text="Metric name → value, as last evaluated.")
     timezone = models.CharField(max_length=64, default="UTC", help_text="The zone its day windows are counted in.")
     day = models.DateField(help_text="The local day it was evaluated for.")
@@ -114,6 +114,9 @@ class Profile(models.Model):
     )
 
     class Meta:
+        # A constraint, not unique=True: that adds a second (LIKE-pattern) index on PostgreSQL that nothing
+        # uses and every insert writes.
+        constraints = [models.UniqueConstraint(fields=["workspace_key"], name="profile_unique_workspace")]
         indexes = [models.Index(fields=["next_due_at"], name="profile_next_due")]
 
     def __str__(self) -> str:
@@ -136,7 +139,8 @@ class Period(models.Model):
 
 
 class CohortMembership(Period):
-    cohort = models.ForeignKey(Cohort, on_delete=models.CASCADE, related_name="memberships")
+    # No index of its own: (cohort, entered_at) below leads with it. Each index is written by every insert.
+    cohort = models.ForeignKey(Cohort, on_delete=models.CASCADE, related_name="memberships", db_index=False)
 
     class Meta:
         ordering = ["-entered_at"]
@@ -155,8 +159,13 @@ class CohortMembership(Period):
 
 
 class StagePeriod(Period):
-    stage = models.ForeignKey(Stage, on_delete=models.CASCADE, related_name="periods")
-    previous = models.ForeignKey(Stage, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # No index of its own: (stage, entered_at) below leads with it.
+    stage = models.ForeignKey(Stage, on_delete=models.CASCADE, related_name="periods", db_index=False)
+    # Never filtered on; only a stage's deletion looks for it (one scan, a rare admin action), while every
+    # period inserted would write an entry (bench/behaviour.py's first pass inserts 100,000).
+    previous = models.ForeignKey(
+        Stage, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
+    )
 
     class Meta:
         ordering = ["-entered_at"]

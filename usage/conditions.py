@@ -272,7 +272,7 @@ def _leaf(node: dict, facts: Facts) -> tuple[bool, Any]:
 def _compare(compare: Callable[[Any, Any], bool], value: Any, threshold: Any) -> bool:
     if value is None:
         return False  # no value satisfies no comparison (a missing trend is not a decline)
-    if type(value) in _BINARY and type(threshold) in _BINARY:
+    if type(value) in PLAIN_NUMBERS and type(threshold) in PLAIN_NUMBERS:
         # Python compares ints and floats exactly, and a float's shortest decimal (what Decimal(str()) reads)
         # orders as the float itself: the same verdict as below, without two Decimals per comparison.
         return compare(value, threshold)
@@ -281,7 +281,7 @@ def _compare(compare: Callable[[Any, Any], bool], value: Any, threshold: Any) ->
     return compare(value, threshold)
 
 
-_BINARY = (int, float)  # exactly these types: not bool, not Decimal (money compares as decimals)
+PLAIN_NUMBERS = (int, float)  # exactly these types: not bool, not Decimal (money compares as decimals)
 
 
 def _plain(value: Any) -> Any:

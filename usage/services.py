@@ -27,7 +27,15 @@ from django.db.models.expressions import RawSQL
 from django.db.models.functions import Cast
 from django.utils import timezone
 
-from usage.conditions import FIELDS, Facts, condition_explain, condition_holds, condition_nodes
+from usage.conditions import (
+    FIELDS,
+    NUMERIC_OPS,
+    PLAIN_NUMBERS,
+    Facts,
+    condition_explain,
+    condition_holds,
+    condition_nodes,
+)
 from usage.metrics import METRICS, profiles_for, zone_named
 from usage.metrics_rollups import execute_batches, insert_sql
 from usage.metrics_sql import array_literal, keys_array
@@ -112,6 +120,16 @@ def compile_condition(tree: dict) -> Callable[[Facts], bool]:
     if "metric" in tree:
         metric = tree["metric"]
         verdict = _verdicts(tree, lambda value: Facts(metrics={metric: value}))
+        threshold, compare = tree.get("value"), NUMERIC_OPS.get(tree.get("op", ""))
+        if compare is not None and type(threshold) in PLAIN_NUMBERS:
+            # A plain int or float against a plain threshold: the comparison itself, as `_compare` makes it for
+            # them; anything else (None, a Decimal, a bool) through the remembered verdicts. Those were half a
+            # daily pass's condition time: a float metric (a trend, a duration) has too many values to remember.
+            def compared(facts: Facts) -> bool:
+                value = facts.metrics.get(metric)
+                return compare(value, threshold) if type(value) in PLAIN_NUMBERS else verdict(value)
+
+            return compared
         return lambda facts: verdict(facts.metrics.get(metric))
     if "field" in tree:
         name = tree["field"]

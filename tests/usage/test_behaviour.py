@@ -132,6 +132,27 @@ def test_workspaces_never_evaluated_are_picked_up_once_by_the_sweep():
         assert behaviour_sweep().visited == 0
 
 
+def test_the_sweep_finds_the_never_evaluated_among_evaluated_ones_window_after_window(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from usage import services
+
+    monkeypatch.setattr(services, "SWEEP_CHUNK", 2)  # windows of two workspaces, most of them evaluated
+    keys = [f"ws_{n:02d}" for n in range(9)]
+    for key in keys:
+        WorkspaceFactory(workspace_id=key)
+    evaluated = keys[:3] + keys[5:7]
+    behaviour_refresh(workspace_keys=evaluated, now=T0 - timedelta(hours=1))  # none due before tomorrow
+    before = dict(Profile.objects.values_list("workspace_key", "evaluated_at"))
+    with time_machine.travel(T0, tick=False):
+        assert behaviour_sweep(limit=3).visited == 3  # the limit cuts across windows
+        assert behaviour_sweep().visited == 1
+        assert behaviour_sweep().visited == 0
+    after = dict(Profile.objects.values_list("workspace_key", "evaluated_at"))
+    assert sorted(after) == keys
+    assert {key: after[key] for key in evaluated} == before, "the evaluated ones were left alone"
+
+
 def test_a_disabled_cohort_is_not_evaluated():
     WorkspaceFactory(workspace_id="ws_1")
     active("ws_1", days=5)

@@ -8,9 +8,10 @@ Two phases, each in its own database:
   baseline is a plain aggregate of the same rollups (one GROUP BY workspace per rollup table: sums and
   counts, no windows, no DISTINCT). The engine's pass is `usage.services.behaviour_sweep` in a child
   process: every workspace's metrics, cohorts and stage, and the writes (profiles, memberships, stage
-  periods) — first over workspaces never evaluated (every row new), then a day later (every profile due:
-  the daily pass). Targets: each pass ≤ 30 s at 100,000 workspaces and ≤ 3× the plain aggregate; memory
-  flat (RSS after the last workspace within 15 % of RSS after the first 10 %). CPU is the process's (all
+  periods) — first over workspaces never evaluated (every row new), then a day later (the daily pass: every
+  profile whose windows hold rows is due, about three quarters of them). Targets: each pass ≤ 30 s at
+  100,000 workspaces and ≤ 3× the plain aggregate; memory flat (RSS after the last workspace within 15 % of
+  RSS after the first 10 %). CPU is the process's (all
   its threads), its own PostgreSQL backend's and that of the backend the sweep reads ahead on.
 - processing — a backlog of lifecycle events and of usage events over the same workspaces, drained in a
   child process (`processing.tasks.process_workspaces`, then `usage.rollups.usage_rollup_batch`) once with
@@ -318,6 +319,8 @@ class Run:
 def sweep(run: Run, at: datetime, label: str) -> dict[str, Any]:
     args = run.args
     progress = Progress(label, args.workspaces, quiet=args.no_progress, unit=" ws")
+    with psycopg.connect(libpq_dsn(args.database_url), autocommit=True) as conn:
+        due = conn.execute("SELECT count(*) FROM usage_profile WHERE next_due_at <= %s", [at]).fetchone()[0]
     roots = find_cpu_roots()
     before = cpu_snapshot(roots)
     child = ["--child", "sweep", "--at", at.isoformat(), "--workspaces", str(args.workspaces),
@@ -340,6 +343,7 @@ def sweep(run: Run, at: datetime, label: str) -> dict[str, Any]:
         "seconds": round(result["seconds"], 3),
         "workspaces_per_second": round(result["visited"] / result["seconds"], 1) if result["seconds"] else None,
         "visited": result["visited"],
+        "due_before": due,
         "changed": result["changed"],
         "cpu_seconds": {k: round(v, 2) for k, v in result["cpu_seconds"].items()},
         "machine_busy_pct": round(cpu["machine_busy_pct"], 1),
@@ -373,7 +377,7 @@ def bulk(run: Run) -> dict[str, Any]:
     out["first_pass"] = sweep(run, first_at, "first pass (all new)")
     say(f"first pass: {out['first_pass']['seconds']:.1f} s")
     next_day = datetime.combine(today + timedelta(days=1), datetime.min.time(), tzinfo=UTC) + timedelta(hours=14)
-    out["daily_pass"] = sweep(run, next_day, "daily pass (all due)")
+    out["daily_pass"] = sweep(run, next_day, "daily pass (the due)")
     say(f"daily pass: {out['daily_pass']['seconds']:.1f} s")
     if not args.keep_database:
         drop_database(args.database_url)
@@ -469,12 +473,14 @@ def judge(report: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
             growth = bulk[name]["rss_growth"]
             targets[f"{name}_rss_growth"] = {"target": f"<= {FLAT} (end ÷ first tenth - 1)", "value": growth,
                                              "pass": growth is not None and growth <= FLAT}  # fmt: skip
+        daily = bulk["daily_pass"]
         targets["every_workspace_profiled"] = {
-            "target": f"the first pass visits and profiles all {args.workspaces:,}; the daily pass the due ones",
-            "value": [bulk["first_pass"]["visited"], bulk["daily_pass"]["rows_after"]["usage_profile"],
-                      bulk["daily_pass"]["visited"]],
-            "pass": bulk["first_pass"]["visited"] == args.workspaces
-            == bulk["daily_pass"]["rows_after"]["usage_profile"] >= bulk["daily_pass"]["visited"] > 0,
+            "target": f"the first pass visits and profiles all {args.workspaces:,}; the daily pass exactly the due "
+            "ones",
+            "value": [bulk["first_pass"]["visited"], daily["rows_after"]["usage_profile"], daily["visited"],
+                      daily.get("due_before")],
+            "pass": bulk["first_pass"]["visited"] == args.workspaces == daily["rows_after"]["usage_profile"]
+            >= daily["visited"] == daily.get("due_before") > 0,
         }  # fmt: skip
     if processing := report.get("processing"):
         for kind in ("lifecycle", "usage"):

@@ -29,14 +29,17 @@ from workspaces.models import Workspace
 
 __all__ = [
     "METRICS",
+    "USAGE_WINDOW_DAYS",
     "Metric",
     "RollupEvent",
+    "data_ahead",
     "derive",
     "plan_limits_rollup",
     "profiles_all",
     "profiles_for",
     "tickets_apply",
     "today_in",
+    "windows_hold_data",
 ]
 
 Value = int | float | None
@@ -228,6 +231,36 @@ def _evaluate(
         )
         for bound in bounds
     }
+
+
+#: The longest window over usage rows (active days, features, seats); a workspace last active longer ago than
+#: this has nothing left in any usage window.
+USAGE_WINDOW_DAYS = 30
+#: The metrics over the ticket and plan-limit rows with a window, each empty when its window holds no row.
+_ROW_WINDOWS = ("tickets_14d", "tickets_baseline_60d", "plan_limit_hits_30d")
+
+
+def windows_hold_data(profile: Mapping[str, Any]) -> bool:
+    """Whether time alone can still change this profile's windows: it was active within the last
+    USAGE_WINDOW_DAYS days, or a ticket was opened within its 14-day window or the 60-day baseline before it,
+    or a plan limit was hit within 30 days. When none holds, every window stays as it is until an event comes,
+    or until a row already stored with a later date does (`data_ahead`)."""
+    since = profile.get("days_since_last_active")
+    return (since is not None and since < USAGE_WINDOW_DAYS) or any(profile.get(name) for name in _ROW_WINDOWS)
+
+
+def data_ahead(workspace_keys: Iterable[str], *, now: datetime, zones: Mapping[str, str]) -> dict[str, date]:
+    """{workspace key: the first local day after today on which rows it has stored already (dated ahead of
+    now: usage, plan-limit hits, a ticket opened or resolved) enter its windows}, for those that have any."""
+    bounds = [_bounds(key, now, zone_of(key, zones)) for key in sorted(set(workspace_keys))]
+    found: dict[str, date] = {}
+    for key, (day, limit_day, instant) in sql.data_ahead(bounds).items():
+        zone = zone_of(key, zones)
+        days = [d for d in (day, limit_day) if d is not None]
+        if instant is not None:
+            days.append(instant.astimezone(zone).date())
+        found[key] = min(days)
+    return found
 
 
 def derive(aggregates: Mapping[str, Any], *, today: date, zone: ZoneInfo, trial_started_at: datetime | None) -> Profile:

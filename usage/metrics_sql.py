@@ -199,6 +199,36 @@ def last_active(bounds: Sequence[Bounds]) -> dict[str, dict[str, Any]]:
     return result
 
 
+def data_ahead(bounds: Sequence[Bounds]) -> dict[str, tuple[Any, Any, Any]]:
+    """What these workspaces have stored that lies after their today, by key (only those with any): the first
+    local day of usage, the first local day of plan-limit hits, and the first ticket opened or resolved after
+    now (an instant), each None when there is none.
+
+    Time alone brings such rows into the windows (an event's clock ahead of ours); a workspace whose windows
+    are empty is due again when the first of them comes. Three index probes a workspace.
+    """
+    result: dict[str, tuple[Any, Any, Any]] = {}
+    usage, limits, tickets = _table(UsageDaily), _table(PlanLimitDaily), _table(SupportTicket)
+    qn = connection.ops.quote_name
+    key = qn("workspace_key")
+    per_statement = max(_max_params() // 3, 1)
+    for start in range(0, len(bounds), per_statement):
+        cte, params = _bounds_cte(bounds[start : start + per_statement], ("t", "now_at"))
+        sql = (
+            f"{cte} SELECT b.k, (SELECT MIN(u.day) FROM {usage} u WHERE u.{key} = b.k AND u.day > b.t), "  # noqa: S608
+            f"(SELECT MIN(p.day) FROM {limits} p WHERE p.{key} = b.k AND p.day > b.t), "
+            f"(SELECT MIN(s.opened_at) FROM {tickets} s WHERE s.{key} = b.k AND s.opened_at > b.now_at), "
+            f"(SELECT MIN(s.resolved_at) FROM {tickets} s WHERE s.{key} = b.k AND s.resolved_at > b.now_at) FROM b"
+        )
+        with connection.cursor() as cursor, _custom_plan():
+            cursor.execute(sql, params)
+            for workspace, day, limit_day, opened, resolved in cursor.fetchall():
+                instants = [as_datetime(at) for at in (opened, resolved) if at is not None]
+                if day is not None or limit_day is not None or instants:
+                    result[workspace] = (as_date(day), as_date(limit_day), min(instants) if instants else None)
+    return result
+
+
 def _earliest(bounds: Sequence[Bounds]) -> Any:
     """The chunk's earliest window start, as a constant the database can use with its day index."""
     return connection.ops.adapt_datefield_value(min((bound.d30 for bound in bounds), default=None))

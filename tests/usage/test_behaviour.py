@@ -13,6 +13,8 @@ from django.urls import reverse
 
 from events.models import Event
 from tests.factories import EventFactory, WorkspaceFactory
+from usage.metrics import RollupEvent, tickets_apply
+from usage.metrics_rollups import TICKET_OPENED
 from usage.models import Cohort, CohortMembership, Profile, StagePeriod
 from usage.rollups import usage_rollup
 from usage.services import behaviour_refresh, behaviour_sweep
@@ -113,6 +115,43 @@ def test_the_sweep_visits_only_profiles_whose_windows_can_move():
 
     with time_machine.travel(T0 + timedelta(days=1), tick=False):
         assert behaviour_sweep().visited == 1
+
+
+def test_empty_windows_are_visited_only_while_a_ticket_is_in_them():
+    for key in ("ws_quiet", "ws_ticket"):
+        WorkspaceFactory(workspace_id=key, trial_started_at=T0 - timedelta(days=400))
+        active(key, days=1, end=T0 - timedelta(days=65))  # silent longer than every usage window
+    opened = RollupEvent("ws_ticket", T0 - timedelta(days=20), {"ticket_id": "t1"}, TICKET_OPENED)
+    tickets_apply([opened])
+    behaviour_refresh(workspace_keys=["ws_quiet", "ws_ticket"], now=T0)
+    quiet, ticket = Profile.objects.get(workspace_key="ws_quiet"), Profile.objects.get(workspace_key="ws_ticket")
+    assert quiet.next_due_at is None, "every window empty, every threshold behind it"
+    assert ticket.metrics["tickets_baseline_60d"] == 1
+    assert ticket.next_due_at == datetime(2026, 11, 21, tzinfo=UTC), "the ticket is still to leave the baseline"
+
+    with time_machine.travel(T0 + timedelta(days=60), tick=False):  # the ticket is 80 days old
+        assert behaviour_sweep().visited == 1
+    ticket.refresh_from_db()
+    assert ticket.metrics["tickets_baseline_60d"] == 0
+    assert ticket.next_due_at is None
+
+
+def test_a_workspace_never_active_is_due_when_a_row_dated_ahead_comes_into_its_windows():
+    WorkspaceFactory(workspace_id="ws_new", trial_started_at=T0 - timedelta(days=400))
+    WorkspaceFactory(workspace_id="ws_none", trial_started_at=T0 - timedelta(days=400))
+    usage("ws_new", T0 + timedelta(days=2))  # its sender's clock runs ahead
+    with override_settings(BEHAVIOUR_PROFILES=False):
+        usage_rollup()
+    behaviour_refresh(workspace_keys=["ws_new", "ws_none"], now=T0)
+    assert Profile.objects.get(workspace_key="ws_none").next_due_at is None
+    new = Profile.objects.get(workspace_key="ws_new")
+    assert new.metrics["active_days_7d"] == 0
+    assert new.next_due_at == datetime(2026, 11, 22, tzinfo=UTC), "the day its usage counts"
+
+    with time_machine.travel(datetime(2026, 11, 22, 1, 0, tzinfo=UTC), tick=False):
+        assert behaviour_sweep().visited == 1
+    new.refresh_from_db()
+    assert new.metrics["active_days_7d"] == 1
 
 
 def test_a_local_midnight_is_the_due_time_in_the_workspace_zone():

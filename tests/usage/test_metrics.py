@@ -59,6 +59,17 @@ def resolved(key: str, ticket: str, at: datetime, satisfaction: int | None = Non
     return RollupEvent(key, at, {"ticket_id": ticket, "satisfaction": satisfaction}, type="support.ticket_resolved")
 
 
+def test_no_usage_window_is_longer_than_the_one_that_keeps_a_profile_due():
+    """`windows_hold_data` stops visiting a workspace once it was last active USAGE_WINDOW_DAYS ago: a longer
+    window over usage rows would then go stale."""
+    from usage.metrics import METRICS, USAGE_WINDOW_DAYS
+
+    # Over ticket and plan-limit rows: kept due by their own counts (the ratio is made of two of them).
+    over_rows = {"tickets_14d", "tickets_baseline_60d", "ticket_ratio_14d", "plan_limit_hits_30d"}
+    longest = max(m.window_days or 0 for name, m in METRICS.items() if name not in over_rows)
+    assert longest == USAGE_WINDOW_DAYS
+
+
 def test_a_window_of_n_days_is_today_and_the_n_minus_1_days_before():
     # given
     for n in (0, 6, 7, 29, 30):

@@ -250,8 +250,9 @@ def windows_hold_data(profile: Mapping[str, Any]) -> bool:
 
 
 def data_ahead(workspace_keys: Iterable[str], *, now: datetime, zones: Mapping[str, str]) -> dict[str, date]:
-    """{workspace key: the first local day after today on which rows it has stored already (dated ahead of
-    now: usage, plan-limit hits, a ticket opened or resolved) enter its windows}, for those that have any."""
+    """{workspace key: the first local day on which rows it has stored already, dated ahead of now (usage and
+    plan-limit hits on a later day, a ticket opened or resolved later, perhaps today), enter its windows}, for
+    those that have any."""
     bounds = [_bounds(key, now, zone_of(key, zones)) for key in sorted(set(workspace_keys))]
     found: dict[str, date] = {}
     for key, (day, limit_day, instant) in sql.data_ahead(bounds).items():

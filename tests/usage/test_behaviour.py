@@ -120,7 +120,7 @@ def test_the_sweep_visits_only_profiles_whose_windows_can_move():
 def test_empty_windows_are_visited_only_while_a_ticket_is_in_them():
     for key in ("ws_quiet", "ws_ticket"):
         WorkspaceFactory(workspace_id=key, trial_started_at=T0 - timedelta(days=400))
-        active(key, days=1, end=T0 - timedelta(days=65))  # silent longer than every usage window
+        active(key, days=1, end=T0 - timedelta(days=80))  # silent longer than every window, tickets' too
     opened = RollupEvent("ws_ticket", T0 - timedelta(days=20), {"ticket_id": "t1"}, TICKET_OPENED)
     tickets_apply([opened])
     behaviour_refresh(workspace_keys=["ws_quiet", "ws_ticket"], now=T0)

@@ -205,7 +205,7 @@ def data_ahead(bounds: Sequence[Bounds]) -> dict[str, tuple[Any, Any, Any]]:
     now (an instant), each None when there is none.
 
     Time alone brings such rows into the windows (an event's clock ahead of ours); a workspace whose windows
-    are empty is due again when the first of them comes. Three index probes a workspace.
+    are empty is due again when the first of them comes. Four index probes a workspace.
     """
     result: dict[str, tuple[Any, Any, Any]] = {}
     usage, limits, tickets = _table(UsageDaily), _table(PlanLimitDaily), _table(SupportTicket)

@@ -46,7 +46,8 @@ from workspaces.models import Workspace
 GROWING_PREFIX = "days_since_"
 #: Workspaces a sweep chunk reads and writes in one transaction. 2,000 rather than 1,000: half the statements
 #: and their planning, 5 % off a daily pass (bench/behaviour.py, two pairs of runs); a chunk's locks are held
-#: for about a fifth of a second, which a usage batch touching one of its workspaces waits out.
+#: for at most about a fifth of a second (the writer's whole turn: 7.9 s over a daily pass's 37 chunks),
+#: which a usage batch touching one of its workspaces waits out.
 SWEEP_CHUNK = 2000
 #: Threads reading the next chunks of a sweep on PostgreSQL, each on its own connection.
 SWEEP_READERS = 2
@@ -300,8 +301,9 @@ class _Verdict(NamedTuple):
 def _decide(read: _Read, now: datetime, definitions: Definitions) -> dict[str, _Verdict]:
     """Every workspace's cohorts, stage, local day and next due time, from its metrics and lifecycle fields.
 
-    Pure Python over the read, so the sweep decides a chunk in its reader threads while the main thread writes
-    the one before (py-spy: the verdicts were a third of the main thread's samples, the pass's critical path).
+    Pure Python over the read, so the sweep decides a chunk in its reader threads while the main thread, the
+    pass's critical path, writes the one before (alone, this showed no gain on a CPU-bound machine:
+    docs/benchmarks.md).
     """
     cohort_checks, stage_checks = definitions.compiled()
     local: dict[str, tuple[ZoneInfo, date]] = {}

@@ -14,6 +14,9 @@ Phases, each on a freshly truncated `events_event` table of a throw-away Postgre
 4. batch    — the same kind of events in signed batches of --batch-size (CONTRACT §2b) at the server,
               against its baseline `copy`: one COPY of exactly those rows. Every answer must be 202 with
               every event accepted, and every event exactly one row.
+5. ceiling  — the engine phase again at a server whose webhook stores nothing (bench/ingest_ceiling.py):
+              everything else a single event costs, so its rate over the raw inserts is the most engine ÷ raw
+              can be on this machine. No target: it says how much of the request the store is.
 
 The figures, parameters, targets and pass/fail go to bench/results/ingest.json. See bench/README.md.
 The client never imports Django: requests are built and signed with `standardwebhooks` up front.
@@ -718,11 +721,15 @@ def migrate(env: dict[str, str]) -> None:
 SERVERS = ("gthread", "sync", "granian")
 
 
-def server_command(args: argparse.Namespace, port: int) -> list[str]:
+#: The WSGI application of the engine phases, and the one of the ceiling phase (bench/ingest_ceiling.py).
+ENGINE_APP, CEILING_APP = "config.wsgi:application", "ingest_ceiling:application"
+
+
+def server_command(args: argparse.Namespace, port: int, app: str = ENGINE_APP) -> list[str]:
     """The command line of the server under test: gunicorn (gthread or sync workers) or granian (WSGI)."""
     if args.server == "granian":
         return [
-            sys.executable, "-m", "granian", "--interface", "wsgi", "config.wsgi:application",
+            sys.executable, "-m", "granian", "--interface", "wsgi", app,
             "--workers", str(args.workers),
             "--blocking-threads", str(args.threads),
             "--host", "127.0.0.1", "--port", str(port),
@@ -732,7 +739,7 @@ def server_command(args: argparse.Namespace, port: int) -> list[str]:
         ]  # fmt: skip
     threads = ["--threads", str(args.threads)] if args.server == "gthread" else []
     return [
-        sys.executable, "-m", "gunicorn", "config.wsgi",
+        sys.executable, "-m", "gunicorn", app,
         "--worker-class", args.server,
         "--workers", str(args.workers),
         *threads,
@@ -744,11 +751,15 @@ def server_command(args: argparse.Namespace, port: int) -> list[str]:
     ]  # fmt: skip
 
 
-def start_gunicorn(args: argparse.Namespace, env: dict[str, str], port: int, log: Any) -> subprocess.Popen:
+def start_gunicorn(
+    args: argparse.Namespace, env: dict[str, str], port: int, log: Any, app: str = ENGINE_APP
+) -> subprocess.Popen:
     """Start the server under test (--server). Its own session: a Ctrl-C reaches only this script, which then
-    stops the server in order."""
+    stops the server in order. The ceiling's application is found beside this script."""
+    if app != ENGINE_APP:
+        env = {**env, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).parent), env.get("PYTHONPATH")]))}
     return subprocess.Popen(
-        server_command(args, port), cwd=REPO, env=env, stdout=log, stderr=log, start_new_session=True
+        server_command(args, port, app), cwd=REPO, env=env, stdout=log, stderr=log, start_new_session=True
     )
 
 
@@ -895,6 +906,24 @@ def benchmark(run: Run) -> dict[str, Any]:
             result["events"] = len(batch_events)
             result["events_per_second"] = round(len(batch_events) / result["seconds"], 1)
             report["batch"] = result
+
+    if "ceiling" in phases:
+        if run.server is not None:
+            stop_gunicorn(run.server)
+        port = free_port()
+        say(f"starting {args.server} on 127.0.0.1:{port} with the store left out (bench/ingest_ceiling.py)")
+        run.server = start_gunicorn(args, env, port, run.log, CEILING_APP)
+        wait_ready(run.server, port)
+        roots = find_cpu_roots(run.server.pid, "granian" if args.server == "granian" else "gunicorn")
+        warmup = sign_requests(make_events(args.warmup, prefix="warm-ceiling", seed=args.seed + 1), secret)
+        run_phase(phase_http(args, "warm-up", warmup, port, concurrency=args.concurrency), cpu_roots=roots)
+        reqs = sign_requests(make_events(args.events, prefix="ceiling", seed=args.seed), secret)
+        report["ceiling"] = run_phase(
+            phase_http(args, "ceiling", reqs, port, concurrency=args.concurrency),
+            cpu_roots=roots,
+            quiet=args.no_progress,
+        )
+        report["ceiling"]["rows_stored"] = count_events(args.database_url)[0]  # none: nothing is stored
     return report
 
 
@@ -905,6 +934,8 @@ def judge(report: dict[str, Any]) -> dict[str, Any]:
         report["ratio_engine_to_raw"] = round(ratio, 3)
         targets["ratio_engine_to_raw"] = {"target": f">= {TARGET_RATIO}", "value": round(ratio, 3),
                                           "pass": ratio >= TARGET_RATIO}  # fmt: skip
+    if "raw" in report and "ceiling" in report:  # no target: how much of the request the store is
+        report["ratio_ceiling_to_raw"] = round(report["ceiling"]["per_second"] / report["raw"]["per_second"], 3)
     if "paced" in report:
         p99 = report["paced"]["latency_ms"]["p99"]
         targets["paced_p99_ms"] = {"target": f"<= {TARGET_PACED_P99_MS}", "value": p99,
@@ -957,7 +988,13 @@ def print_summary(report: dict[str, Any], targets: dict[str, Any]) -> None:
               f"p99 {b['latency_ms']['p99']:.1f} ms")  # fmt: skip
         print(f"{'':<22} statuses {b['statuses']}, rows stored {b['rows_stored']}")
         print(f"{'ratio batch/COPY':<22} {report['ratio_batch_to_copy']:.3f}  (target >= {TARGET_BATCH_RATIO})")
-    for name in ("raw", "engine", "paced", "batch"):
+    if "ceiling" in report:
+        print(line("ceiling (no store)", report["ceiling"], "events"))
+    if "ratio_ceiling_to_raw" in report:
+        print(
+            f"{'ratio ceiling/raw':<22} {report['ratio_ceiling_to_raw']:.3f}  (no target: the most engine/raw can be)"
+        )
+    for name in ("raw", "engine", "paced", "batch", "ceiling"):
         if name in report:
             cpu = report[name]["cpu_us_per_request"]
             parts = ", ".join(f"{k} {cpu[k]}" for k in SHOWN_CPU if k in cpu)
@@ -990,8 +1027,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--client-processes", type=int, default=4, help="load generator processes")
     parser.add_argument("--warmup", type=int, default=1000, help="events sent (and discarded) before measuring")
     parser.add_argument("--broker", default=DEFAULT_BROKER, help="Q_BROKER for the server: redis://… or orm")
-    parser.add_argument("--phases", nargs="+", choices=("raw", "engine", "paced", "batch"),
-                        default=["raw", "engine", "paced", "batch"], help="phases to run")  # fmt: skip
+    parser.add_argument("--phases", nargs="+", choices=("raw", "engine", "paced", "batch", "ceiling"),
+                        default=["raw", "engine", "paced", "batch", "ceiling"], help="phases to run")  # fmt: skip
     parser.add_argument("--batch-events", type=int, default=20_000, help="events of the batch phase")
     parser.add_argument("--batch-size", type=int, default=500, help="events per batch (at most 1,000)")
     parser.add_argument("--batch-concurrency", type=int, default=4, help="concurrent batch senders")

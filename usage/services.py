@@ -34,6 +34,7 @@ from usage.conditions import (
     condition_explain,
     condition_holds,
     condition_nodes,
+    product_metric,
 )
 from usage.metrics import data_ahead, profiles_for, windows_hold_data, zone_named
 from usage.metrics_rollups import execute_batches, insert_sql
@@ -53,6 +54,8 @@ SWEEP_CHUNK = 2000
 SWEEP_READERS = 2
 #: Values remembered per condition leaf (a leaf's verdict depends on its one value only).
 LEAF_CACHE = 4096
+#: Explanations remembered per definition, by the values its leaves read (see compile_explanation).
+EXPLANATION_CACHE = 4096
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,7 @@ class Definitions:
     stages: list[Stage]
     growing: list[tuple[str, str, float]] = field(default_factory=list)  # (metric, op, value) on growing metrics
     checks: Any = None  # compiled(): built on first use
+    explainers: dict[tuple[str, int, int], Callable[[Facts], dict[str, Any]]] = field(default_factory=dict)
 
     @classmethod
     def load(cls) -> Definitions:
@@ -96,6 +100,14 @@ class Definitions:
                 [(stage, compile_condition(stage.condition)) for stage in self.stages],
             )
         return self.checks
+
+    def why(self, definition: Cohort | Stage, facts: Facts) -> dict[str, Any]:
+        """`_why(definition, facts)`, through the definition's compiled explanation (built on first use)."""
+        key = (definition._meta.model_name, definition.pk, definition.version)
+        explain = self.explainers.get(key)
+        if explain is None:
+            explain = self.explainers[key] = compile_explanation(definition)
+        return explain(facts)
 
 
 def compile_condition(tree: dict) -> Callable[[Facts], bool]:
@@ -138,7 +150,13 @@ def compile_condition(tree: dict) -> Callable[[Facts], bool]:
         name = tree["field"]
         verdict = _verdicts(tree, lambda value: Facts(metrics={}, fields={name: value}))
         return lambda facts: verdict(facts.fields.get(name))
-    return lambda facts: condition_holds(tree, facts)  # product and cohort leaves: a lookup already
+    if "cohort" in tree:  # `_leaf`'s verdict, without the sorted cohorts it explains the verdict with
+        cohort = tree["cohort"]
+        return lambda facts: cohort in facts.cohorts
+    if "product" in tree:
+        metric = product_metric(tree["product"])
+        return lambda facts: bool(facts.metrics.get(metric))
+    return lambda facts: condition_holds(tree, facts)
 
 
 def _verdicts(tree: dict, alone: Callable[[Any], Facts]) -> Callable[[Any], bool]:
@@ -159,6 +177,69 @@ def _verdicts(tree: dict, alone: Callable[[Any], Facts]) -> Callable[[Any], bool
         return result
 
     return verdict
+
+
+def compile_explanation(definition: Cohort | Stage) -> Callable[[Facts], dict[str, Any]]:
+    """`_why(definition, facts)`, remembered by the values the condition's leaves read.
+
+    An explanation depends on those values alone, and most are small counts that many workspaces share, so
+    a first pass (every cohort entered and every stage begun, each with its explanation) built the same
+    trees again and again: 16 µs each, a seventh of its Python (py-spy). Values are keyed by `_value_key`;
+    a key that cannot be hashed is explained directly. The result is shared: callers only serialise it.
+    """
+    readers = []
+    for node in condition_nodes(definition.condition):
+        if any(group in node for group in ("all", "any", "not")):
+            continue
+        reader = _leaf_reader(node)
+        if reader is None:  # a leaf this cannot key by its value: explain every time
+            return lambda facts: _why(definition, facts)
+        readers.append(reader)
+    seen: dict[tuple[Any, ...], dict[str, Any]] = {}
+
+    def why(facts: Facts) -> dict[str, Any]:
+        key = tuple(_value_key(read(facts)) for read in readers)
+        try:
+            found = seen.get(key)
+        except TypeError:  # an unhashable value (a list, a mapping)
+            return _why(definition, facts)
+        if found is None:
+            found = _why(definition, facts)
+            if len(seen) < EXPLANATION_CACHE:
+                seen[key] = found
+        return found
+
+    return why
+
+
+def _leaf_reader(node: dict[str, Any]) -> Callable[[Facts], Any] | None:
+    """What a leaf's explanation reads of the facts (as `_leaf` reads it), or None for a leaf it does not know."""
+    if "metric" in node:
+        metric = node["metric"]
+        return lambda facts: facts.metrics.get(metric)
+    if "product" in node:
+        metric = product_metric(node["product"])
+        return lambda facts: facts.metrics.get(metric)
+    if "cohort" in node:
+        return lambda facts: facts.cohorts
+    if "field" in node:
+        name = node["field"]
+        return lambda facts: facts.fields.get(name)
+    return None
+
+
+#: Types whose equal values are written alike (a set of cohort keys is written sorted).
+_KEYED_BY_VALUE = frozenset({int, bool, str, type(None), frozenset})
+
+
+def _value_key(value: Any) -> tuple[Any, ...]:
+    """A value as a key that equals another only where both are explained alike: with its type (1, 1.0 and
+    True are equal but written differently), a float by its exact bits (-0.0 is not 0.0), anything else
+    (a Decimal: 0.1 and 0.10 are equal but written differently) by its repr."""
+    kind = type(value)
+    if kind in _KEYED_BY_VALUE:
+        return (kind, value)
+    return (float, value.hex()) if kind is float else (kind, repr(value))
 
 
 def _growing_leaves(tree: Any) -> list[tuple[str, str, float]]:
@@ -306,6 +387,9 @@ def _decide(read: _Read, now: datetime, definitions: Definitions) -> dict[str, _
     docs/benchmarks.md).
     """
     cohort_checks, stage_checks = definitions.compiled()
+    checks = [check for _, _, check in cohort_checks]
+    # The cohorts a workspace is in, by its verdicts: a few combinations, each set built once a chunk.
+    members_by_holds: dict[tuple[bool, ...], frozenset[str]] = {}
     local: dict[str, tuple[ZoneInfo, date]] = {}
     verdicts: dict[str, _Verdict] = {}
     for key in read.keys:
@@ -313,10 +397,18 @@ def _decide(read: _Read, now: datetime, definitions: Definitions) -> dict[str, _
         fields = {name: record.get(name) for name in FIELDS}
         metrics = read.metrics.get(key, {})
         facts = Facts(metrics=metrics, fields=fields)
-        holds = tuple(check(facts) for _, _, check in cohort_checks)
-        members = frozenset(cohort.key for (cohort, _, _), held in zip(cohort_checks, holds, strict=True) if held)
+        holds = tuple([check(facts) for check in checks])
+        members = members_by_holds.get(holds)
+        if members is None:
+            members = members_by_holds[holds] = frozenset(
+                cohort.key for (cohort, _, _), held in zip(cohort_checks, holds, strict=True) if held
+            )
         staged = Facts(metrics=metrics, fields=fields, cohorts=members)
-        stage = next((stage for stage, check in stage_checks if check(staged)), None)
+        stage = None
+        for candidate, check in stage_checks:
+            if check(staged):
+                stage = candidate
+                break
         zone_name = read.zones[key]
         if zone_name not in local:  # a few zones per batch: their day is computed once each
             zone = zone_named(zone_name)
@@ -369,19 +461,20 @@ def _apply(read: _Read, now: datetime, definitions: Definitions) -> list[Change]
             row = open_memberships.get((key, cohort_id))
             if holds and row is None:
                 entered.append(cohort.key)
-                enter.append([key, now, None, cohort.version, None, _why(cohort, facts), {}, cohort_id])
+                enter.append([key, now, None, cohort.version, None, definitions.why(cohort, facts), {}, cohort_id])
             elif not holds and row is not None:
                 exited.append(cohort.key)
-                left_memberships.append(_exit(row, now, cohort, facts))
+                left_memberships.append(_exit(row, now, definitions.why(cohort, facts), cohort))
         stage = verdict.stage
         period = open_periods.get(key)
         previous = stages[period[1]] if period is not None else None
         moved = stage is not None and (previous is None or previous.pk != stage.pk)
         if moved:
             if period is not None:
-                left_periods.append(_exit(period[0], now, previous, verdict.staged))
+                left_periods.append(_exit(period[0], now, definitions.why(previous, verdict.staged), previous))
             previous_id = previous.pk if previous else None
-            begin.append([key, now, None, stage.version, None, _why(stage, verdict.staged), {}, stage.pk, previous_id])
+            why = definitions.why(stage, verdict.staged)
+            begin.append([key, now, None, stage.version, None, why, {}, stage.pk, previous_id])
         # None for both when nothing decides a stage: the upsert keeps the stored ones.
         current, since = (stage, now) if moved else (previous, period[2]) if period is not None else (None, None)
         profiles.append(
@@ -419,9 +512,9 @@ class _Exit(NamedTuple):
     exited_why: dict[str, Any]
 
 
-def _exit(pk: int, now: datetime, definition: Cohort | Stage, facts: Facts) -> _Exit:
-    """An open membership or period closed now, with the evaluation that took it out."""
-    return _Exit(pk, now, definition.version, _why(definition, facts))
+def _exit(pk: int, now: datetime, why: dict[str, Any], definition: Cohort | Stage) -> _Exit:
+    """An open membership or period closed now, with the evaluation that took it out (`why`)."""
+    return _Exit(pk, now, definition.version, why)
 
 
 def _why(definition: Cohort | Stage, facts: Facts) -> dict[str, Any]:

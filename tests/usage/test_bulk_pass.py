@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import orjson
 import pytest
 from django.db import connection
 from hypothesis import given, settings
@@ -17,8 +18,8 @@ from tests.usage.test_behaviour import active
 from usage import services
 from usage.conditions import Facts, condition_holds
 from usage.definitions import shipped_document
-from usage.models import CohortMembership, Profile, StagePeriod
-from usage.services import behaviour_refresh, behaviour_sweep, compile_condition
+from usage.models import Cohort, CohortMembership, Profile, StagePeriod
+from usage.services import _why, behaviour_refresh, behaviour_sweep, compile_condition, compile_explanation
 
 T0 = datetime(2026, 11, 20, 15, 0, tzinfo=UTC)
 SHIPPED = [item["condition"] for kind in ("cohorts", "stages") for item in shipped_document()[kind]]
@@ -71,6 +72,25 @@ def test_a_compiled_condition_agrees_with_condition_holds(tree: dict, many: list
     check = compile_condition(tree)
     for one in [*many, *many]:  # the second time from the leaves' remembered verdicts
         assert check(one) == condition_holds(tree, one), (tree, one)
+
+
+@settings(max_examples=300, deadline=None)
+@given(tree=st.one_of(trees, st.sampled_from(SHIPPED)), many=st.lists(facts, min_size=1, max_size=6))
+def test_a_remembered_explanation_is_the_one_explaining_again_gives(tree: dict, many: list[Facts]) -> None:
+    """Byte for byte as written: 1, 1.0 and True, 0.0 and -0.0, Decimal 0.1 and 0.10 are equal values whose
+    explanations differ, so each must be remembered apart."""
+    definition = Cohort(pk=7, key="c", version=3, condition=tree)
+    explain = compile_explanation(definition)
+    for one in [*many, *many]:  # the second time from what it remembered
+        assert orjson.dumps(explain(one)) == orjson.dumps(_why(definition, one)), (tree, one)
+
+
+def test_equal_values_written_differently_are_explained_apart() -> None:
+    definition = Cohort(pk=7, key="c", version=1, condition={"metric": "active_days_7d", "op": ">=", "value": 0})
+    explain = compile_explanation(definition)
+    for value in (1, 1.0, True, 0.0, -0.0, Decimal("0.1"), Decimal("0.10")):
+        written = orjson.dumps(explain(Facts(metrics={"active_days_7d": value}, fields={})), default=str)
+        assert written == orjson.dumps(_why(definition, Facts(metrics={"active_days_7d": value})), default=str)
 
 
 def _world(prefix: str) -> list[str]:

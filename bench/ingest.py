@@ -844,6 +844,19 @@ def run_engine_phase(run: Run, phase: Phase, roots: dict[str, int]) -> dict[str,
     return result
 
 
+def serve_warm(run: Run, env: dict[str, str], secret: str, app: str) -> tuple[int, dict[str, int]]:
+    """Start the server under test with `app` on a free port (`run.server`), wait until it answers, send the
+    warm-up; its port and the CPU roots to measure."""
+    args = run.args
+    port = free_port()
+    run.server = start_gunicorn(args, env, port, run.log, app)
+    wait_ready(run.server, port)
+    roots = find_cpu_roots(run.server.pid, "granian" if args.server == "granian" else "gunicorn")
+    warmup = sign_requests(make_events(args.warmup, prefix=f"warm-{app.partition(':')[0]}", seed=args.seed + 1), secret)
+    run_phase(phase_http(args, "warm-up", warmup, port, concurrency=args.concurrency), cpu_roots=roots)
+    return port, roots
+
+
 def benchmark(run: Run) -> dict[str, Any]:
     args = run.args
     secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
@@ -871,13 +884,8 @@ def benchmark(run: Run) -> dict[str, Any]:
         truncate_events(args.database_url)
 
     if phases & {"engine", "paced", "batch"}:
-        port = free_port()
-        say(f"starting {args.server} on 127.0.0.1:{port} (-w {args.workers} --threads {args.threads})")
-        run.server = start_gunicorn(args, env, port, run.log)
-        wait_ready(run.server, port)
-        roots = find_cpu_roots(run.server.pid, "granian" if args.server == "granian" else "gunicorn")
-        warmup = sign_requests(make_events(args.warmup, prefix="warm", seed=args.seed + 1), secret)
-        run_phase(phase_http(args, "warm-up", warmup, port, concurrency=args.concurrency), cpu_roots=roots)
+        say(f"starting {args.server} (-w {args.workers} --threads {args.threads})")
+        port, roots = serve_warm(run, env, secret, ENGINE_APP)
         truncate_events(args.database_url)
 
         if "engine" in phases:
@@ -910,13 +918,8 @@ def benchmark(run: Run) -> dict[str, Any]:
     if "ceiling" in phases:
         if run.server is not None:
             stop_gunicorn(run.server)
-        port = free_port()
-        say(f"starting {args.server} on 127.0.0.1:{port} with the store left out (bench/ingest_ceiling.py)")
-        run.server = start_gunicorn(args, env, port, run.log, CEILING_APP)
-        wait_ready(run.server, port)
-        roots = find_cpu_roots(run.server.pid, "granian" if args.server == "granian" else "gunicorn")
-        warmup = sign_requests(make_events(args.warmup, prefix="warm-ceiling", seed=args.seed + 1), secret)
-        run_phase(phase_http(args, "warm-up", warmup, port, concurrency=args.concurrency), cpu_roots=roots)
+        say(f"starting {args.server} with the store left out (bench/ingest_ceiling.py)")
+        port, roots = serve_warm(run, env, secret, CEILING_APP)
         reqs = sign_requests(make_events(args.events, prefix="ceiling", seed=args.seed), secret)
         report["ceiling"] = run_phase(
             phase_http(args, "ceiling", reqs, port, concurrency=args.concurrency),

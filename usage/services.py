@@ -28,6 +28,7 @@ from django.utils import timezone
 
 from usage.conditions import (
     FIELDS,
+    GROUPS,
     NUMERIC_OPS,
     PLAIN_NUMBERS,
     Facts,
@@ -184,12 +185,12 @@ def compile_explanation(definition: Cohort | Stage) -> Callable[[Facts], dict[st
 
     An explanation depends on those values alone, and most are small counts that many workspaces share, so
     a first pass (every cohort entered and every stage begun, each with its explanation) built the same
-    trees again and again: 16 µs each, a seventh of its Python (py-spy). Values are keyed by `_value_key`;
-    a key that cannot be hashed is explained directly. The result is shared: callers only serialise it.
+    trees again and again: 16 µs each, a seventh of its Python (py-spy). Values are keyed by `_value_key`,
+    whose keys always hash. The result is shared: callers only serialise it.
     """
     readers = []
     for node in condition_nodes(definition.condition):
-        if any(group in node for group in ("all", "any", "not")):
+        if any(group in node for group in GROUPS):
             continue
         reader = _leaf_reader(node)
         if reader is None:  # a leaf this cannot key by its value: explain every time
@@ -199,10 +200,7 @@ def compile_explanation(definition: Cohort | Stage) -> Callable[[Facts], dict[st
 
     def why(facts: Facts) -> dict[str, Any]:
         key = tuple(_value_key(read(facts)) for read in readers)
-        try:
-            found = seen.get(key)
-        except TypeError:  # an unhashable value (a list, a mapping)
-            return _why(definition, facts)
+        found = seen.get(key)
         if found is None:
             found = _why(definition, facts)
             if len(seen) < EXPLANATION_CACHE:
@@ -235,7 +233,8 @@ _KEYED_BY_VALUE = frozenset({int, bool, str, type(None), frozenset})
 def _value_key(value: Any) -> tuple[Any, ...]:
     """A value as a key that equals another only where both are explained alike: with its type (1, 1.0 and
     True are equal but written differently), a float by its exact bits (-0.0 is not 0.0), anything else
-    (a Decimal: 0.1 and 0.10 are equal but written differently) by its repr."""
+    (a Decimal: 0.1 and 0.10 are equal but written differently; a list or a mapping, which cannot hash) by its
+    repr."""
     kind = type(value)
     if kind in _KEYED_BY_VALUE:
         return (kind, value)
